@@ -1,0 +1,3 @@
+from postier.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""TOML file → validated ``Config``. Unknown keys and wrong types are a ``ConfigError`` naming the key."""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from postier.config.model import Config
+from postier.mail.errors import ConfigError
+
+__all__ = ["load_config", "parse_config", "parse_hostport"]
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read ``path`` (None: the embedded defaults) and validate it."""
+    if path is None:
+        return parse_config({})
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
+    return parse_config(data)
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    try:
+        config = msgspec.convert(data, Config, strict=True)
+    except msgspec.ValidationError as exc:
+        path, message = _split_msgspec_error(str(exc))
+        raise ConfigError(path, message) from None
+    _check(config)
+    return config
+
+
+def _split_msgspec_error(text: str) -> tuple[str, str]:
+    # msgspec says e.g. "Object contains unknown field `hostnme` - at `$.server`".
+    message, _, where = text.partition(" - at `")
+    path = where.rstrip("`").removeprefix("$").lstrip(".")
+    if "unknown field `" in message:
+        key = message.split("unknown field `", 1)[1].split("`", 1)[0]
+        return (f"{path}.{key}" if path else key), "unknown key"
+    return path, message
+
+
+def parse_hostport(text: str, *, default_port: int | None = None) -> tuple[str, int]:
+    """``"127.0.0.1:25"``, ``"[::1]:25"``, ``"mx.example:587"`` → (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if text.startswith("[") and "]" in text:
+        close = text.index("]")
+        host, rest = text[1:close], text[close + 1 :]
+        sep, port = (":", rest[1:]) if rest.startswith(":") else ("", "")
+    elif not sep or ":" in host:
+        host, port = text, ""
+    if not port:
+        if default_port is None:
+            raise ValueError(f"{text!r} has no port (write host:port)")
+        return host, default_port
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} has an invalid port")
+    return host, int(port)
+
+
+def _check(config: Config) -> None:
+    if not config.listeners:
+        raise ConfigError("listener", "at least one [[listener]] is needed")
+    for i, listener in enumerate(config.listeners):
+        try:
+            parse_hostport(listener.address)
+        except ValueError as exc:
+            raise ConfigError(f"listener[{i}].address", str(exc)) from None
+    for i, net in enumerate(config.relay.trusted_networks):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"relay.trusted_networks[{i}]", f"{net!r} is not a CIDR network") from None
+    for i, ns in enumerate(config.dns.nameservers):
+        try:
+            parse_hostport(ns, default_port=53)
+        except ValueError as exc:
+            raise ConfigError(f"dns.nameservers[{i}]", str(exc)) from None
+    if config.relay.smarthost:
+        try:
+            parse_hostport(config.relay.smarthost, default_port=25)
+        except ValueError as exc:
+            raise ConfigError("relay.smarthost", str(exc)) from None
+    if config.server.max_recipients < 100:
+        raise ConfigError("server.max_recipients", "RFC 5321 §4.5.3.1.8 requires at least 100")
+    if config.server.max_message_bytes < 1024:
+        raise ConfigError("server.max_message_bytes", "must be at least 1024")
+    if (config.tls.cert == "") != (config.tls.key == ""):
+        raise ConfigError("tls", "give both cert and key, or neither")

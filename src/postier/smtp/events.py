@@ -1,0 +1,160 @@
+"""Events the server engine yields (``ServerConnection.next_event``).
+
+The driver answers every event with exactly one ``ServerConnection.send(reply)``, in order. Events that
+the engine can answer alone are ``Answered`` subclasses: the driver sends ``event.reply`` (it may log
+them first). All other events are decisions for the driver and its policy: it picks the reply.
+
+AUTH is the one exchange of several steps: after ``AuthStart`` the driver may send ``334`` challenges;
+each client line in between arrives as ``AuthResponse``; a ``235`` or a 4xx/5xx reply ends the exchange.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from postier.mail.address import Address
+from postier.mail.envelope import BodyType, Recipient, Ret
+from postier.mail.reply import Reply
+
+__all__ = [
+    "NEED_DATA",
+    "Answered",
+    "AuthResponse",
+    "AuthStart",
+    "DataStart",
+    "Event",
+    "Hello",
+    "MailFrom",
+    "MailParams",
+    "MessageReceived",
+    "Noop",
+    "Quit",
+    "Rejected",
+    "Reset",
+    "RcptTo",
+    "StartTls",
+]
+
+
+class _NeedData:
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA = _NeedData()
+"""Returned by ``next_event`` when the engine needs more bytes (or a reply) to go on."""
+
+
+@dataclass(frozen=True, slots=True)
+class MailParams:
+    """ESMTP parameters of MAIL FROM, validated by the engine."""
+
+    size: int | None = None  # RFC 1870 SIZE=
+    body: BodyType | None = None  # RFC 6152 BODY= (None: not given, i.e. 7BIT)
+    smtputf8: bool = False  # RFC 6531
+    ret: Ret | None = None  # RFC 3461 RET=
+    envid: str | None = None  # RFC 3461 ENVID=, decoded from xtext
+    auth: str | None = None  # RFC 4954 AUTH=, decoded from xtext; "<>" when given as <>
+
+
+# --- decisions for the driver ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """EHLO, HELO (or LHLO in LMTP). Positive answer: ``conn.ehlo_reply(hostname)`` for EHLO/LHLO,
+    ``Reply(250, None, hostname)`` for HELO."""
+
+    verb: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MailFrom:
+    """A syntactically valid MAIL FROM in the right state. ``sender`` None is ``<>``."""
+
+    sender: Address | None
+    params: MailParams
+
+
+@dataclass(frozen=True, slots=True)
+class RcptTo:
+    """A syntactically valid RCPT TO (with its NOTIFY/ORCPT) in the right state."""
+
+    recipient: Recipient
+
+
+@dataclass(frozen=True, slots=True)
+class DataStart:
+    """DATA with at least one accepted recipient. Answer 354 (``S.START_DATA``) to read the data."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """The whole message: after ``<CRLF>.<CRLF>`` (dot-unstuffed) or after BDAT LAST. ``body`` is the
+    message exactly as the client meant it; the driver prepends the Received header and queues it."""
+
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StartTls:
+    """STARTTLS, allowed now. Answer ``S.TLS_READY``; the engine then discards anything the client
+    pipelined after the command. After the handshake the driver calls ``conn.tls_established()``."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthStart:
+    """AUTH with a mechanism the engine offers. ``initial_response`` is the raw base64 text of the
+    initial response (``"="`` means an empty one, RFC 4954 §4), or None when absent."""
+
+    mechanism: str
+    initial_response: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResponse:
+    """A client line during an AUTH exchange (base64 text; ``*`` cancels and is answered by the engine)."""
+
+    data: str
+
+
+# --- answered by the engine -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """An event the engine has answered; the driver sends ``reply``."""
+
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class Noop(Answered):
+    """NOOP, HELP or VRFY (VRFY gets 252: Postier never confirms users)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reset(Answered):
+    """RSET: the transaction is gone."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quit(Answered):
+    """QUIT: send the 221 and close."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected(Answered):
+    """Bad input the engine refused: syntax, sequence, size, smuggling. ``close`` means the engine is
+    done (421 after too many errors, early talker): send the reply, then close the connection.
+    ``command`` is the command verb (or "DATA"/"BDAT" for message data) for the log."""
+
+    command: str = ""
+    close: bool = False
+
+
+Event = (
+    Hello | MailFrom | RcptTo | DataStart | MessageReceived | StartTls | AuthStart | AuthResponse
+    | Noop | Reset | Quit | Rejected
+)
