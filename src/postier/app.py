@@ -1,0 +1,127 @@
+"""Composition root: configuration → objects → one running server.
+
+Everything Postier runs is wired here, in one place, so that each part receives what it needs (the
+queue, the policy, the TLS context, the clock) instead of finding it through globals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from postier.config import Config, parse_hostport
+from postier.config.model import ListenerConfig
+from postier.observe import get_logger, mail_event
+from postier.policy.relay import RelayPolicy
+from postier.queue import SqliteQueue
+from postier.server.listener import Listener, SmtpServer, listener_settings
+from postier.server.tls import TlsStore, ensure_self_signed
+from postier.smtp.settings import EngineSettings
+
+__all__ = ["Application", "run"]
+
+_log = get_logger("postier.app")
+
+
+class Application:
+    """The running MTA. ``start()`` binds every listener; ``stop()`` shuts down gracefully."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.data_dir = Path(config.server.data_dir)
+        self.queue = SqliteQueue(self.data_dir / "queue", batch_max=config.queue.commit_batch_max)
+        self.tls = self._tls_store()
+        self.server = SmtpServer(
+            hostname=config.server.hostname,
+            queue=self.queue,
+            relay=RelayPolicy.build(config.relay.local_domains, config.relay.trusted_networks),
+            tls_context=self.tls.current,
+            authenticator=None,
+            max_connections=config.server.max_connections,
+            max_connections_per_ip=config.server.max_connections_per_ip,
+            command_timeout_s=config.server.command_timeout_s,
+            data_timeout_s=config.server.data_timeout_s,
+        )
+
+    def _tls_store(self) -> TlsStore:
+        cert, key = self.config.tls.cert, self.config.tls.key
+        if cert:
+            return TlsStore(Path(cert), Path(key))
+        cert_path, key_path, created = ensure_self_signed(self.data_dir, self.config.server.hostname)
+        if created:
+            _log.info("made a self-signed certificate for %s at %s", self.config.server.hostname, cert_path)
+        return TlsStore(cert_path, key_path)
+
+    def _listeners(self) -> list[Listener]:
+        s = self.config.server
+        base = EngineSettings(
+            hostname=s.hostname,
+            max_message_bytes=s.max_message_bytes,
+            max_recipients=s.max_recipients,
+            max_errors=s.max_errors,
+        )
+        return [self._listener(lc, base) for lc in self.config.listeners]
+
+    def _listener(self, lc: ListenerConfig, base: EngineSettings) -> Listener:
+        host, port = parse_hostport(lc.address)
+        settings = listener_settings(lc.mode, base, has_tls=True, has_auth=True)
+        delay = self.config.server.early_talker_delay_s if lc.mode == "smtp" else 0.0
+        return Listener(host, port, lc.mode, settings, early_talker_delay_s=delay)
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.queue.open()
+        try:
+            await self.server.start(self._listeners())
+        except BaseException:
+            await self.queue.close()
+            raise
+        addresses = " ".join(f"{lc.mode}={lc.address}" for lc in self.config.listeners)
+        mail_event("ready", listeners=addresses, hostname=self.config.server.hostname)
+
+    def reload_tls(self) -> None:
+        try:
+            self.tls.reload()
+        except Exception as exc:
+            _log.error("TLS reload refused, keeping the old certificate: %s", exc)
+        else:
+            _log.info("TLS certificate reloaded")
+
+    async def stop(self) -> None:
+        await self.server.shutdown(self.config.server.shutdown_grace_s)
+        await self.queue.close()
+        mail_event("stopped")
+
+
+async def serve(config: Config, *, started: Callable[[Application], None] | None = None) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads the TLS certificate."""
+    app = Application(config)
+    await app.start()
+    if started is not None:
+        started(app)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, app.reload_tls)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await app.stop()
+
+
+def run(config: Config) -> int:
+    """Run the server on uvloop when it is installed, else on the stdlib loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(config))
+    else:
+        with contextlib.suppress(KeyboardInterrupt):
+            uvloop.run(serve(config))
+    return 0

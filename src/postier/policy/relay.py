@@ -1,0 +1,63 @@
+"""Relay access: who may send mail to which recipient through this server.
+
+Theory of operation. Mail for a local domain is taken from anyone (it ends here). Mail for any other
+domain is relayed only for a client in a trusted network or an authenticated client; everyone else is
+refused at RCPT with ``554 5.7.1 Relay access denied``. Postier must never be an open relay.
+
+The local-domain test is deliberately strict: a recipient counts as local only when its domain, after
+lowercasing, dropping one trailing dot and IDNA normalisation, equals a configured local domain. Address
+literals (``user@[192.0.2.1]``) are never local. Routing tricks in the local part (``user%remote@local``,
+``"user@remote"@local``, ``remote!user@local``) are the local-delivery agent's problem; local delivery
+never interprets them as routes, so they cannot relay.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from postier.mail.address import Address
+from postier.mail.domain import normalize_domain
+from postier.mail.replies import S
+from postier.mail.reply import Reply
+
+__all__ = ["RelayPolicy"]
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class RelayPolicy:
+    local_domains: frozenset[str]
+    trusted_networks: tuple[_Network, ...]
+
+    @classmethod
+    def build(cls, local_domains: Iterable[str], trusted_networks: Iterable[str]) -> RelayPolicy:
+        return cls(
+            frozenset(normalize_domain(d) for d in local_domains),
+            tuple(ipaddress.ip_network(n, strict=False) for n in trusted_networks),
+        )
+
+    def is_trusted(self, client_ip: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(client_ip)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.trusted_networks)
+
+    def is_local(self, address: Address) -> bool:
+        if address.is_literal:
+            return False
+        try:
+            return address.domain_key in self.local_domains
+        except ValueError:
+            return False
+
+    def check_rcpt(self, address: Address, *, client_ip: str, authenticated: bool) -> Reply | None:
+        """None when the recipient is acceptable, else the reply that refuses it."""
+        if self.is_local(address) or authenticated or self.is_trusted(client_ip):
+            return None
+        return S.RELAY_DENIED

@@ -1,0 +1,378 @@
+"""One SMTP session: the asyncio driver around the sans-IO ``smtp.ServerConnection``.
+
+Theory of operation. ``data_received`` only feeds bytes to the engine and wakes the session task.
+The task pulls events in order, answers each with exactly one reply (the engine's own for ``Answered``
+events, a decision of policy/queue for the others) and collects the reply bytes. Replies are written in
+one batch when the engine needs more input or before the task awaits something slow (the queue), so a
+pipelining client (RFC 2920) gets its replies in few segments and never waits on a reply we hold back.
+
+Reading is paused while more than ``_READ_HIGH_WATER`` octets wait unprocessed, and the task stops
+taking commands while the transport's write buffer is full, so neither a fast sender nor a client
+that does not read its replies can grow our memory without bound.
+
+An unexpected exception ends this session alone with ``421 4.3.0``; the traceback is logged under the
+session id, and nothing of it reaches the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import ssl
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from postier.mail.envelope import BodyType, ClientInfo, Envelope
+from postier.mail.errors import QueueError, QueueFullError
+from postier.mail.replies import S, greeting, queued
+from postier.mail.reply import Reply
+from postier.observe import get_logger, mail_event
+from postier.server.received import protocol_keyword, received_header
+from postier.server.sasl import Challenge, Credentials, SaslExchange
+from postier.smtp.events import (
+    NEED_DATA,
+    Answered,
+    AuthResponse,
+    AuthStart,
+    DataStart,
+    Event,
+    Hello,
+    MailFrom,
+    MessageReceived,
+    Quit,
+    RcptTo,
+    Rejected,
+    StartTls,
+)
+from postier.smtp.server import ServerConnection
+
+if TYPE_CHECKING:
+    from postier.server.listener import Listener, SmtpServer
+
+__all__ = ["Session", "new_session_id"]
+
+_READ_HIGH_WATER = 1 << 20
+_log = get_logger("postier.server")
+
+
+def new_session_id() -> str:
+    """Short, unique enough for a day of logs, safe in a log line."""
+    return base64.b32encode(os.urandom(5)).decode("ascii").lower()
+
+
+class Session(asyncio.Protocol):
+    def __init__(self, server: SmtpServer, listener: Listener) -> None:
+        self.server = server
+        self.listener = listener
+        self.sid = new_session_id()
+        self.client_ip = ""
+        self.client_port = 0
+        self._transport: asyncio.Transport | None = None
+        self._conn: ServerConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._out: list[bytes] = []
+        self._pending_in = 0
+        self._paused = False
+        self._eof = False
+        self._lost = False
+        self._greeted = False
+        self._early = False
+        self._stopping = False
+        self._in_data = False
+        self._helo = ""
+        self._esmtp = False
+        self._tls: str | None = None
+        self._auth_user: str | None = None
+        self._sasl: SaslExchange | None = None
+
+    # --- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.client_ip, self.client_port = str(peer[0]), int(peer[1])
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self._tls = _tls_description(ssl_object)
+        refusal = self.server.admit(self)
+        if refusal is not None:
+            mail_event("reject", sid=self.sid, ip=self.client_ip, stage="connect", reply=str(refusal))
+            transport.write(refusal.to_bytes())
+            transport.close()
+            return
+        self._conn = ServerConnection(self.listener.engine_settings(is_tls=self._tls is not None))
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"smtp-{self.sid}")
+
+    def data_received(self, data: bytes) -> None:
+        if self._conn is None:
+            return
+        if not self._greeted:
+            self._early = True
+        self._conn.receive_data(data)
+        self._pending_in += len(data)
+        if self._pending_in > _READ_HIGH_WATER and not self._paused and self._transport is not None:
+            self._transport.pause_reading()
+            self._paused = True
+        self._wake.set()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        if self._conn is not None:
+            self._conn.receive_data(b"")
+        self._wake.set()
+        # Keep the write side open to answer what was pipelined before the EOF (not possible under TLS).
+        return self._tls is None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._wake.set()
+        self._can_write.set()
+        if self._conn is None:
+            return
+        self.server.release(self)
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    # --- control from the server -----------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Shutdown: the session ends with 421 4.3.2 the next time it waits for the client."""
+        self._stopping = True
+        self._wake.set()
+
+    async def wait_closed(self) -> None:
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    # --- the session task ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        mail_event("connect", sid=self.sid, ip=self.client_ip, port=self.client_port,
+                   listener=self.listener.address, tls=self._tls)
+        try:
+            if await self._refuse_early_talker():
+                return
+            await self._serve()
+        except Exception:
+            _log.exception("session %s: internal error", self.sid)
+            self._write_now(S.INTERNAL_ERROR)
+        finally:
+            self._flush()
+            if self._transport is not None and not self._transport.is_closing():
+                self._transport.close()
+            mail_event("disconnect", sid=self.sid, ip=self.client_ip)
+
+    async def _refuse_early_talker(self) -> bool:
+        delay = self.listener.early_talker_delay_s
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if self._early:
+            mail_event("reject", sid=self.sid, ip=self.client_ip, stage="connect",
+                       reply=str(S.EARLY_TALKER))
+            self._write_now(S.EARLY_TALKER)
+            return True
+        self._greeted = True
+        assert self._conn is not None
+        self._out.append(self._conn.send(greeting(self.server.hostname)))
+        return False
+
+    async def _serve(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        while not self._lost:
+            if not self._can_write.is_set():
+                self._flush()
+                await self._can_write.wait()
+            event = conn.next_event()
+            if event is NEED_DATA:
+                if conn.is_closed or self._eof or not await self._wait_input():
+                    return
+                continue
+            assert not isinstance(event, type(NEED_DATA))
+            reply = await self._answer(event)
+            self._out.append(conn.send(reply))
+            if isinstance(event, Quit) or reply.code == 421 or conn.is_closed:
+                return
+            if isinstance(event, StartTls) and reply.code == 220 and not await self._start_tls():
+                return
+
+    async def _wait_input(self) -> bool:
+        """Flush replies and wait for bytes. False when the session must end (timeout, shutdown)."""
+        self._flush()
+        self._pending_in = 0
+        if self._paused and self._transport is not None:
+            self._transport.resume_reading()
+            self._paused = False
+        timeout = self.server.data_timeout_s if self._in_data else self.server.command_timeout_s
+        self._wake.clear()
+        if self._stopping:
+            self._write_now(S.SERVICE_UNAVAILABLE)
+            return False
+        try:
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+        except TimeoutError:
+            mail_event("timeout", sid=self.sid, ip=self.client_ip, in_data=self._in_data)
+            self._write_now(S.TIMEOUT)
+            return False
+        if self._stopping and not self._lost:
+            self._write_now(S.SERVICE_UNAVAILABLE)
+            return False
+        return not self._lost
+
+    async def _answer(self, event: Event) -> Reply:
+        if isinstance(event, Answered):
+            if isinstance(event, Rejected):
+                mail_event("reject", sid=self.sid, ip=self.client_ip, stage=event.command or "-",
+                           reply=str(event.reply))
+            self._in_data = False
+            return event.reply
+        if isinstance(event, Hello):
+            return self._hello(event)
+        if isinstance(event, MailFrom):
+            return S.SENDER_OK
+        if isinstance(event, RcptTo):
+            return self._rcpt(event)
+        if isinstance(event, DataStart):
+            self._in_data = True
+            return S.START_DATA
+        if isinstance(event, MessageReceived):
+            self._in_data = False
+            return await self._queue_message(event)
+        if isinstance(event, StartTls):
+            return S.TLS_READY if self.server.tls_context() is not None else S.TLS_UNAVAILABLE
+        if isinstance(event, AuthStart):
+            self._sasl = SaslExchange(event.mechanism)
+            return await self._auth_step(self._sasl.start(event.initial_response))
+        if isinstance(event, AuthResponse):
+            if self._sasl is None:
+                return S.BAD_SEQUENCE
+            return await self._auth_step(self._sasl.respond(event.data))
+        raise AssertionError(f"unhandled event {event!r}")
+
+    def _hello(self, event: Hello) -> Reply:
+        assert self._conn is not None
+        self._helo = event.name
+        self._esmtp = event.verb.upper() != "HELO"
+        mail_event("helo", sid=self.sid, ip=self.client_ip, verb=event.verb.upper(), name=event.name)
+        return self._conn.ehlo_reply() if self._esmtp else Reply(250, None, self.server.hostname)
+
+    def _rcpt(self, event: RcptTo) -> Reply:
+        address = event.recipient.address
+        refusal = self.server.relay.check_rcpt(
+            address, client_ip=self.client_ip, authenticated=self._auth_user is not None
+        )
+        if refusal is not None:
+            mail_event("reject", sid=self.sid, ip=self.client_ip, stage="RCPT", rcpt=f"<{address}>",
+                       reply=str(refusal))
+            return refusal
+        return S.RECIPIENT_OK
+
+    async def _auth_step(self, step: object) -> Reply:
+        if isinstance(step, Challenge):
+            return Reply(334, None, step.text)
+        self._sasl = None
+        if not isinstance(step, Credentials):
+            return S.AUTH_MALFORMED
+        authenticator = self.server.authenticator
+        self._flush()
+        user = None if authenticator is None else await authenticator.authenticate(step.username, step.password)
+        if user is None:
+            mail_event("auth", sid=self.sid, ip=self.client_ip, user=step.username, result="failed")
+            return S.AUTH_FAILED
+        self._auth_user = user
+        mail_event("auth", sid=self.sid, ip=self.client_ip, user=user, result="ok")
+        return S.AUTH_OK
+
+    async def _queue_message(self, event: MessageReceived) -> Reply:
+        smtputf8 = event.params.smtputf8
+        client = ClientInfo(
+            ip=self.client_ip,
+            port=self.client_port,
+            helo=self._helo,
+            protocol=protocol_keyword(esmtp=self._esmtp, tls=self._tls is not None,
+                                      authenticated=self._auth_user is not None, smtputf8=smtputf8),
+            tls=self._tls,
+            auth_user=self._auth_user,
+            listener=self.listener.address,
+        )
+        envelope = Envelope(
+            sender=event.sender,
+            recipients=event.recipients,
+            body=event.params.body or BodyType.SEVEN_BIT,
+            smtputf8=smtputf8,
+            ret=event.params.ret,
+            envid=event.params.envid,
+            declared_size=event.params.size,
+            client=client,
+        )
+        queue_id = self.server.queue.new_id()
+        header = received_header(
+            helo=self._helo, client_ip=self.client_ip, hostname=self.server.hostname,
+            protocol=client.protocol, queue_id=queue_id, tls=self._tls,
+            recipients=tuple(r.address for r in event.recipients), now=datetime.now(UTC),
+        )
+        self._flush()
+        try:
+            await self.server.queue.enqueue(envelope, header + event.body, queue_id=queue_id)
+        except QueueFullError:
+            _log.error("session %s: queue is out of space", self.sid)
+            return S.QUEUE_FULL
+        except QueueError:
+            _log.exception("session %s: queue error", self.sid)
+            return S.QUEUE_ERROR
+        sender = "" if event.sender is None else str(event.sender)
+        mail_event("queued", sid=self.sid, id=queue_id, ip=self.client_ip, **{"from": f"<{sender}>"},
+                   size=len(event.body), nrcpt=len(event.recipients), proto=client.protocol,
+                   user=self._auth_user)
+        return queued(queue_id)
+
+    async def _start_tls(self) -> bool:
+        context = self.server.tls_context()
+        transport = self._transport
+        assert context is not None and transport is not None and self._conn is not None
+        self._flush()
+        loop = asyncio.get_running_loop()
+        try:
+            new_transport = await loop.start_tls(
+                transport, self, context, server_side=True,
+                ssl_handshake_timeout=self.server.handshake_timeout_s,
+            )
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+            mail_event("tls_failed", sid=self.sid, ip=self.client_ip, error=type(exc).__name__)
+            return False
+        if new_transport is None:
+            return False
+        self._transport = new_transport  # type: ignore[assignment]
+        self._tls = _tls_description(new_transport.get_extra_info("ssl_object"))
+        self._helo, self._esmtp = "", False
+        self._conn.tls_established()
+        mail_event("starttls", sid=self.sid, ip=self.client_ip, tls=self._tls)
+        return True
+
+    # --- output ------------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        if self._out and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(b"".join(self._out))
+        self._out.clear()
+
+    def _write_now(self, reply: Reply) -> None:
+        self._out.append(reply.to_bytes())
+        self._flush()
+
+
+def _tls_description(ssl_object: ssl.SSLObject | None) -> str | None:
+    if ssl_object is None:
+        return None
+    cipher = ssl_object.cipher()
+    return f"{ssl_object.version()} {cipher[0] if cipher else '?'}"

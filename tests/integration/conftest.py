@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from postier.app import Application
+from postier.config import parse_config
+from tests.integration.harness import RunningServer, make_config
+
+StartServer = Callable[..., Any]
+
+
+@pytest.fixture
+async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
+    """Factory: ``await start_server(relay={...}, server={...})`` runs Postier in this event loop."""
+    apps: list[Application] = []
+
+    async def start(**sections: dict[str, Any]) -> RunningServer:
+        data_dir = tmp_path / f"var{len(apps)}"
+        config = parse_config(make_config(data_dir, **sections))
+        app = Application(config)
+        await app.start()
+        apps.append(app)
+        return RunningServer(app, config)
+
+    yield start
+    for app in apps:
+        await app.stop()
+
+
+@pytest.fixture
+async def server(start_server: StartServer) -> RunningServer:
+    result: RunningServer = await start_server()
+    return result

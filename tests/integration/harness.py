@@ -1,0 +1,122 @@
+"""Run Postier for tests: in this process (fast, on the test's event loop) or as a child process
+(``postier serve``, for crash and shutdown tests). Everything listens on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from postier.app import Application
+from postier.config import Config, parse_config
+
+__all__ = ["PostierProcess", "RunningServer", "free_port", "make_config", "wait_for_port"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def make_config(data_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A test configuration: three listeners on free loopback ports, hostname mx.test."""
+    data: dict[str, Any] = {
+        "server": {"hostname": "mx.test", "data_dir": str(data_dir)},
+        "listener": [
+            {"address": f"127.0.0.1:{free_port()}", "mode": "smtp"},
+            {"address": f"127.0.0.1:{free_port()}", "mode": "submission"},
+            {"address": f"127.0.0.1:{free_port()}", "mode": "submissions"},
+        ],
+        "relay": {"local_domains": ["localhost", "example.test"]},
+    }
+    for name, values in sections.items():
+        if isinstance(values, dict) and isinstance(data.get(name), dict):
+            data[name] = {**data[name], **values}
+        else:
+            data[name] = values
+    return data
+
+
+def _ports(config: Config) -> dict[str, int]:
+    return {lc.mode: int(lc.address.rsplit(":", 1)[1]) for lc in config.listeners}
+
+
+@dataclass
+class RunningServer:
+    app: Application
+    config: Config
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return _ports(self.config)
+
+    @property
+    def smtp_port(self) -> int:
+        return self.ports["smtp"]
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.config.server.data_dir)
+
+
+class PostierProcess:
+    """``python -m postier serve --config FILE`` as a child process, its log in ``log_path``."""
+
+    def __init__(self, tmp_path: Path, data: dict[str, Any]) -> None:
+        import tomli_w
+
+        self.config = parse_config(data)
+        self.config_path = tmp_path / "postier.toml"
+        self.config_path.write_text(tomli_w.dumps(data))
+        self.log_path = tmp_path / "postier.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return _ports(self.config)
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "postier", "serve", "--config", str(self.config_path)],
+                stdout=log, stderr=subprocess.STDOUT, env=env,
+            )
+        wait_for_port(self.ports["smtp"])
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self, timeout_s: float = 20.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout_s)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
