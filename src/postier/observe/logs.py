@@ -1,0 +1,168 @@
+"""Log setup and the two line formats, ``kv`` and ``json``.
+
+Theory of operation: every record becomes exactly one line. Values that may come from a client
+(HELO names, addresses, reply texts) are escaped so that CR, LF and other non-printing characters
+never reach the log raw: a client cannot forge a log line or hide text with control characters.
+
+``kv``::
+
+    2026-11-29T06:40:20.123Z info event=queued sid=s1 id=Q1 from=<a@example.test> size=312 nrcpt=1
+    2026-11-29T06:40:21.004Z warning logger=postier.server msg="listener stopped" addr=127.0.0.1:2525
+
+A value is written bare when it is made only of printable, non-space characters other than ``"``,
+``\\`` and ``=``; otherwise it is written in double quotes with ``\\"``, ``\\\\``, ``\\n``, ``\\r``,
+``\\t`` and ``\\xHH`` / ``\\uHHHH`` escapes. Non-ASCII printable text (SMTPUTF8 addresses) stays as is.
+
+``json``: one JSON object per line, keys ``ts``, ``level``, then the fields in the same order.
+
+Structured fields ride on a record as the ``postier_fields`` attribute; pass them with
+``log.info("text", extra=fields(domain="example.test"))``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import IO, Any, Literal
+
+__all__ = [
+    "FIELDS_ATTR",
+    "JsonFormatter",
+    "KvFormatter",
+    "fields",
+    "format_kv",
+    "get_logger",
+    "setup_logging",
+]
+
+FIELDS_ATTR = "postier_fields"
+LogFormat = Literal["kv", "json"]
+
+_BARE = re.compile(r'[^\s"\\=]+')
+_KEY = re.compile(r"[a-z][a-z0-9_.-]*")
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def fields(**values: object) -> dict[str, Any]:
+    """``extra=`` for a logging call: ``log.info("text", extra=fields(sid="s1"))``."""
+    return {FIELDS_ATTR: values}
+
+
+def _escape_char(ch: str) -> str:
+    if ch in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[ch]
+    if ch.isprintable():
+        return ch
+    # Control characters, line/paragraph separators (U+2028/9), bidi overrides, odd spaces.
+    point = ord(ch)
+    if point < 0x100:
+        return f"\\x{point:02x}"
+    if point < 0x10000:
+        return f"\\u{point:04x}"
+    return f"\\U{point:08x}"
+
+
+def _render_scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def format_value(value: object) -> str:
+    """One kv value, quoted and escaped when it has to be."""
+    text = _render_scalar(value)
+    if _BARE.fullmatch(text) and text.isprintable():
+        return text
+    return '"' + "".join(_escape_char(ch) for ch in text) + '"'
+
+
+def format_kv(pairs: Mapping[str, object]) -> str:
+    """``key=value key2="value two"``; ``None`` values are left out."""
+    out = []
+    for key, value in pairs.items():
+        if value is None:
+            continue
+        safe_key = key if _KEY.fullmatch(key) else format_value(key)
+        out.append(f"{safe_key}={format_value(value)}")
+    return " ".join(out)
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    moment = datetime.fromtimestamp(record.created, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _record_fields(record: logging.LogRecord) -> dict[str, object]:
+    """The fields of a record in line order: mail events carry them all; other records get
+    ``logger`` and ``msg`` first, then their fields, then ``exc`` for a traceback."""
+    extra = getattr(record, FIELDS_ATTR, None)
+    out: dict[str, object] = {}
+    is_mail_event = isinstance(extra, Mapping) and "event" in extra
+    if not is_mail_event:
+        out["logger"] = record.name
+        out["msg"] = record.getMessage()
+    if isinstance(extra, Mapping):
+        out.update(extra)
+    if record.exc_info and record.exc_info[0] is not None:
+        out["exc"] = logging.Formatter().formatException(record.exc_info)
+    elif record.exc_text:
+        out["exc"] = record.exc_text
+    return out
+
+
+class KvFormatter(logging.Formatter):
+    """``<UTC timestamp> <level> key=value …`` on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        head = f"{_timestamp(record)} {record.levelname.lower()}"
+        body = format_kv(_record_fields(record))
+        return f"{head} {body}" if body else head
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``{"ts": …, "level": …, "event": …, …}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        obj: dict[str, object] = {"ts": _timestamp(record), "level": record.levelname.lower()}
+        for key, value in _record_fields(record).items():
+            if value is None:
+                continue
+            # json.dumps escapes every control character and keeps the line single.
+            obj[key] = value if isinstance(value, (int, float, bool)) else str(value)
+        return json.dumps(obj, ensure_ascii=False)
+
+
+class _PostierHandler(logging.StreamHandler[IO[str]]):
+    """Marks the handler setup_logging installed, so a second call replaces it."""
+
+
+def setup_logging(
+    level: str = "info", fmt: LogFormat = "kv", stream: IO[str] | None = None
+) -> logging.Handler:
+    """Send all records at ``level`` or above to ``stream`` (standard error by default), one line each.
+
+    Installs one handler on the root logger (so library warnings share the format) and replaces the
+    one a previous call installed. Returns the handler.
+    """
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise ValueError(f"unknown log level: {level!r}")
+    if fmt not in ("kv", "json"):
+        raise ValueError(f"unknown log format: {fmt!r}")
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _PostierHandler)]:
+        root.removeHandler(old)
+    handler = _PostierHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(KvFormatter() if fmt == "kv" else JsonFormatter())
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    return handler
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A logger under ``postier.`` for messages that are not mail events."""
+    return logging.getLogger(name if name == "postier" or name.startswith("postier.") else f"postier.{name}")

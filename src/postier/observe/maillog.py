@@ -1,0 +1,92 @@
+"""The mail log: one line per mail event, with the session id and the queue id.
+
+Theory of operation: what happened to a message is told by a fixed set of events written on the
+``postier.mail`` logger. Each line starts with ``event``, then ``sid`` (the SMTP session id) and ``id``
+(the queue id) when known, then the other fields in the order the caller gave them. Field names and
+event names are a public interface for people who grep logs: add fields, never rename them.
+A keyword that clashes with Python (``from``) is passed with a trailing underscore (``from_=``) and
+logged without it. ``None`` values are left out. (Model: chasquid ``internal/maillog``; Postfix's
+``status=sent (250 …)`` lines.)
+
+Events and their usual fields:
+
+=============  ==============================================================================
+connect        sid, remote (ip:port), listener (smtp|submission|submissions), local (ip:port)
+helo           sid, name (as the client gave it), verb (HELO|EHLO)
+tls            sid, version (TLSv1.3), cipher
+auth           sid, mechanism, user, result (ok|failed|cancelled) — never the password or payload
+reject         sid, stage (connect|helo|auth|mail|rcpt|data), reply ("550 5.1.1 …"), from, rcpt, reason
+queued         sid, id, from (<sender>, ``<>`` for bounces), size (octets), nrcpt, msgid
+delivery       id, rcpt, result (delivered|deferred|failed), reply, mx (host[ip]), attempt, delay_s
+bounce         id, rcpt, reply, bounce_id (queue id of the DSN sent), reason
+expired        id, rcpt, age_s (time in queue), last_reply
+removed        id, by (cli|api|expiry), reason
+disconnect     sid, remote, commands (count), duration_s, reason (quit|timeout|error|shutdown)
+ready          listeners ("smtp=127.0.0.1:2525 submission=…"), hostname — the server accepts mail
+stopped        (no fields) — the server has shut down
+=============  ==============================================================================
+
+Never pass passwords, AUTH payloads, keys or message bodies as fields.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from postier.observe.logs import FIELDS_ATTR
+
+__all__ = ["EVENTS", "MAIL_LOGGER", "mail_event"]
+
+MAIL_LOGGER = "postier.mail"
+
+EVENTS = frozenset(
+    {
+        "connect",
+        "helo",
+        "tls",
+        "auth",
+        "reject",
+        "queued",
+        "delivery",
+        "bounce",
+        "expired",
+        "removed",
+        "disconnect",
+        "ready",
+        "stopped",
+    }
+)
+
+_LEADING = ("sid", "id")
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_log = logging.getLogger(MAIL_LOGGER)
+
+
+def _field_order(event: str, given: dict[str, object]) -> dict[str, object]:
+    """``event``, ``sid``, ``id`` first, then the rest as given; trailing ``_`` dropped."""
+    renamed: dict[str, object] = {}
+    for key, value in given.items():
+        name = key[:-1] if key.endswith("_") else key
+        if not _FIELD_NAME.fullmatch(name) or name in ("event", "ts", "level"):
+            raise ValueError(f"bad mail log field name: {key!r}")
+        renamed[name] = value
+    ordered: dict[str, object] = {"event": event}
+    for key in _LEADING:
+        if key in renamed:
+            ordered[key] = renamed.pop(key)
+    ordered.update(renamed)
+    return ordered
+
+
+def mail_event(event: str, /, **fields: object) -> None:
+    """Write one mail-event line, e.g. ``mail_event("queued", sid=sid, id=qid, from_="<a@b>", size=312)``.
+
+    Raises ValueError for an event name outside ``EVENTS`` or a malformed field name: both are
+    programming errors that the tests catch, and the fixed vocabulary is what keeps the log greppable.
+    """
+    if event not in EVENTS:
+        raise ValueError(f"unknown mail event: {event!r}")
+    ordered = _field_order(event, fields)
+    if _log.isEnabledFor(logging.INFO):
+        _log.info("%s", event, extra={FIELDS_ATTR: ordered})
