@@ -99,7 +99,9 @@ class PostierProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "postier", "serve", "--config", str(self.config_path)],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
         wait_for_port(self.ports["smtp"])
 

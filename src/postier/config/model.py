@@ -83,12 +83,14 @@ class RelayConfig(_Section):
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     """CIDR networks allowed to relay to any domain without AUTH."""
     smarthost: str = ""
-    """"host:port" that all outbound mail is relayed through. Empty: deliver by MX."""
+    """"host:port" that all outbound mail is relayed through. Empty: deliver by MX. (Read by outbound
+    delivery, which is not built yet.)"""
 
 
 class DnsConfig(_Section):
     nameservers: tuple[str, ...] = ()
-    """"host:port" DNS servers to ask. Empty: the system resolver (/etc/resolv.conf)."""
+    """"host:port" DNS servers to ask. Empty: the system resolver (/etc/resolv.conf). (Read by outbound
+    delivery, which is not built yet.)"""
 
 
 class LogConfig(_Section):
@@ -105,7 +107,9 @@ def _default_listeners() -> tuple[ListenerConfig, ...]:
     )
 
 
-class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, rename={"listeners": "listener"}):
+class Config(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, rename={"listeners": "listener"}
+):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     listeners: tuple[ListenerConfig, ...] = msgspec.field(default_factory=_default_listeners)
     """[[listener]] tables, one per listening socket. Default: smtp on 127.0.0.1:2525,

@@ -10,7 +10,7 @@ from base64 import b64decode, b64encode
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Authenticator", "Challenge", "Credentials", "Malformed", "SaslExchange", "MECHANISMS"]
+__all__ = ["MECHANISMS", "Authenticator", "Challenge", "Credentials", "Malformed", "SaslExchange"]
 
 MECHANISMS = ("PLAIN", "LOGIN")
 

@@ -156,8 +156,14 @@ class Session(asyncio.Protocol):
     # --- the session task ------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        mail_event("connect", sid=self.sid, ip=self.client_ip, port=self.client_port,
-                   listener=self.listener.address, tls=self._tls)
+        mail_event(
+            "connect",
+            sid=self.sid,
+            ip=self.client_ip,
+            port=self.client_port,
+            listener=self.listener.address,
+            tls=self._tls,
+        )
         try:
             if await self._refuse_early_talker():
                 return
@@ -176,8 +182,7 @@ class Session(asyncio.Protocol):
         if delay > 0:
             await asyncio.sleep(delay)
         if self._early:
-            mail_event("reject", sid=self.sid, ip=self.client_ip, stage="connect",
-                       reply=str(S.EARLY_TALKER))
+            mail_event("reject", sid=self.sid, ip=self.client_ip, stage="connect", reply=str(S.EARLY_TALKER))
             self._write_now(S.EARLY_TALKER)
             return True
         self._greeted = True
@@ -232,8 +237,13 @@ class Session(asyncio.Protocol):
     async def _answer(self, event: Event) -> Reply:
         if isinstance(event, Answered):
             if isinstance(event, Rejected):
-                mail_event("reject", sid=self.sid, ip=self.client_ip, stage=event.command or "-",
-                           reply=str(event.reply))
+                mail_event(
+                    "reject",
+                    sid=self.sid,
+                    ip=self.client_ip,
+                    stage=event.command or "-",
+                    reply=str(event.reply),
+                )
             self._in_data = False
             return event.reply
         if isinstance(event, Hello):
@@ -272,8 +282,14 @@ class Session(asyncio.Protocol):
             address, client_ip=self.client_ip, authenticated=self._auth_user is not None
         )
         if refusal is not None:
-            mail_event("reject", sid=self.sid, ip=self.client_ip, stage="RCPT", rcpt=f"<{address}>",
-                       reply=str(refusal))
+            mail_event(
+                "reject",
+                sid=self.sid,
+                ip=self.client_ip,
+                stage="RCPT",
+                rcpt=f"<{address}>",
+                reply=str(refusal),
+            )
             return refusal
         return S.RECIPIENT_OK
 
@@ -285,7 +301,9 @@ class Session(asyncio.Protocol):
             return S.AUTH_MALFORMED
         authenticator = self.server.authenticator
         self._flush()
-        user = None if authenticator is None else await authenticator.authenticate(step.username, step.password)
+        user = (
+            None if authenticator is None else await authenticator.authenticate(step.username, step.password)
+        )
         if user is None:
             mail_event("auth", sid=self.sid, ip=self.client_ip, user=step.username, result="failed")
             return S.AUTH_FAILED
@@ -299,8 +317,12 @@ class Session(asyncio.Protocol):
             ip=self.client_ip,
             port=self.client_port,
             helo=self._helo,
-            protocol=protocol_keyword(esmtp=self._esmtp, tls=self._tls is not None,
-                                      authenticated=self._auth_user is not None, smtputf8=smtputf8),
+            protocol=protocol_keyword(
+                esmtp=self._esmtp,
+                tls=self._tls is not None,
+                authenticated=self._auth_user is not None,
+                smtputf8=smtputf8,
+            ),
             tls=self._tls,
             auth_user=self._auth_user,
             listener=self.listener.address,
@@ -317,9 +339,14 @@ class Session(asyncio.Protocol):
         )
         queue_id = self.server.queue.new_id()
         header = received_header(
-            helo=self._helo, client_ip=self.client_ip, hostname=self.server.hostname,
-            protocol=client.protocol, queue_id=queue_id, tls=self._tls,
-            recipients=tuple(r.address for r in event.recipients), now=datetime.now(UTC),
+            helo=self._helo,
+            client_ip=self.client_ip,
+            hostname=self.server.hostname,
+            protocol=client.protocol,
+            queue_id=queue_id,
+            tls=self._tls,
+            recipients=tuple(r.address for r in event.recipients),
+            now=datetime.now(UTC),
         )
         self._flush()
         try:
@@ -331,9 +358,17 @@ class Session(asyncio.Protocol):
             _log.exception("session %s: queue error", self.sid)
             return S.QUEUE_ERROR
         sender = "" if event.sender is None else str(event.sender)
-        mail_event("queued", sid=self.sid, id=queue_id, ip=self.client_ip, **{"from": f"<{sender}>"},
-                   size=len(event.body), nrcpt=len(event.recipients), proto=client.protocol,
-                   user=self._auth_user)
+        mail_event(
+            "queued",
+            sid=self.sid,
+            id=queue_id,
+            ip=self.client_ip,
+            **{"from": f"<{sender}>"},
+            size=len(event.body),
+            nrcpt=len(event.recipients),
+            proto=client.protocol,
+            user=self._auth_user,
+        )
         return queued(queue_id)
 
     async def _start_tls(self) -> bool:
@@ -344,7 +379,10 @@ class Session(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         try:
             new_transport = await loop.start_tls(
-                transport, self, context, server_side=True,
+                transport,
+                self,
+                context,
+                server_side=True,
                 ssl_handshake_timeout=self.server.handshake_timeout_s,
             )
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
