@@ -7,8 +7,8 @@ The page is generated, so it can never drift from the code: a test compares the 
 from __future__ import annotations
 
 import ast
-import itertools
 import inspect
+import itertools
 import json
 
 import msgspec
@@ -22,7 +22,7 @@ _SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     (
         "listener",
         model.ListenerConfig,
-        "[[listener]] (one table per listening socket; default: smtp on 127.0.0.1:2525, submission on 127.0.0.1:2587)",
+        "[[listener]] (one per socket; default: smtp 127.0.0.1:2525, submission 127.0.0.1:2587)",
     ),
     ("tls", model.TlsConfig, "[tls]"),
     ("queue", model.QueueConfig, "[queue]"),
