@@ -1,0 +1,159 @@
+"""``DnsPythonResolver``: the ``Resolver`` protocol on dnspython's asyncio stub resolver, with a cache.
+
+Theory of operation: one query per ``(name, type)``; dnspython's own cache and search list are off
+(names are always absolute) so the only cache is ``AnswerCache``, which respects TTLs on an injected
+clock. dnspython's exceptions are mapped once, here, onto the typed errors: NXDOMAIN → ``NxDomain``;
+an empty NOERROR answer → ``NoData`` (RFC 2308 §2.2); SERVFAIL / REFUSED from every server, a timeout,
+or a network error → ``TemporaryDnsError``. Negative answers are cached for the SOA negative TTL
+(RFC 2308 §5); temporary failures never are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+
+import dns.asyncresolver
+import dns.exception
+import dns.message
+import dns.name
+import dns.nameserver
+import dns.rdata
+import dns.rdatatype
+import dns.rdtypes.ANY.MX
+import dns.rdtypes.ANY.TXT
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
+import dns.resolver
+
+from postier.dns.cache import AnswerCache, Clock
+from postier.dns.errors import DnsError, NoData, NxDomain, TemporaryDnsError
+from postier.dns.resolver import MxRecord
+from postier.mail.domain import to_ascii
+
+__all__ = ["DnsPythonResolver"]
+
+
+class DnsPythonResolver:
+    """``nameservers`` are ``(address, port)`` pairs; None reads the system's /etc/resolv.conf.
+
+    ``timeout_s`` bounds one whole lookup (all servers, all retries)."""
+
+    def __init__(
+        self,
+        nameservers: list[tuple[str, int]] | None = None,
+        *,
+        timeout_s: float = 10.0,
+        clock: Clock = time.monotonic,
+        cache: AnswerCache | None = None,
+    ) -> None:
+        self._resolver = dns.asyncresolver.Resolver(configure=nameservers is None)
+        if nameservers is not None:
+            self._resolver.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in nameservers]
+        self._resolver.cache = None
+        self._resolver.lifetime = timeout_s
+        self._resolver.timeout = timeout_s
+        self._cache = cache if cache is not None else AnswerCache(clock)
+
+    async def mx(self, domain: str) -> list[MxRecord]:
+        texts = await self._lookup(domain, "MX")
+        records = []
+        for text in texts:
+            preference, host = text.split(" ", 1)
+            records.append(MxRecord(int(preference), host))
+        return records
+
+    async def addresses(self, host: str) -> list[str]:
+        if _is_ip(host):
+            return [host]
+        results = await asyncio.gather(
+            self._lookup(host, "A"), self._lookup(host, "AAAA"), return_exceptions=True
+        )
+        found = [a for r in results if isinstance(r, tuple) for a in r]
+        if found:
+            return found
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for kind in (NxDomain, TemporaryDnsError, NoData):
+            for error in errors:
+                if isinstance(error, kind):
+                    raise kind(error.name, "A/AAAA", error.detail)
+        raise errors[0]  # not a DnsError: a bug, let it show
+
+    async def txt(self, name: str) -> list[str]:
+        return list(await self._lookup(name, "TXT"))
+
+    async def _lookup(self, name: str, rdtype: str) -> tuple[str, ...]:
+        try:
+            key = to_ascii(name)
+            qname = dns.name.from_text(key)
+        except (ValueError, dns.exception.DNSException) as exc:
+            raise NxDomain(name, rdtype, f"invalid name: {exc}") from None
+        result: tuple[str, ...] | DnsError | None = self._cache.get(key, rdtype)
+        if result is None:
+            result = await self._query(qname, key, rdtype)
+        if isinstance(result, DnsError):
+            raise type(result)(name, rdtype, result.detail)
+        return result
+
+    async def _query(self, qname: dns.name.Name, key: str, rdtype: str) -> tuple[str, ...] | DnsError:
+        try:
+            answer = await self._resolver.resolve(qname, rdtype, search=False, raise_on_no_answer=False)
+        except dns.resolver.NXDOMAIN as exc:
+            error = NxDomain(key, rdtype)
+            response = exc.response(qname)  # type: ignore[no-untyped-call]
+            self._cache.put(key, rdtype, error, _negative_ttl(response))
+            return error
+        except dns.exception.Timeout:
+            return TemporaryDnsError(key, rdtype, "timeout")
+        except dns.resolver.NoNameservers as exc:
+            return TemporaryDnsError(key, rdtype, _server_failure(exc))
+        except (dns.exception.DNSException, OSError) as exc:
+            return TemporaryDnsError(key, rdtype, type(exc).__name__)
+        if answer.rrset is None:
+            no_data = NoData(key, rdtype)
+            self._cache.put(key, rdtype, no_data, _negative_ttl(answer.response))
+            return no_data
+        texts = tuple(_to_text(rdata) for rdata in answer.rrset)
+        # The TTL of a CNAME chain is that of its shortest-lived link.
+        ttl = min(rrset.ttl for rrset in answer.response.answer)
+        self._cache.put(key, rdtype, texts, ttl)
+        return texts
+
+
+def _to_text(rdata: dns.rdata.Rdata) -> str:
+    if isinstance(rdata, dns.rdtypes.ANY.MX.MX):
+        exchange = rdata.exchange
+        host = exchange.to_text(omit_final_dot=True).lower() if exchange != dns.name.root else "."
+        return f"{rdata.preference} {host}"
+    if isinstance(rdata, dns.rdtypes.ANY.TXT.TXT):
+        # RFC 7208 §3.3: the character-strings of one record are concatenated without spaces.
+        return b"".join(rdata.strings).decode("utf-8", "replace")
+    if isinstance(rdata, dns.rdtypes.IN.A.A | dns.rdtypes.IN.AAAA.AAAA):
+        return str(rdata.address)
+    return str(rdata.to_text())
+
+
+def _negative_ttl(response: dns.message.Message | None) -> float:
+    """RFC 2308 §5: a negative answer lives min(SOA TTL, SOA MINIMUM); without a SOA, not at all."""
+    if response is None:
+        return 0.0
+    for rrset in response.authority:
+        if rrset.rdtype == dns.rdatatype.SOA:
+            return float(min(rrset.ttl, rrset[0].minimum))
+    return 0.0
+
+
+def _server_failure(exc: dns.resolver.NoNameservers) -> str:
+    """ "SERVFAIL" / "REFUSED" … as the servers said, for the log."""
+    errors = exc.kwargs.get("errors") or []
+    rcodes = sorted({str(e[3]) for e in errors if len(e) > 3 and isinstance(e[3], str)})
+    return ", ".join(rcodes) or "no server answered"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
