@@ -20,6 +20,7 @@ import asyncio
 import base64
 import os
 import ssl
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -86,6 +87,9 @@ class Session(asyncio.Protocol):
         self._helo = ""
         self._esmtp = False
         self._tls: str | None = None
+        self._commands = 0
+        self._started = time.monotonic()
+        self._end_reason = "closed"  # quit | timeout | error | shutdown | closed (by the client)
         self._auth_user: str | None = None
         self._sasl: SaslExchange | None = None
 
@@ -101,7 +105,9 @@ class Session(asyncio.Protocol):
             self._tls = _tls_description(ssl_object)
         refusal = self.server.admit(self)
         if refusal is not None:
-            mail_event("reject", sid=self.sid, ip=self.client_ip, stage="connect", reply=str(refusal))
+            mail_event(
+                "reject", remote=f"{self.client_ip}:{self.client_port}", stage="connect", reply=str(refusal)
+            )
             transport.write(refusal.to_bytes())
             transport.close()
             return
@@ -159,30 +165,42 @@ class Session(asyncio.Protocol):
         mail_event(
             "connect",
             sid=self.sid,
-            ip=self.client_ip,
-            port=self.client_port,
-            listener=self.listener.address,
-            tls=self._tls,
+            remote=f"{self.client_ip}:{self.client_port}",
+            listener=self.listener.mode,
+            local=self.listener.address,
         )
+        if self._tls is not None:
+            self._log_tls()
         try:
             if await self._refuse_early_talker():
                 return
             await self._serve()
         except Exception:
+            self._end_reason = "error"
             _log.exception("session %s: internal error", self.sid)
             self._write_now(S.INTERNAL_ERROR)
         finally:
             self._flush()
             if self._transport is not None and not self._transport.is_closing():
                 self._transport.close()
-            mail_event("disconnect", sid=self.sid, ip=self.client_ip)
+            mail_event(
+                "disconnect",
+                sid=self.sid,
+                remote=f"{self.client_ip}:{self.client_port}",
+                commands=self._commands,
+                duration_s=round(time.monotonic() - self._started, 3),
+                reason=self._end_reason,
+            )
 
     async def _refuse_early_talker(self) -> bool:
         delay = self.listener.early_talker_delay_s
         if delay > 0:
             await asyncio.sleep(delay)
         if self._early:
-            mail_event("reject", sid=self.sid, ip=self.client_ip, stage="connect", reply=str(S.EARLY_TALKER))
+            mail_event(
+                "reject", sid=self.sid, stage="connect", reply=str(S.EARLY_TALKER), reason="early talker"
+            )
+            self._end_reason = "error"
             self._write_now(S.EARLY_TALKER)
             return True
         self._greeted = True
@@ -206,6 +224,7 @@ class Session(asyncio.Protocol):
             reply = await self._answer(event)
             self._out.append(conn.send(reply))
             if isinstance(event, Quit) or reply.code == 421 or conn.is_closed:
+                self._end_reason = "quit" if isinstance(event, Quit) else "error"
                 return
             if isinstance(event, StartTls) and reply.code == 220 and not await self._start_tls():
                 return
@@ -220,16 +239,18 @@ class Session(asyncio.Protocol):
         timeout = self.server.data_timeout_s if self._in_data else self.server.command_timeout_s
         self._wake.clear()
         if self._stopping:
+            self._end_reason = "shutdown"
             self._write_now(S.SERVICE_UNAVAILABLE)
             return False
         try:
             async with asyncio.timeout(timeout):
                 await self._wake.wait()
         except TimeoutError:
-            mail_event("timeout", sid=self.sid, ip=self.client_ip, in_data=self._in_data)
+            self._end_reason = "timeout"
             self._write_now(S.TIMEOUT)
             return False
         if self._stopping and not self._lost:
+            self._end_reason = "shutdown"
             self._write_now(S.SERVICE_UNAVAILABLE)
             return False
         return not self._lost
@@ -240,12 +261,12 @@ class Session(asyncio.Protocol):
                 mail_event(
                     "reject",
                     sid=self.sid,
-                    ip=self.client_ip,
-                    stage=event.command or "-",
+                    stage=(event.command or "-").lower(),
                     reply=str(event.reply),
                 )
             self._in_data = False
             return event.reply
+        self._commands += 1
         if isinstance(event, Hello):
             return self._hello(event)
         if isinstance(event, MailFrom):
@@ -273,7 +294,7 @@ class Session(asyncio.Protocol):
         assert self._conn is not None
         self._helo = event.name
         self._esmtp = event.verb.upper() != "HELO"
-        mail_event("helo", sid=self.sid, ip=self.client_ip, verb=event.verb.upper(), name=event.name)
+        mail_event("helo", sid=self.sid, name=event.name, verb=event.verb.upper())
         return self._conn.ehlo_reply() if self._esmtp else Reply(250, None, self.server.hostname)
 
     def _rcpt(self, event: RcptTo) -> Reply:
@@ -285,8 +306,7 @@ class Session(asyncio.Protocol):
             mail_event(
                 "reject",
                 sid=self.sid,
-                ip=self.client_ip,
-                stage="RCPT",
+                stage="rcpt",
                 rcpt=f"<{address}>",
                 reply=str(refusal),
             )
@@ -296,6 +316,7 @@ class Session(asyncio.Protocol):
     async def _auth_step(self, step: object) -> Reply:
         if isinstance(step, Challenge):
             return Reply(334, None, step.text)
+        mechanism = self._sasl.mechanism if self._sasl is not None else "?"
         self._sasl = None
         if not isinstance(step, Credentials):
             return S.AUTH_MALFORMED
@@ -305,10 +326,10 @@ class Session(asyncio.Protocol):
             None if authenticator is None else await authenticator.authenticate(step.username, step.password)
         )
         if user is None:
-            mail_event("auth", sid=self.sid, ip=self.client_ip, user=step.username, result="failed")
+            mail_event("auth", sid=self.sid, mechanism=mechanism, user=step.username, result="failed")
             return S.AUTH_FAILED
         self._auth_user = user
-        mail_event("auth", sid=self.sid, ip=self.client_ip, user=user, result="ok")
+        mail_event("auth", sid=self.sid, mechanism=mechanism, user=user, result="ok")
         return S.AUTH_OK
 
     async def _queue_message(self, event: MessageReceived) -> Reply:
@@ -362,8 +383,7 @@ class Session(asyncio.Protocol):
             "queued",
             sid=self.sid,
             id=queue_id,
-            ip=self.client_ip,
-            **{"from": f"<{sender}>"},
+            from_=f"<{sender}>",
             size=len(event.body),
             nrcpt=len(event.recipients),
             proto=client.protocol,
@@ -386,7 +406,8 @@ class Session(asyncio.Protocol):
                 ssl_handshake_timeout=self.server.handshake_timeout_s,
             )
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-            mail_event("tls_failed", sid=self.sid, ip=self.client_ip, error=type(exc).__name__)
+            mail_event("tls", sid=self.sid, result="failed", error=type(exc).__name__)
+            self._end_reason = "error"
             return False
         if new_transport is None:
             return False
@@ -394,8 +415,12 @@ class Session(asyncio.Protocol):
         self._tls = _tls_description(new_transport.get_extra_info("ssl_object"))
         self._helo, self._esmtp = "", False
         self._conn.tls_established()
-        mail_event("starttls", sid=self.sid, ip=self.client_ip, tls=self._tls)
+        self._log_tls()
         return True
+
+    def _log_tls(self) -> None:
+        version, _, cipher = (self._tls or "").partition(" ")
+        mail_event("tls", sid=self.sid, version=version, cipher=cipher)
 
     # --- output ------------------------------------------------------------------------------------
 
