@@ -82,8 +82,9 @@ async def test_smtplib_starttls_8bitmime_smtputf8(server: RunningServer) -> None
 
 async def test_aiosmtplib_starttls_and_dot_stuffing(server: RunningServer) -> None:
     body = b"Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nend\r\n"
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=server.smtp_port, start_tls=True,
-                             tls_context=_insecure_context())
+    client = aiosmtplib.SMTP(
+        hostname="127.0.0.1", port=server.smtp_port, start_tls=True, tls_context=_insecure_context()
+    )
     async with client:
         errors, text = await client.sendmail("me@example.org", ["postmaster@localhost"], body)
     assert errors == {}
@@ -105,8 +106,11 @@ async def test_many_recipients_and_large_message(server: RunningServer) -> None:
 
 async def _swaks(*args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        "swaks", "--server", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        "swaks",
+        "--server",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await proc.communicate()
     return proc.returncode or 0, out.decode(errors="replace")
@@ -130,8 +134,16 @@ def _swaks_queue_id(transcript: str) -> str:
 )
 async def test_swaks(server: RunningServer, flags: list[str], protocol: str) -> None:
     rc, out = await _swaks(
-        f"127.0.0.1:{server.smtp_port}", "--from", "me@example.org", "--to", "postmaster@localhost",
-        "--helo", "swaks.example.org", "--header", "Subject: swaks test", *flags,
+        f"127.0.0.1:{server.smtp_port}",
+        "--from",
+        "me@example.org",
+        "--to",
+        "postmaster@localhost",
+        "--helo",
+        "swaks.example.org",
+        "--header",
+        "Subject: swaks test",
+        *flags,
     )
     assert rc == 0, out
     qid = _swaks_queue_id(out)

@@ -31,8 +31,11 @@ async def _client(port: int, worker: int, acked: dict[str, bytes], sent: set[byt
         n = 0
         while True:
             n += 1
-            body = (f"Subject: crash test {worker}-{n}\r\n\r\n".encode()
-                    + random.randbytes(512).hex().encode() + b"\r\n")
+            body = (
+                f"Subject: crash test {worker}-{n}\r\n\r\n".encode()
+                + random.randbytes(512).hex().encode()
+                + b"\r\n"
+            )
             sent.add(body)
             writer.write(b"MAIL FROM:<crash@example.org>\r\nRCPT TO:<postmaster@localhost>\r\nDATA\r\n")
             for _ in range(3):

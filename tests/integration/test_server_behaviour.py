@@ -84,13 +84,20 @@ async def make_harness() -> AsyncIterator[Callable[..., Any]]:
         )
         base = EngineSettings(hostname="mx.test")
         listeners = [
-            Listener("127.0.0.1", 0, mode, listener_settings(mode, base, has_tls=True, has_auth=True),
-                     early_talker_delay_s=early_talker_delay_s if mode == "smtp" else 0.0)
+            Listener(
+                "127.0.0.1",
+                0,
+                mode,
+                listener_settings(mode, base, has_tls=True, has_auth=True),
+                early_talker_delay_s=early_talker_delay_s if mode == "smtp" else 0.0,
+            )
             for mode in ("smtp", "submission", "submissions")
         ]
         await server.start(listeners)
-        ports = {mode: port for mode, (_host, port) in zip(("smtp", "submission", "submissions"),
-                                                              server.sockets, strict=True)}
+        ports = {
+            mode: port
+            for mode, (_host, port) in zip(("smtp", "submission", "submissions"), server.sockets, strict=True)
+        }
         servers.append(server)
         return Harness(server, sink, ports, ca)
 
@@ -161,8 +168,13 @@ async def test_shutdown_ends_idle_sessions_with_421(make_harness: Callable[..., 
         await asyncio.open_connection("127.0.0.1", h.ports["smtp"])
 
 
-TRANSACTION = [b"EHLO c.example\r\n", b"MAIL FROM:<a@example.org>\r\n", b"RCPT TO:<postmaster@localhost>\r\n",
-               b"DATA\r\n", b"Subject: x\r\n\r\nbody\r\n.\r\n"]
+TRANSACTION = [
+    b"EHLO c.example\r\n",
+    b"MAIL FROM:<a@example.org>\r\n",
+    b"RCPT TO:<postmaster@localhost>\r\n",
+    b"DATA\r\n",
+    b"Subject: x\r\n\r\nbody\r\n.\r\n",
+]
 
 
 @pytest.mark.parametrize(
@@ -237,8 +249,9 @@ async def test_submission_with_auth(make_harness: Callable[..., Any], mode: str)
 async def test_submission_wrong_password(make_harness: Callable[..., Any]) -> None:
     h = await make_harness()
     with pytest.raises(smtplib.SMTPAuthenticationError) as info:
-        await asyncio.to_thread(_submit, h.ports["submission"], h.client_context(), implicit=False,
-                                password="wrong")
+        await asyncio.to_thread(
+            _submit, h.ports["submission"], h.client_context(), implicit=False, password="wrong"
+        )
     assert info.value.smtp_code == 535
     assert h.sink.messages == {}
 

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from postier.mail.address import Address
+from postier.server.received import protocol_keyword, received_header
+
+NOW = datetime(2026, 11, 29, 6, 40, 20, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("esmtp", "tls", "auth", "utf8", "expected"),
+    [
+        (False, False, False, False, "SMTP"),
+        (True, False, False, False, "ESMTP"),
+        (True, True, False, False, "ESMTPS"),
+        (True, False, True, False, "ESMTPA"),
+        (True, True, True, False, "ESMTPSA"),
+        (True, True, True, True, "UTF8SMTPSA"),
+        (True, False, False, True, "UTF8SMTP"),
+    ],
+)
+def test_protocol_keyword_rfc3848_rfc6531(
+    esmtp: bool, tls: bool, auth: bool, utf8: bool, expected: str
+) -> None:
+    assert protocol_keyword(esmtp=esmtp, tls=tls, authenticated=auth, smtputf8=utf8) == expected
+
+
+def test_single_recipient_header() -> None:
+    header = received_header(
+        helo="client.example.org",
+        client_ip="192.0.2.7",
+        hostname="mx.example.test",
+        protocol="ESMTPS",
+        queue_id="0ABC",
+        tls="TLSv1.3 TLS_AES_256_GCM_SHA384",
+        recipients=(Address("bob", "example.test"),),
+        now=NOW,
+    )
+    assert header == (
+        b"Received: from client.example.org ([192.0.2.7])\r\n"
+        b"\tby mx.example.test (Postier) with ESMTPS id 0ABC\r\n"
+        b"\t(using TLSv1.3 TLS_AES_256_GCM_SHA384)\r\n"
+        b"\tfor <bob@example.test>; Sun, 29 Nov 2026 06:40:20 +0000\r\n"
+    )
+
+
+def test_many_recipients_are_not_listed_and_ipv6_is_a_literal() -> None:
+    header = received_header(
+        helo="",
+        client_ip="2001:db8::1",
+        hostname="mx",
+        protocol="ESMTP",
+        queue_id="X",
+        tls=None,
+        recipients=(Address("a", "x.test"), Address("b", "x.test")),
+        now=NOW,
+    )
+    assert header.startswith(
+        b"Received: from unknown ([IPv6:2001:db8::1])\r\n\tby mx (Postier) with ESMTP id X;"
+    )
+    assert b"a@x.test" not in header
+
+
+def test_hostile_helo_cannot_break_the_header() -> None:
+    header = received_header(
+        helo="evil\r\nBcc: victim@example.org (x)",
+        client_ip="192.0.2.1",
+        hostname="mx",
+        protocol="ESMTP",
+        queue_id="X",
+        tls=None,
+        recipients=(),
+        now=NOW,
+    )
+    first = header.split(b"\r\n")[0]
+    assert b"Bcc" in first  # kept visible on the first line, not a header of its own
+    assert header.count(b"\r\n") == 3
+    assert b"\n" not in header.replace(b"\r\n", b"")
