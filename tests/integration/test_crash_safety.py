@@ -26,7 +26,7 @@ async def _client(port: int, worker: int, acked: dict[str, bytes], sent: set[byt
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         await reader.readline()
         writer.write(b"EHLO crash.example\r\n")
-        while not (await reader.readline())[3:4] == b" ":
+        while (await reader.readline())[3:4] != b" ":
             pass
         n = 0
         while True:
