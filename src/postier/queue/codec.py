@@ -1,0 +1,97 @@
+"""Envelope ↔ stored columns, and times ↔ stored numbers.
+
+The envelope is kept as one JSON text (every DSN parameter, the client's IP, HELO, TLS and
+authenticated user), minus the recipients, which get one row each so their state can change on its
+own. Times are stored as seconds since the epoch (a float: portable to PostgreSQL's double precision)
+and handed out as aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from postier.mail.address import Address
+from postier.mail.envelope import BodyType, ClientInfo, Envelope, Notify, Recipient, Ret
+
+__all__ = [
+    "decode_envelope",
+    "decode_recipient",
+    "encode_envelope",
+    "encode_recipient",
+    "from_epoch",
+    "opt_epoch",
+    "recipient_domain",
+    "to_epoch",
+]
+
+RecipientRow = tuple[str, str, str, str | None, str | None]
+"""local_part, domain as received, routing domain, NOTIFY (comma-separated) or None, ORCPT or None."""
+
+
+def to_epoch(at: datetime) -> float:
+    if at.tzinfo is None:
+        raise ValueError("queue times are aware datetimes")
+    return at.timestamp()
+
+
+def opt_epoch(at: datetime | None) -> float | None:
+    return None if at is None else to_epoch(at)
+
+
+def from_epoch(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def encode_envelope(envelope: Envelope) -> str:
+    sender = envelope.sender
+    data: dict[str, Any] = {
+        "sender": None if sender is None else [sender.local_part, sender.domain],
+        "body": envelope.body.value,
+        "smtputf8": envelope.smtputf8,
+        "ret": None if envelope.ret is None else envelope.ret.value,
+        "envid": envelope.envid,
+        "declared_size": envelope.declared_size,
+        "client": asdict(envelope.client),
+    }
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_envelope(text: str, recipients: tuple[Recipient, ...]) -> Envelope:
+    data = json.loads(text)
+    sender = None if data["sender"] is None else Address(*data["sender"])
+    return Envelope(
+        sender=sender,
+        recipients=recipients,
+        body=BodyType(data["body"]),
+        smtputf8=bool(data["smtputf8"]),
+        ret=None if data["ret"] is None else Ret(data["ret"]),
+        envid=data["envid"],
+        declared_size=data["declared_size"],
+        client=ClientInfo(**data["client"]),
+    )
+
+
+def recipient_domain(address: Address) -> str:
+    """The routing key of a recipient's domain (IDNA A-label, lowercase)."""
+    try:
+        return address.domain_key
+    except ValueError:  # not a valid IDN: still route (and fail) on its lowercased form
+        return address.domain.rstrip(".").lower()
+
+
+def encode_recipient(recipient: Recipient) -> RecipientRow:
+    notify = None
+    if recipient.notify is not None:
+        notify = ",".join(sorted(n.value for n in recipient.notify))
+    address = recipient.address
+    return (address.local_part, address.domain, recipient_domain(address), notify, recipient.orcpt)
+
+
+def decode_recipient(local_part: str, domain: str, notify: str | None, orcpt: str | None) -> Recipient:
+    keywords = None
+    if notify is not None:
+        keywords = frozenset(Notify(n) for n in notify.split(",") if n)
+    return Recipient(Address(local_part, domain), keywords, orcpt)

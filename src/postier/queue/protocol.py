@@ -1,0 +1,75 @@
+"""The ``Queue`` interface every backend implements (SQLite now, PostgreSQL later).
+
+Times are aware UTC datetimes; ``now`` arguments default to the backend's injected clock.
+Errors: ``QueueFullError`` (out of space), ``UnknownMessageError`` (no such id), ``QueueError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from postier.mail.envelope import Envelope
+from postier.queue.model import (
+    Claim,
+    MessageRecord,
+    MessageSummary,
+    PurgeResult,
+    QueueFilter,
+    QueueId,
+    QueueStats,
+    RecipientResult,
+)
+
+__all__ = ["DEFAULT_KEEP_BODY_S", "DEFAULT_KEEP_S", "Queue", "Target"]
+
+Target = QueueId | QueueFilter
+DEFAULT_KEEP_S = 7 * 86400.0
+"""How long done (delivered / failed) messages stay listed: 7 days."""
+DEFAULT_KEEP_BODY_S = 86400.0
+"""How long the body of a done message is kept: 1 day."""
+
+
+class Queue(Protocol):
+    def new_id(self) -> QueueId:
+        """A fresh id, for a Received header written before the message is queued."""
+        ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def enqueue(self, envelope: Envelope, body: bytes, *, queue_id: str | None = None) -> QueueId:
+        """Store the message; durable when this returns. Every recipient is due at once."""
+        ...
+
+    async def claim(self, now: datetime, lease_s: float, limit: int) -> list[Claim]:
+        """Lease up to ``limit`` due recipients, grouped by destination domain."""
+        ...
+
+    async def record(self, results: Sequence[RecipientResult], now: datetime | None = None) -> int:
+        """Record attempt outcomes; outcomes for final or vanished recipients are ignored."""
+        ...
+
+    async def hold(self, target: Target) -> int: ...
+
+    async def release(self, target: Target) -> int: ...
+
+    async def retry(self, target: Target, now: datetime | None = None) -> int: ...
+
+    async def delete(self, target: Target) -> int: ...
+
+    async def get(self, queue_id: str) -> MessageRecord: ...
+
+    async def read_body(self, queue_id: str) -> bytes: ...
+
+    async def list_messages(
+        self, where: QueueFilter | None = None, *, limit: int = ...
+    ) -> list[MessageSummary]: ...
+
+    async def stats(self, now: datetime | None = None) -> QueueStats: ...
+
+    async def purge(
+        self, now: datetime | None = None, *, keep_s: float = ..., keep_body_s: float = ...
+    ) -> PurgeResult: ...

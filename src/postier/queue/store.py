@@ -1,0 +1,201 @@
+"""The queue's operations as plain synchronous SQL on one DB-API connection.
+
+The caller owns the transaction: ``SqliteQueue``'s writer thread runs many of these calls between
+one ``BEGIN IMMEDIATE`` and one ``COMMIT`` (group commit). Times come in as epoch seconds. Reads
+(get, list, stats, body) live in ``reads.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from postier.mail.envelope import Envelope
+from postier.mail.errors import UnknownMessageError
+from postier.queue.codec import decode_recipient, encode_envelope, encode_recipient, opt_epoch
+from postier.queue.model import (
+    Claim,
+    ClaimedRecipient,
+    MessageStatus,
+    PurgeResult,
+    QueueFilter,
+    QueueId,
+    RecipientResult,
+    RecipientState,
+)
+from postier.queue.sql import filter_clause
+
+__all__ = ["Target", "claim", "delete", "hold", "insert", "purge", "record", "release", "retry"]
+
+Target = QueueId | QueueFilter
+"""One message by id, or every message a filter matches (``QueueFilter()``: all)."""
+
+Conn = sqlite3.Connection
+
+
+def insert(conn: Conn, qid: QueueId, envelope: Envelope, body: bytes, now: float) -> None:
+    """Store one message, every recipient queued and due now."""
+    sender = "" if envelope.sender is None else str(envelope.sender)
+    conn.execute(
+        "INSERT INTO messages (id, arrived_at, sender, envelope, size, body_sha256, status, done_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+        (
+            qid,
+            now,
+            sender,
+            encode_envelope(envelope),
+            len(body),
+            hashlib.sha256(body).hexdigest(),
+            MessageStatus.ACTIVE.value,
+        ),
+    )
+    conn.execute("INSERT INTO bodies (message_id, data) VALUES (?, ?)", (qid, body))
+    conn.executemany(
+        "INSERT INTO recipients (message_id, idx, local_part, domain, domain_key, notify, orcpt, state,"
+        " attempts, next_attempt_at, lease_until, last_attempt_at, last_reply)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, NULL, NULL, NULL)",
+        [(qid, i, *encode_recipient(r), now) for i, r in enumerate(envelope.recipients)],
+    )
+
+
+def claim(conn: Conn, now: float, lease_s: float, limit: int) -> list[Claim]:
+    """Lease up to ``limit`` due recipients of active messages, grouped by destination domain.
+
+    A recipient is due when it is pending, its next attempt time has come and no live lease holds
+    it. A worker that dies keeps its recipients only until the lease ends; then they are due again.
+    """
+    rows = conn.execute(
+        "SELECT r.message_id, r.idx, r.local_part, r.domain, r.domain_key, r.notify, r.orcpt,"
+        " r.attempts, m.arrived_at"
+        " FROM recipients r JOIN messages m ON m.id = r.message_id"
+        " WHERE r.state IN ('queued', 'deferred') AND m.status = 'active' AND r.next_attempt_at <= ?"
+        " AND (r.lease_until IS NULL OR r.lease_until <= ?)"
+        " ORDER BY r.next_attempt_at, r.message_id, r.idx LIMIT ?",
+        (now, now, limit),
+    ).fetchall()
+    lease_until = now + lease_s
+    conn.executemany(
+        "UPDATE recipients SET lease_until = ? WHERE message_id = ? AND idx = ?",
+        [(lease_until, row[0], row[1]) for row in rows],
+    )
+    groups: dict[str, list[ClaimedRecipient]] = {}
+    for mid, idx, local, domain, key, notify, orcpt, attempts, arrived in rows:
+        item = ClaimedRecipient(
+            QueueId(mid), idx, decode_recipient(local, domain, notify, orcpt), attempts, _at(arrived)
+        )
+        groups.setdefault(key, []).append(item)
+    until = _at(lease_until)
+    return [Claim(key, tuple(items), until) for key, items in groups.items()]
+
+
+def record(conn: Conn, results: Sequence[RecipientResult], now: float) -> int:
+    """Apply attempt outcomes; returns how many were applied. An outcome for a recipient that is
+    already final (or whose message was deleted) is ignored: a delivered recipient stays delivered."""
+    applied = 0
+    for result in results:
+        next_at = opt_epoch(result.next_attempt_at) if result.state is RecipientState.DEFERRED else None
+        cursor = conn.execute(
+            "UPDATE recipients SET state = ?, attempts = attempts + 1, last_reply = ?,"
+            " last_attempt_at = ?, next_attempt_at = ?, lease_until = NULL"
+            " WHERE message_id = ? AND idx = ? AND state IN ('queued', 'deferred')",
+            (result.state.value, result.reply, now, next_at, result.message_id, result.index),
+        )
+        applied += cursor.rowcount
+    _finish(conn, {r.message_id for r in results}, now)
+    return applied
+
+
+def _finish(conn: Conn, ids: Iterable[str], now: float) -> None:
+    """Mark done every message among ``ids`` whose recipients are all final."""
+    for qid in ids:
+        conn.execute(
+            "UPDATE messages SET status = 'done', done_at = ? WHERE id = ? AND status <> 'done'"
+            " AND NOT EXISTS (SELECT 1 FROM recipients"
+            " WHERE message_id = ? AND state IN ('queued', 'deferred'))",
+            (now, qid, qid),
+        )
+
+
+def select_ids(conn: Conn, target: Target) -> list[str]:
+    """The ids a target names; an unknown single id raises UnknownMessageError."""
+    if isinstance(target, QueueFilter):
+        clause, params = filter_clause(target)
+        sql = f"SELECT m.id FROM messages m WHERE {clause}"  # noqa: S608 (clause holds only placeholders)
+        return [row[0] for row in conn.execute(sql, params)]
+    if conn.execute("SELECT 1 FROM messages WHERE id = ?", (target,)).fetchone() is None:
+        raise UnknownMessageError(f"no message {target} in the queue")
+    return [target]
+
+
+def _update_each(conn: Conn, sql: str, params: Iterable[tuple[object, ...]]) -> int:
+    changed = 0
+    for row in params:
+        changed += conn.execute(sql, row).rowcount
+    return changed
+
+
+def hold(conn: Conn, target: Target) -> int:
+    """Keep active messages from being claimed; returns how many changed."""
+    ids = select_ids(conn, target)
+    return _update_each(
+        conn, "UPDATE messages SET status = 'held' WHERE id = ? AND status = 'active'", [(i,) for i in ids]
+    )
+
+
+def release(conn: Conn, target: Target) -> int:
+    ids = select_ids(conn, target)
+    return _update_each(
+        conn, "UPDATE messages SET status = 'active' WHERE id = ? AND status = 'held'", [(i,) for i in ids]
+    )
+
+
+def retry(conn: Conn, target: Target, now: float) -> int:
+    """Make every pending recipient due now (a held message stays held); returns recipients changed."""
+    ids = select_ids(conn, target)
+    return _update_each(
+        conn,
+        "UPDATE recipients SET next_attempt_at = ? WHERE message_id = ? AND state IN ('queued', 'deferred')",
+        [(now, i) for i in ids],
+    )
+
+
+def delete(conn: Conn, target: Target) -> int:
+    """Remove messages entirely (record, recipients, body); returns how many."""
+    ids = select_ids(conn, target)
+    _delete_ids(conn, ids)
+    return len(ids)
+
+
+def _delete_ids(conn: Conn, ids: Sequence[str]) -> None:
+    rows = [(i,) for i in ids]
+    conn.executemany("DELETE FROM recipients WHERE message_id = ?", rows)
+    conn.executemany("DELETE FROM bodies WHERE message_id = ?", rows)
+    conn.executemany("DELETE FROM messages WHERE id = ?", rows)
+
+
+def purge(conn: Conn, now: float, keep_s: float, keep_body_s: float) -> PurgeResult:
+    """Retention: drop done messages older than ``keep_s`` and done bodies older than ``keep_body_s``
+    (measured from when the message became done)."""
+    old = [
+        row[0]
+        for row in conn.execute(
+            "SELECT id FROM messages WHERE status = 'done' AND done_at < ?", (now - keep_s,)
+        )
+    ]
+    _delete_ids(conn, old)
+    bodies = [
+        row[0]
+        for row in conn.execute(
+            "SELECT b.message_id FROM bodies b JOIN messages m ON m.id = b.message_id"
+            " WHERE m.status = 'done' AND m.done_at < ?",
+            (now - keep_body_s,),
+        )
+    ]
+    conn.executemany("DELETE FROM bodies WHERE message_id = ?", [(i,) for i in bodies])
+    return PurgeResult(messages=len(old), bodies=len(bodies))
+
+
+def _at(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)

@@ -1,0 +1,172 @@
+"""One writer thread, group commit.
+
+Theory of operation. Every operation on the store (enqueue, claim, outcome, admin, read) is a job:
+a function of the connection plus the asyncio future waiting for its result. The thread takes the
+first waiting job, then every other job already waiting (at most ``batch_max``), and runs them all in
+one transaction — ``BEGIN IMMEDIATE`` … ``COMMIT`` — each inside its own savepoint. With WAL and
+``synchronous=FULL`` the commit is one fsync of the WAL, shared by the whole batch; only after it
+returns are the futures resolved (``loop.call_soon_threadsafe``), so a session says 250 only once its
+message is on stable storage. There is no timer: while one batch is being synced the next one
+gathers, so batching adds no latency when the queue is idle and grows by itself under load.
+
+A job that fails on its own (unknown id, duplicate id, a bug) is rolled back to its savepoint and
+only its future gets the error. A failure of the store itself — disk full, an I/O error, a lock
+held too long — rolls back the whole batch: every job in it fails (``QueueFullError`` for a full
+disk, else ``QueueError``), nothing of it becomes visible, and the next batch starts afresh
+(reopening the connection if the rollback failed too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from postier.mail.errors import QueueError, QueueFullError
+
+__all__ = ["Job", "Writer", "map_error"]
+
+Conn = sqlite3.Connection
+Job = tuple[Callable[[Conn], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+_SQLITE_FULL = 13
+_PER_JOB_SQL_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError)
+
+
+def map_error(exc: BaseException) -> BaseException:
+    """The queue error a storage failure becomes; other exceptions are kept as they are."""
+    if isinstance(exc, sqlite3.Error):
+        if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == _SQLITE_FULL:
+            return QueueFullError("the queue store is out of space")
+        if isinstance(exc, sqlite3.IntegrityError):
+            return QueueError(f"the queue refused the change: {exc}")
+        return QueueError(f"queue store error: {exc}")
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return QueueFullError("the queue store is out of space")
+        return QueueError(f"queue store I/O error: {exc.strerror or exc}")
+    return exc
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():  # the waiter was cancelled; the work is done (or not) all the same
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+def _post(job: Job, ok: bool, value: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the waiting loop is already closed
+        job[2].call_soon_threadsafe(_settle, job[1], ok, value)
+
+
+class Writer:
+    """The thread that owns the store's connection. ``connect`` runs in the thread."""
+
+    def __init__(self, connect: Callable[[], Conn], *, batch_max: int, name: str) -> None:
+        if batch_max < 1:
+            raise ValueError("batch_max must be at least 1")
+        self._connect = connect
+        self._batch_max = batch_max
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.commits = 0
+        self.jobs_done = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, job: Job) -> None:
+        self._jobs.put(job)
+
+    async def stop(self) -> None:
+        """Finish every job already submitted, then close the connection and end the thread."""
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    def _run(self) -> None:
+        conn: Conn | None = None
+        running = True
+        while running:
+            batch, running = self._next_batch()
+            if not batch:
+                continue
+            if conn is None:
+                try:
+                    conn = self._connect()
+                except (sqlite3.Error, OSError) as exc:
+                    for job in batch:
+                        _post(job, False, map_error(exc))
+                    continue
+            conn = self._run_batch(conn, batch)
+        if conn is not None:
+            conn.close()
+
+    def _next_batch(self) -> tuple[list[Job], bool]:
+        first = self._jobs.get()
+        if first is None:
+            return [], False
+        batch = [first]
+        while len(batch) < self._batch_max:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                return batch, False
+            batch.append(job)
+        return batch, True
+
+    def _run_batch(self, conn: Conn, batch: list[Job]) -> Conn | None:
+        """Run a batch in one transaction; returns the connection to use next (None: reconnect)."""
+        results: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            results = [self._run_job(conn, job) for job in batch]
+            conn.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            error = map_error(exc)
+            for job in batch:
+                _post(job, False, error)
+            return self._rollback(conn)
+        self.commits += 1
+        self.jobs_done += len(batch)
+        for job, (ok, value) in zip(batch, results, strict=True):
+            _post(job, ok, value)
+        return conn
+
+    @staticmethod
+    def _run_job(conn: Conn, job: Job) -> tuple[bool, Any]:
+        conn.execute("SAVEPOINT job")
+        try:
+            value = job[0](conn)
+        except sqlite3.Error as exc:
+            if not isinstance(exc, _PER_JOB_SQL_ERRORS):
+                raise  # the store itself failed: the whole batch goes
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            return False, map_error(exc)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            return False, exc
+        conn.execute("RELEASE job")
+        return True, value
+
+    @staticmethod
+    def _rollback(conn: Conn) -> Conn | None:
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            return None
+        return conn
