@@ -29,8 +29,12 @@ class S:
     NOOP_OK = _r(250, "2.0.0", "Ok")
     BYE = _r(221, "2.0.0", "Bye")
     VRFY_CANNOT = _r(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery")
-    HELP = _r(214, "2.0.0", "See https://www.rfc-editor.org/rfc/rfc5321 — commands: EHLO HELO MAIL RCPT "
-              "DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH")
+    HELP = _r(
+        214,
+        "2.0.0",
+        "See https://www.rfc-editor.org/rfc/rfc5321 — commands: EHLO HELO MAIL RCPT "
+        "DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH",
+    )
     TLS_READY = _r(220, "2.0.0", "Ready to start TLS")
     AUTH_OK = _r(235, "2.7.0", "Authentication successful")
 
@@ -63,6 +67,14 @@ class S:
     NOT_IMPLEMENTED = _r(502, "5.5.1", "Command not implemented")
     PARAM_NOT_IMPLEMENTED = _r(504, "5.5.4", "Command parameter not implemented")
     UNKNOWN_PARAMETER = _r(555, "5.5.4", "MAIL FROM/RCPT TO parameter not recognized or not implemented")
+    BAD_PARAMETER_VALUE = _r(501, "5.5.4", "Invalid parameter value")
+    HELLO_FIRST = _r(503, "5.5.1", "Send EHLO or HELO first")
+    MAIL_FIRST = _r(503, "5.5.1", "Need MAIL before RCPT")
+    NESTED_MAIL = _r(503, "5.5.1", "Sender already specified")
+    IN_TRANSACTION = _r(503, "5.5.1", "Not allowed during a mail transaction")
+    DATA_AFTER_BDAT = _r(503, "5.5.1", "DATA not allowed after BDAT in the same transaction")
+    BINARYMIME_NEEDS_BDAT = _r(503, "5.5.1", "BODY=BINARYMIME requires BDAT (RFC 3030)")
+    SESSION_REFUSED = _r(503, "5.5.1", "Session refused; only QUIT is accepted")
     EARLY_TALKER = _r(554, "5.5.0", "Protocol error: data sent before the greeting")
 
     # --- 5xx: addresses, size, content ---------------------------------------------------------------
@@ -86,6 +98,7 @@ class S:
     SENDER_NOT_OWNED = _r(553, "5.7.1", "Sender address not owned by the authenticated user")
     UNKNOWN_USER = _r(550, "5.1.1", "No such user here")
     TLS_ALREADY = _r(503, "5.5.1", "TLS already active")
+    AUTH_NEEDS_EHLO = _r(503, "5.5.1", "Send EHLO before AUTH")
 
 
 def greeting(hostname: str) -> Reply:

@@ -19,8 +19,10 @@ from postier.mail.reply import Reply
 __all__ = [
     "NEED_DATA",
     "Answered",
+    "AuthCancelled",
     "AuthResponse",
     "AuthStart",
+    "ChunkReceived",
     "DataStart",
     "Event",
     "Hello",
@@ -29,9 +31,9 @@ __all__ = [
     "MessageReceived",
     "Noop",
     "Quit",
+    "RcptTo",
     "Rejected",
     "Reset",
-    "RcptTo",
     "StartTls",
 ]
 
@@ -67,6 +69,8 @@ class Hello:
 
     verb: str
     name: str
+    is_well_formed: bool = True  # the name is a domain or address literal (RFC 5321 §4.1.1.1); the
+    # engine accepts odd but printable names (many clients send bare hostnames): worth a log line only
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +96,15 @@ class DataStart:
 @dataclass(frozen=True, slots=True)
 class MessageReceived:
     """The whole message: after ``<CRLF>.<CRLF>`` (dot-unstuffed) or after BDAT LAST. ``body`` is the
-    message exactly as the client meant it; the driver prepends the Received header and queues it."""
+    message exactly as the client meant it; the driver prepends the Received header and queues it.
+    ``sender``, ``params`` and ``recipients`` are the transaction: the recipients are only those the
+    driver accepted (a 2xx reply to their ``RcptTo``), in order. The transaction ends with this event,
+    whatever the reply."""
 
     body: bytes
+    sender: Address | None = None
+    params: MailParams = MailParams()
+    recipients: tuple[Recipient, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +145,18 @@ class Noop(Answered):
 
 
 @dataclass(frozen=True, slots=True)
+class ChunkReceived(Answered):
+    """A BDAT chunk that is not the LAST one, read and kept (RFC 3030 §2): ``250 2.0.0 n octets received``."""
+
+    octets: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuthCancelled(Answered):
+    """The client sent ``*`` during an AUTH exchange (RFC 4954 §4): 501 5.7.0, the exchange is over."""
+
+
+@dataclass(frozen=True, slots=True)
 class Reset(Answered):
     """RSET: the transaction is gone."""
 
@@ -155,6 +177,18 @@ class Rejected(Answered):
 
 
 Event = (
-    Hello | MailFrom | RcptTo | DataStart | MessageReceived | StartTls | AuthStart | AuthResponse
-    | Noop | Reset | Quit | Rejected
+    Hello
+    | MailFrom
+    | RcptTo
+    | DataStart
+    | MessageReceived
+    | StartTls
+    | AuthStart
+    | AuthResponse
+    | Noop
+    | Reset
+    | Quit
+    | Rejected
+    | ChunkReceived
+    | AuthCancelled
 )

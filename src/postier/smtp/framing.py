@@ -1,0 +1,130 @@
+"""Message framing: DATA (dot-terminated, RFC 5321 §4.1.1.4, §4.5.2) and BDAT chunks (RFC 3030).
+
+Theory of operation. After the 354, the engine feeds every received byte to a ``DataReader`` until it
+reports the end. The reader keeps the raw (dot-stuffed) bytes behind a virtual leading CRLF — the CRLF
+that ended the DATA command line — so that the one terminator pattern ``<CRLF>.<CRLF>`` also finds a
+message that ends right away (``.<CRLF>`` as the first line). Only that exact pattern ends the data:
+``<LF>.<LF>``, ``<LF>.<CR><LF>``, ``<CR>.<CR>`` and ``<CR><LF>.<LF>`` do not (SMTP smuggling).
+
+Decisions, deliberately:
+
+- A bare CR or bare LF anywhere in the data does not end it and is not repaired: the reader reads on to
+  the real ``<CRLF>.<CRLF>``, then the whole message is refused with 550 5.6.0 and the session goes on.
+  Reading to the real end keeps the client and server in step (a smuggled ``MAIL FROM`` after a bare-LF
+  "end" stays message data); refusing rather than normalising means no two MTAs can disagree about where
+  this message ended (RFC 5321 §2.3.8).
+- A message over ``max_message_bytes`` is still read to its end, but its bytes are dropped as they come
+  (only the last 4 are kept to find the terminator across reads): memory stays bounded, and 552 5.3.4
+  is sent after the end, so the tail is never read as commands.
+- A line longer than ``max_text_line`` (CRLF included, on the wire) gets 550 5.6.0 after the end.
+
+All scanning uses ``bytes.find``/``count``/``replace``/``split``: the cost is O(n) at C speed.
+"""
+
+from __future__ import annotations
+
+from postier.mail.replies import S
+from postier.mail.reply import Reply
+
+__all__ = ["ChunkReader", "DataReader", "dot_stuff", "dot_unstuff"]
+
+_END = b"\r\n.\r\n"
+
+
+def dot_unstuff(raw: bytes) -> bytes:
+    """Undo RFC 5321 §4.5.2 transparency: drop the first "." of every line that starts with one.
+    ``raw`` is the data between the 354 and the terminator (its last line keeps its CRLF)."""
+    return (b"\r\n" + raw).replace(b"\r\n.", b"\r\n")[2:]
+
+
+def dot_stuff(body: bytes) -> bytes:
+    """The DATA wire form of ``body``: dot-stuffed, CRLF-terminated, followed by ``.<CRLF>``."""
+    if not body:
+        return b".\r\n"
+    stuffed = (b"\r\n" + body).replace(b"\r\n.", b"\r\n..")[2:]
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    return stuffed + b".\r\n"
+
+
+class DataReader:
+    """Collects DATA until ``<CRLF>.<CRLF>``; ``feed`` returns the bytes after the terminator when done."""
+
+    __slots__ = ("_buf", "_counted", "_dots", "_max_bytes", "_max_line", "_scan", "_too_big", "is_done")
+
+    def __init__(self, *, max_message_bytes: int, max_text_line: int) -> None:
+        self._buf = bytearray(b"\r\n")  # the virtual CRLF that ended the DATA line
+        self._scan = 0  # where the next search for the terminator starts
+        self._dots = 0  # lines starting with "." seen so far (stuffing to discount), once counting
+        self._counted = 0
+        self._too_big = False
+        self._max_bytes = max_message_bytes
+        self._max_line = max_text_line
+        self.is_done = False
+
+    def feed(self, data: bytes | bytearray) -> bytes | None:
+        """Take more bytes; None while the terminator is not seen, else what followed it."""
+        buf = self._buf
+        buf += data
+        end = buf.find(_END, self._scan)
+        if end == -1:
+            self._scan = max(len(buf) - 4, 0)
+            if not self._too_big and len(buf) - 2 > self._max_bytes:
+                self._check_size()
+            return None
+        rest = bytes(buf[end + 5 :])
+        del buf[end + 2 :]  # keep the CRLF of the last line
+        self.is_done = True
+        return rest
+
+    def _check_size(self) -> None:
+        """Switch to discarding once the unstuffed size is surely over the limit."""
+        buf = self._buf
+        self._dots += buf.count(b"\r\n.", self._counted)
+        self._counted = max(len(buf) - 2, 0)
+        if len(buf) - 2 - self._dots > self._max_bytes:
+            self._too_big = True
+            del buf[:-4]
+            self._scan = 0
+
+    def result(self) -> tuple[bytes, Reply | None]:
+        """``(body, None)`` for a good message, ``(b"", reply)`` for one to refuse (after ``is_done``)."""
+        if self._too_big:
+            return b"", S.MESSAGE_TOO_BIG
+        buf = self._buf
+        crlf = buf.count(b"\r\n")
+        if buf.count(b"\r") != crlf or buf.count(b"\n") != crlf:
+            return b"", S.BAD_DATA_LINE_ENDING
+        body = buf.replace(b"\r\n.", b"\r\n")
+        if len(body) - 2 > self._max_bytes:
+            return b"", S.MESSAGE_TOO_BIG
+        if len(buf) > self._max_line and max(map(len, buf.split(b"\r\n"))) > self._max_line - 2:
+            return b"", S.DATA_LINE_TOO_LONG
+        return bytes(body[2:]), None
+
+
+class ChunkReader:
+    """Reads exactly ``size`` octets of one BDAT chunk (RFC 3030 §2); keeps them only when ``keep``."""
+
+    __slots__ = ("_left", "_parts", "is_done", "keep", "size")
+
+    def __init__(self, size: int, *, keep: bool) -> None:
+        self.size = size
+        self.keep = keep
+        self._left = size
+        self._parts: list[bytes] = []
+        self.is_done = size == 0
+
+    def feed(self, data: bytes | bytearray) -> bytes | None:
+        """Take more bytes; None until the chunk is complete, else the bytes after it."""
+        take = min(self._left, len(data))
+        if self.keep and take:
+            self._parts.append(bytes(data[:take]))
+        self._left -= take
+        if self._left:
+            return None
+        self.is_done = True
+        return bytes(data[take:])
+
+    def chunk(self) -> bytes:
+        return b"".join(self._parts)

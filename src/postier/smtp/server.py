@@ -1,0 +1,451 @@
+"""The sans-IO SMTP server engine (RFC 5321, with PIPELINING, SIZE, 8BITMIME, SMTPUTF8,
+ENHANCEDSTATUSCODES, CHUNKING, BINARYMIME, DSN, STARTTLS and AUTH).
+
+Theory of operation. The driver feeds received bytes to ``receive_data``, asks ``next_event`` for what
+they mean, and answers every event with exactly one ``send(reply)``, in order; ``send`` returns the wire
+bytes and moves the state on according to what the reply answers (``state.phase_after``). The engine
+yields the next event only once the previous one is answered, so pipelined commands (RFC 2920) are
+answered in order and the meaning of later bytes (commands, message data, AUTH responses) is decided by
+the replies before them. The engine does no I/O, keeps no clock and never raises on client input: bad
+input becomes a ``Rejected`` event carrying the RFC's reply.
+
+Choices worth knowing (see also ``framing`` for DATA):
+
+- EXPN is answered 502 5.5.1: Postier does not expand lists (and VRFY never confirms: 252).
+- Errors: every ``Rejected`` with a 5xx reply counts; once ``max_errors`` are answered, the next event
+  is ``Rejected(S.TOO_MANY_ERRORS, close=True)``. 4xx refusals (too many recipients) do not count.
+- After a failed BDAT chunk the transaction is failed: further chunks are read and discarded and get
+  the same reply; BDAT LAST ends the failed transaction (RFC 3030 §2).
+- A 554 greeting refuses the session: only QUIT is then served, all else gets 503 (RFC 5321 §3.1).
+- Any 421 sent, solicited or not (timeouts, shutdown), closes the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from postier.mail.address import Address
+from postier.mail.envelope import Recipient
+from postier.mail.errors import RemoteProtocolError
+from postier.mail.replies import S
+from postier.mail.reply import Reply
+from postier.smtp import commands, grammar
+from postier.smtp.events import (
+    NEED_DATA,
+    AuthCancelled,
+    AuthResponse,
+    AuthStart,
+    ChunkReceived,
+    DataStart,
+    Event,
+    Hello,
+    MailFrom,
+    MailParams,
+    MessageReceived,
+    Quit,
+    RcptTo,
+    Rejected,
+    Reset,
+    StartTls,
+    _NeedData,
+)
+from postier.smtp.framing import ChunkReader, DataReader
+from postier.smtp.settings import EngineSettings
+from postier.smtp.state import OUT_OF_SEQUENCE, Mode, Phase, phase_after
+
+__all__ = ["AUTH_LINE_MAX", "ServerConnection"]
+
+AUTH_LINE_MAX = 12288  # RFC 4954 §4: AUTH lines may be this long, CRLF included
+
+
+class _Transaction:
+    """What one MAIL … (DATA | BDAT LAST) transaction has gathered."""
+
+    __slots__ = ("chunk_bytes", "chunks", "failed", "params", "recipients", "sender", "used_bdat")
+
+    def __init__(self, sender: Address | None, params: MailParams) -> None:
+        self.sender = sender
+        self.params = params
+        self.recipients: list[Recipient] = []
+        self.chunks: list[bytes] = []
+        self.chunk_bytes = 0
+        self.used_bdat = False
+        self.failed: Reply | None = None  # a BDAT chunk failed: later chunks get this reply
+
+    def message(self, body: bytes) -> MessageReceived:
+        return MessageReceived(
+            body, sender=self.sender, params=self.params, recipients=tuple(self.recipients)
+        )
+
+
+class ServerConnection:
+    """One SMTP server session, without I/O. See the module docstring for the protocol."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        if settings.lmtp:
+            raise NotImplementedError("LMTP (RFC 2033) is not implemented by the server engine yet")
+        self.settings = settings
+        self._buf = bytearray()
+        self._phase = Phase.CONNECTED
+        self._mode = Mode.LINE
+        self._is_tls = settings.is_tls
+        self._is_authenticated = False
+        self._is_esmtp = False  # EHLO (not HELO) accepted
+        self._helo_name: str | None = None
+        self._txn: _Transaction | None = None
+        self._pending: Event | None = None
+        self._counts_as_error = False
+        self._errors = 0
+        self._forced: Rejected | None = None  # an event the engine raises on its own (early talker, 421)
+        self._reader: DataReader | ChunkReader | None = None
+        self._skip_line = False  # discarding the rest of an overlong command line
+        self._mechanisms = tuple(m.upper() for m in settings.auth_mechanisms)
+        self._chunk_last = False
+
+    # --- properties --------------------------------------------------------------------------------
+
+    @property
+    def is_closed(self) -> bool:
+        """QUIT or a 421 was sent (or the peer closed): the driver closes the connection."""
+        return self._mode is Mode.CLOSED
+
+    @property
+    def is_tls(self) -> bool:
+        return self._is_tls
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self._is_authenticated
+
+    @property
+    def is_reading_data(self) -> bool:
+        """True between 354 and the end of data, or inside a BDAT chunk (the driver's data timeout)."""
+        return self._mode in (Mode.DATA, Mode.CHUNK)
+
+    @property
+    def helo_name(self) -> str | None:
+        """The name the client gave in its accepted HELO/EHLO."""
+        return self._helo_name
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    # --- input -------------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the peer; ``b""`` means the peer closed (the engine then yields nothing more)."""
+        if not data:
+            self._mode = Mode.CLOSED
+            return
+        if self._mode in (Mode.CLOSED, Mode.TLS):
+            return  # RFC 3207 §4.2 / CVE-2011-0411: plaintext after STARTTLS is dropped
+        if self._phase is Phase.CONNECTED:
+            if self._forced is None:
+                self._forced = Rejected(S.EARLY_TALKER, command="", close=True)
+            return
+        reader = self._reader
+        if reader is not None and not reader.is_done and not self._buf and self._pending is None:
+            rest = reader.feed(data)  # straight in: memory stays bounded while discarding
+            if rest:
+                self._buf += rest
+            return
+        self._buf += data
+
+    def next_event(self) -> Event | _NeedData:
+        """The next event, or NEED_DATA when more bytes (or the answer to the last event) are needed."""
+        if self._pending is not None or self._mode in (Mode.CLOSED, Mode.TLS):
+            return NEED_DATA
+        if self._phase is Phase.CONNECTED:
+            return NEED_DATA  # the greeting comes first
+        event: Event | _NeedData
+        self._counts_as_error = False
+        if self._forced is not None:
+            event, self._forced = self._forced, None
+        elif self._reader is not None:
+            event = self._read_message()
+        else:
+            event = self._read_line()
+        if not isinstance(event, _NeedData):
+            self._pending = event
+        return event
+
+    # --- output ------------------------------------------------------------------------------------
+
+    def send(self, reply: Reply) -> bytes:
+        """The wire bytes of ``reply``, which answers the greeting or the pending event."""
+        data = reply.to_bytes()
+        if reply.code == 421:
+            self._close()
+            return data
+        if self._phase is Phase.CONNECTED:
+            self._phase = Phase.REFUSED if reply.code == 554 else Phase.GREETED
+            return data
+        event = self._pending
+        if event is None:
+            raise RuntimeError("send() without an event to answer (only a 421 may be sent unasked)")
+        self._pending = None
+        self._on_reply(event, reply)
+        return data
+
+    def _on_reply(self, event: Event, reply: Reply) -> None:
+        kind = type(event).__name__
+        self._phase = phase_after(kind, reply, self._phase)
+        if isinstance(event, Rejected):
+            self._on_rejected(event)
+        elif isinstance(event, Quit):
+            self._close()
+        elif isinstance(event, Reset):
+            self._txn = None
+        elif isinstance(event, Hello) and reply.code == 250:
+            self._txn = None
+            self._helo_name = event.name
+            self._is_esmtp = event.verb == "EHLO"
+        elif isinstance(event, MailFrom) and reply.code == 250:
+            self._txn = _Transaction(event.sender, event.params)
+        elif isinstance(event, RcptTo) and reply.code < 300 and self._txn is not None:
+            self._txn.recipients.append(event.recipient)
+        elif isinstance(event, DataStart) and reply.code == 354:
+            self._mode = Mode.DATA
+            self._reader = DataReader(
+                max_message_bytes=self.settings.max_message_bytes,
+                max_text_line=self.settings.max_text_line,
+            )
+        elif isinstance(event, StartTls) and reply.code == 220:
+            self._mode = Mode.TLS
+            self._buf.clear()  # RFC 3207 §4.2: nothing pipelined after STARTTLS survives
+        elif isinstance(event, AuthStart | AuthResponse):
+            self._on_auth_reply(reply)
+
+    def _on_rejected(self, event: Rejected) -> None:
+        if event.close:
+            self._close()
+            return
+        if self._counts_as_error and event.reply.code >= 500:
+            self._errors += 1
+            if self._errors >= self.settings.max_errors:
+                self._forced = Rejected(S.TOO_MANY_ERRORS, command=event.command, close=True)
+
+    def _on_auth_reply(self, reply: Reply) -> None:
+        if reply.code == 334:
+            self._mode = Mode.AUTH
+            return
+        self._mode = Mode.LINE
+        if reply.code == 235:
+            self._is_authenticated = True
+
+    def _close(self) -> None:
+        self._mode = Mode.CLOSED
+        self._buf.clear()
+        self._reader = None
+        self._pending = None
+
+    def tls_established(self) -> None:
+        """After the driver's TLS handshake: back to the just-greeted state (RFC 3207 §4.2)."""
+        self._is_tls = True
+        self._mode = Mode.LINE
+        self._phase = Phase.GREETED
+        self._buf.clear()
+        self._txn = None
+        self._helo_name = None
+        self._is_esmtp = False
+        self._is_authenticated = False
+
+    def ehlo_reply(self, hostname: str | None = None) -> Reply:
+        """The multi-line 250 EHLO reply for the current state (RFC 5321 §4.1.1.1)."""
+        s = self.settings
+        lines = [hostname or s.hostname, "PIPELINING", f"SIZE {s.max_message_bytes}", "8BITMIME"]
+        lines += ["SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "BINARYMIME", "DSN"]
+        if s.can_starttls and not self._is_tls:
+            lines.append("STARTTLS")
+        if self._mechanisms and (self._is_tls or not s.auth_requires_tls):
+            lines.append("AUTH " + " ".join(self._mechanisms))
+        return Reply(250, None, "\n".join(lines))
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    def _reject(self, reply: Reply, command: str, *, counts: bool = True) -> Rejected:
+        self._counts_as_error = counts
+        return Rejected(reply, command=command)
+
+    def _read_line(self) -> Event | _NeedData:
+        buf = self._buf
+        newline = buf.find(b"\n")
+        if self._skip_line:
+            if newline == -1:
+                buf.clear()
+                return NEED_DATA
+            del buf[: newline + 1]
+            self._skip_line = False
+            return self._reject(S.LINE_TOO_LONG, "")
+        auth_ish = self._mode is Mode.AUTH or buf[:5].upper() == b"AUTH "
+        limit = AUTH_LINE_MAX if auth_ish else self.settings.max_command_line
+        if newline == -1:
+            if len(buf) > limit:  # RFC 5321 §4.5.3.1.4: refuse, and drop the rest of the line
+                self._skip_line = True
+                buf.clear()
+            return NEED_DATA
+        line = bytes(buf[: newline + 1])
+        del buf[: newline + 1]
+        if len(line) > limit:
+            return self._line_error(S.LINE_TOO_LONG)
+        if line[-2:-1] != b"\r" or b"\r" in line[:-2]:  # RFC 5321 §2.3.8: only CRLF ends a line
+            return self._line_error(S.BARE_LINE_ENDING)
+        if self._mode is Mode.AUTH:
+            return self._auth_line(line[:-2])
+        return self._command(line[:-2])
+
+    def _line_error(self, reply: Reply) -> Rejected:
+        command = "AUTH" if self._mode is Mode.AUTH else ""
+        self._mode = Mode.LINE  # a broken AUTH response ends the exchange
+        return self._reject(reply, command)
+
+    def _auth_line(self, line: bytes) -> Event:
+        self._mode = Mode.LINE  # until the driver's 334 reopens the exchange
+        if line == b"*":
+            return AuthCancelled(S.AUTH_CANCELLED)
+        if not line.isascii():
+            return self._reject(S.AUTH_MALFORMED, "AUTH")
+        self._mode = Mode.AUTH
+        return AuthResponse(line.decode("ascii"))
+
+    def _read_message(self) -> Event | _NeedData:
+        reader = self._reader
+        assert reader is not None
+        if self._buf and not reader.is_done:
+            rest = reader.feed(self._buf)
+            self._buf = bytearray(rest or b"")
+        if not reader.is_done:
+            return NEED_DATA
+        self._reader = None
+        self._mode = Mode.LINE
+        if isinstance(reader, DataReader):
+            return self._data_done(reader)
+        return self._chunk_done(reader)
+
+    def _data_done(self, reader: DataReader) -> Event:
+        txn = self._txn
+        self._end_transaction()  # RFC 5321 §4.1.1.4: the data ends the transaction, whatever the reply
+        body, error = reader.result()
+        if error is not None or txn is None:
+            return self._reject(error or S.BAD_SEQUENCE, "DATA")
+        return txn.message(body)
+
+    # --- commands ----------------------------------------------------------------------------------
+
+    def _command(self, line: bytes) -> Event | _NeedData:
+        verb, arg = grammar.split_command(line)
+        if self._phase is Phase.REFUSED and verb != "QUIT":
+            return self._reject(S.SESSION_REFUSED, verb)
+        handler = _HANDLERS.get(verb)
+        if handler is None:
+            return self._reject(S.UNKNOWN_COMMAND, verb)
+        out_of_sequence = OUT_OF_SEQUENCE.get(verb, {}).get(self._phase)
+        if out_of_sequence is not None and verb != "BDAT":  # BDAT reads its chunk first
+            return self._reject(out_of_sequence, verb)
+        try:
+            return handler(self, arg)
+        except RemoteProtocolError as exc:
+            return self._reject(exc.reply, verb)
+
+    def _ehlo(self, arg: bytes) -> Event:
+        name, well_formed = grammar.parse_hello(arg)
+        return Hello("EHLO", name, is_well_formed=well_formed)
+
+    def _helo(self, arg: bytes) -> Event:
+        name, well_formed = grammar.parse_hello(arg)
+        return Hello("HELO", name, is_well_formed=well_formed)
+
+    def _mail(self, arg: bytes) -> Event:
+        if self.settings.mail_requires_auth and not self._is_authenticated:
+            raise RemoteProtocolError(S.AUTH_REQUIRED)  # RFC 4954 §6
+        sender, params = grammar.parse_mail(arg, max_message_bytes=self.settings.max_message_bytes)
+        return MailFrom(sender, params)
+
+    def _rcpt(self, arg: bytes) -> Event:
+        txn = self._txn
+        assert txn is not None
+        if len(txn.recipients) >= self.settings.max_recipients:  # RFC 5321 §4.5.3.1.10
+            return self._reject(S.TOO_MANY_RECIPIENTS, "RCPT", counts=False)
+        return RcptTo(grammar.parse_rcpt(arg, allow_utf8=txn.params.smtputf8))
+
+    def _data(self, arg: bytes) -> Event:
+        txn = self._txn
+        assert txn is not None
+        return commands.data_start(arg, used_bdat=txn.used_bdat, body=txn.params.body)
+
+    def _bdat(self, arg: bytes) -> Event | _NeedData:
+        """RFC 3030 §2: the chunk is read (kept or dropped) before any reply, whatever the state."""
+        parsed = grammar.parse_bdat(arg)
+        if parsed is None:
+            raise RemoteProtocolError(S.SYNTAX_ERROR)  # the chunk size is unknown: nothing to skip
+        size, last = parsed
+        txn = self._txn
+        keep = (
+            txn is not None
+            and self._phase is Phase.RCPT
+            and txn.failed is None
+            and txn.chunk_bytes + size <= self.settings.max_message_bytes
+        )
+        self._reader = ChunkReader(size, keep=keep)
+        self._mode = Mode.CHUNK
+        self._chunk_last = last
+        return self._read_message()
+
+    def _chunk_done(self, reader: ChunkReader) -> Event:
+        last, txn = self._chunk_last, self._txn
+        refusal = OUT_OF_SEQUENCE["BDAT"].get(self._phase)
+        if txn is None or refusal is not None:
+            if last and txn is not None:
+                self._end_transaction()
+            return self._reject(refusal or S.BAD_SEQUENCE, "BDAT")
+        txn.used_bdat = True
+        counts = txn.failed is None  # chunks pipelined after a failed one repeat its reply
+        if txn.failed is None and not reader.keep:
+            txn.failed = S.MESSAGE_TOO_BIG  # RFC 3030 §2 and RFC 1870: over the limit across chunks
+            txn.chunks.clear()
+        if txn.failed is not None:
+            if last:
+                self._end_transaction()
+            return self._reject(txn.failed, "BDAT", counts=counts)
+        txn.chunks.append(reader.chunk())
+        txn.chunk_bytes += reader.size
+        if not last:
+            return ChunkReceived(S.OK.with_text(f"{reader.size} octets received"), octets=reader.size)
+        self._end_transaction()
+        return txn.message(b"".join(txn.chunks))
+
+    def _starttls(self, arg: bytes) -> Event:
+        return commands.starttls(arg, is_tls=self._is_tls, can_starttls=self.settings.can_starttls)
+
+    def _auth(self, arg: bytes) -> Event:
+        return commands.auth_start(
+            arg,
+            mechanisms=self._mechanisms,
+            is_esmtp=self._is_esmtp,
+            is_authenticated=self._is_authenticated,
+            tls_ok=self._is_tls or not self.settings.auth_requires_tls,
+        )
+
+    def _expn(self, arg: bytes) -> Event:
+        return self._reject(S.NOT_IMPLEMENTED, "EXPN")  # lists are not expanded to strangers
+
+    def _end_transaction(self) -> None:
+        self._txn = None
+        if self._phase in (Phase.MAIL, Phase.RCPT):
+            self._phase = Phase.HELLO
+
+
+_C = ServerConnection
+_HANDLERS: dict[str, Callable[[ServerConnection, bytes], Event | _NeedData]] = {
+    "EHLO": _C._ehlo,
+    "HELO": _C._helo,
+    "MAIL": _C._mail,
+    "RCPT": _C._rcpt,
+    "DATA": _C._data,
+    "BDAT": _C._bdat,
+    "STARTTLS": _C._starttls,
+    "AUTH": _C._auth,
+    "EXPN": _C._expn,
+    **{verb: (lambda c, a, v=verb: commands.simple(v, a)) for verb in commands.SIMPLE},
+}
