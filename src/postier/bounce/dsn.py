@@ -214,6 +214,7 @@ def _original_part(
         b"Content-Transfer-Encoding: " + encoding,
         b"",
         *content,
+        b"",  # keeps the original's last CRLF: the CRLF before a boundary is the boundary's (RFC 2046 §5.1.1)
     ]
 
 
