@@ -51,7 +51,13 @@ def starttls(arg: bytes, *, is_tls: bool, can_starttls: bool) -> StartTls:
 
 
 def auth_start(
-    arg: bytes, *, mechanisms: tuple[str, ...], is_esmtp: bool, is_authenticated: bool, tls_ok: bool
+    arg: bytes,
+    *,
+    mechanisms: tuple[str, ...],
+    is_esmtp: bool,
+    is_authenticated: bool,
+    in_transaction: bool,
+    tls_ok: bool,
 ) -> AuthStart:
     """RFC 4954 §4: ``AUTH mechanism [initial-response]``, checked in the RFC's order."""
     if not mechanisms:
@@ -60,6 +66,8 @@ def auth_start(
         raise RemoteProtocolError(S.AUTH_NEEDS_EHLO)
     if is_authenticated:
         raise RemoteProtocolError(S.AUTH_ALREADY)
+    if in_transaction:
+        raise RemoteProtocolError(S.IN_TRANSACTION)
     if not tls_ok:
         raise RemoteProtocolError(S.ENCRYPTION_REQUIRED)  # RFC 4954 §6: 538 5.7.11
     words = arg.split(b" ")

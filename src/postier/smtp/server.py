@@ -424,6 +424,7 @@ class ServerConnection:
             mechanisms=self._mechanisms,
             is_esmtp=self._is_esmtp,
             is_authenticated=self._is_authenticated,
+            in_transaction=self._txn is not None,
             tls_ok=self._is_tls or not self.settings.auth_requires_tls,
         )
 

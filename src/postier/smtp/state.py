@@ -42,6 +42,7 @@ class Mode(Enum):
 
 _P = Phase
 _BEFORE_HELLO = {_P.GREETED: S.HELLO_FIRST}
+# AUTH checks its sequence itself, after "is AUTH offered at all" (RFC 4954 §4 order).
 _IN_TRANSACTION = {_P.MAIL: S.IN_TRANSACTION, _P.RCPT: S.IN_TRANSACTION}
 
 # RFC 5321 §4.1.4 and §3.3 (DATA with no accepted recipient: 554 "no valid recipients").
@@ -51,7 +52,6 @@ OUT_OF_SEQUENCE: dict[str, dict[Phase, Reply]] = {
     "DATA": {_P.GREETED: S.BAD_SEQUENCE, _P.HELLO: S.BAD_SEQUENCE, _P.MAIL: S.NO_VALID_RECIPIENTS},
     "BDAT": {_P.GREETED: S.BAD_SEQUENCE, _P.HELLO: S.BAD_SEQUENCE, _P.MAIL: S.NO_VALID_RECIPIENTS},
     "STARTTLS": _IN_TRANSACTION,  # RFC 3207 §4: not in the middle of a transaction
-    "AUTH": {_P.GREETED: S.AUTH_NEEDS_EHLO, **_IN_TRANSACTION},  # RFC 4954 §4
 }
 
 
