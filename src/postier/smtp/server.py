@@ -448,5 +448,14 @@ _HANDLERS: dict[str, Callable[[ServerConnection, bytes], Event | _NeedData]] = {
     "STARTTLS": _C._starttls,
     "AUTH": _C._auth,
     "EXPN": _C._expn,
-    **{verb: (lambda c, a, v=verb: commands.simple(v, a)) for verb in commands.SIMPLE},
 }
+
+
+def _simple(verb: str) -> Callable[[ServerConnection, bytes], Event]:
+    def handle(conn: ServerConnection, arg: bytes) -> Event:
+        return commands.simple(verb, arg)
+
+    return handle
+
+
+_HANDLERS.update((verb, _simple(verb)) for verb in commands.SIMPLE)
