@@ -24,7 +24,9 @@ import collections
 import selectors
 import socket
 import struct
+import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 
@@ -39,7 +41,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-__all__ = ["DnsServer", "Records", "dns_server_factory"]
+__all__ = ["DnsServer", "Dnsmasq", "Records", "dns_server_factory"]
 
 Records = Mapping[str, Mapping[str, Sequence[str]]]
 
@@ -289,6 +291,90 @@ def _bind_pair(host: str) -> tuple[socket.socket, socket.socket]:
         tcp.listen(16)
         return udp, tcp
     raise RuntimeError("no free port for UDP and TCP on one number")
+
+
+class Dnsmasq:
+    """The same ``records`` served by a real dnsmasq (interop check for the resolver). dnsmasq answers
+    NXDOMAIN / NODATA for unknown names under ``local_domains``; names in ``unreachable`` are forwarded
+    to a dead port, so their lookups fail temporarily. No per-record TTLs, no query counts."""
+
+    BINARY = "/usr/sbin/dnsmasq"
+
+    def __init__(
+        self, records: Records, *, local_domains: Iterable[str] = ("test",), unreachable: Iterable[str] = ()
+    ) -> None:
+        self.host = "127.0.0.1"
+        self.port = 0
+        self._args = [f"--local=/{d}/" for d in local_domains]
+        self._args += [f"--server=/{n}/127.0.0.1#1" for n in unreachable]
+        for name, by_type in records.items():
+            for rdtype, values in by_type.items():
+                self._args += [_dnsmasq_arg(name, rdtype.upper(), v) for v in values]
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def nameservers(self) -> list[tuple[str, int]]:
+        return [(self.host, self.port)]
+
+    def start(self) -> tuple[str, int]:
+        udp, tcp = _bind_pair(self.host)
+        self.port = udp.getsockname()[1]
+        udp.close()
+        tcp.close()
+        options = ["--no-resolv", "--no-hosts", "--keep-in-foreground", "--conf-file=/dev/null"]
+        options += ["--bind-interfaces", f"--listen-address={self.host}", f"--port={self.port}"]
+        self._process = subprocess.Popen(
+            [self.BINARY, *options, *self._args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        self._wait_ready()
+        return self.host, self.port
+
+    def _wait_ready(self) -> None:
+        query = dns.message.make_query("ready.invalid.", "A").to_wire()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                err = self._process.stderr.read().decode() if self._process.stderr else ""
+                raise RuntimeError(f"dnsmasq exited: {err.strip()}")
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.settimeout(0.2)
+                probe.sendto(query, (self.host, self.port))
+                try:
+                    probe.recv(512)
+                    return
+                except OSError:
+                    continue
+        raise RuntimeError("dnsmasq did not start")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            if self._process.stderr is not None:
+                self._process.stderr.close()
+            self._process = None
+
+    def __enter__(self) -> Dnsmasq:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _dnsmasq_arg(name: str, rdtype: str, value: str) -> str:
+    name = _key(name)
+    if rdtype == "MX":
+        preference, host = value.split()
+        return f"--mx-host={name},{host.rstrip('.') or '.'},{preference}"
+    if rdtype in ("A", "AAAA"):
+        return f"--host-record={name},{value}"
+    if rdtype == "TXT":
+        return f"--txt-record={name},{value}"
+    raise ValueError(f"dnsmasq fixture: no {rdtype} records")
 
 
 @pytest.fixture

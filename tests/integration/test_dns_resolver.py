@@ -19,7 +19,7 @@ from postier.dns import (
     TemporaryDnsError,
     resolve_mx,
 )
-from tests.integration.dnsserver import DnsServer, dns_server_factory  # noqa: F401 (a fixture)
+from tests.integration.dnsserver import Dnsmasq, DnsServer, dns_server_factory  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -227,3 +227,43 @@ async def test_fixture_factory_serves_records(
     server = dns_server_factory({"f.test": {"MX": ["5 mx.f.test"]}})
     resolver = DnsPythonResolver(server.nameservers, timeout_s=1)
     assert await resolver.mx("f.test") == [MxRecord(5, "mx.f.test")]
+
+
+DNSMASQ_RECORDS = {
+    "example.test": {"MX": ["20 backup.example.test", "10 mx-a.example.test"]},
+    "mx-a.example.test": {"A": ["127.0.0.2"], "AAAA": ["::1"]},
+    "implicit.test": {"A": ["127.0.0.4"], "TXT": ["v=spf1 -all"]},
+    "null.test": {"MX": ["0 ."]},
+}
+
+
+@pytest.fixture(scope="module")
+def dnsmasq() -> Iterator[Dnsmasq]:
+    with Dnsmasq(DNSMASQ_RECORDS, unreachable=["broken.test"]) as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    ("domain", "hosts", "reply"),
+    [
+        ("example.test", ("mx-a.example.test", "backup.example.test"), None),
+        ("implicit.test", ("implicit.test",), None),
+        ("null.test", (), NULL_MX),
+        ("nowhere.test", (), NO_SUCH_DOMAIN),
+        ("broken.test", (), DNS_TEMPORARY_FAILURE),
+    ],
+)
+async def test_against_dnsmasq(dnsmasq: Dnsmasq, domain: str, hosts: tuple[str, ...], reply: object) -> None:
+    resolver = DnsPythonResolver(dnsmasq.nameservers, timeout_s=1)
+    plan = await resolve_mx(resolver, domain, random.Random(0))
+    assert (tuple(r.host for r in plan.hosts), plan.reply) == (hosts, reply)
+
+
+async def test_addresses_and_txt_from_dnsmasq(dnsmasq: Dnsmasq) -> None:
+    resolver = DnsPythonResolver(dnsmasq.nameservers, timeout_s=1)
+    assert await resolver.addresses("mx-a.example.test") == ["127.0.0.2", "::1"]
+    assert await resolver.txt("implicit.test") == ["v=spf1 -all"]
+    with pytest.raises(NoData):
+        await resolver.mx("implicit.test")
+    with pytest.raises(NxDomain):
+        await resolver.addresses("nowhere.test")

@@ -108,9 +108,9 @@ def _describe(report: RecipientReport) -> str:
         return f"{who}: {report.action.value} (status {report.effective_status})."
     said = " ".join(str(report.reply).split())
     if report.remote_mta:
-        text = f"{who}: the mail server {report.remote_mta} answered: {said}"
+        text = f'{who}: the mail server {report.remote_mta} answered "{said}".'
     else:
-        text = f"{who}: {said}"
+        text = f'{who}: "{said}".'
     if report.action is Action.DELAYED and report.will_retry_until is not None:
         text += f" Delivery will be tried until {rfc5322_date(report.will_retry_until)}."
     return text
