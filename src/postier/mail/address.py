@@ -123,7 +123,19 @@ def parse_domain(domain: str, *, allow_utf8: bool, bad: Reply = S.BAD_RECIPIENT_
         raise AddressError(bad)
     if any(len(label) > MAX_LABEL for label in ascii_form.split(".")):
         raise AddressError(bad)
+    if "xn--" in ascii_form.lower() and not _is_valid_a_label_domain(ascii_form):
+        raise AddressError(bad)  # RFC 5890 §2.3.2.1: an A-label must decode to a valid U-label
     return domain
+
+
+def _is_valid_a_label_domain(domain: str) -> bool:
+    import idna
+
+    try:
+        idna.decode(domain)
+    except (idna.IDNAError, UnicodeError):
+        return False
+    return True
 
 
 def _check_literal(domain: str, bad: Reply) -> None:
