@@ -1,0 +1,245 @@
+"""``python -m bench.run``: Postier vs Postfix vs aiosmtpd, side by side, in one run.
+
+Installs the peers if missing, then runs every scenario against each server in turn (A B C A B C …)
+for ``--rounds`` rounds, and writes bench/results/<date>.md (+ .png when matplotlib is installed).
+Everything listens on 127.0.0.1 high ports; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import scenarios as sc
+from bench.procs import PortPool
+from bench.report import machine, markdown, write_chart
+from bench.results import Metric, Results
+from bench.servers import Kind, kinds
+
+REPO = Path(__file__).resolve().parent.parent
+SCENARIO_NAMES = ("limits", "acceptance", "relay", "idle", "latency")
+DOCS = REPO / "docs" / "benchmarks.md"
+MARK_START, MARK_END = "<!-- bench:latest:start -->", "<!-- bench:latest:end -->"
+
+
+def ensure_peers() -> None:
+    """Debian postfix (smtp-source, smtp-sink) via scripts/install-peers; aiosmtpd in this venv."""
+    if not all(shutil.which(t) for t in ("postfix", "smtp-source", "smtp-sink")):
+        subprocess.run([str(REPO / "scripts" / "install-peers")], check=True, timeout=900)
+    if importlib.util.find_spec("aiosmtpd") is None:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "aiosmtpd>=1.4.6"], check=True, timeout=600
+        )
+
+
+def raise_nofile() -> int:
+    """2,000 idle sessions need 2,000+ descriptors on each side; children inherit the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return want
+
+
+def _say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def _measure(results: Results, metric: Metric, server: str, fn: Callable[[], float]) -> None:
+    try:
+        value = fn()
+    except Exception as exc:
+        _say(f"  {metric.scenario} / {metric.case} / {server}: FAILED {exc}")
+        results.note(metric, server, f"failed: {str(exc)[:80]}")
+        return
+    results.add(metric, server, value)
+    _say(f"  {metric.scenario} / {metric.case} / {server}: {value:,.2f} {metric.unit}")
+
+
+def preflight(active: list[Kind], plan: sc.Plan) -> dict[str, str]:
+    """Start and stop each server once; a server that cannot start is left out of the whole run."""
+    broken: dict[str, str] = {}
+    for kind in active:
+        try:
+            with kind.launch(plan.root(kind), plan.ports.take(), None):
+                pass
+        except Exception as exc:
+            broken[kind.key] = f"did not start: {str(exc)[:100]}"
+            _say(f"{kind.label} {broken[kind.key]}")
+    return broken
+
+
+def _round(
+    results: Results, plan: sc.Plan, active: list[Kind], chosen: set[str], relay_off: dict[str, str]
+) -> None:
+    if "limits" in chosen:
+        _measure(
+            results,
+            Metric("limits", "disk: append 4 KiB + fsync", "fsync/s"),
+            "disk",
+            lambda: sc.fsync_rate(plan.workdir),
+        )
+    for case in plan.cases if "acceptance" in chosen else []:
+        m = Metric("acceptance", case.name + f", {case.messages:,} msgs", "msg/s")
+        for kind in active:
+            _measure(results, m, kind.key, lambda k=kind, c=case: sc.acceptance(k, c, plan))  # type: ignore[misc]
+    peers = [k for k in active if k.key in ("postier", "postfix", "aiosmtpd")]
+    if "relay" in chosen:
+        m = Metric("relay", f"1 KiB, 20 sessions, {plan.relay_messages:,} msgs", "msg/s")
+        for kind in peers:
+            if kind.key in relay_off:
+                results.note(m, kind.key, relay_off[kind.key])
+                continue
+            _measure(results, m, kind.key, lambda k=kind: sc.relay(k, plan))  # type: ignore[misc]
+    if "idle" in chosen:
+        for kind in peers:
+            _idle_round(results, plan, kind)
+    if "latency" in chosen:
+        for kind in [k for k in active if k.durable]:
+            _latency_round(results, plan, kind)
+
+
+def _idle_round(results: Results, plan: sc.Plan, kind: Kind) -> None:
+    case = f"{plan.idle_sessions:,} idle sessions"
+    names = [
+        ("KiB RSS/conn", False),
+        ("KiB PSS/conn", False),
+        ("ms to greeting", False),
+        ("sessions open", True),
+    ]
+    metrics = [Metric("idle", case, unit, better) for unit, better in names]
+    try:
+        fig = sc.idle(kind, plan)
+    except Exception as exc:
+        _say(f"  idle / {kind.key}: FAILED {exc}")
+        for m in metrics:
+            results.note(m, kind.key, f"failed: {str(exc)[:80]}")
+        return
+    for m, v in zip(
+        metrics, (fig.rss_kib_per_conn, fig.pss_kib_per_conn, fig.greeting_ms, fig.opened), strict=True
+    ):
+        results.add(m, kind.key, float(v))
+    _say(f"  idle / {kind.key}: {fig}")
+
+
+def _latency_round(results: Results, plan: sc.Plan, kind: Kind) -> None:
+    case = f"1 KiB at {plan.latency_rate:g} msg/s, {plan.latency_count:,} msgs"
+    p50m, p99m = Metric("latency", case, "ms p50", False), Metric("latency", case, "ms p99", False)
+    try:
+        p50, p99 = sc.latency(kind, plan)
+    except Exception as exc:
+        _say(f"  latency / {kind.key}: FAILED {exc}")
+        results.note(p50m, kind.key, f"failed: {str(exc)[:80]}")
+        results.note(p99m, kind.key, f"failed: {str(exc)[:80]}")
+        return
+    results.add(p50m, kind.key, p50)
+    results.add(p99m, kind.key, p99)
+    _say(f"  latency / {kind.key}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    p.add_argument("--rounds", type=int, default=None, help="rounds (default 3; 1 with --quick)")
+    p.add_argument(
+        "--quick", action="store_true", help="small smoke run: 1/10 of the messages, 200 idle sessions"
+    )
+    p.add_argument("--scenario", action="append", choices=SCENARIO_NAMES, help="only these (repeatable)")
+    p.add_argument(
+        "--server", action="append", choices=[k.key for k in kinds()], help="only these (repeatable)"
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("/var/tmp"),  # noqa: S108 — a disk, unlike a tmpfs /tmp
+        help="where queues live (a real disk)",
+    )
+    p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="output directory")
+    p.add_argument("--base-port", type=int, default=24000, help="first loopback port to try")
+    p.add_argument("--update-docs", action="store_true", help="put the table in docs/benchmarks.md")
+    return p.parse_args(argv)
+
+
+def _plan(args: argparse.Namespace, workdir: Path) -> sc.Plan:
+    return sc.Plan(
+        workdir=workdir,
+        ports=PortPool(args.base_port),
+        cases=sc.plan_cases(args.quick),
+        relay_messages=1_000 if args.quick else 10_000,
+        idle_sessions=200 if args.quick else 2_000,
+        latency_count=200 if args.quick else 1_000,
+    )
+
+
+def _relay_availability(plan: sc.Plan, active: list[Kind], chosen: set[str]) -> dict[str, str]:
+    off: dict[str, str] = {}
+    for kind in active:
+        if "relay" in chosen and kind.key == "postier":
+            reason = sc.relay_probe(kind, plan)
+            if reason:
+                off[kind.key] = reason
+                _say(f"relay: Postier {reason}")
+    return off
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    rounds = args.rounds or (1 if args.quick else 3)
+    chosen = set(args.scenario or SCENARIO_NAMES)
+    ensure_peers()
+    _say(f"RLIMIT_NOFILE raised to {raise_nofile()}")
+    workdir = Path(tempfile.mkdtemp(prefix="postier-bench-", dir=args.workdir))
+    results = Results()
+    try:
+        plan = _plan(args, workdir)
+        active = [k for k in kinds() if not args.server or k.key in args.server]
+        broken = preflight(active, plan)
+        active = [k for k in active if k.key not in broken]
+        relay_off = _relay_availability(plan, active, chosen)
+        for r in range(rounds):
+            _say(f"round {r + 1}/{rounds}")
+            _round(results, plan, active, chosen, relay_off)
+        facts = machine(workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return _write(args, results, facts, rounds, broken)
+
+
+def _write(
+    args: argparse.Namespace,
+    results: Results,
+    facts: list[tuple[str, str]],
+    rounds: int,
+    broken: dict[str, str],
+) -> int:
+    date = dt.date.today().isoformat()
+    stem = f"{date}-quick" if args.quick else date
+    args.out.mkdir(parents=True, exist_ok=True)
+    header = f"# Benchmark {date}{' (quick smoke run)' if args.quick else ''}: {rounds} round(s)"
+    extra = [("left out", "; ".join(f"{k} {v}" for k, v in broken.items()))] if broken else []
+    text = markdown(results, facts + extra, header)
+    if write_chart(results, args.out / f"{stem}.png"):
+        text += f"\n![throughput per scenario]({stem}.png)\n"
+    (args.out / f"{stem}.md").write_text(text)
+    _say(f"wrote {args.out / f'{stem}.md'}")
+    if args.update_docs and DOCS.exists():
+        doc = DOCS.read_text()
+        if MARK_START in doc and MARK_END in doc:
+            before, rest = doc.split(MARK_START, 1)
+            after = rest.split(MARK_END, 1)[1]
+            body = text.replace(f"]({stem}.png)", f"](../bench/results/{stem}.png)")
+            DOCS.write_text(f"{before}{MARK_START}\n{body}\n{MARK_END}{after}")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

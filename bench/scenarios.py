@@ -1,0 +1,180 @@
+"""One measurement per call: a fresh server instance, one client run, one number (or a few).
+
+Theory of operation: ``run.py`` calls these in rounds, each server in turn (A B C A B C …), and
+``results.Table`` collects the per-round values. Each function starts its own instance under a fresh
+directory of ``Plan.workdir`` (the filesystem whose fsync rate is measured too) and stops it before
+returning, so no server's queue or page cache state leaks into the next measurement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.clients import hold_idle_sessions, latency_at_rate, smtp_source
+from bench.procs import PortPool, tree_memory
+from bench.servers import ACCEPT_DOMAIN, RELAY_DOMAIN, Kind, start_sink
+
+__all__ = ["AcceptCase", "Plan", "acceptance", "fsync_rate", "idle", "latency", "relay", "relay_probe"]
+
+RCPT = f"user@{ACCEPT_DOMAIN}"
+
+
+@dataclass(frozen=True)
+class AcceptCase:
+    name: str
+    size: int
+    sessions: int
+    messages: int
+
+
+@dataclass
+class Plan:
+    workdir: Path
+    ports: PortPool
+    cases: list[AcceptCase]
+    relay_messages: int
+    idle_sessions: int
+    latency_count: int
+    latency_rate: float = 100.0
+    timeout_s: float = 900.0
+    _seq: itertools.count[int] = field(default_factory=itertools.count)
+
+    def root(self, kind: Kind) -> Path:
+        return self.workdir / f"{kind.key}-{next(self._seq)}"
+
+
+def plan_cases(quick: bool) -> list[AcceptCase]:
+    scale = 10 if quick else 1
+    return [
+        AcceptCase("1 KiB, 20 sessions", 1024, 20, 20_000 // scale),
+        AcceptCase("1 KiB, 100 sessions", 1024, 100, 20_000 // scale),
+        AcceptCase("100 KiB, 20 sessions", 100 * 1024, 20, 20_000 // scale),
+    ]
+
+
+def acceptance(kind: Kind, case: AcceptCase, plan: Plan) -> float:
+    """Durable acceptance: messages per second until the last 250 (smtp-source exits)."""
+    port = plan.ports.take()
+    with kind.launch(plan.root(kind), port, None):
+        elapsed = smtp_source(
+            port,
+            sessions=case.sessions,
+            messages=case.messages,
+            size=case.size,
+            rcpt=RCPT,
+            timeout_s=plan.timeout_s,
+        )
+    return case.messages / elapsed
+
+
+def _relay_run(kind: Kind, plan: Plan, messages: int, wait_s: float) -> tuple[int, float]:
+    """Returns (messages the sink counted, seconds from the first message in until the last counted)."""
+    sink_port, port = plan.ports.take(), plan.ports.take()
+    with start_sink(sink_port) as sink, kind.launch(plan.root(kind), port, sink_port):
+        start = time.perf_counter()
+        smtp_source(
+            port,
+            sessions=20,
+            messages=messages,
+            size=1024,
+            rcpt=f"user@{RELAY_DOMAIN}",
+            timeout_s=plan.timeout_s,
+        )
+        deadline = time.monotonic() + wait_s
+        while sink.count < messages and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return sink.count, time.perf_counter() - start
+
+
+def relay_probe(kind: Kind, plan: Plan) -> str | None:
+    """One message through the server to a sink: None if it arrives, else why relay is unavailable."""
+    counted, _ = _relay_run(kind, plan, 1, 10.0)
+    return (
+        None
+        if counted >= 1
+        else "not available (no outbound delivery: 0 of 1 messages reached the sink in 10 s)"
+    )
+
+
+def relay(kind: Kind, plan: Plan) -> float:
+    """End-to-end relay: messages per second from the first message in until the sink counted the last."""
+    counted, elapsed = _relay_run(kind, plan, plan.relay_messages, plan.timeout_s)
+    if counted < plan.relay_messages:
+        raise RuntimeError(f"sink counted {counted} of {plan.relay_messages}")
+    return plan.relay_messages / elapsed
+
+
+@dataclass(frozen=True)
+class IdleFigures:
+    opened: int
+    rss_kib_per_conn: float
+    pss_kib_per_conn: float
+    greeting_ms: float
+
+
+async def _idle(port: int, pid: int, count: int) -> IdleFigures:
+    await asyncio.sleep(0.5)
+    before = tree_memory(pid)
+    opened, release = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(hold_idle_sessions(port, count, opened, release))
+    waiter = asyncio.create_task(opened.wait())
+    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED, timeout=900)
+    waiter.cancel()
+    if task.done():
+        await task  # it ended before all sessions were open: raise its error
+        raise RuntimeError("idle sessions ended before they were all open")
+    await asyncio.sleep(1.0)
+    after = tree_memory(pid)
+    await asyncio.sleep(0.8)  # let the greeting probes finish while the sessions stay open
+    release.set()
+    result = await task
+    n = max(1, result.opened)
+    return IdleFigures(
+        result.opened,
+        (after.rss_kib - before.rss_kib) / n,
+        (after.pss_kib - before.pss_kib) / n,
+        statistics.median(result.greeting_ms),
+    )
+
+
+def idle(kind: Kind, plan: Plan) -> IdleFigures:
+    """Many connections: memory per idle session and a new client's time to greeting meanwhile."""
+    port = plan.ports.take()
+    with kind.launch(plan.root(kind), port, None) as pid:
+        return asyncio.run(_idle(port, pid, plan.idle_sessions))
+
+
+def latency(kind: Kind, plan: Plan) -> tuple[float, float]:
+    """Per-transaction latency (MAIL … final 250) at a fixed rate: (p50, p99) in ms."""
+    port = plan.ports.take()
+    with kind.launch(plan.root(kind), port, None):
+        ms = asyncio.run(
+            latency_at_rate(
+                port, rate=plan.latency_rate, count=plan.latency_count, size=1024, rcpt=RCPT, pool=10
+            )
+        )
+    q = statistics.quantiles(ms, n=100, method="inclusive")
+    return q[49], q[98]
+
+
+def fsync_rate(workdir: Path, seconds: float = 2.0, max_ops: int = 100_000) -> float:
+    """The disk's limit: appending 4 KiB + fsync in a loop on the queues' filesystem, per second."""
+    path = workdir / "fsync.probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+    block, n = b"\0" * 4096, 0
+    start = time.perf_counter()
+    try:
+        while n < max_ops and time.perf_counter() - start < seconds:
+            os.write(fd, block)
+            os.fsync(fd)
+            n += 1
+    finally:
+        os.close(fd)
+        path.unlink()
+    return n / (time.perf_counter() - start)
