@@ -72,8 +72,9 @@ def decide(conn: ServerConnection, event: Event) -> Reply:
     return S.OK
 
 
-def play(chunks: list[bytes]) -> list[tuple[str, str]]:
-    """Feed the chunks in order; the (event, reply) transcript."""
+def play(chunks: list[bytes], *, handshake: bool = True) -> list[tuple[str, str]]:
+    """Feed the chunks in order; the (event, reply) transcript. Without ``handshake`` the TLS
+    handshake after STARTTLS never completes (so no later chunk can pass for encrypted bytes)."""
     conn = ServerConnection(SETTINGS)
     conn.send(greeting("prop"))
     out: list[tuple[str, str]] = []
@@ -86,7 +87,7 @@ def play(chunks: list[bytes]) -> list[tuple[str, str]]:
             reply = decide(conn, event)
             out.append((repr(event), str(reply)))
             conn.send(reply)
-            if isinstance(event, StartTls):
+            if isinstance(event, StartTls) and handshake:
                 conn.tls_established()
     return out
 
@@ -105,7 +106,7 @@ def test_any_bytes_in_any_split_never_raise(data: bytes, cuts: list[int]) -> Non
 @settings(max_examples=150, deadline=None)
 @given(INPUT, st.lists(st.integers(min_value=0), max_size=10))
 def test_splitting_the_input_does_not_change_the_events(data: bytes, cuts: list[int]) -> None:
-    assert play(split(data, cuts)) == play([data])
+    assert play(split(data, cuts), handshake=False) == play([data], handshake=False)
 
 
 @settings(max_examples=200, deadline=None)
