@@ -122,7 +122,8 @@ def postfix_instance(root: Path, port: int, relay_port: int | None = None) -> It
     try:
         started = _postfix(etc, "start")
         if started.returncode != 0:
-            raise RuntimeError(f"postfix -c {etc} start failed: {started.stderr.strip()[-500:]}")
+            log = (root / "maillog").read_text() if (root / "maillog").exists() else started.stderr
+            raise RuntimeError(f"postfix -c {etc} start failed: {log.strip()[-300:]}")
         wait_greeting(port)
         pid = _master_pid(root)
         if pid is None:

@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_peers()
     _say(f"RLIMIT_NOFILE raised to {raise_nofile()}")
     workdir = Path(tempfile.mkdtemp(prefix="postier-bench-", dir=args.workdir))
+    workdir.chmod(0o755)  # Postfix daemons must traverse it
     results = Results()
     try:
         plan = _plan(args, workdir)
