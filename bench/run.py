@@ -164,6 +164,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="output directory")
     p.add_argument("--base-port", type=int, default=24000, help="first loopback port to try")
+    p.add_argument(
+        "--postier-loop",
+        choices=("default", "asyncio"),
+        default="default",
+        help="default: `postier serve` as shipped (uvloop if installed); asyncio: the stdlib loop",
+    )
     p.add_argument("--update-docs", action="store_true", help="put the table in docs/benchmarks.md")
     return p.parse_args(argv)
 
@@ -201,14 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     results = Results()
     try:
         plan = _plan(args, workdir)
-        active = [k for k in kinds() if not args.server or k.key in args.server]
+        every = kinds(args.postier_loop)
+        active = [k for k in every if not args.server or k.key in args.server]
         broken = preflight(active, plan)
         active = [k for k in active if k.key not in broken]
         relay_off = _relay_availability(plan, active, chosen)
         for r in range(rounds):
             _say(f"round {r + 1}/{rounds}")
             _round(results, plan, active, chosen, relay_off)
-        facts = machine(workdir)
+        facts = [*machine(workdir), ("Postier event loop", args.postier_loop)]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return _write(args, results, facts, rounds, broken)

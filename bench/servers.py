@@ -78,14 +78,15 @@ def _child(root: Path, port: int, argv: list[str]) -> Iterator[int]:
         log.close()
 
 
-def _postier(batch_max: int | None) -> Launch:
+def _postier(batch_max: int | None, loop: str) -> Launch:
     @contextlib.contextmanager
     def launch(root: Path, port: int, relay_port: int | None) -> Iterator[int]:
         root.mkdir(parents=True)
         try:
             config = root / "postier.toml"
             config.write_text(_postier_toml(root, port, relay_port, batch_max))
-            argv = [sys.executable, "-m", "postier", "serve", "--config", str(config)]
+            module = ["postier", "serve"] if loop == "default" else ["bench.postier_asyncio"]
+            argv = [sys.executable, "-m", *module, "--config", str(config)]
             with _child(root, port, argv) as pid:
                 yield pid
         finally:
@@ -121,13 +122,14 @@ def _sink_only(root: Path, port: int, relay_port: int | None) -> Iterator[int]:
         yield sink.pid
 
 
-def kinds() -> list[Kind]:
-    """Every server, in the order of one round (A B C …)."""
+def kinds(postier_loop: str = "default") -> list[Kind]:
+    """Every server, in the order of one round (A B C …). ``postier_loop``: "default" runs
+    ``postier serve`` as users do (uvloop when installed); "asyncio" forces the stdlib loop."""
     return [
-        Kind("postier", "Postier", _postier(None), is_postier=True),
+        Kind("postier", "Postier", _postier(None, postier_loop), is_postier=True),
         Kind("postfix", "Postfix", postfix_instance),
         Kind("aiosmtpd", "aiosmtpd+fsync", _aiosmtpd),
-        Kind("postier1", "Postier, 1 fsync/msg", _postier(1), is_postier=True),
+        Kind("postier1", "Postier, 1 fsync/msg", _postier(1, postier_loop), is_postier=True),
         Kind("sink", "smtp-sink (no durability)", _sink_only, durable=False),
     ]
 
