@@ -9,8 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from postier.mail.envelope import Recipient
-from postier.mail.reply import Reply
+from postier.mail.reply import EnhancedStatus, Reply
 from postier.smtp.client_replies import Extensions
+
+# Never expected (the engine fills every reply it waits for); a defensive "try again later".
+_NOT_TRIED = Reply(451, EnhancedStatus(4, 4, 0), "No reply from the remote server for this step")
 
 __all__ = [
     "AuthResult",
@@ -107,15 +110,17 @@ class TransactionResult:
         accepted = 0
         for i in range(len(self.recipients)):
             rcpt = self.rcpts[i] if i < len(self.rcpts) else None
-            if not self.mail.is_positive or rcpt is None:
-                out.append(self.mail if rcpt is None or self.mail.code >= 400 else rcpt)
-            elif rcpt.code >= 300:
-                out.append(rcpt)
-            elif self.data is None or self.data.code != 354 or not self.data_end:
-                out.append(self.data or self.mail)
+            if self.mail.code >= 300:
+                out.append(self.mail)
+            elif rcpt is None or rcpt.code >= 300:
+                out.append(rcpt or _NOT_TRIED)
+            elif self.data is None or self.data.code != 354:
+                out.append(self.data or _NOT_TRIED)
+            elif accepted < len(self.data_end):
+                out.append(self.data_end[accepted])
+                accepted += 1 if len(self.data_end) > 1 else 0
             else:
-                out.append(self.data_end[min(accepted, len(self.data_end) - 1)])
-                accepted += 1
+                out.append(_NOT_TRIED)
         return tuple(out)
 
     @property
