@@ -7,7 +7,8 @@ import sys
 
 import msgspec
 
-from postier.cli import explain_cmd, queue_cmd
+from postier.cli.explain_cmd import register as register_explain
+from postier.cli.queue_cmd import register as register_queue
 from postier.config import load_config
 from postier.mail.errors import ConfigError
 
@@ -46,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration and print the effective settings")
     check.add_argument("--config", metavar="FILE", help="TOML configuration file")
     check.set_defaults(func=_check_config)
-    queue_cmd.register(sub)
-    explain_cmd.register(sub)
+    register_queue(sub)
+    register_explain(sub)
     return parser
 
 

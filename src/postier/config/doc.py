@@ -85,7 +85,7 @@ def _field_docs(struct: type) -> dict[str, str]:
 def _default(info: msgspec.inspect.Field) -> str:
     if info.required:
         return "(required)"
-    value = info.default if info.default is not msgspec.NODEFAULT else info.default_factory()  # type: ignore[misc]
+    value = info.default if info.default is not msgspec.NODEFAULT else info.default_factory()
     return f"`{json.dumps(msgspec.to_builtins(value), ensure_ascii=False)}`"
 
 

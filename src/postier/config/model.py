@@ -30,7 +30,7 @@ class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     pass
 
 
-class ServerConfig(_Section):
+class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     hostname: str = "localhost"
     """Name this server gives in the greeting, EHLO reply and Received headers."""
     data_dir: str = "var"
@@ -55,7 +55,7 @@ class ServerConfig(_Section):
     """Pause before the greeting on `smtp` listeners; a client that talks first gets 554 5.5.0. 0: off."""
 
 
-class ListenerConfig(_Section):
+class ListenerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     address: str
     """"host:port" to listen on, e.g. "127.0.0.1:2525" or "[::1]:2525"."""
     mode: ListenerMode = "smtp"
@@ -63,21 +63,21 @@ class ListenerConfig(_Section):
     (STARTTLS, then AUTH required), submissions (implicit TLS, RFC 8314)."""
 
 
-class TlsConfig(_Section):
+class TlsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     cert: str = ""
     """PEM certificate chain. Empty: a self-signed pair is made under data_dir on first start."""
     key: str = ""
     """PEM private key for cert."""
 
 
-class QueueConfig(_Section):
+class QueueConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     backend: Literal["sqlite"] = "sqlite"
     """Queue store: "sqlite" (embedded, under data_dir)."""
     commit_batch_max: int = 512
     """Most enqueues one group commit (one fsync) may carry."""
 
 
-class RelayConfig(_Section):
+class RelayConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     local_domains: tuple[str, ...] = ("localhost",)
     """Domains whose mail is delivered here (case-insensitive)."""
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
@@ -87,13 +87,13 @@ class RelayConfig(_Section):
     delivery, which is not built yet.)"""
 
 
-class DnsConfig(_Section):
+class DnsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     nameservers: tuple[str, ...] = ()
     """"host:port" DNS servers to ask. Empty: the system resolver (/etc/resolv.conf). (Read by outbound
     delivery, which is not built yet.)"""
 
 
-class LogConfig(_Section):
+class LogConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     """Lowest level written to standard error."""
     format: Literal["kv", "json"] = "kv"

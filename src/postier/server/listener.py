@@ -107,7 +107,7 @@ class SmtpServer:
             if listener.implicit_tls and context is None:
                 raise RuntimeError("submissions listener needs a TLS certificate")
             server = await loop.create_server(
-                lambda listener=listener: Session(self, listener),  # type: ignore[misc]
+                lambda listener=listener: Session(self, listener),
                 listener.host,
                 listener.port,
                 ssl=context,

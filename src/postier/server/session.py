@@ -32,7 +32,6 @@ from postier.observe import get_logger, mail_event
 from postier.server.received import protocol_keyword, received_header
 from postier.server.sasl import Challenge, Credentials, SaslExchange
 from postier.smtp.events import (
-    NEED_DATA,
     Answered,
     AuthResponse,
     AuthStart,
@@ -83,7 +82,6 @@ class Session(asyncio.Protocol):
         self._greeted = False
         self._early = False
         self._stopping = False
-        self._in_data = False
         self._helo = ""
         self._esmtp = False
         self._tls: str | None = None
@@ -92,6 +90,7 @@ class Session(asyncio.Protocol):
         self._end_reason = "closed"  # quit | timeout | error | shutdown | closed (by the client)
         self._auth_user: str | None = None
         self._sasl: SaslExchange | None = None
+        self._handshaking: list[bytes] | None = None
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -116,6 +115,11 @@ class Session(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._conn is None:
+            return
+        if self._handshaking is not None:
+            # Decrypted bytes that arrive before start_tls() returns: keep them for the engine until
+            # tls_established(), which would otherwise drop them as pre-handshake plaintext.
+            self._handshaking.append(data)
             return
         if not self._greeted:
             self._early = True
@@ -216,11 +220,10 @@ class Session(asyncio.Protocol):
                 self._flush()
                 await self._can_write.wait()
             event = conn.next_event()
-            if event is NEED_DATA:
+            if not isinstance(event, Event):
                 if conn.is_closed or self._eof or not await self._wait_input():
                     return
                 continue
-            assert not isinstance(event, type(NEED_DATA))
             reply = await self._answer(event)
             self._out.append(conn.send(reply))
             if isinstance(event, Quit) or reply.code == 421 or conn.is_closed:
@@ -236,7 +239,8 @@ class Session(asyncio.Protocol):
         if self._paused and self._transport is not None:
             self._transport.resume_reading()
             self._paused = False
-        timeout = self.server.data_timeout_s if self._in_data else self.server.command_timeout_s
+        reading_data = self._conn is not None and self._conn.is_reading_data
+        timeout = self.server.data_timeout_s if reading_data else self.server.command_timeout_s
         self._wake.clear()
         if self._stopping:
             self._end_reason = "shutdown"
@@ -264,7 +268,6 @@ class Session(asyncio.Protocol):
                     stage=(event.command or "-").lower(),
                     reply=str(event.reply),
                 )
-            self._in_data = False
             return event.reply
         self._commands += 1
         if isinstance(event, Hello):
@@ -274,10 +277,8 @@ class Session(asyncio.Protocol):
         if isinstance(event, RcptTo):
             return self._rcpt(event)
         if isinstance(event, DataStart):
-            self._in_data = True
             return S.START_DATA
         if isinstance(event, MessageReceived):
-            self._in_data = False
             return await self._queue_message(event)
         if isinstance(event, StartTls):
             return S.TLS_READY if self.server.tls_context() is not None else S.TLS_UNAVAILABLE
@@ -397,6 +398,7 @@ class Session(asyncio.Protocol):
         assert context is not None and transport is not None and self._conn is not None
         self._flush()
         loop = asyncio.get_running_loop()
+        self._handshaking = []
         try:
             new_transport = await loop.start_tls(
                 transport,
@@ -411,10 +413,13 @@ class Session(asyncio.Protocol):
             return False
         if new_transport is None:
             return False
-        self._transport = new_transport  # type: ignore[assignment]
+        self._transport = new_transport
         self._tls = _tls_description(new_transport.get_extra_info("ssl_object"))
         self._helo, self._esmtp = "", False
         self._conn.tls_established()
+        early, self._handshaking = self._handshaking, None
+        for data in early or ():
+            self.data_received(data)
         self._log_tls()
         return True
 
