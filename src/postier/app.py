@@ -62,6 +62,7 @@ class Application:
             max_message_bytes=s.max_message_bytes,
             max_recipients=s.max_recipients,
             max_errors=s.max_errors,
+            max_text_line=s.max_line_octets,
         )
         return [self._listener(lc, base) for lc in self.config.listeners]
 

@@ -55,8 +55,9 @@ async def test_smtplib_plain(server: RunningServer) -> None:
     assert envelope.client.protocol == "ESMTP"
     body = await queued_body(server, qid)
     assert body.startswith(b"Received: from client.example.org ([127.0.0.1])\r\n\tby mx.test (Postier)")
-    assert body.endswith(b"\r\n\r\n" + MESSAGE) or body.split(b"\r\n\r\n", 1)[1].startswith(b"From:")
-    assert body[body.index(b"From: me@") :] == MESSAGE
+    trace, message = body[: body.index(b"From: me@")], body[body.index(b"From: me@") :]
+    assert message == MESSAGE  # byte for byte behind the one header Postier adds
+    assert all(line.startswith((b"Received: ", b"\t")) for line in trace.split(b"\r\n")[:-1])
 
 
 async def test_smtplib_starttls_8bitmime_smtputf8(server: RunningServer) -> None:
@@ -154,7 +155,10 @@ async def test_swaks(server: RunningServer, flags: list[str], protocol: str) -> 
 
 async def test_swaks_many_recipients_pipelined(server: RunningServer) -> None:
     rcpts = ",".join(f"user{i}@example.test" for i in range(120))
-    rc, out = await _swaks(f"127.0.0.1:{server.smtp_port}", "--to", rcpts, "--pipeline")
+    # swaks would list all 120 in one To: line of over 1000 octets, which RFC 5321 §4.5.3.1.6 forbids.
+    rc, out = await _swaks(
+        f"127.0.0.1:{server.smtp_port}", "--to", rcpts, "--pipeline", "--header", "To: undisclosed-recipients:;"
+    )
     assert rc == 0, out
     envelope = await queued_envelope(server, _swaks_queue_id(out))
     assert len(envelope.recipients) == 120

@@ -93,6 +93,8 @@ def _check(config: Config) -> None:
             raise ConfigError("relay.smarthost", str(exc)) from None
     if config.server.max_recipients < 100:
         raise ConfigError("server.max_recipients", "RFC 5321 §4.5.3.1.8 requires at least 100")
+    if config.server.max_line_octets < 1000:
+        raise ConfigError("server.max_line_octets", "RFC 5321 §4.5.3.1.6 requires at least 1000")
     if config.server.max_message_bytes < 1024:
         raise ConfigError("server.max_message_bytes", "must be at least 1024")
     if (config.tls.cert == "") != (config.tls.key == ""):

@@ -39,6 +39,9 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Largest message accepted, in octets (advertised as SIZE). Default 50 MiB."""
     max_recipients: int = 1000
     """Recipients accepted per message; beyond, 452 4.5.3. RFC 5321 requires at least 100."""
+    max_line_octets: int = 1000
+    """Longest message line, CRLF included (RFC 5321 §4.5.3.1.6: 1000). A message with a longer line is
+    read to its end and refused with 550 5.6.0. Raise it only for legacy senders that cannot fold lines."""
     max_errors: int = 10
     """Protocol errors tolerated in one session before 421 4.7.0 and close."""
     max_connections: int = 1000
