@@ -337,6 +337,7 @@ class UserStore:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
+                _advance_mtime(f.fileno(), _stat(self.path))
                 os.fsync(f.fileno())
                 stamp = _fstat(f.fileno())
             os.replace(tmp, self.path)
@@ -374,6 +375,20 @@ def _stat(path: Path) -> _Stamp:
     except OSError:  # missing; any other trouble shows when the file is read
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _advance_mtime(fd: int, previous: _Stamp) -> None:
+    """Make mtimes strictly increase from one version of the file to the next.
+
+    Readers notice a change by (inode, mtime, size). Inode numbers are reused and a coarse clock can give
+    two quick writes the same mtime, so without this a reader could miss a change that lands on the
+    inode, mtime and size it cached two writes ago.
+    """
+    if previous is None:
+        return
+    mtime_ns = os.fstat(fd).st_mtime_ns
+    if mtime_ns <= previous[1]:
+        os.utime(fd, ns=(previous[1] + 1, previous[1] + 1))
 
 
 def _fstat(fd: int) -> _Stamp:

@@ -14,27 +14,20 @@ lockout: the server refuses locked clients before it checks any password.
 Clients are keyed by IPv4 address, and by /64 prefix for IPv6: one IPv6 host usually has a whole /64
 to itself, and would otherwise get 2^64 fresh counters.
 
-Memory is bounded: entries whose failures and lockout have expired are dropped as time passes (the
-oldest first, in O(1) each), and at ``max_clients`` the least recently failed client is forgotten.
+Memory is bounded: failing clients are kept in the order of their last failure and locked clients in
+the order their lockout ends, so expired ones are dropped from the front as time passes, O(1) each; at
+``max_clients`` the least recently failed client is forgotten (a locked one only when no other is left).
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = ["AuthThrottle", "ThrottleState", "client_key"]
 
 ThrottleState = Literal["ok", "delay", "locked"]
-
-
-@dataclass(slots=True)
-class _Entry:
-    failures: list[float] = field(default_factory=list)  # times, oldest first, all within the window
-    locked_until: float = 0.0
-    last_at: float = 0.0
 
 
 def client_key(ip: str) -> str:
@@ -53,7 +46,7 @@ def client_key(ip: str) -> str:
 class AuthThrottle:
     """Counts failed logins per client and says whether its next attempt is ok, delayed or refused.
 
-    Times are seconds on any monotonic clock (``time.monotonic()`` in the server).
+    Times are seconds on any monotonic clock (``time.monotonic()`` in the server), never going back.
     """
 
     def __init__(
@@ -72,72 +65,73 @@ class AuthThrottle:
         self.lockout_s = lockout_s
         self.max_delay_s = max_delay_s
         self.max_clients = max_clients
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recently failed first
+        self._failing: OrderedDict[str, list[float]] = OrderedDict()  # failure times; by last failure
+        self._locked: OrderedDict[str, float] = OrderedDict()  # locked until; by that time
 
     def __len__(self) -> int:
         """How many clients are remembered (for tests and metrics)."""
-        return len(self._entries)
+        return len(self._failing) + len(self._locked)
 
     def check(self, ip: str, now: float) -> ThrottleState:
         """What to do with ``ip``'s next AUTH attempt."""
-        entry = self._live(client_key(ip), now)
-        if entry is None:
-            return "ok"
-        if now < entry.locked_until:
+        key = client_key(ip)
+        self._expire(now)
+        if key in self._locked:
             return "locked"
-        return "delay" if entry.failures else "ok"
+        return "delay" if self._recent(key, now) else "ok"
 
     def delay_s(self, ip: str, now: float) -> float:
         """How long to wait before answering ``ip``'s next attempt: 0, then 1, 2, 4 … s per recent failure."""
-        entry = self._live(client_key(ip), now)
-        if entry is None or not entry.failures:
-            return 0.0
-        return float(min(self.max_delay_s, 2 ** (len(entry.failures) - 1)))
+        self._expire(now)
+        count = len(self._recent(client_key(ip), now))
+        return 0.0 if count == 0 else float(min(self.max_delay_s, 2 ** (count - 1)))
 
     def record_failure(self, ip: str, now: float) -> ThrottleState:
         """Count a failed login; returns the client's state afterwards ("locked" when this one locked it)."""
         key = client_key(ip)
         self._expire(now)
-        entry = self._live(key, now)
-        if entry is None:
-            while len(self._entries) >= self.max_clients:
-                self._entries.popitem(last=False)
-            entry = self._entries[key] = _Entry()
-        self._entries.move_to_end(key)
-        entry.last_at = now
-        entry.failures.append(now)
-        if len(entry.failures) >= self.max_failures:
-            entry.failures.clear()
-            entry.locked_until = now + self.lockout_s
+        if key in self._locked:
             return "locked"
-        return "delay"
+        failures = self._recent(key, now)
+        self._failing.pop(key, None)
+        failures.append(now)
+        if len(failures) >= self.max_failures:
+            self._locked[key] = now + self.lockout_s
+            state: ThrottleState = "locked"
+        else:
+            self._failing[key] = failures
+            state = "delay"
+        while len(self) > self.max_clients:
+            (self._failing or self._locked).popitem(last=False)
+        return state
 
     def record_success(self, ip: str, now: float) -> None:
         """Forget the client's failures (a lockout in force stays)."""
-        key = client_key(ip)
-        entry = self._live(key, now)
-        if entry is not None and now >= entry.locked_until:
-            del self._entries[key]
         self._expire(now)
+        self._failing.pop(client_key(ip), None)
 
-    def _live(self, key: str, now: float) -> _Entry | None:
-        """The entry for ``key`` with failures older than the window dropped; None when nothing is left."""
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
+    def _recent(self, key: str, now: float) -> list[float]:
+        """``key``'s failures inside the window (the list kept in the table, pruned in place)."""
+        failures = self._failing.get(key)
+        if failures is None:
+            return []
         horizon = now - self.window_s
-        while entry.failures and entry.failures[0] <= horizon:
-            entry.failures.pop(0)
-        if not entry.failures and now >= entry.locked_until:
-            del self._entries[key]
-            return None
-        return entry
+        while failures and failures[0] <= horizon:
+            failures.pop(0)
+        if not failures:
+            del self._failing[key]
+        return failures
 
     def _expire(self, now: float) -> None:
-        """Drop clients, oldest first, whose last failure is past both the window and any lockout."""
-        keep_s = max(self.window_s, self.lockout_s)
-        while self._entries:
-            key, entry = next(iter(self._entries.items()))
-            if now - entry.last_at < keep_s or now < entry.locked_until:
-                return
-            del self._entries[key]
+        """Drop, from the front of each table, clients whose last failure or lockout is over."""
+        horizon = now - self.window_s
+        while self._failing:
+            key, failures = next(iter(self._failing.items()))
+            if failures[-1] > horizon:
+                break
+            del self._failing[key]
+        while self._locked:
+            key, until = next(iter(self._locked.items()))
+            if until > now:
+                break
+            del self._locked[key]
