@@ -10,12 +10,10 @@ import pytest
 from postier.server.sasl import Authenticator as AuthenticatorProtocol
 from postier.users import Authenticator, UserStore, users_path
 
-FAST = {"time_cost": 1, "memory_cost": 8192, "parallelism": 1}
-
 
 @pytest.fixture
 def store(tmp_path: Path) -> UserStore:
-    store = UserStore(users_path(tmp_path), **FAST)
+    store = UserStore(users_path(tmp_path), time_cost=1, memory_cost=8192, parallelism=1)
     store.add("alice@example.test", "secret")
     return store
 
@@ -60,7 +58,9 @@ async def test_the_loop_keeps_running_during_a_verify(store: UserStore) -> None:
 
 async def test_sees_users_added_after_start(store: UserStore) -> None:
     auth = Authenticator(store)
-    UserStore(store.path, **FAST).add("late@example.test", "pw")  # e.g. `postier user add`
+    UserStore(store.path, time_cost=1, memory_cost=8192, parallelism=1).add(
+        "late@example.test", "pw"
+    )  # e.g. `postier user add`
     assert await auth.authenticate("late@example.test", "pw") == "late@example.test"
 
 
