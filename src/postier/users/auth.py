@@ -24,13 +24,17 @@ class Authenticator:
     def __init__(
         self, store: UserStore, *, max_concurrent: int = 2, executor: Executor | None = None
     ) -> None:
-        """``executor`` None: the loop's default thread pool (the cap keeps most of it free)."""
+        """``executor`` None: the loop's default thread pool (the cap keeps most of it free).
+
+        Blocks for one argon2 hash (the store's dummy hash): build it at start-up, not per session.
+        """
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be ≥ 1")
         self.store = store
         self.max_concurrent = max_concurrent
         self._executor = executor
         self._semaphore = asyncio.Semaphore(max_concurrent)
+        store.warm_up()
 
     async def authenticate(self, username: str, password: str) -> str | None:
         """The canonical user name when the password is right, else None (unknown users take as long)."""

@@ -173,6 +173,10 @@ class UserStore:
             self._rehash(record, prepared)
         return record.address
 
+    def warm_up(self) -> None:
+        """Make the dummy hash now (one argon2 hash): then the first unknown user costs what others do."""
+        self._dummy()
+
     # -- changing ----------------------------------------------------------------------------------
 
     def add(self, address: str, password: str, *, senders: Iterable[str] | None = None) -> User:
