@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import base64
 from collections import deque
-from dataclasses import dataclass, field
-from enum import Enum, auto
+from dataclasses import dataclass
 
 from postier.mail.address import Address
 from postier.mail.envelope import Recipient, Ret
@@ -44,7 +43,6 @@ from postier.smtp.client_events import (
     TransactionResult,
 )
 from postier.smtp.client_message import (
-    Message,
     check_message,
     mail_line,
     needs_smtputf8,
@@ -59,6 +57,7 @@ from postier.smtp.client_replies import (
     parse_extensions,
     protocol_error,
 )
+from postier.smtp.client_txn import TXN_KINDS, Kind, Transaction, fill
 from postier.smtp.events import NEED_DATA, _NeedData
 
 __all__ = ["ClientConnection", "ClientStateError"]
@@ -66,55 +65,6 @@ __all__ = ["ClientConnection", "ClientStateError"]
 
 class ClientStateError(RuntimeError):
     """A method was called when the engine cannot do it (a bug in the driver, not the peer)."""
-
-
-class _K(Enum):
-    """What an awaited reply answers."""
-
-    GREETING = auto()
-    EHLO = auto()
-    HELO = auto()
-    STARTTLS = auto()
-    AUTH = auto()
-    RSET = auto()
-    NOOP = auto()
-    QUIT = auto()
-    MAIL = auto()
-    RCPT = auto()
-    DATA = auto()
-    DATA_END = auto()
-    TXN_RSET = auto()
-
-
-_TXN_KINDS = frozenset({_K.MAIL, _K.RCPT, _K.DATA, _K.DATA_END, _K.TXN_RSET})
-
-
-@dataclass(slots=True)
-class _Txn:
-    recipients: tuple[Recipient, ...]
-    message: Message
-    commands: list[bytes]  # MAIL, every RCPT, DATA
-    is_pipelined: bool
-    mail: Reply | None = None
-    rcpts: list[Reply | None] = field(default_factory=list)
-    data: Reply | None = None
-    data_end: list[Reply] = field(default_factory=list)
-    reset: Reply | None = None
-
-    @property
-    def accepted(self) -> int:
-        return sum(1 for r in self.rcpts if r is not None and r.code < 300)
-
-    def result(self) -> TransactionResult:
-        assert self.mail is not None
-        return TransactionResult(
-            self.recipients,
-            self.mail,
-            tuple(self.rcpts),
-            self.data,
-            tuple(self.data_end),
-            self.reset,
-        )
 
 
 @dataclass(slots=True)
@@ -139,7 +89,7 @@ class ClientConnection:
         self.lmtp = lmtp
         self.timeouts = timeouts or ClientTimeouts()
         self._reader = ReplyReader(max_line=max_reply_line, max_lines=max_reply_lines)
-        self._expect: deque[_K] = deque([_K.GREETING])
+        self._expect: deque[Kind] = deque([Kind.GREETING])
         self._replies: deque[Reply] = deque()
         self._events: deque[ClientEvent] = deque()
         self._outbox = bytearray()
@@ -149,7 +99,7 @@ class ClientConnection:
         self._tls_pending = False  # 220 to STARTTLS received; waiting for tls_established()
         self._is_closed = False
         self._eof = False
-        self._txn: _Txn | None = None
+        self._txn: Transaction | None = None
         self._auth: _Auth | None = None
 
     # --- properties --------------------------------------------------------------------------------
@@ -180,11 +130,11 @@ class ClientConnection:
             return None
         t = self.timeouts
         return {
-            _K.GREETING: t.greeting_s,
-            _K.MAIL: t.mail_s,
-            _K.RCPT: t.rcpt_s,
-            _K.DATA: t.data_init_s,
-            _K.DATA_END: t.data_end_s,
+            Kind.GREETING: t.greeting_s,
+            Kind.MAIL: t.mail_s,
+            Kind.RCPT: t.rcpt_s,
+            Kind.DATA: t.data_init_s,
+            Kind.DATA_END: t.data_end_s,
         }.get(self._expect[0], t.command_s)
 
     # --- input -------------------------------------------------------------------------------------
@@ -201,7 +151,7 @@ class ClientConnection:
             if awaited >= len(self._expect) and reply.code != 421:
                 raise protocol_error("Unexpected reply from the remote server")
             self._replies.append(reply)
-            if awaited < len(self._expect) and self._expect[awaited] is _K.STARTTLS and reply.code == 220:
+            if awaited < len(self._expect) and self._expect[awaited] is Kind.STARTTLS and reply.code == 220:
                 self._tls_pending = True  # RFC 3207 §4.2: drop whatever came after the 220
                 self._reader = ReplyReader(max_line=self._reader.max_line, max_lines=self._reader.max_lines)
                 return
@@ -240,7 +190,7 @@ class ClientConnection:
     def ehlo(self) -> bytes:
         """EHLO (LHLO in LMTP, RFC 2033 §4.1). A 5xx to EHLO makes the engine try HELO by itself."""
         self._ready(need_hello=False)
-        return self._command(_K.EHLO, f"{'LHLO' if self.lmtp else 'EHLO'} {self.local_hostname}")
+        return self._command(Kind.EHLO, f"{'LHLO' if self.lmtp else 'EHLO'} {self.local_hostname}")
 
     def starttls(self) -> bytes:
         """STARTTLS (RFC 3207). On its 220: do the handshake, then ``tls_established()``, then EHLO."""
@@ -249,7 +199,7 @@ class ClientConnection:
             local = Reply(454, EnhancedStatus(4, 7, 0), "The remote server does not offer STARTTLS")
             self._events.append(CommandReply("STARTTLS", local, is_local=True))
             return b""
-        return self._command(_K.STARTTLS, "STARTTLS")
+        return self._command(Kind.STARTTLS, "STARTTLS")
 
     def tls_established(self) -> None:
         """After the TLS handshake: all that was learned is forgotten; send EHLO again (RFC 3207 §4.2)."""
@@ -262,15 +212,15 @@ class ClientConnection:
 
     def rset(self) -> bytes:
         self._ready(need_hello=False)
-        return self._command(_K.RSET, "RSET")
+        return self._command(Kind.RSET, "RSET")
 
     def noop(self) -> bytes:
         self._ready(need_hello=False)
-        return self._command(_K.NOOP, "NOOP")
+        return self._command(Kind.NOOP, "NOOP")
 
     def quit(self) -> bytes:
         self._ready(need_hello=False)
-        return self._command(_K.QUIT, "QUIT")
+        return self._command(Kind.QUIT, "QUIT")
 
     # --- AUTH (RFC 4954) ---------------------------------------------------------------------------
 
@@ -292,7 +242,7 @@ class ClientConnection:
             self._events.append(AuthResult(Reply(504, EnhancedStatus(5, 7, 4), text), mechanism, True))
             return b""
         self._auth = _Auth(mechanism, steps)
-        return self._command(_K.AUTH, line)
+        return self._command(Kind.AUTH, line)
 
     # --- the mail transaction ------------------------------------------------------------------------
 
@@ -323,30 +273,30 @@ class ClientConnection:
         commands.append(b"DATA\r\n")
         # RFC 2033 §4.2: LMTP servers pipeline; RFC 2920: SMTP ones say so with PIPELINING.
         pipelined = extensions.has("PIPELINING") or self.lmtp
-        self._txn = _Txn(tuple(recipients), message, commands, pipelined)
+        self._txn = Transaction(tuple(recipients), message, commands, pipelined)
         if pipelined:
-            self._expect.extend([_K.MAIL] + [_K.RCPT] * len(recipients) + [_K.DATA])
+            self._expect.extend([Kind.MAIL] + [Kind.RCPT] * len(recipients) + [Kind.DATA])
             return b"".join(commands)
-        self._expect.append(_K.MAIL)
+        self._expect.append(Kind.MAIL)
         return commands[0]
 
     # --- replies -----------------------------------------------------------------------------------
 
-    def _on_reply(self, kind: _K, reply: Reply) -> None:
-        if kind in _TXN_KINDS:
+    def _on_reply(self, kind: Kind, reply: Reply) -> None:
+        if kind in TXN_KINDS:
             self._on_txn_reply(kind, reply)
-        elif kind is _K.GREETING:
+        elif kind is Kind.GREETING:
             self._is_greeted = True
             self._events.append(Greeting(reply))
-        elif kind is _K.EHLO:
+        elif kind is Kind.EHLO:
             self._on_ehlo(reply)
-        elif kind is _K.HELO and reply.code == 250:
+        elif kind is Kind.HELO and reply.code == 250:
             self._extensions = Extensions()
             self._events.append(ExtensionsKnown(reply, self._extensions, "HELO"))
-        elif kind is _K.AUTH:
+        elif kind is Kind.AUTH:
             self._on_auth(reply)
         else:
-            if kind is _K.QUIT:
+            if kind is Kind.QUIT:
                 self._is_closed = True
             self._events.append(CommandReply(kind.name, reply))
 
@@ -356,7 +306,7 @@ class ClientConnection:
             self._extensions = parse_extensions(reply)
             self._events.append(ExtensionsKnown(reply, self._extensions, verb))
         elif reply.code >= 500 and not self.lmtp:  # RFC 5321 §4.1.4: an old server; try HELO
-            self._queue(_K.HELO, f"HELO {self.local_hostname}")
+            self._queue(Kind.HELO, f"HELO {self.local_hostname}")
         else:
             self._events.append(CommandReply(verb, reply))
 
@@ -364,59 +314,59 @@ class ClientConnection:
         auth = self._auth
         assert auth is not None
         if reply.code == 334:  # RFC 4954 §4: a challenge; more challenges than steps: cancel ("*")
-            self._queue(_K.AUTH, auth.steps.pop(0) if auth.steps else b"*")
+            self._queue(Kind.AUTH, auth.steps.pop(0) if auth.steps else b"*")
             return
         self._auth = None
         self._events.append(AuthResult(reply, auth.mechanism))
 
-    def _on_txn_reply(self, kind: _K, reply: Reply) -> None:
+    def _on_txn_reply(self, kind: Kind, reply: Reply) -> None:
         txn = self._txn
         assert txn is not None
-        if kind is _K.MAIL:
+        if kind is Kind.MAIL:
             txn.mail = reply
             if not txn.is_pipelined:
                 self._send_next_or_finish(txn, go_on=reply.code < 300)
-        elif kind is _K.RCPT:
+        elif kind is Kind.RCPT:
             txn.rcpts.append(reply)
             if not txn.is_pipelined:
                 self._send_next_or_finish(txn, go_on=True)
-        elif kind is _K.DATA:
+        elif kind is Kind.DATA:
             self._on_data(txn, reply)
-        elif kind is _K.DATA_END:
+        elif kind is Kind.DATA_END:
             txn.data_end.append(reply)
-            if not self._expect or self._expect[0] is not _K.DATA_END:
+            if not self._expect or self._expect[0] is not Kind.DATA_END:
                 self._finish()
         else:
             txn.reset = reply
             self._finish()
 
-    def _send_next_or_finish(self, txn: _Txn, *, go_on: bool) -> None:
+    def _send_next_or_finish(self, txn: Transaction, *, go_on: bool) -> None:
         """Without PIPELINING: the next RCPT, then DATA if a recipient was accepted; else stop."""
         if not go_on:
             self._finish()
             return
         sent = 1 + len(txn.rcpts)
         if sent <= len(txn.recipients):
-            self._queue(_K.RCPT, txn.commands[sent])
+            self._queue(Kind.RCPT, txn.commands[sent])
         elif txn.accepted:
-            self._queue(_K.DATA, txn.commands[-1])
+            self._queue(Kind.DATA, txn.commands[-1])
         else:
             self._reset_then_finish()
 
-    def _on_data(self, txn: _Txn, reply: Reply) -> None:
+    def _on_data(self, txn: Transaction, reply: Reply) -> None:
         txn.data = reply
         if reply.code == 354:
             accepted = txn.accepted
             # RFC 2920 §3.1: 354 with no accepted recipient: end the data at once with a lone ".".
             self._outbox += txn.message.wire if accepted else b".\r\n"
-            self._expect.extend([_K.DATA_END] * (accepted if self.lmtp and accepted else 1))
+            self._expect.extend([Kind.DATA_END] * (accepted if self.lmtp and accepted else 1))
         elif txn.mail is not None and txn.mail.code < 300:
             self._reset_then_finish()  # the server still holds the open transaction
         else:
             self._finish()
 
     def _reset_then_finish(self) -> None:
-        self._queue(_K.TXN_RSET, b"RSET")
+        self._queue(Kind.TXN_RSET, b"RSET")
 
     def _finish(self) -> None:
         txn, self._txn = self._txn, None
@@ -432,14 +382,14 @@ class ClientConnection:
         txn, auth = self._txn, self._auth
         self._txn = self._auth = None
         if txn is not None:
-            self._events.append(_filled(txn, reply, kinds, lmtp=self.lmtp).result())
+            self._events.append(fill(txn, reply, kinds, lmtp=self.lmtp).result())
         elif auth is not None:
             self._events.append(AuthResult(reply, auth.mechanism))
-        elif kinds and kinds[0] is _K.GREETING:
+        elif kinds and kinds[0] is Kind.GREETING:
             self._is_greeted = True
             self._events.append(Greeting(reply))
         else:
-            verb = ("LHLO" if self.lmtp else "EHLO") if kinds and kinds[0] is _K.EHLO else ""
+            verb = ("LHLO" if self.lmtp else "EHLO") if kinds and kinds[0] is Kind.EHLO else ""
             self._events.append(CommandReply(verb or (kinds[0].name if kinds else ""), reply))
 
     # --- helpers -----------------------------------------------------------------------------------
@@ -453,11 +403,11 @@ class ClientConnection:
             raise ClientStateError("send EHLO first")
         return self._extensions or Extensions()
 
-    def _command(self, kind: _K, line: str) -> bytes:
+    def _command(self, kind: Kind, line: str) -> bytes:
         self._expect.append(kind)
         return f"{line}\r\n".encode()
 
-    def _queue(self, kind: _K, line: str | bytes) -> None:
+    def _queue(self, kind: Kind, line: str | bytes) -> None:
         """A command the engine sends on its own, through ``data_to_send``."""
         raw = line.encode() if isinstance(line, str) else line
         self._expect.append(kind)
@@ -466,21 +416,3 @@ class ClientConnection:
 
 def _b64(text: str) -> bytes:
     return base64.b64encode(text.encode("utf-8"))
-
-
-def _filled(txn: _Txn, reply: Reply, kinds: list[_K], *, lmtp: bool) -> _Txn:
-    """Give ``reply`` to every step of ``txn`` that was awaiting one (or would have been sent)."""
-    if txn.mail is None:
-        txn.mail = reply
-    if txn.mail.code >= 300:
-        return txn
-    txn.rcpts += [reply] * (len(txn.recipients) - len(txn.rcpts))
-    accepted = txn.accepted
-    if accepted and txn.data is None:
-        txn.data = reply
-    elif txn.data is not None and txn.data.code == 354:
-        awaited = accepted if lmtp and accepted else 1
-        txn.data_end += [reply] * (awaited - len(txn.data_end))
-    if _K.TXN_RSET in kinds:
-        txn.reset = reply
-    return txn
