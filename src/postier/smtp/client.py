@@ -159,7 +159,8 @@ class ClientConnection:
                 raise protocol_error("Unexpected reply from the remote server")
 
     def next_event(self) -> ClientEvent | _NeedData:
-        """The next event, or NEED_DATA. Raises RemoteProtocolError when the peer misbehaved."""
+        """The next event, or NEED_DATA. Once the peer has closed and every event is out, always
+        ``ConnectionClosed``. Raises RemoteProtocolError when the peer misbehaved."""
         while not self._events and self._replies:
             reply = self._replies.popleft()
             if not self._expect:
@@ -175,9 +176,7 @@ class ClientConnection:
                 self._abort(Reply(421, EnhancedStatus(4, 4, 2), "Connection closed by the remote server"))
                 return self._events.popleft()
             self._is_closed = True
-        if self._is_closed and not self._expect:
-            return ConnectionClosed()
-        return NEED_DATA
+        return ConnectionClosed() if self._eof else NEED_DATA
 
     def data_to_send(self) -> bytes:
         """Bytes the engine decided to send on its own while reading replies; write them now."""
