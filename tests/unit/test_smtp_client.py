@@ -484,3 +484,9 @@ def _next_step(conn: ClientConnection, event: object) -> None:
             conn.auth_login("u", "p")
         else:
             conn.send_mail(SENDER, rcpts("a", "b"), b"x\r\n")
+
+
+def test_credentials_never_show_in_the_engine_state() -> None:
+    run = greeted()
+    run.conn.auth_login("user", "secret")
+    assert b64("secret").decode() not in repr(vars(run.conn))

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import base64
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from postier.mail.address import Address
 from postier.mail.envelope import Recipient, Ret
@@ -70,7 +70,7 @@ class ClientStateError(RuntimeError):
 @dataclass(slots=True)
 class _Auth:
     mechanism: str
-    steps: list[bytes]  # the responses to send, one per 334 (secrets: never logged)
+    steps: list[bytes] = field(repr=False)  # responses, one per 334: secrets, never in a repr
 
 
 class ClientConnection:
