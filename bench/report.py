@@ -101,7 +101,7 @@ def _table(results: Results, scenario: str) -> list[str]:
         cells = [m.case, m.unit, *(results.cell(m, s) for s in servers)]
         for p in ratios:
             r = results.ratio(m, "postier", p)
-            cells.append(f"{r:.2f}×" if r is not None else "—")
+            cells.append("—" if r is None else f"{r:.2f}×" if r >= 0.1 else f"{r:.2g}×")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
