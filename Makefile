@@ -42,7 +42,8 @@ check: lint types layers
 test: install peers check pytest
 
 bench: $(STAMP) peers
-	$(BIN)/python -m bench.run
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -20,6 +20,7 @@ from postier.queue import SqliteQueue
 from postier.server.listener import Listener, SmtpServer, listener_settings
 from postier.server.tls import TlsStore, ensure_self_signed
 from postier.smtp.settings import EngineSettings
+from postier.users import Authenticator, UserStore, users_path
 
 __all__ = ["Application", "run"]
 
@@ -34,12 +35,13 @@ class Application:
         self.data_dir = Path(config.server.data_dir)
         self.queue = SqliteQueue(self.data_dir / "queue", batch_max=config.queue.commit_batch_max)
         self.tls = self._tls_store()
+        self.users = UserStore(users_path(self.data_dir))
         self.server = SmtpServer(
             hostname=config.server.hostname,
             queue=self.queue,
             relay=RelayPolicy.build(config.relay.local_domains, config.relay.trusted_networks),
             tls_context=self.tls.current,
-            authenticator=None,
+            authenticator=Authenticator(self.users),
             max_connections=config.server.max_connections,
             max_connections_per_ip=config.server.max_connections_per_ip,
             command_timeout_s=config.server.command_timeout_s,

@@ -9,6 +9,7 @@ import msgspec
 
 from postier.cli.explain_cmd import register as register_explain
 from postier.cli.queue_cmd import register as register_queue
+from postier.cli.user_cmd import register as register_user
 from postier.config import load_config
 from postier.mail.errors import ConfigError
 
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", metavar="FILE", help="TOML configuration file")
     check.set_defaults(func=_check_config)
     register_queue(sub)
+    register_user(sub)
     register_explain(sub)
     return parser
 

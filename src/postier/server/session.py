@@ -22,7 +22,7 @@ import os
 import ssl
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from postier.mail.envelope import BodyType, ClientInfo, Envelope
 from postier.mail.errors import QueueError, QueueFullError
@@ -95,8 +95,8 @@ class Session(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports do not subclass asyncio.Transport; they implement the same interface.
+        self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername") or ("", 0)
         self.client_ip, self.client_port = str(peer[0]), int(peer[1])
         ssl_object = transport.get_extra_info("ssl_object")
@@ -107,8 +107,8 @@ class Session(asyncio.Protocol):
             mail_event(
                 "reject", remote=f"{self.client_ip}:{self.client_port}", stage="connect", reply=str(refusal)
             )
-            transport.write(refusal.to_bytes())
-            transport.close()
+            self._transport.write(refusal.to_bytes())
+            self._transport.close()
             return
         self._conn = ServerConnection(self.listener.engine_settings(is_tls=self._tls is not None))
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"smtp-{self.sid}")
