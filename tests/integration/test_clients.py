@@ -157,7 +157,12 @@ async def test_swaks_many_recipients_pipelined(server: RunningServer) -> None:
     rcpts = ",".join(f"user{i}@example.test" for i in range(120))
     # swaks would list all 120 in one To: line of over 1000 octets, which RFC 5321 §4.5.3.1.6 forbids.
     rc, out = await _swaks(
-        f"127.0.0.1:{server.smtp_port}", "--to", rcpts, "--pipeline", "--header", "To: undisclosed-recipients:;"
+        f"127.0.0.1:{server.smtp_port}",
+        "--to",
+        rcpts,
+        "--pipeline",
+        "--header",
+        "To: undisclosed-recipients:;",
     )
     assert rc == 0, out
     envelope = await queued_envelope(server, _swaks_queue_id(out))
