@@ -36,6 +36,7 @@ class Application:
         self.queue = SqliteQueue(self.data_dir / "queue", batch_max=config.queue.commit_batch_max)
         self.tls = self._tls_store()
         self.users = UserStore(users_path(self.data_dir))
+        self._purger: asyncio.Task[None] | None = None
         self.server = SmtpServer(
             hostname=config.server.hostname,
             queue=self.queue,
@@ -82,8 +83,22 @@ class Application:
         except BaseException:
             await self.queue.close()
             raise
+        self._purger = asyncio.get_running_loop().create_task(self._purge_forever(), name="queue-purge")
         addresses = " ".join(f"{lc.mode}={lc.address}" for lc in self.config.listeners)
         mail_event("ready", listeners=addresses, hostname=self.config.server.hostname)
+
+    async def _purge_forever(self) -> None:
+        """Retention: drop finished messages (and sooner their bodies) past the configured times."""
+        q = self.config.queue
+        while True:
+            try:
+                result = await self.queue.purge(keep_s=q.keep_history_s, keep_body_s=q.keep_body_s)
+            except Exception:
+                _log.exception("queue purge failed; will try again")
+            else:
+                if result.messages or result.bodies:
+                    _log.info("purged %d finished messages and %d bodies", result.messages, result.bodies)
+            await asyncio.sleep(q.purge_interval_s)
 
     def reload_tls(self) -> None:
         try:
@@ -94,6 +109,10 @@ class Application:
             _log.info("TLS certificate reloaded")
 
     async def stop(self) -> None:
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
         await self.server.shutdown(self.config.server.shutdown_grace_s)
         await self.queue.close()
         mail_event("stopped")

@@ -93,6 +93,12 @@ def _check(config: Config) -> None:
             raise ConfigError("relay.smarthost", str(exc)) from None
     if config.server.max_recipients < 100:
         raise ConfigError("server.max_recipients", "RFC 5321 §4.5.3.1.8 requires at least 100")
+    if config.queue.keep_body_s > config.queue.keep_history_s:
+        raise ConfigError("queue.keep_body_s", "must not be longer than queue.keep_history_s")
+    if config.queue.purge_interval_s <= 0:
+        raise ConfigError("queue.purge_interval_s", "must be positive")
+    if config.queue.commit_batch_max < 1:
+        raise ConfigError("queue.commit_batch_max", "must be at least 1")
     if config.server.max_line_octets < 1000:
         raise ConfigError("server.max_line_octets", "RFC 5321 §4.5.3.1.6 requires at least 1000")
     if config.server.max_message_bytes < 1024:

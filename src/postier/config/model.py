@@ -77,7 +77,14 @@ class QueueConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     backend: Literal["sqlite"] = "sqlite"
     """Queue store: "sqlite" (embedded, under data_dir)."""
     commit_batch_max: int = 512
-    """Most enqueues one group commit (one fsync) may carry."""
+    """Most enqueues one group commit (one fsync) may carry. 1 means one fsync per message."""
+    keep_history_s: float = 7 * 86400.0
+    """How long a delivered or failed message's record is kept, so "what happened to my message" has an
+    answer. Default 7 days."""
+    keep_body_s: float = 86400.0
+    """How long the body of a delivered or failed message is kept (at most keep_history_s). Default 1 day."""
+    purge_interval_s: float = 3600.0
+    """How often the server purges finished messages past those times. Default hourly."""
 
 
 class RelayConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

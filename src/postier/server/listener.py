@@ -103,9 +103,7 @@ class SmtpServer:
     async def start(self, listeners: list[Listener]) -> None:
         loop = asyncio.get_running_loop()
         for listener in listeners:
-            context = self.tls_context() if listener.implicit_tls else None
-            if listener.implicit_tls and context is None:
-                raise RuntimeError("submissions listener needs a TLS certificate")
+            context = self._implicit_tls_context() if listener.implicit_tls else None
             server = await loop.create_server(
                 lambda listener=listener: Session(self, listener),
                 listener.host,
@@ -116,6 +114,22 @@ class SmtpServer:
                 backlog=1024,
             )
             self._servers.append(server)
+
+    def _implicit_tls_context(self) -> ssl.SSLContext:
+        """The context for implicit-TLS listeners. asyncio binds one context per listening socket, so
+        each handshake switches to the current one (SIGHUP reload) from the SNI callback, which OpenSSL
+        calls for every ClientHello, with or without a server name."""
+        base = self.tls_context()
+        if base is None:
+            raise RuntimeError("a submissions listener needs a TLS certificate")
+
+        def use_current(ssl_object: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:
+            current = self.tls_context()
+            if current is not None and current is not ssl_object.context:
+                ssl_object.context = current
+
+        base.sni_callback = use_current
+        return base
 
     @property
     def sockets(self) -> list[tuple[str, int]]:
@@ -146,8 +160,6 @@ class SmtpServer:
         """Stop accepting; let sessions finish for ``grace_s``; then end the rest with 421 4.3.2."""
         for server in self._servers:
             server.close()
-        for server in self._servers:
-            await server.wait_closed() if not self._sessions else None
         sessions = list(self._sessions)
         if sessions:
             _log.info("shutdown: waiting up to %.0fs for %d sessions", grace_s, len(sessions))

@@ -1,0 +1,73 @@
+"""The composed application: retention purge runs on its own, and implicit-TLS listeners pick up a
+reloaded certificate (SIGHUP) without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import ssl
+
+import pytest
+
+from postier.mail.errors import UnknownMessageError
+from postier.queue import RecipientResult, RecipientState
+from tests.integration.conftest import StartServer
+from tests.integration.mailcheck import queue_id_from_reply
+
+pytestmark = pytest.mark.integration
+
+
+def _send(port: int) -> bytes:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("c.example")
+        client.mail("a@example.org")
+        client.rcpt("postmaster@localhost")
+        return client.data(b"Subject: purge me\r\n\r\nbye\r\n")[1]
+
+
+async def test_finished_messages_are_purged(start_server: StartServer) -> None:
+    server = await start_server(queue={"keep_history_s": 0.0, "keep_body_s": 0.0, "purge_interval_s": 0.05})
+    qid = queue_id_from_reply(await asyncio.to_thread(_send, server.smtp_port))
+    queue = server.app.queue
+    await queue.record([RecipientResult(qid, 0, RecipientState.DELIVERED, "250 2.0.0 ok")])
+    for _ in range(100):
+        try:
+            await queue.get(qid)
+        except UnknownMessageError:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail("the delivered message was never purged")
+
+
+async def test_queued_messages_are_never_purged(start_server: StartServer) -> None:
+    server = await start_server(queue={"keep_history_s": 0.0, "keep_body_s": 0.0, "purge_interval_s": 0.05})
+    qid = queue_id_from_reply(await asyncio.to_thread(_send, server.smtp_port))
+    await asyncio.sleep(0.3)
+    assert (await server.app.queue.read_body(qid)).endswith(b"bye\r\n")
+
+
+def _peer_certificate(port: int) -> bytes:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with smtplib.SMTP_SSL("127.0.0.1", port, context=context, timeout=10) as client:
+        sock = client.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        cert = sock.getpeercert(binary_form=True)
+        assert cert is not None
+        return cert
+
+
+async def test_implicit_tls_listener_uses_a_reloaded_certificate(start_server: StartServer) -> None:
+    server = await start_server()
+    port = server.ports["submissions"]
+    before = await asyncio.to_thread(_peer_certificate, port)
+    tls_dir = server.data_dir / "tls"
+    (tls_dir / "cert.pem").unlink()
+    (tls_dir / "key.pem").unlink()
+    from postier.server.tls import ensure_self_signed
+
+    ensure_self_signed(server.data_dir, "mx.test")
+    server.app.reload_tls()
+    after = await asyncio.to_thread(_peer_certificate, port)
+    assert before != after
