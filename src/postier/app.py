@@ -20,7 +20,7 @@ from postier.queue import SqliteQueue
 from postier.server.listener import Listener, SmtpServer, listener_settings
 from postier.server.tls import TlsStore, ensure_self_signed
 from postier.smtp.settings import EngineSettings
-from postier.users import Authenticator, UserStore, users_path
+from postier.users import Authenticator, AuthThrottle, UserStore, users_path
 
 __all__ = ["Application", "run"]
 
@@ -42,7 +42,9 @@ class Application:
             queue=self.queue,
             relay=RelayPolicy.build(config.relay.local_domains, config.relay.trusted_networks),
             tls_context=self.tls.current,
-            authenticator=Authenticator(self.users),
+            authenticator=Authenticator(self.users, max_concurrent=config.auth.max_concurrent_verifies),
+            auth_throttle=AuthThrottle(config.auth.max_failures, config.auth.window_s, config.auth.lockout_s),
+            sender_rule=self.users.can_send_as,
             max_connections=config.server.max_connections,
             max_connections_per_ip=config.server.max_connections_per_ip,
             command_timeout_s=config.server.command_timeout_s,

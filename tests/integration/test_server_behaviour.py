@@ -5,6 +5,7 @@ queue — each seen from a real socket client. The queue here is a fake that imp
 from __future__ import annotations
 
 import asyncio
+import base64
 import smtplib
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from postier.mail.errors import QueueError, QueueFullError
 from postier.policy.relay import RelayPolicy
 from postier.server.listener import Listener, SmtpServer, listener_settings
 from postier.smtp.settings import EngineSettings
+from postier.users import AuthThrottle
 
 pytestmark = pytest.mark.integration
 
@@ -80,6 +82,8 @@ async def make_harness() -> AsyncIterator[Callable[..., Any]]:
             relay=RelayPolicy.build(["localhost"], ["127.0.0.0/8"]),
             tls_context=lambda: context,
             authenticator=Passwords(),
+            auth_throttle=AuthThrottle(max_failures=3, window_s=60, lockout_s=60, max_delay_s=0.05),
+            sender_rule=lambda user, sender: sender is not None and str(sender) == user,
             **options,
         )
         base = EngineSettings(hostname="mx.test")
@@ -219,7 +223,9 @@ async def test_starttls_discards_pipelined_commands(make_harness: Callable[..., 
     writer.close()
 
 
-def _submit(port: int, context: ssl.SSLContext, *, implicit: bool, password: str) -> tuple[int, bytes]:
+def _submit(
+    port: int, context: ssl.SSLContext, *, implicit: bool, password: str, sender: str = "alice@example.test"
+) -> tuple[int, bytes]:
     cls = smtplib.SMTP_SSL if implicit else smtplib.SMTP
     kwargs: dict[str, Any] = {"context": context} if implicit else {}
     with cls("127.0.0.1", port, timeout=10, **kwargs) as client:
@@ -228,7 +234,9 @@ def _submit(port: int, context: ssl.SSLContext, *, implicit: bool, password: str
             client.starttls(context=context)
             client.ehlo("laptop.example")
         client.login("alice@example.test", password)
-        client.mail("alice@example.test")
+        code, text = client.mail(sender)
+        if code != 250:
+            return code, text
         client.rcpt("friend@far-away.example")
         return client.data(b"Subject: from my laptop\r\n\r\nhi\r\n")
 
@@ -261,3 +269,43 @@ async def test_submission_requires_auth_before_mail(make_harness: Callable[..., 
     replies = await _talk(h.ports["submission"], [b"EHLO c.example\r\n", b"MAIL FROM:<a@example.org>\r\n"])
     assert "STARTTLS" in replies[1] and "AUTH" not in replies[1]  # AUTH only after TLS
     assert replies[2].startswith("530 5.7.0")
+
+
+async def test_authenticated_user_may_only_send_as_their_own_address(
+    make_harness: Callable[..., Any],
+) -> None:
+    h = await make_harness()
+    code, text = await asyncio.to_thread(
+        _submit,
+        h.ports["submission"],
+        h.client_context(),
+        implicit=False,
+        password="s3cret",
+        sender="ceo@example.test",
+    )
+    assert (code, text[:5]) == (553, b"5.7.1")
+    assert h.sink.messages == {}
+
+
+async def test_brute_force_is_locked_out(make_harness: Callable[..., Any]) -> None:
+    """Three failures from one address lock it out: the third gets 421 4.7.0, and so does the next
+    attempt, even with the right password."""
+    h = await make_harness()
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", h.ports["submissions"], ssl=h.client_context(), server_hostname="mx.test"
+    )
+    await _read_reply(reader)
+    writer.write(b"EHLO c.example\r\n")
+    await _read_reply(reader)
+    wrong = base64.b64encode(b"\0alice@example.test\0guess").decode()
+    replies = []
+    for _ in range(3):
+        writer.write(f"AUTH PLAIN {wrong}\r\n".encode())
+        replies.append(await _read_reply(reader))
+    writer.close()
+    assert [r[:9] for r in replies] == ["535 5.7.8", "535 5.7.8", "421 4.7.0"]
+    with pytest.raises(smtplib.SMTPException):
+        await asyncio.to_thread(
+            _submit, h.ports["submissions"], h.client_context(), implicit=True, password="s3cret"
+        )
+    assert h.sink.messages == {}

@@ -27,6 +27,7 @@ _SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("tls", model.TlsConfig, "[tls]"),
     ("queue", model.QueueConfig, "[queue]"),
     ("relay", model.RelayConfig, "[relay]"),
+    ("auth", model.AuthConfig, "[auth] (SMTP AUTH on submission listeners)"),
     ("dns", model.DnsConfig, "[dns]"),
     ("log", model.LogConfig, "[log]"),
 ]

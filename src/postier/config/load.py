@@ -93,6 +93,12 @@ def _check(config: Config) -> None:
             raise ConfigError("relay.smarthost", str(exc)) from None
     if config.server.max_recipients < 100:
         raise ConfigError("server.max_recipients", "RFC 5321 §4.5.3.1.8 requires at least 100")
+    if config.auth.max_failures < 1:
+        raise ConfigError("auth.max_failures", "must be at least 1")
+    if config.auth.max_concurrent_verifies < 1:
+        raise ConfigError("auth.max_concurrent_verifies", "must be at least 1")
+    if config.auth.window_s <= 0 or config.auth.lockout_s < 0:
+        raise ConfigError("auth", "window_s must be positive and lockout_s not negative")
     if config.queue.keep_body_s > config.queue.keep_history_s:
         raise ConfigError("queue.keep_body_s", "must not be longer than queue.keep_history_s")
     if config.queue.purge_interval_s <= 0:

@@ -13,6 +13,7 @@ from typing import Literal
 import msgspec
 
 __all__ = [
+    "AuthConfig",
     "Config",
     "DnsConfig",
     "ListenerConfig",
@@ -97,6 +98,18 @@ class RelayConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     delivery, which is not built yet.)"""
 
 
+class AuthConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    max_failures: int = 5
+    """Failed AUTH attempts from one client (IPv4 address, IPv6 /64) within window_s before it is locked
+    out; each failure after the first delays the next attempt (1, 2, 4, 8 s)."""
+    window_s: float = 300.0
+    """The window in which failures are counted, in seconds."""
+    lockout_s: float = 900.0
+    """How long a locked-out client's AUTH attempts get 421 4.7.0, in seconds."""
+    max_concurrent_verifies: int = 2
+    """Password checks (argon2id, about 150 ms of CPU each) run at once; others wait."""
+
+
 class DnsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     nameservers: tuple[str, ...] = ()
     """"host:port" DNS servers to ask. Empty: the system resolver (/etc/resolv.conf). (Read by outbound
@@ -127,5 +140,6 @@ class Config(
     tls: TlsConfig = msgspec.field(default_factory=TlsConfig)
     queue: QueueConfig = msgspec.field(default_factory=QueueConfig)
     relay: RelayConfig = msgspec.field(default_factory=RelayConfig)
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     dns: DnsConfig = msgspec.field(default_factory=DnsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from postier.mail.address import Address
 from postier.mail.envelope import Envelope
 from postier.mail.replies import S
 from postier.mail.reply import Reply
@@ -24,6 +25,7 @@ from postier.policy.relay import RelayPolicy
 from postier.server.sasl import MECHANISMS, Authenticator
 from postier.server.session import Session
 from postier.smtp.settings import EngineSettings
+from postier.users.throttle import AuthThrottle
 
 __all__ = ["Listener", "MessageSink", "SmtpServer"]
 
@@ -80,6 +82,8 @@ class SmtpServer:
         relay: RelayPolicy,
         tls_context: Callable[[], ssl.SSLContext | None],
         authenticator: Authenticator | None = None,
+        auth_throttle: AuthThrottle | None = None,
+        sender_rule: Callable[[str, Address | None], bool] | None = None,
         max_connections: int = 1000,
         max_connections_per_ip: int = 50,
         command_timeout_s: float = 300.0,
@@ -91,6 +95,8 @@ class SmtpServer:
         self.relay = relay
         self.tls_context = tls_context
         self.authenticator = authenticator
+        self.auth_throttle = auth_throttle
+        self.sender_rule = sender_rule  # may this authenticated user send as this sender?
         self.max_connections = max_connections
         self.max_connections_per_ip = max_connections_per_ip
         self.command_timeout_s = command_timeout_s

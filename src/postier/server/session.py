@@ -273,7 +273,7 @@ class Session(asyncio.Protocol):
         if isinstance(event, Hello):
             return self._hello(event)
         if isinstance(event, MailFrom):
-            return S.SENDER_OK
+            return self._mail(event)
         if isinstance(event, RcptTo):
             return self._rcpt(event)
         if isinstance(event, DataStart):
@@ -283,6 +283,10 @@ class Session(asyncio.Protocol):
         if isinstance(event, StartTls):
             return S.TLS_READY if self.server.tls_context() is not None else S.TLS_UNAVAILABLE
         if isinstance(event, AuthStart):
+            throttle = self.server.auth_throttle
+            if throttle is not None and throttle.check(self.client_ip, time.monotonic()) == "locked":
+                mail_event("auth", sid=self.sid, mechanism=event.mechanism, result="locked")
+                return S.AUTH_LOCKED_OUT
             self._sasl = SaslExchange(event.mechanism)
             return await self._auth_step(self._sasl.start(event.initial_response))
         if isinstance(event, AuthResponse):
@@ -297,6 +301,21 @@ class Session(asyncio.Protocol):
         self._esmtp = event.verb.upper() != "HELO"
         mail_event("helo", sid=self.sid, name=event.name, verb=event.verb.upper())
         return self._conn.ehlo_reply() if self._esmtp else Reply(250, None, self.server.hostname)
+
+    def _mail(self, event: MailFrom) -> Reply:
+        rule = self.server.sender_rule
+        if self._auth_user is not None and rule is not None and not rule(self._auth_user, event.sender):
+            sender = "" if event.sender is None else str(event.sender)
+            mail_event(
+                "reject",
+                sid=self.sid,
+                stage="mail",
+                from_=f"<{sender}>",
+                user=self._auth_user,
+                reply=str(S.SENDER_NOT_OWNED),
+            )
+            return S.SENDER_NOT_OWNED
+        return S.SENDER_OK
 
     def _rcpt(self, event: RcptTo) -> Reply:
         address = event.recipient.address
@@ -322,13 +341,21 @@ class Session(asyncio.Protocol):
         if not isinstance(step, Credentials):
             return S.AUTH_MALFORMED
         authenticator = self.server.authenticator
+        throttle = self.server.auth_throttle
         self._flush()
+        if throttle is not None and throttle.check(self.client_ip, time.monotonic()) == "delay":
+            # Slow down a client that keeps failing, before it learns the result of this attempt.
+            await asyncio.sleep(throttle.delay_s(self.client_ip, time.monotonic()))
         user = (
             None if authenticator is None else await authenticator.authenticate(step.username, step.password)
         )
         if user is None:
             mail_event("auth", sid=self.sid, mechanism=mechanism, user=step.username, result="failed")
+            if throttle is not None and throttle.record_failure(self.client_ip, time.monotonic()) == "locked":
+                return S.AUTH_LOCKED_OUT
             return S.AUTH_FAILED
+        if throttle is not None:
+            throttle.record_success(self.client_ip, time.monotonic())
         self._auth_user = user
         mail_event("auth", sid=self.sid, mechanism=mechanism, user=user, result="ok")
         return S.AUTH_OK
