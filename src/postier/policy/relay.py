@@ -6,9 +6,10 @@ refused at RCPT with ``554 5.7.1 Relay access denied``. Postier must never be an
 
 The local-domain test is deliberately strict: a recipient counts as local only when its domain, after
 lowercasing, dropping one trailing dot and IDNA normalisation, equals a configured local domain. Address
-literals (``user@[192.0.2.1]``) are never local. Routing tricks in the local part (``user%remote@local``,
-``"user@remote"@local``, ``remote!user@local``) are the local-delivery agent's problem; local delivery
-never interprets them as routes, so they cannot relay.
+literals (``user@[192.0.2.1]``) are never local. Sender-specified routing in a local part
+(``user%remote@local``, ``"user@remote"@local``, ``remote!user@local``) is refused for untrusted,
+unauthenticated clients, like Postfix's ``allow_untrusted_routing = no``: some downstream agent might
+still honour the route, and no legitimate stranger needs it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from postier.mail.replies import S
 from postier.mail.reply import Reply
 
 __all__ = ["RelayPolicy"]
+
+_ROUTING = "@%!"  # RFC 5321 §3.6.1 / the "percent hack" and UUCP bang paths
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -58,6 +61,8 @@ class RelayPolicy:
 
     def check_rcpt(self, address: Address, *, client_ip: str, authenticated: bool) -> Reply | None:
         """None when the recipient is acceptable, else the reply that refuses it."""
-        if self.is_local(address) or authenticated or self.is_trusted(client_ip):
+        if authenticated or self.is_trusted(client_ip):
+            return None
+        if self.is_local(address) and not any(ch in address.local_part for ch in _ROUTING):
             return None
         return S.RELAY_DENIED
