@@ -15,6 +15,7 @@ from pathlib import Path
 from postier.config import Config, parse_hostport
 from postier.config.model import ListenerConfig
 from postier.observe import get_logger, mail_event
+from postier.policy.ratelimit import RateLimits
 from postier.policy.relay import RelayPolicy
 from postier.queue import SqliteQueue
 from postier.server.listener import Listener, SmtpServer, listener_settings
@@ -45,6 +46,12 @@ class Application:
             authenticator=Authenticator(self.users, max_concurrent=config.auth.max_concurrent_verifies),
             auth_throttle=AuthThrottle(config.auth.max_failures, config.auth.window_s, config.auth.lockout_s),
             sender_rule=self.users.can_send_as,
+            limits=RateLimits.build(
+                connections_per_minute_per_ip=config.limits.connections_per_minute_per_ip,
+                messages_per_hour_per_ip=config.limits.messages_per_hour_per_ip,
+                messages_per_hour_per_user=config.limits.messages_per_hour_per_user,
+                exempt_trusted=config.limits.exempt_trusted_networks,
+            ),
             max_connections=config.server.max_connections,
             max_connections_per_ip=config.server.max_connections_per_ip,
             command_timeout_s=config.server.command_timeout_s,

@@ -17,6 +17,7 @@ import trustme
 
 from postier.mail.envelope import Envelope
 from postier.mail.errors import QueueError, QueueFullError
+from postier.policy.ratelimit import RateLimits, SlidingWindow
 from postier.policy.relay import RelayPolicy
 from postier.server.listener import Listener, SmtpServer, listener_settings
 from postier.smtp.settings import EngineSettings
@@ -237,7 +238,9 @@ def _submit(
         code, text = client.mail(sender)
         if code != 250:
             return code, text
-        client.rcpt("friend@far-away.example")
+        code, text = client.rcpt("friend@far-away.example")
+        if code != 250:
+            return code, text
         return client.data(b"Subject: from my laptop\r\n\r\nhi\r\n")
 
 
@@ -309,3 +312,18 @@ async def test_brute_force_is_locked_out(make_harness: Callable[..., Any]) -> No
             _submit, h.ports["submissions"], h.client_context(), implicit=True, password="s3cret"
         )
     assert h.sink.messages == {}
+
+
+async def test_messages_per_hour_per_user(make_harness: Callable[..., Any]) -> None:
+    h = await make_harness(
+        limits=RateLimits(messages_per_user=SlidingWindow(1, 3600.0), exempt_trusted=False)
+    )
+    results = [
+        await asyncio.to_thread(
+            _submit, h.ports["submission"], h.client_context(), implicit=False, password="s3cret"
+        )
+        for _ in range(2)
+    ]
+    assert [code for code, _ in results] == [250, 450]
+    assert results[1][1].startswith(b"4.7.1")
+    assert len(h.sink.messages) == 1

@@ -28,6 +28,7 @@ _SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("queue", model.QueueConfig, "[queue]"),
     ("relay", model.RelayConfig, "[relay]"),
     ("auth", model.AuthConfig, "[auth] (SMTP AUTH on submission listeners)"),
+    ("limits", model.LimitsConfig, "[limits] (rate limits)"),
     ("dns", model.DnsConfig, "[dns]"),
     ("log", model.LogConfig, "[log]"),
 ]

@@ -93,6 +93,9 @@ def _check(config: Config) -> None:
             raise ConfigError("relay.smarthost", str(exc)) from None
     if config.server.max_recipients < 100:
         raise ConfigError("server.max_recipients", "RFC 5321 §4.5.3.1.8 requires at least 100")
+    for key in ("connections_per_minute_per_ip", "messages_per_hour_per_ip", "messages_per_hour_per_user"):
+        if getattr(config.limits, key) < 0:
+            raise ConfigError(f"limits.{key}", "must be 0 (off) or positive")
     if config.auth.max_failures < 1:
         raise ConfigError("auth.max_failures", "must be at least 1")
     if config.auth.max_concurrent_verifies < 1:

@@ -16,6 +16,7 @@ __all__ = [
     "AuthConfig",
     "Config",
     "DnsConfig",
+    "LimitsConfig",
     "ListenerConfig",
     "LogConfig",
     "QueueConfig",
@@ -110,6 +111,17 @@ class AuthConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True
     """Password checks (argon2id, about 150 ms of CPU each) run at once; others wait."""
 
 
+class LimitsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    connections_per_minute_per_ip: int = 0
+    """New connections one client IP may open per minute; beyond, 421 4.7.0. 0: no limit."""
+    messages_per_hour_per_ip: int = 0
+    """Messages one client IP may send per hour; beyond, 450 4.7.1 at RCPT. 0: no limit."""
+    messages_per_hour_per_user: int = 0
+    """Messages one authenticated user may send per hour; beyond, 450 4.7.1 at RCPT. 0: no limit."""
+    exempt_trusted_networks: bool = True
+    """Clients in relay.trusted_networks are not rate-limited."""
+
+
 class DnsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     nameservers: tuple[str, ...] = ()
     """"host:port" DNS servers to ask. Empty: the system resolver (/etc/resolv.conf). (Read by outbound
@@ -141,5 +153,6 @@ class Config(
     queue: QueueConfig = msgspec.field(default_factory=QueueConfig)
     relay: RelayConfig = msgspec.field(default_factory=RelayConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     dns: DnsConfig = msgspec.field(default_factory=DnsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)

@@ -52,6 +52,7 @@ class S:
     QUEUE_FULL = _r(452, "4.3.1", "Insufficient system storage, try again later")
     TOO_MANY_RECIPIENTS = _r(452, "4.5.3", "Too many recipients")
     RATE_LIMITED = _r(450, "4.7.1", "Rate limit exceeded, try again later")
+    CONNECTION_RATE_LIMITED = _r(421, "4.7.0", "Too many connections from your address, try again later")
     TEMP_AUTH_FAILURE = _r(454, "4.7.0", "Temporary authentication failure")
     TLS_UNAVAILABLE = _r(454, "4.7.0", "TLS not available due to temporary reason")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -21,6 +22,7 @@ from postier.mail.envelope import Envelope
 from postier.mail.replies import S
 from postier.mail.reply import Reply
 from postier.observe import get_logger
+from postier.policy.ratelimit import RateLimits
 from postier.policy.relay import RelayPolicy
 from postier.server.sasl import MECHANISMS, Authenticator
 from postier.server.session import Session
@@ -84,6 +86,7 @@ class SmtpServer:
         authenticator: Authenticator | None = None,
         auth_throttle: AuthThrottle | None = None,
         sender_rule: Callable[[str, Address | None], bool] | None = None,
+        limits: RateLimits | None = None,
         max_connections: int = 1000,
         max_connections_per_ip: int = 50,
         command_timeout_s: float = 300.0,
@@ -97,6 +100,7 @@ class SmtpServer:
         self.authenticator = authenticator
         self.auth_throttle = auth_throttle
         self.sender_rule = sender_rule  # may this authenticated user send as this sender?
+        self.limits = limits or RateLimits()
         self.max_connections = max_connections
         self.max_connections_per_ip = max_connections_per_ip
         self.command_timeout_s = command_timeout_s
@@ -147,9 +151,19 @@ class SmtpServer:
             return S.TOO_MANY_CONNECTIONS
         if self._per_ip[session.client_ip] >= self.max_connections_per_ip:
             return S.TOO_MANY_CONNECTIONS
+        window = self.limits.connections_per_ip
+        if window is not None and self.is_rate_limited(session.client_ip):
+            now = time.monotonic()
+            if not window.allows(session.client_ip, now):
+                return S.CONNECTION_RATE_LIMITED
+            window.record(session.client_ip, now)
         self._sessions.add(session)
         self._per_ip[session.client_ip] += 1
         return None
+
+    def is_rate_limited(self, client_ip: str) -> bool:
+        """Rate limits apply to this client (trusted networks are exempt unless configured otherwise)."""
+        return not (self.limits.exempt_trusted and self.relay.is_trusted(client_ip))
 
     def release(self, session: Session) -> None:
         if session in self._sessions:

@@ -91,6 +91,7 @@ class Session(asyncio.Protocol):
         self._auth_user: str | None = None
         self._sasl: SaslExchange | None = None
         self._handshaking: list[bytes] | None = None
+        self._accepted_rcpts = 0
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -303,6 +304,7 @@ class Session(asyncio.Protocol):
         return self._conn.ehlo_reply() if self._esmtp else Reply(250, None, self.server.hostname)
 
     def _mail(self, event: MailFrom) -> Reply:
+        self._accepted_rcpts = 0
         rule = self.server.sender_rule
         if self._auth_user is not None and rule is not None and not rule(self._auth_user, event.sender):
             sender = "" if event.sender is None else str(event.sender)
@@ -331,7 +333,41 @@ class Session(asyncio.Protocol):
                 reply=str(refusal),
             )
             return refusal
+        if self._accepted_rcpts == 0 and not self._may_send_another_message():
+            mail_event(
+                "reject",
+                sid=self.sid,
+                stage="rcpt",
+                rcpt=f"<{address}>",
+                user=self._auth_user,
+                reply=str(S.RATE_LIMITED),
+                reason="rate limit",
+            )
+            return S.RATE_LIMITED
+        self._accepted_rcpts += 1
         return S.RECIPIENT_OK
+
+    def _may_send_another_message(self) -> bool:
+        """Messages per hour, per client IP and per authenticated user (checked at the first RCPT, since
+        RFC 5321 §4.3.2 allows 450 there and not at MAIL)."""
+        limits, now = self.server.limits, time.monotonic()
+        if not self.server.is_rate_limited(self.client_ip):
+            return True
+        by_ip, by_user = limits.messages_per_ip, limits.messages_per_user
+        if by_ip is not None and not by_ip.allows(self.client_ip, now):
+            return False
+        return not (
+            by_user is not None and self._auth_user is not None and not by_user.allows(self._auth_user, now)
+        )
+
+    def _count_message(self) -> None:
+        limits, now = self.server.limits, time.monotonic()
+        if not self.server.is_rate_limited(self.client_ip):
+            return
+        if limits.messages_per_ip is not None:
+            limits.messages_per_ip.record(self.client_ip, now)
+        if limits.messages_per_user is not None and self._auth_user is not None:
+            limits.messages_per_user.record(self._auth_user, now)
 
     async def _auth_step(self, step: object) -> Reply:
         if isinstance(step, Challenge):
@@ -406,6 +442,7 @@ class Session(asyncio.Protocol):
         except QueueError:
             _log.exception("session %s: queue error", self.sid)
             return S.QUEUE_ERROR
+        self._count_message()
         sender = "" if event.sender is None else str(event.sender)
         mail_event(
             "queued",
