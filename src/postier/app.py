@@ -141,9 +141,10 @@ async def serve(config: Config, *, started: Callable[[Application], None] | None
     try:
         await stop.wait()
     finally:
+        # Handlers stay installed while stopping: a second SIGTERM must not kill a graceful shutdown.
+        await app.stop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
-        await app.stop()
 
 
 def run(config: Config) -> int:

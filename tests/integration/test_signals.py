@@ -1,0 +1,71 @@
+"""`postier serve` as a child process: SIGHUP reloads the TLS certificate without dropping an open
+session; SIGTERM lets an open session finish its grace period and ends it with 421 4.3.2."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import smtplib
+import ssl
+import time
+from pathlib import Path
+
+import pytest
+
+from postier.server.tls import ensure_self_signed
+from tests.integration.harness import PostierProcess, make_config
+
+pytestmark = pytest.mark.integration
+
+
+def _certificate(port: int) -> bytes:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with smtplib.SMTP_SSL("127.0.0.1", port, context=context, timeout=10) as client:
+        sock = client.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        cert = sock.getpeercert(binary_form=True)
+        assert cert is not None
+        return cert
+
+
+async def test_sighup_reloads_the_certificate_and_keeps_sessions(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    process = PostierProcess(tmp_path, make_config(data_dir))
+    try:
+        await asyncio.to_thread(process.start)
+        port = process.ports["submissions"]
+        before = await asyncio.to_thread(_certificate, port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", process.ports["smtp"])
+        assert (await reader.readline()).startswith(b"220 ")
+        for name in ("cert.pem", "key.pem"):
+            (data_dir / "tls" / name).unlink()
+        ensure_self_signed(data_dir, "mx.test")
+        process.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        after = before
+        while after == before and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            after = await asyncio.to_thread(_certificate, port)
+        assert after != before
+        writer.write(b"NOOP\r\n")  # the session opened before the reload is still served
+        assert (await reader.readline()).startswith(b"250 ")
+        writer.close()
+    finally:
+        process.kill()
+
+
+async def test_sigterm_ends_idle_sessions_with_421(tmp_path: Path) -> None:
+    process = PostierProcess(tmp_path, make_config(tmp_path / "var", server={"shutdown_grace_s": 0.5}))
+    try:
+        await asyncio.to_thread(process.start)
+        reader, writer = await asyncio.open_connection("127.0.0.1", process.ports["smtp"])
+        assert (await reader.readline()).startswith(b"220 ")
+        process.signal(signal.SIGTERM)
+        assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"421 4.3.2")
+        writer.close()
+        assert await asyncio.to_thread(process.stop) == 0
+        assert "event=stopped" in process.log()
+    finally:
+        process.kill()
