@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,22 @@ async def test_starttls_upgrades_before_mail(
 def test_bad_server_is_a_usage_error(server_arg: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(["--server", server_arg, "--to", "a@b.example"]) == 2
     assert "--server must be HOST:PORT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("password", "code"), [("right horse battery", 0), ("wrong", 1)])
+async def test_auth_reads_the_password_from_stdin_and_never_prints_it(
+    start_server: StartServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    password: str,
+    code: int,
+) -> None:
+    server = await start_server(relay={"trusted_networks": []})
+    await asyncio.to_thread(server.app.users.add, "alice@example.test", "right horse battery")
+    monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
+    port = server.ports["submission"]
+    argv = ["--server", f"127.0.0.1:{port}", "--starttls", "--insecure", "--auth", "alice@example.test"]
+    assert await asyncio.to_thread(_run, [*argv, "--to", "bob@remote.example"]) == code
+    out = capsys.readouterr().out
+    assert "C: AUTH PLAIN <credentials hidden>" in out
+    assert password not in out

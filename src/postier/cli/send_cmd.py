@@ -59,7 +59,12 @@ def register(subparsers: Any) -> None:
         "Exit status: 0 accepted, 1 refused or unreachable, 2 usage error.",
     )
     parser.add_argument("--to", action="append", required=True, metavar="ADDR", help="recipient (repeatable)")
-    parser.add_argument("--from", dest="sender", default="postier-send@localhost", metavar="ADDR")
+    parser.add_argument(
+        "--from",
+        dest="sender",
+        metavar="ADDR",
+        help="sender (default: the --auth user, else postier-send@localhost)",
+    )
     parser.add_argument(
         "--server", default="127.0.0.1:2525", metavar="HOST:PORT", help="default: %(default)s"
     )
@@ -207,6 +212,8 @@ def handler(args: argparse.Namespace) -> int:
         print(f"postier send: {exc}", file=sys.stderr)
         return 2
     password = _password() if args.auth is not None else None
+    if args.sender is None:
+        args.sender = args.auth if args.auth and "@" in args.auth else "postier-send@localhost"
     message = _message(args, body)
     out = sys.stdout
     try:
