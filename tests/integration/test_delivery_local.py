@@ -1,0 +1,154 @@
+"""LocalDelivery against a real SqliteQueue: local recipients land in Maildir exactly once, remote
+ones wait in the queue with a 451 until outbound delivery exists."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from postier.delivery.local import DELIVERED_REPLY, NO_OUTBOUND_REPLY, LocalDelivery
+from postier.mail.address import POSTMASTER, Address
+from postier.mail.envelope import Envelope, Recipient
+from postier.queue.model import RecipientState
+from postier.queue.sqlite import SqliteQueue
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+BODY = b"Subject: test\r\n\r\nHello\r\n..leading dot kept as queued\r\n"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def queue(tmp_path: Path, clock: Clock) -> AsyncIterator[SqliteQueue]:
+    q = SqliteQueue(tmp_path / "queue", clock=clock)
+    await q.open()
+    yield q
+    await q.close()
+
+
+def runner(queue: SqliteQueue, root: Path, clock: Clock) -> LocalDelivery:
+    return LocalDelivery(
+        queue,
+        mail_root=root,
+        local_domains=["Example.ORG", "localhost"],
+        hostname="mx.test",
+        clock=clock,
+        rng=random.Random(7),
+    )
+
+
+ALICE = Address("alice", "sender.test")
+
+
+def envelope(*rcpts: Address, sender: Address | None = ALICE) -> Envelope:
+    return Envelope(sender=sender, recipients=tuple(Recipient(r) for r in rcpts))
+
+
+def new_files(root: Path, domain: str, user: str) -> list[Path]:
+    directory = root / domain / user / "new"
+    return sorted(directory.iterdir()) if directory.exists() else []
+
+
+async def test_local_delivered_remote_deferred_and_never_twice(
+    tmp_path: Path, queue: SqliteQueue, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "mail"
+    qid = await queue.enqueue(envelope(Address("Bob", "example.org"), Address("carol", "remote.test")), BODY)
+    delivery = runner(queue, root, clock)
+    with caplog.at_level(logging.INFO, logger="postier.mail"):
+        assert await delivery.run_once() == 2
+
+    [stored] = new_files(root, "example.org", "bob")
+    assert stored.read_bytes() == (
+        b"Return-Path: <alice@sender.test>\r\nDelivered-To: <Bob@example.org>\r\n" + BODY
+    )
+    bob, carol = (await queue.get(qid)).recipients
+    assert (bob.state, bob.last_reply) == (RecipientState.DELIVERED, DELIVERED_REPLY)
+    assert (carol.state, carol.last_reply) == (RecipientState.DEFERRED, NO_OUTBOUND_REPLY)
+    assert carol.next_attempt_at is not None and carol.next_attempt_at > clock.now
+    events = [r.getMessage() for r in caplog.records if r.name == "postier.mail"]
+    assert events == ["delivery", "delivery"]
+
+    assert await delivery.run_once() == 0  # nothing due: carol waits for her next attempt
+    clock.advance(3600)
+    assert await delivery.run_once() == 1  # carol again, never bob
+    assert len(new_files(root, "example.org", "bob")) == 1
+    bob, carol = (await queue.get(qid)).recipients
+    assert bob.attempts == 1 and carol.attempts == 2
+
+
+async def test_null_sender_and_postmaster(tmp_path: Path, queue: SqliteQueue, clock: Clock) -> None:
+    root = tmp_path / "mail"
+    qid = await queue.enqueue(envelope(POSTMASTER, sender=None), b"bounce\r\n")
+    assert await runner(queue, root, clock).run_once() == 1
+    [stored] = new_files(root, "example.org", "postmaster")
+    assert stored.read_bytes() == (b"Return-Path: <>\r\nDelivered-To: <postmaster@example.org>\r\nbounce\r\n")
+    [pm] = (await queue.get(qid)).recipients
+    assert pm.state is RecipientState.DELIVERED
+
+
+async def test_disk_error_defers_and_a_later_round_delivers(
+    tmp_path: Path, queue: SqliteQueue, clock: Clock
+) -> None:
+    root = tmp_path / "mail"
+    root.mkdir()
+    (root / "localhost").write_bytes(b"in the way")  # the domain directory cannot be made
+    qid = await queue.enqueue(envelope(Address("dave", "localhost")), BODY)
+    delivery = runner(queue, root, clock)
+    assert await delivery.run_once() == 1
+    [dave] = (await queue.get(qid)).recipients
+    assert dave.state is RecipientState.DEFERRED
+    assert dave.last_reply is not None and dave.last_reply.startswith("451 4.3.0 ")
+
+    (root / "localhost").unlink()
+    clock.advance(3600)
+    assert await delivery.run_once() == 1
+    [dave] = (await queue.get(qid)).recipients
+    assert dave.state is RecipientState.DELIVERED
+    assert len(new_files(root, "localhost", "dave")) == 1
+
+
+async def test_expired_remote_recipient_fails(tmp_path: Path, queue: SqliteQueue, clock: Clock) -> None:
+    qid = await queue.enqueue(envelope(Address("erin", "remote.test")), BODY)
+    clock.advance(6 * 86400)  # older than the 5-day maximum time in the queue
+    assert await runner(queue, tmp_path / "mail", clock).run_once() == 1
+    [erin] = (await queue.get(qid)).recipients
+    assert erin.state is RecipientState.FAILED
+    assert erin.last_reply is not None and erin.last_reply.startswith("554 5.4.7 ")
+
+
+async def test_run_forever_delivers_after_wake(tmp_path: Path, queue: SqliteQueue, clock: Clock) -> None:
+    root = tmp_path / "mail"
+    delivery = runner(queue, root, clock)
+    task = asyncio.create_task(delivery.run_forever(poll_s=3600))
+    try:
+        await asyncio.sleep(0)
+        qid = await queue.enqueue(envelope(Address("frank", "localhost")), BODY)
+        delivery.wake()
+        while (await queue.get(qid)).recipients[0].state is not RecipientState.DELIVERED:
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert len(new_files(root, "localhost", "frank")) == 1
