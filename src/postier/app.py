@@ -14,6 +14,8 @@ from pathlib import Path
 
 from postier.config import Config, parse_hostport
 from postier.config.model import ListenerConfig
+from postier.delivery import LocalDelivery
+from postier.mail.envelope import Envelope
 from postier.observe import get_logger, mail_event
 from postier.policy.ratelimit import RateLimits
 from postier.policy.relay import RelayPolicy
@@ -28,6 +30,23 @@ __all__ = ["Application", "run"]
 _log = get_logger("postier.app")
 
 
+class _WakingSink:
+    """The queue as the SMTP server sees it, nudging delivery after each enqueue. Receiving and
+    delivering stay apart: they meet in the queue, and in this adapter of the composition root."""
+
+    def __init__(self, queue: SqliteQueue, wake: Callable[[], None]) -> None:
+        self._queue = queue
+        self._wake = wake
+
+    def new_id(self) -> str:
+        return self._queue.new_id()
+
+    async def enqueue(self, envelope: Envelope, body: bytes, *, queue_id: str | None = None) -> str:
+        queue_id = await self._queue.enqueue(envelope, body, queue_id=queue_id)
+        self._wake()
+        return queue_id
+
+
 class Application:
     """The running MTA. ``start()`` binds every listener; ``stop()`` shuts down gracefully."""
 
@@ -38,9 +57,16 @@ class Application:
         self.tls = self._tls_store()
         self.users = UserStore(users_path(self.data_dir))
         self._purger: asyncio.Task[None] | None = None
+        self._deliverer: asyncio.Task[None] | None = None
+        self.delivery = LocalDelivery(
+            self.queue,
+            mail_root=self.data_dir / "mail",
+            local_domains=config.relay.local_domains,
+            hostname=config.server.hostname,
+        )
         self.server = SmtpServer(
             hostname=config.server.hostname,
-            queue=self.queue,
+            queue=_WakingSink(self.queue, self.delivery.wake),
             relay=RelayPolicy.build(config.relay.local_domains, config.relay.trusted_networks),
             tls_context=self.tls.current,
             authenticator=Authenticator(self.users, max_concurrent=config.auth.max_concurrent_verifies),
@@ -92,7 +118,9 @@ class Application:
         except BaseException:
             await self.queue.close()
             raise
-        self._purger = asyncio.get_running_loop().create_task(self._purge_forever(), name="queue-purge")
+        loop = asyncio.get_running_loop()
+        self._purger = loop.create_task(self._purge_forever(), name="queue-purge")
+        self._deliverer = loop.create_task(self.delivery.run_forever(), name="delivery")
         addresses = " ".join(f"{lc.mode}={lc.address}" for lc in self.config.listeners)
         mail_event("ready", listeners=addresses, hostname=self.config.server.hostname)
 
@@ -118,11 +146,12 @@ class Application:
             _log.info("TLS certificate reloaded")
 
     async def stop(self) -> None:
-        if self._purger is not None:
-            self._purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purger
         await self.server.shutdown(self.config.server.shutdown_grace_s)
+        for task in (self._purger, self._deliverer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.queue.close()
         mail_event("stopped")
 

@@ -17,11 +17,11 @@ from tests.integration.mailcheck import queue_id_from_reply
 pytestmark = pytest.mark.integration
 
 
-def _send(port: int) -> bytes:
+def _send(port: int, rcpt: str = "postmaster@localhost") -> bytes:
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         client.ehlo("c.example")
         client.mail("a@example.org")
-        client.rcpt("postmaster@localhost")
+        client.rcpt(rcpt)
         return client.data(b"Subject: purge me\r\n\r\nbye\r\n")[1]
 
 
@@ -41,7 +41,8 @@ async def test_finished_messages_are_purged(start_server: StartServer) -> None:
 
 async def test_queued_messages_are_never_purged(start_server: StartServer) -> None:
     server = await start_server(queue={"keep_history_s": 0.0, "keep_body_s": 0.0, "purge_interval_s": 0.05})
-    qid = queue_id_from_reply(await asyncio.to_thread(_send, server.smtp_port))
+    # A remote recipient stays deferred (outbound delivery is not built yet): not finished, never purged.
+    qid = queue_id_from_reply(await asyncio.to_thread(_send, server.smtp_port, "bob@remote.example"))
     await asyncio.sleep(0.3)
     assert (await server.app.queue.read_body(qid)).endswith(b"bye\r\n")
 
@@ -71,3 +72,18 @@ async def test_implicit_tls_listener_uses_a_reloaded_certificate(start_server: S
     server.app.reload_tls()
     after = await asyncio.to_thread(_peer_certificate, port)
     assert before != after
+
+
+async def test_local_mail_lands_in_the_maildir(start_server: StartServer) -> None:
+    server = await start_server()
+    await asyncio.to_thread(_send, server.smtp_port, "bob@example.test")
+    new = server.data_dir / "mail" / "example.test" / "bob" / "new"
+    for _ in range(100):
+        files = list(new.glob("*")) if new.is_dir() else []
+        if files:
+            break
+        await asyncio.sleep(0.05)
+    assert len(files) == 1
+    content = files[0].read_bytes()
+    assert content.startswith(b"Return-Path: <a@example.org>\r\nDelivered-To: <bob@example.test>\r\n")
+    assert content.endswith(b"Subject: purge me\r\n\r\nbye\r\n")
