@@ -9,6 +9,7 @@ import msgspec
 
 from postier.cli.explain_cmd import register as register_explain
 from postier.cli.queue_cmd import register as register_queue
+from postier.cli.send_cmd import register as register_send
 from postier.cli.user_cmd import register as register_user
 from postier.config import load_config
 from postier.mail.errors import ConfigError
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_queue(sub)
     register_user(sub)
     register_explain(sub)
+    register_send(sub)
     return parser
 
 
