@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -16,7 +18,14 @@ from typing import Any
 from postier.app import Application
 from postier.config import Config, parse_config
 
-__all__ = ["PostierProcess", "RunningServer", "free_port", "make_config", "wait_for_port"]
+__all__ = [
+    "PostierProcess",
+    "RunningServer",
+    "free_port",
+    "make_config",
+    "peer_certificate",
+    "wait_for_port",
+]
 
 
 def free_port() -> int:
@@ -35,6 +44,19 @@ def wait_for_port(port: int, timeout_s: float = 15.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def peer_certificate(port: int) -> bytes:
+    """The DER certificate an implicit-TLS (submissions) listener on 127.0.0.1:port presents."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with smtplib.SMTP_SSL("127.0.0.1", port, context=context, timeout=10) as client:
+        sock = client.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        cert = sock.getpeercert(binary_form=True)
+        assert cert is not None
+        return cert
 
 
 def make_config(data_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:

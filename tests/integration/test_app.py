@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import ssl
 
 import pytest
 
 from postier.mail.errors import UnknownMessageError
 from postier.queue import RecipientResult, RecipientState
+from postier.server.tls import ensure_self_signed
 from tests.integration.conftest import StartServer
+from tests.integration.harness import peer_certificate
 from tests.integration.mailcheck import queue_id_from_reply
 
 pytestmark = pytest.mark.integration
@@ -47,30 +48,16 @@ async def test_queued_messages_are_never_purged(start_server: StartServer) -> No
     assert (await server.app.queue.read_body(qid)).endswith(b"bye\r\n")
 
 
-def _peer_certificate(port: int) -> bytes:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with smtplib.SMTP_SSL("127.0.0.1", port, context=context, timeout=10) as client:
-        sock = client.sock
-        assert isinstance(sock, ssl.SSLSocket)
-        cert = sock.getpeercert(binary_form=True)
-        assert cert is not None
-        return cert
-
-
 async def test_implicit_tls_listener_uses_a_reloaded_certificate(start_server: StartServer) -> None:
     server = await start_server()
     port = server.ports["submissions"]
-    before = await asyncio.to_thread(_peer_certificate, port)
+    before = await asyncio.to_thread(peer_certificate, port)
     tls_dir = server.data_dir / "tls"
     (tls_dir / "cert.pem").unlink()
     (tls_dir / "key.pem").unlink()
-    from postier.server.tls import ensure_self_signed
-
     ensure_self_signed(server.data_dir, "mx.test")
     server.app.reload_tls()
-    after = await asyncio.to_thread(_peer_certificate, port)
+    after = await asyncio.to_thread(peer_certificate, port)
     assert before != after
 
 

@@ -5,29 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import smtplib
-import ssl
 import time
 from pathlib import Path
 
 import pytest
 
 from postier.server.tls import ensure_self_signed
-from tests.integration.harness import PostierProcess, make_config
+from tests.integration.harness import PostierProcess, make_config, peer_certificate
 
 pytestmark = pytest.mark.integration
-
-
-def _certificate(port: int) -> bytes:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with smtplib.SMTP_SSL("127.0.0.1", port, context=context, timeout=10) as client:
-        sock = client.sock
-        assert isinstance(sock, ssl.SSLSocket)
-        cert = sock.getpeercert(binary_form=True)
-        assert cert is not None
-        return cert
 
 
 async def test_sighup_reloads_the_certificate_and_keeps_sessions(tmp_path: Path) -> None:
@@ -36,7 +22,7 @@ async def test_sighup_reloads_the_certificate_and_keeps_sessions(tmp_path: Path)
     try:
         await asyncio.to_thread(process.start)
         port = process.ports["submissions"]
-        before = await asyncio.to_thread(_certificate, port)
+        before = await asyncio.to_thread(peer_certificate, port)
         reader, writer = await asyncio.open_connection("127.0.0.1", process.ports["smtp"])
         assert (await reader.readline()).startswith(b"220 ")
         for name in ("cert.pem", "key.pem"):
@@ -47,7 +33,7 @@ async def test_sighup_reloads_the_certificate_and_keeps_sessions(tmp_path: Path)
         after = before
         while after == before and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-            after = await asyncio.to_thread(_certificate, port)
+            after = await asyncio.to_thread(peer_certificate, port)
         assert after != before
         writer.write(b"NOOP\r\n")  # the session opened before the reload is still served
         assert (await reader.readline()).startswith(b"250 ")
