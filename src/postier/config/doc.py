@@ -30,6 +30,10 @@ _SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("auth", model.AuthConfig, "[auth] (SMTP AUTH on submission listeners)"),
     ("limits", model.LimitsConfig, "[limits] (rate limits)"),
     ("dns", model.DnsConfig, "[dns]"),
+    ("delivery", model.DeliveryConfig, "[delivery] (outbound SMTP: TLS, retries, bounces, concurrency)"),
+    ("route", model.RouteConfig, "[[route]] (a relay for chosen recipient domains; a transport map)"),
+    ("local", model.LocalConfig, "[local] (local domains: recipients, aliases, mailboxes)"),
+    ("metrics", model.MetricsConfig, "[metrics] (Prometheus endpoint)"),
     ("log", model.LogConfig, "[log]"),
 ]
 

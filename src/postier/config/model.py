@@ -15,17 +15,22 @@ import msgspec
 __all__ = [
     "AuthConfig",
     "Config",
+    "DeliveryConfig",
     "DnsConfig",
     "LimitsConfig",
     "ListenerConfig",
+    "LocalConfig",
     "LogConfig",
+    "MetricsConfig",
     "QueueConfig",
     "RelayConfig",
+    "RouteConfig",
     "ServerConfig",
     "TlsConfig",
 ]
 
 ListenerMode = Literal["smtp", "submission", "submissions"]
+TlsMode = Literal["none", "opportunistic", "required", "verify"]
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -95,8 +100,18 @@ class RelayConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     """CIDR networks allowed to relay to any domain without AUTH."""
     smarthost: str = ""
-    """"host:port" that all outbound mail is relayed through. Empty: deliver by MX. (Read by outbound
-    delivery, which is not built yet.)"""
+    """"host:port" that all outbound mail is relayed through (a provider relay: Amazon SES, SparkPost,
+    Gmail, an ISP). Empty: deliver by MX. Shorthand for a [[route]] with domains = ["*"]."""
+    smarthost_tls: TlsMode = "verify"
+    """TLS towards the smarthost: verify (STARTTLS, certificate checked), required, opportunistic, none."""
+    smarthost_implicit_tls: bool = False
+    """Connect to the smarthost with TLS from the first byte (port 465, RFC 8314) instead of STARTTLS."""
+    smarthost_username: str = ""
+    """SASL user name for the smarthost. Empty: no AUTH."""
+    smarthost_password_file: str = ""
+    """File holding the smarthost password (first line). Kept out of the config file so it can be shared."""
+    smarthost_auth: Literal["plain", "login"] = "plain"
+    """SASL mechanism for the smarthost: plain or login."""
 
 
 class AuthConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -124,8 +139,88 @@ class LimitsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
 
 class DnsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     nameservers: tuple[str, ...] = ()
-    """"host:port" DNS servers to ask. Empty: the system resolver (/etc/resolv.conf). (Read by outbound
-    delivery, which is not built yet.)"""
+    """"host:port" DNS servers to ask. Empty: the system resolver (/etc/resolv.conf)."""
+
+
+class RouteConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    domains: tuple[str, ...]
+    """Recipient domains sent through this route (a transport map); "*" is every non-local domain that no
+    other route names."""
+    host: str
+    """"host:port" of the relay for these domains."""
+    tls: TlsMode = "verify"
+    """TLS towards this relay: verify, required, opportunistic or none (see delivery.tls)."""
+    implicit_tls: bool = False
+    """TLS from the first byte (port 465, RFC 8314) instead of STARTTLS."""
+    username: str = ""
+    """SASL user name. Empty: no AUTH."""
+    password_file: str = ""
+    """File holding the password (first line)."""
+    auth: Literal["plain", "login"] = "plain"
+    """SASL mechanism: plain or login."""
+
+
+class DeliveryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    tls: TlsMode = "opportunistic"
+    """TLS policy for delivery by MX: none (never STARTTLS), opportunistic (STARTTLS when offered, plain
+    text when not), required (STARTTLS or defer, certificate not checked), verify (STARTTLS with the
+    certificate chain and the MX host name checked, or defer)."""
+    tls_policy: dict[str, TlsMode] = msgspec.field(default_factory=dict)
+    """Per recipient domain overrides of tls, e.g. { "bank.example" = "verify" }."""
+    ca_file: str = ""
+    """PEM bundle of trusted CAs for verify. Empty: the system's trust store."""
+    helo_name: str = ""
+    """Name sent in EHLO/LHLO. Empty: server.hostname."""
+    connect_timeout_s: float = 30.0
+    """Time allowed to open a TCP connection to one address."""
+    retry_base_s: float = 300.0
+    """First retry delay after a temporary failure; doubles each attempt (with ±10 % jitter)."""
+    retry_cap_s: float = 3600.0
+    """Longest delay between two attempts."""
+    max_age_s: float = 5 * 86400.0
+    """Time in the queue after which a still-undelivered recipient fails and is bounced
+    (RFC 5321 §4.5.4.1: 4-5 days). Default 5 days."""
+    delay_notice_s: float = 4 * 3600.0
+    """Send a "delayed" DSN when a recipient is still deferred this long after arrival (once), to senders
+    who asked with NOTIFY=DELAY. 0: never."""
+    max_connections: int = 100
+    """Outbound connections open at once, over all destinations."""
+    max_connections_per_destination: int = 20
+    """Outbound connections open at once to one destination (one domain's MX set, or one relay)."""
+    max_recipients_per_transaction: int = 50
+    """Recipients of one message sent in one SMTP transaction; more are split over transactions."""
+    reuse_idle_s: float = 5.0
+    """How long an idle outbound connection is kept open to carry the next message. 0: no reuse."""
+    reuse_max_messages: int = 100
+    """Most messages one outbound connection carries before it is closed."""
+    postmaster: str = ""
+    """Where a bounce that cannot be delivered goes. Empty: it is logged and dropped."""
+
+
+class LocalConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    postmaster: str = ""
+    """Address that postmaster@ every local domain (and the bare <Postmaster>) is delivered to. Empty: the
+    postmaster mailbox of each domain."""
+    aliases: str = ""
+    """Aliases file, lines "name: target, target" (name is a local part, or a whole address). Relative
+    paths are under data_dir. Empty: data_dir/aliases when that file exists."""
+    catch_all: dict[str, str] = msgspec.field(default_factory=dict)
+    """Per local domain, the address that gets mail for unknown recipients, e.g. { "example.org" =
+    "info@example.org" }. Without one, unknown recipients are refused at RCPT with 550 5.1.1."""
+    recipient_delimiter: str = "+"
+    """Sub-addressing: user+tag@domain is delivered to user@domain. Empty: off."""
+    mailbox_path: str = "mail/{domain}/{user}"
+    """Maildir of each mailbox; {domain} and {user} are replaced; relative paths are under data_dir."""
+    quota_bytes: int = 0
+    """Largest total size of one Maildir (new/ and cur/), in octets. 0: no quota."""
+    lmtp: dict[str, str] = msgspec.field(default_factory=dict)
+    """Per local domain, an LMTP server (RFC 2033) to deliver to instead of Maildir: "host:port" or
+    "unix:/path/to/socket", e.g. Dovecot's { "example.org" = "unix:/run/dovecot/lmtp" }."""
+
+
+class MetricsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    address: str = ""
+    """"host:port" of the Prometheus endpoint (/metrics), e.g. "127.0.0.1:9325". Empty: off."""
 
 
 class LogConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -143,7 +238,7 @@ def _default_listeners() -> tuple[ListenerConfig, ...]:
 
 
 class Config(
-    msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, rename={"listeners": "listener"}
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, rename={"listeners": "listener", "routes": "route"}
 ):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     listeners: tuple[ListenerConfig, ...] = msgspec.field(default_factory=_default_listeners)
@@ -155,4 +250,10 @@ class Config(
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     dns: DnsConfig = msgspec.field(default_factory=DnsConfig)
+    delivery: DeliveryConfig = msgspec.field(default_factory=DeliveryConfig)
+    routes: tuple[RouteConfig, ...] = ()
+    """[[route]] tables: relays for chosen recipient domains (a transport map). Checked before
+    relay.smarthost and MX."""
+    local: LocalConfig = msgspec.field(default_factory=LocalConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
