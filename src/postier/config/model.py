@@ -238,7 +238,11 @@ def _default_listeners() -> tuple[ListenerConfig, ...]:
 
 
 class Config(
-    msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, rename={"listeners": "listener", "routes": "route"}
+    msgspec.Struct,
+    frozen=True,
+    forbid_unknown_fields=True,
+    kw_only=True,
+    rename={"listeners": "listener", "routes": "route"},
 ):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     listeners: tuple[ListenerConfig, ...] = msgspec.field(default_factory=_default_listeners)
