@@ -46,6 +46,7 @@ class DestinationKind(StrEnum):
     MX = "mx"  # the recipient domain's MX hosts (or its implicit MX)
     RELAY = "relay"  # a configured smarthost / [[route]]
     LMTP = "lmtp"  # a local domain's LMTP server
+    MAILDIR = "maildir"  # a local domain's Maildirs (hosts is empty; the local courier writes files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +74,8 @@ class Credentials:
 @dataclass(frozen=True, slots=True)
 class Destination:
     """Where a batch of recipients goes. ``key`` names it for concurrency limits and connection reuse
-    ("mx:example.org", "relay:smtp.example.net:587", "lmtp:/run/dovecot/lmtp"). ``hosts`` are tried in
-    order. ``tls_name`` is the name a certificate must match under VERIFY (per hop: its ``host``)."""
+    ("mx:example.org", "relay:smtp.example.net:587", "lmtp:/run/dovecot/lmtp", "maildir:example.org").
+    ``hosts`` are tried in order; under VERIFY a certificate must match the hop's ``host``."""
 
     key: str
     kind: DestinationKind
