@@ -27,16 +27,24 @@ stopped        (no fields) — the server has shut down
 =============  ==============================================================================
 
 Never pass passwords, AUTH payloads, keys or message bodies as fields.
+
+Subscribers (``subscribe(fn)``) see every event with its ordered fields, whatever the log level: the
+metrics are derived from them (``observe/metrics.py``). With none subscribed the cost is one test of
+an empty tuple. A subscriber must be quick and must not raise; if it does, the error is logged and
+the event still counts as written.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Mapping
 
 from postier.observe.logs import FIELDS_ATTR
 
-__all__ = ["EVENTS", "MAIL_LOGGER", "mail_event"]
+__all__ = ["EVENTS", "MAIL_LOGGER", "Subscriber", "mail_event", "subscribe"]
+
+Subscriber = Callable[[str, Mapping[str, object]], None]
 
 MAIL_LOGGER = "postier.mail"
 
@@ -61,6 +69,19 @@ EVENTS = frozenset(
 _LEADING = ("sid", "id")
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _log = logging.getLogger(MAIL_LOGGER)
+_subscribers: tuple[Subscriber, ...] = ()
+
+
+def subscribe(subscriber: Subscriber) -> Callable[[], None]:
+    """Call ``subscriber(event, fields)`` for every mail event from now on; returns the unsubscribe."""
+    global _subscribers
+    _subscribers = (*_subscribers, subscriber)
+
+    def unsubscribe() -> None:
+        global _subscribers
+        _subscribers = tuple(s for s in _subscribers if s is not subscriber)
+
+    return unsubscribe
 
 
 def _field_order(event: str, given: dict[str, object]) -> dict[str, object]:
@@ -90,3 +111,8 @@ def mail_event(event: str, /, **fields: object) -> None:
     ordered = _field_order(event, fields)
     if _log.isEnabledFor(logging.INFO):
         _log.info("%s", event, extra={FIELDS_ATTR: ordered})
+    for subscriber in _subscribers:
+        try:
+            subscriber(event, ordered)
+        except Exception:
+            logging.getLogger("postier.observe").exception("mail event subscriber failed on %s", event)

@@ -1,0 +1,230 @@
+"""Prometheus metrics, derived from the mail events, and the HTTP endpoint that serves them.
+
+Theory of operation: the code that receives and delivers mail does not count anything itself; it
+writes mail events (``observe/maillog.py``) and ``MailMetrics.on_event``, subscribed to them, turns
+each event into counter, gauge and histogram updates. So the metrics and the mail log can never tell
+different stories, and with metrics off (``metrics.address`` empty) nothing is subscribed and the
+receive path pays nothing. Queue sizes are not events: the application refreshes them from the
+queue's own counts every few seconds (``set_queue``).
+
+Every metric lives in the ``CollectorRegistry`` given to ``MailMetrics`` (one per application, not
+the process-global one), and ``MetricsServer`` serves that registry on ``GET /metrics`` from
+prometheus_client's small threaded HTTP server, bound to the one configured address. A thread rather
+than the event loop: rendering the text format is the HTTP thread's work, so a scrape never stalls
+SMTP sessions, and prometheus_client's metric objects are thread-safe for exactly this use.
+
+Label values are bounded: a stage a client could invent (an unknown command verb) is counted as
+``other``, reply codes keep three digits and enhanced status codes their ``class.subject.detail``
+shape, or are left empty; no address, host name or queue id ever becomes a label.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Mapping
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+__all__ = ["KNOWN_STAGES", "MailMetrics", "MetricsServer"]
+
+KNOWN_STAGES = frozenset({"connect", "helo", "ehlo", "auth", "mail", "rcpt", "data", "bdat", "starttls"})
+_REPLY = re.compile(r"([2-5][0-9][0-9])(?:[ -]([245])\.([0-9]{1,3})\.([0-9]{1,3})(?![0-9.]))?")
+
+# Seconds. The SMTP transaction (MAIL FROM to the 250 after the data) includes the client's upload
+# and the queue's fsync; the time in queue runs from minutes to the 5-day expiry.
+TRANSACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+QUEUE_DELAY_BUCKETS = (0.1, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0, 5 * 86400.0)
+ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+Fields = Mapping[str, object]
+
+
+def split_reply(reply: object) -> tuple[str, str]:
+    """``"554 5.7.1 Relay access denied"`` → ``("554", "5.7.1")``; ``("", "")`` for no reply."""
+    match = _REPLY.match(str(reply or ""))
+    if match is None:
+        return "", ""
+    code, klass, subject, detail = match.groups()
+    return code, (f"{klass}.{subject}.{detail}" if klass else "")
+
+
+def status_class(reply: object) -> str:
+    """The class and subject of the enhanced status (RFC 3463 §2), e.g. ``"4.4"``; else the first digit
+    of the reply code; else empty."""
+    code, status = split_reply(reply)
+    if status:
+        return status.rsplit(".", 1)[0]
+    return code[:1]
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+class MailMetrics:
+    """The Postier metrics in ``registry``, kept up to date by ``on_event`` (a mail-event subscriber)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        where = ("listener", "address")
+        self.connections = Counter("postier_connections", "SMTP connections accepted", where, registry=r)
+        self.connections_open = Gauge(
+            "postier_connections_open", "SMTP connections open now", where, registry=r
+        )
+        self.accepted = Counter(
+            "postier_messages_accepted", "Messages queued (the client got 250)", ["listener"], registry=r
+        )
+        self.accepted_rcpts = Counter(
+            "postier_recipients_accepted", "Recipients of the messages queued", ["listener"], registry=r
+        )
+        self.received_bytes = Counter(
+            "postier_received_bytes", "Octets of message data queued", ["listener"], registry=r
+        )
+        self.rejects = Counter(
+            "postier_smtp_rejects", "Refusals during SMTP sessions", ["stage", "code", "status"], registry=r
+        )
+        self.auth = Counter("postier_auth_attempts", "AUTH attempts by result", ["result"], registry=r)
+        self.tls = Counter("postier_tls_handshakes", "TLS handshakes by result", ["result"], registry=r)
+        self.transaction = Histogram(
+            "postier_smtp_transaction_duration_seconds",
+            "Time from MAIL FROM to the 250 that queued the message",
+            ["listener"],
+            buckets=TRANSACTION_BUCKETS,
+            registry=r,
+        )
+        self._init_delivery(r)
+        self.queue_messages = Gauge("postier_queue_messages", "Messages in the queue", ["status"], registry=r)
+        self.queue_recipients = Gauge(
+            "postier_queue_recipients", "Recipients in the queue", ["state"], registry=r
+        )
+        self._sessions: dict[str, tuple[str, str]] = {}  # sid → labels, while connected
+        self._handlers: dict[str, Callable[[Fields], None]] = {
+            "connect": self._connect,
+            "disconnect": self._disconnect,
+            "queued": self._queued,
+            "reject": self._reject,
+            "auth": self._auth,
+            "tls": self._tls,
+            "delivery": self._delivery,
+            "bounce": lambda _f: self.bounces.inc(),
+            "expired": lambda _f: self.expired.inc(),
+        }
+
+    def _init_delivery(self, r: CollectorRegistry) -> None:
+        self.deliveries = Counter(
+            "postier_delivery_attempts",
+            "Delivery attempts, one per recipient, by result and enhanced status class.subject",
+            ["result", "status"],
+            registry=r,
+        )
+        self.queue_delay = Histogram(
+            "postier_delivery_queue_delay_seconds",
+            "Time from arrival in the queue to the end of a delivery attempt",
+            ["result"],
+            buckets=QUEUE_DELAY_BUCKETS,
+            registry=r,
+        )
+        self.attempt_duration = Histogram(
+            "postier_delivery_attempt_duration_seconds",
+            "Duration of one delivery attempt",
+            ["result"],
+            buckets=ATTEMPT_BUCKETS,
+            registry=r,
+        )
+        self.bounces = Counter("postier_bounces", "Delivery status notifications sent", registry=r)
+        self.expired = Counter("postier_expired", "Recipients failed for staying queued too long", registry=r)
+
+    # --- the subscriber ----------------------------------------------------------------------------
+
+    def on_event(self, event: str, fields: Fields) -> None:
+        """Update the metrics for one mail event (``observe.subscribe(metrics.on_event)``)."""
+        handler = self._handlers.get(event)
+        if handler is not None:
+            handler(fields)
+
+    def _listener(self, fields: Fields) -> str:
+        return self._sessions.get(str(fields.get("sid", "")), ("", ""))[0]
+
+    def _connect(self, fields: Fields) -> None:
+        labels = (str(fields.get("listener", "")), str(fields.get("local", "")))
+        self._sessions[str(fields.get("sid", ""))] = labels
+        self.connections.labels(*labels).inc()
+        self.connections_open.labels(*labels).inc()
+
+    def _disconnect(self, fields: Fields) -> None:
+        labels = self._sessions.pop(str(fields.get("sid", "")), None)
+        if labels is not None:
+            self.connections_open.labels(*labels).dec()
+
+    def _queued(self, fields: Fields) -> None:
+        listener = self._listener(fields)
+        self.accepted.labels(listener).inc()
+        self.accepted_rcpts.labels(listener).inc(_number(fields.get("nrcpt")) or 0)
+        self.received_bytes.labels(listener).inc(_number(fields.get("size")) or 0)
+        duration = _number(fields.get("duration_s"))
+        if duration is not None:
+            self.transaction.labels(listener).observe(duration)
+
+    def _reject(self, fields: Fields) -> None:
+        stage = str(fields.get("stage", ""))
+        code, status = split_reply(fields.get("reply"))
+        self.rejects.labels(stage if stage in KNOWN_STAGES else "other", code, status).inc()
+
+    def _auth(self, fields: Fields) -> None:
+        result = str(fields.get("result", ""))
+        self.auth.labels(result if result in ("ok", "failed", "cancelled", "locked") else "other").inc()
+
+    def _tls(self, fields: Fields) -> None:
+        self.tls.labels("failed" if fields.get("result") == "failed" else "ok").inc()
+
+    def _delivery(self, fields: Fields) -> None:
+        result = str(fields.get("result", ""))
+        if result not in ("delivered", "deferred", "failed"):
+            result = "other"
+        self.deliveries.labels(result, status_class(fields.get("reply"))).inc()
+        delay = _number(fields.get("delay_s"))
+        if delay is not None:
+            self.queue_delay.labels(result).observe(delay)
+        duration = _number(fields.get("duration_s"))
+        if duration is not None:
+            self.attempt_duration.labels(result).observe(duration)
+
+    # --- not events ----------------------------------------------------------------------------------
+
+    def set_queue(self, messages: Mapping[str, int], recipients: Mapping[str, int]) -> None:
+        """Queue sizes: messages by status (active, held, done), recipients by state."""
+        for status, count in messages.items():
+            self.queue_messages.labels(status).set(count)
+        for state, count in recipients.items():
+            self.queue_recipients.labels(state).set(count)
+
+
+class MetricsServer:
+    """``GET /metrics`` for one registry on ``host:port``, served from a daemon thread."""
+
+    def __init__(self, host: str, port: int, registry: CollectorRegistry) -> None:
+        self.host = host
+        self.port = port
+        self._registry = registry
+        self._httpd: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Bind and serve; ``OSError`` when the address cannot be bound."""
+        self._httpd, self._thread = start_http_server(self.port, addr=self.host, registry=self._registry)
+        self.port = int(self._httpd.server_address[1])
+
+    def close(self) -> None:
+        """Stop serving, close the socket and wait for the thread."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
