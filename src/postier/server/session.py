@@ -92,6 +92,7 @@ class Session(asyncio.Protocol):
         self._sasl: SaslExchange | None = None
         self._handshaking: list[bytes] | None = None
         self._accepted_rcpts = 0
+        self._mail_at = 0.0  # monotonic time of the MAIL FROM that began the transaction
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -305,6 +306,7 @@ class Session(asyncio.Protocol):
 
     def _mail(self, event: MailFrom) -> Reply:
         self._accepted_rcpts = 0
+        self._mail_at = time.monotonic()
         rule = self.server.sender_rule
         if self._auth_user is not None and rule is not None and not rule(self._auth_user, event.sender):
             sender = "" if event.sender is None else str(event.sender)
@@ -453,6 +455,7 @@ class Session(asyncio.Protocol):
             nrcpt=len(event.recipients),
             proto=client.protocol,
             user=self._auth_user,
+            duration_s=round(time.monotonic() - self._mail_at, 4),
         )
         return queued(queue_id)
 
