@@ -87,6 +87,11 @@ class LocalDelivery:
         """Ask for a delivery round now (after an enqueue) instead of at the next poll."""
         self._wake.set()
 
+    def set_local_domains(self, local_domains: Iterable[str]) -> None:
+        """A configuration reload (SIGHUP): the next claimed recipients are routed by the new list."""
+        self._domains = tuple(normalize_domain(d) for d in local_domains)
+        self._local = frozenset(self._domains)
+
     async def run_forever(self, poll_s: float = 1.0) -> None:
         """Deliver until cancelled. A full batch is followed at once by the next round; a queue
         error is logged and retried after ``poll_s``."""
