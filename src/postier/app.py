@@ -14,9 +14,11 @@ from pathlib import Path
 
 from postier.config import Config, parse_hostport
 from postier.config.model import ListenerConfig
+from postier.config.reloadable import plan_reload
 from postier.delivery import LocalDelivery
 from postier.mail.envelope import Envelope
-from postier.observe import get_logger, mail_event
+from postier.observe import fields, get_logger, mail_event, setup_logging
+from postier.observe.metrics import MetricsService
 from postier.policy.ratelimit import RateLimits
 from postier.policy.relay import RelayPolicy
 from postier.queue import SqliteQueue
@@ -58,6 +60,7 @@ class Application:
         self.users = UserStore(users_path(self.data_dir))
         self._purger: asyncio.Task[None] | None = None
         self._deliverer: asyncio.Task[None] | None = None
+        self.metrics = self._metrics_service(config)
         self.delivery = LocalDelivery(
             self.queue,
             mail_root=self.data_dir / "mail",
@@ -84,14 +87,29 @@ class Application:
             data_timeout_s=config.server.data_timeout_s,
         )
 
-    def _tls_store(self) -> TlsStore:
-        cert, key = self.config.tls.cert, self.config.tls.key
+    def _tls_store(self, config: Config | None = None) -> TlsStore:
+        config = config or self.config
+        cert, key = config.tls.cert, config.tls.key
         if cert:
             return TlsStore(Path(cert), Path(key))
-        cert_path, key_path, created = ensure_self_signed(self.data_dir, self.config.server.hostname)
+        cert_path, key_path, created = ensure_self_signed(self.data_dir, config.server.hostname)
         if created:
-            _log.info("made a self-signed certificate for %s at %s", self.config.server.hostname, cert_path)
+            _log.info("made a self-signed certificate for %s at %s", config.server.hostname, cert_path)
         return TlsStore(cert_path, key_path)
+
+    def _metrics_service(self, config: Config) -> MetricsService | None:
+        """The Prometheus endpoint when ``metrics.address`` is set; None (nothing subscribed) when not."""
+        if not config.metrics.address:
+            return None
+        host, port = parse_hostport(config.metrics.address)
+        return MetricsService(host, port, self._queue_counts)
+
+    async def _queue_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        stats = await self.queue.stats()
+        return (
+            {status.value: n for status, n in stats.messages.items()},
+            {state.value: n for state, n in stats.recipients.items()},
+        )
 
     def _listeners(self) -> list[Listener]:
         s = self.config.server
@@ -114,8 +132,12 @@ class Application:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         await self.queue.open()
         try:
+            if self.metrics is not None:
+                await self.metrics.start()
             await self.server.start(self._listeners())
         except BaseException:
+            if self.metrics is not None:
+                await self.metrics.close()
             await self.queue.close()
             raise
         loop = asyncio.get_running_loop()
@@ -145,6 +167,58 @@ class Application:
         else:
             _log.info("TLS certificate reloaded")
 
+    def reload(self, new: Config) -> bool:
+        """SIGHUP: apply the live keys of ``new`` (config/reloadable.py) for new sessions, and reload the
+        TLS pair. All new objects are built before any is swapped in, so a pair or a value that does
+        not load leaves everything as it was (logged; False). Restart-only changes are logged and kept
+        at their running values; sessions already open may finish with the objects they started with."""
+        plan = plan_reload(self.config, new)
+        old, cfg = self.config, plan.effective
+        try:
+            tls = self._tls_store(cfg)
+            relay = self.server.relay
+            if (cfg.relay.local_domains, cfg.relay.trusted_networks) != (
+                old.relay.local_domains,
+                old.relay.trusted_networks,
+            ):
+                relay = RelayPolicy.build(cfg.relay.local_domains, cfg.relay.trusted_networks)
+        except Exception as exc:
+            _log.error("reload refused, the running configuration stays: %s", exc)
+            return False
+        for key in plan.needs_restart:
+            _log.warning("%s changed: needs a restart, the running value stays", key, extra=fields(key=key))
+        self.tls, self.server.tls_context, self.server.relay = tls, tls.current, relay
+        self.delivery.set_local_domains(cfg.relay.local_domains)
+        self._apply_live(old, cfg)
+        self.config = cfg
+        changed = " ".join(plan.applied) or "none"
+        _log.info("configuration reloaded", extra=fields(changed=changed, restart=len(plan.needs_restart)))
+        return True
+
+    def _apply_live(self, old: Config, cfg: Config) -> None:
+        """Swap in the live objects whose settings changed (unchanged ones keep their counters)."""
+        server, limits, auth = self.server, cfg.limits, cfg.auth
+        if limits != old.limits:
+            server.limits = RateLimits.build(
+                connections_per_minute_per_ip=limits.connections_per_minute_per_ip,
+                messages_per_hour_per_ip=limits.messages_per_hour_per_ip,
+                messages_per_hour_per_user=limits.messages_per_hour_per_user,
+                exempt_trusted=limits.exempt_trusted_networks,
+            )
+        if (auth.max_failures, auth.window_s, auth.lockout_s) != (
+            old.auth.max_failures,
+            old.auth.window_s,
+            old.auth.lockout_s,
+        ):
+            server.auth_throttle = AuthThrottle(auth.max_failures, auth.window_s, auth.lockout_s)
+        if auth.max_concurrent_verifies != old.auth.max_concurrent_verifies:
+            server.authenticator = Authenticator(self.users, max_concurrent=auth.max_concurrent_verifies)
+        s = cfg.server
+        server.max_connections, server.max_connections_per_ip = s.max_connections, s.max_connections_per_ip
+        server.command_timeout_s, server.data_timeout_s = s.command_timeout_s, s.data_timeout_s
+        if cfg.log != old.log:
+            setup_logging(cfg.log.level, cfg.log.format)
+
     async def stop(self) -> None:
         await self.server.shutdown(self.config.server.shutdown_grace_s)
         for task in (self._purger, self._deliverer):
@@ -152,12 +226,20 @@ class Application:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self.metrics is not None:
+            await self.metrics.close()
         await self.queue.close()
         mail_event("stopped")
 
 
-async def serve(config: Config, *, started: Callable[[Application], None] | None = None) -> None:
-    """Run until SIGTERM/SIGINT; SIGHUP reloads the TLS certificate."""
+async def serve(
+    config: Config,
+    *,
+    started: Callable[[Application], None] | None = None,
+    load: Callable[[], Config] | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT. SIGHUP reads the configuration again with ``load`` (the embedded
+    defaults' TLS pair only, without one) and applies it with ``Application.reload``."""
     app = Application(config)
     await app.start()
     if started is not None:
@@ -166,7 +248,7 @@ async def serve(config: Config, *, started: Callable[[Application], None] | None
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, app.reload_tls)
+    loop.add_signal_handler(signal.SIGHUP, _reloader(app, load))
     try:
         await stop.wait()
     finally:
@@ -176,13 +258,27 @@ async def serve(config: Config, *, started: Callable[[Application], None] | None
             loop.remove_signal_handler(sig)
 
 
-def run(config: Config) -> int:
-    """Run the server on uvloop when it is installed, else on the stdlib loop."""
+def _reloader(app: Application, load: Callable[[], Config] | None) -> Callable[[], None]:
+    def reload() -> None:
+        _log.info("SIGHUP: reloading the configuration")
+        try:
+            new = app.config if load is None else load()
+        except Exception as exc:  # ConfigError, or a file that vanished
+            _log.error("reload refused, the running configuration stays: %s", exc)
+            return
+        app.reload(new)
+
+    return reload
+
+
+def run(config: Config, load: Callable[[], Config] | None = None) -> int:
+    """Run the server on uvloop when it is installed, else on the stdlib loop. ``load`` reads the
+    configuration again on SIGHUP."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, load=load))
     else:
         with contextlib.suppress(KeyboardInterrupt):
-            uvloop.run(serve(config))
+            uvloop.run(serve(config, load=load))
     return 0

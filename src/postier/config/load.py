@@ -91,6 +91,11 @@ def _check(config: Config) -> None:
             parse_hostport(config.relay.smarthost, default_port=25)
         except ValueError as exc:
             raise ConfigError("relay.smarthost", str(exc)) from None
+    if config.metrics.address:
+        try:
+            parse_hostport(config.metrics.address)
+        except ValueError as exc:
+            raise ConfigError("metrics.address", str(exc)) from None
     if config.server.max_recipients < 100:
         raise ConfigError("server.max_recipients", "RFC 5321 §4.5.3.1.8 requires at least 100")
     for key in ("connections_per_minute_per_ip", "messages_per_hour_per_ip", "messages_per_hour_per_user"):

@@ -20,14 +20,24 @@ shape, or are left empty; no address, host name or queue id ever becomes a label
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-__all__ = ["KNOWN_STAGES", "MailMetrics", "MetricsServer"]
+from postier.observe.maillog import subscribe
+
+__all__ = ["KNOWN_STAGES", "MailMetrics", "MetricsServer", "MetricsService", "QueueCounts"]
+
+QueueCounts = Callable[[], Awaitable[tuple[Mapping[str, int], Mapping[str, int]]]]
+"""Messages by status and recipients by state, from the queue (the application supplies it)."""
+QUEUE_REFRESH_S = 10.0
+_log = logging.getLogger("postier.observe")
 
 KNOWN_STAGES = frozenset({"connect", "helo", "ehlo", "auth", "mail", "rcpt", "data", "bdat", "starttls"})
 _REPLY = re.compile(r"([2-5][0-9][0-9])(?:[ -]([245])\.([0-9]{1,3})\.([0-9]{1,3})(?![0-9.]))?")
@@ -228,3 +238,45 @@ class MetricsServer:
         httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
+
+
+class MetricsService:
+    """Metrics on: ``start()`` subscribes a fresh ``MailMetrics`` to the mail events, binds the endpoint
+    and refreshes the queue gauges every ``refresh_s``; ``close()`` undoes all three."""
+
+    def __init__(
+        self, host: str, port: int, queue_counts: QueueCounts, *, refresh_s: float = QUEUE_REFRESH_S
+    ) -> None:
+        self.metrics = MailMetrics()
+        self.server = MetricsServer(host, port, self.metrics.registry)
+        self._queue_counts = queue_counts
+        self._refresh_s = refresh_s
+        self._unsubscribe: Callable[[], None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Bind (``OSError`` when the address is taken), then subscribe and start refreshing."""
+        self.server.start()
+        self._unsubscribe = subscribe(self.metrics.on_event)
+        self._task = asyncio.get_running_loop().create_task(self._refresh_forever(), name="metrics-queue")
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            try:
+                messages, recipients = await self._queue_counts()
+            except Exception:
+                _log.warning("metrics: cannot read the queue counts; will try again", exc_info=True)
+            else:
+                self.metrics.set_queue(messages, recipients)
+            await asyncio.sleep(self._refresh_s)
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        await asyncio.to_thread(self.server.close)
