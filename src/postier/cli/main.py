@@ -1,4 +1,9 @@
-"""The ``postier`` command. Exit codes: 0 success, 1 operation failed, 2 usage or configuration error."""
+"""The ``postier`` command.
+
+Exit codes, the same for every command (docs/operations.md, "Exit codes"): 0 success (for ``serve``:
+stopped cleanly by SIGTERM/SIGINT); 1 the operation failed (``serve``: could not start, e.g. an
+address already in use; ``send``: the message was refused); 2 usage or configuration error.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,25 @@ from postier.cli.explain_cmd import register as register_explain
 from postier.cli.queue_cmd import register as register_queue
 from postier.cli.send_cmd import register as register_send
 from postier.cli.user_cmd import register as register_user
-from postier.config import load_config
-from postier.mail.errors import ConfigError
+from postier.config import Config, load_config
+from postier.mail.errors import ConfigError, PostierError
 
 __all__ = ["main"]
+
+
+EXIT_CODES = "exit status: 0 success, 1 the operation failed, 2 usage or configuration error"
+
+
+def _load_for_serve(args: argparse.Namespace) -> Config:
+    """The configuration file with the command line's --log-format and --log-level on top; read at
+    start and again on each SIGHUP, so the flags keep winning after a reload."""
+    config = load_config(args.config)
+    log = config.log
+    if args.log_format is not None:
+        log = msgspec.structs.replace(log, format=args.log_format)
+    if args.log_level is not None:
+        log = msgspec.structs.replace(log, level=args.log_level)
+    return msgspec.structs.replace(config, log=log)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -22,12 +42,16 @@ def _serve(args: argparse.Namespace) -> int:
     from postier.observe import setup_logging
 
     try:
-        config = load_config(args.config)
+        config = _load_for_serve(args)
     except ConfigError as exc:
         print(f"postier: invalid configuration: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.log.level, config.log.format)
-    return run(config)
+    try:
+        return run(config, load=lambda: _load_for_serve(args))
+    except (OSError, PostierError) as exc:  # a listener address in use, a queue that cannot open
+        print(f"postier: cannot start: {exc}", file=sys.stderr)
+        return 1
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -43,17 +67,44 @@ def _check_config(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="postier", description="Postier mail transfer agent")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = sub.add_parser("serve", help="run the server (embedded defaults without --config)")
-    serve.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    serve = sub.add_parser(
+        "serve",
+        help="run the server (embedded defaults without --config)",
+        description="Run the server until SIGTERM or SIGINT; SIGHUP reloads the configuration file "
+        "and the TLS certificate (docs/operations.md, Reload).",
+    )
+    serve.add_argument("-c", "--config", metavar="FILE", help="TOML configuration file")
+    serve.add_argument("--log-format", choices=("kv", "json"), help="log line format; overrides [log] format")
+    serve.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="lowest level logged; overrides [log] level",
+    )
     serve.set_defaults(func=_serve)
     check = sub.add_parser("check-config", help="validate a configuration and print the effective settings")
-    check.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    check.add_argument("-c", "--config", metavar="FILE", help="TOML configuration file")
     check.set_defaults(func=_check_config)
     register_queue(sub)
     register_user(sub)
     register_explain(sub)
     register_send(sub)
+    _finish_help(parser)
     return parser
+
+
+def _finish_help(parser: argparse.ArgumentParser) -> None:
+    """Every command's --help the same way: its one-line help as the description when it has none,
+    and the exit codes at the end."""
+    parser.epilog = parser.epilog or EXIT_CODES
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, child in action.choices.items():
+            if child.description is None and helps.get(name):
+                text = str(helps[name])
+                child.description = text[:1].upper() + text[1:]
+            _finish_help(child)
 
 
 def main(argv: list[str] | None = None) -> int:
