@@ -183,6 +183,9 @@ class DeliveryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     delay_notice_s: float = 4 * 3600.0
     """Send a "delayed" DSN when a recipient is still deferred this long after arrival (once), to senders
     who asked with NOTIFY=DELAY. 0: never."""
+    delay_notice_by_default: bool = False
+    """Also send the "delayed" DSN for recipients given without NOTIFY (RFC 3461 §4.1 leaves it to the
+    MTA). NOTIFY=NEVER or a NOTIFY without DELAY is always honoured."""
     max_connections: int = 100
     """Outbound connections open at once, over all destinations."""
     max_connections_per_destination: int = 20

@@ -1,0 +1,164 @@
+"""Bounces and other delivery status notifications, from the scheduler's outcomes to the queue.
+
+Theory of operation. The scheduler hands ``Bouncer.notify`` the reports of one message's recipients
+that reached a state worth telling (failed, delayed, delivered, relayed). ``plan_notices`` (pure)
+decides who is told what:
+
+- a message with a sender: one DSN to the sender with every report its recipient's NOTIFY asks for
+  (``postier.bounce.should_notify``: failures by default, delays when configured, NEVER nothing);
+- a message with the null sender ``<>`` (a bounce, RFC 5321 §4.5.5) is never bounced. When one of
+  its recipients fails, a "double bounce" goes to ``delivery.postmaster`` if set (a DSN about a
+  failed DSN, from ``<>`` as well); if that one fails too, or no postmaster is set, the failure is
+  logged and dropped — so no loop is possible.
+
+Each DSN is built by ``postier.bounce.build_dsn`` (RFC 3464 multipart/report, the original or its
+headers per RET, ENVID and ORCPT) and enqueued as a new message with ``dsn_envelope`` (null sender,
+NOTIFY=NEVER). The caller records the recipients' outcomes only *after* ``notify`` returns: a crash in
+between repeats the attempt and may send a second bounce, but never loses one. If the enqueue fails
+(``QueueError``) the caller leaves the outcome unrecorded; the lease runs out and the attempt is made
+again.
+
+The delay notice is sent once without a queue column (``is_delay_due``): the attempt whose previous
+attempt was before ``arrival + delay_notice_s`` and which itself is at or after it sends it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from postier.bounce import Action, DsnOptions, RecipientReport, build_dsn, dsn_envelope, should_notify
+from postier.mail.address import Address
+from postier.mail.envelope import Envelope
+from postier.observe.maillog import mail_event
+from postier.queue.model import MessageRecord, QueueId
+from postier.queue.protocol import Queue
+
+__all__ = ["BounceSettings", "Bouncer", "Notice", "is_delay_due", "plan_notices"]
+
+
+@dataclass(frozen=True, slots=True)
+class BounceSettings:
+    """``reporting_mta``: our host name. ``postmaster``: where failed bounces go (None: dropped).
+    ``delay_by_default``: send delay notices to recipients given without NOTIFY (RFC 3461 §4.1)."""
+
+    reporting_mta: str
+    postmaster: Address | None = None
+    delay_by_default: bool = False
+    max_full_bytes: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One DSN to send: to ``to`` about ``reports``; ``is_double`` for a failed bounce's notice."""
+
+    to: Address
+    reports: tuple[RecipientReport, ...]
+    is_double: bool = False
+
+
+def plan_notices(
+    envelope: Envelope, reports: Sequence[RecipientReport], settings: BounceSettings
+) -> tuple[list[Notice], list[RecipientReport]]:
+    """Who gets a DSN about which reports (see the module docstring), and the failures dropped
+    because nobody can be told."""
+    sender = envelope.sender
+    if sender is not None:
+        wanted = tuple(
+            r
+            for r in reports
+            if should_notify(r.recipient, r.action, sender=sender, delay_by_default=settings.delay_by_default)
+        )
+        return ([Notice(sender, wanted)] if wanted else []), []
+    failed = [r for r in reports if r.action is Action.FAILED]
+    postmaster = settings.postmaster
+    if postmaster is None:
+        return [], failed
+    told = tuple(r for r in failed if not _same(r.recipient.address, postmaster))
+    dropped = [r for r in failed if _same(r.recipient.address, postmaster)]
+    return ([Notice(postmaster, told, is_double=True)] if told else []), dropped
+
+
+def is_delay_due(
+    arrived_at: datetime, last_attempt_at: datetime | None, now: datetime, delay_notice_s: float
+) -> bool:
+    """True for the one attempt that crosses ``arrived_at + delay_notice_s``: the previous attempt
+    (None: this is the first) came before it and this one is at or after it. 0 turns notices off."""
+    if delay_notice_s <= 0:
+        return False
+    threshold = arrived_at + timedelta(seconds=delay_notice_s)
+    previous = last_attempt_at if last_attempt_at is not None else arrived_at
+    return previous < threshold <= now
+
+
+class Bouncer:
+    """Builds and enqueues DSNs. ``on_enqueued`` is called after each enqueue (to wake delivery)."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        settings: BounceSettings,
+        *,
+        clock: Callable[[], datetime],
+        on_enqueued: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._queue = queue
+        self._settings = settings
+        self._clock = clock
+        self._on_enqueued = on_enqueued
+
+    async def notify(
+        self, message: MessageRecord, body: bytes, reports: Sequence[RecipientReport]
+    ) -> list[QueueId]:
+        """Send the DSNs ``reports`` call for; the queue ids of the DSNs enqueued. Raises
+        ``QueueError`` when one cannot be enqueued (nothing is recorded then: see the docstring)."""
+        notices, dropped = plan_notices(message.envelope, reports, self._settings)
+        for report in dropped:
+            mail_event(
+                "bounce",
+                id=message.id,
+                rcpt=str(report.recipient.address),
+                action=report.action.value,
+                result="dropped",
+                reason="a bounce failed and there is nobody to tell (delivery.postmaster)",
+                reply=None if report.reply is None else str(report.reply),
+            )
+        sent = []
+        for notice in notices:
+            sent.append(await self._send(message, body, notice))
+        return sent
+
+    async def _send(self, message: MessageRecord, body: bytes, notice: Notice) -> QueueId:
+        envelope = dataclasses.replace(message.envelope, sender=notice.to)
+        bounce_id = self._queue.new_id()
+        options = DsnOptions(self._settings.reporting_mta, self._settings.max_full_bytes)
+        dsn = build_dsn(
+            envelope,
+            notice.reports,
+            body,
+            options=options,
+            arrival_at=message.arrived_at,
+            now=self._clock(),
+            message_id=f"{bounce_id}.dsn",
+            queue_id=message.id,
+        )
+        queued = await self._queue.enqueue(dsn_envelope(envelope, dsn), dsn, queue_id=bounce_id)
+        self._on_enqueued()
+        for report in notice.reports:
+            mail_event(
+                "bounce",
+                id=message.id,
+                rcpt=str(report.recipient.address),
+                action=report.action.value,
+                to=f"<{notice.to}>",
+                bounce_id=queued,
+                reason="double bounce" if notice.is_double else None,
+                reply=None if report.reply is None else str(report.reply),
+            )
+        return queued
+
+
+def _same(a: Address, b: Address) -> bool:
+    return a.local_part.lower() == b.local_part.lower() and a.domain_key == b.domain_key

@@ -1,0 +1,363 @@
+"""The delivery scheduler: due recipients from the queue → routes → couriers → outcomes and bounces.
+
+Theory of operation. The queue hands out due recipients as claims, one per destination domain,
+leased for ``lease_s`` (a scheduler that dies gives them back when the lease ends). Each claim runs as
+its own task, so a slow or dead destination never holds up the others:
+
+1. route the domain once (``Router``): a ``Destination``, or a ``Reply`` that settles every recipient
+   of the claim without connecting (null MX, NXDOMAIN, SERVFAIL, an MX loop);
+2. per message, split its recipients into transactions of at most ``max_recipients_per_transaction``
+   and hand each to the courier of the destination's kind — at most
+   ``max_connections_per_destination`` at once per destination key and ``max_connections`` overall;
+3. judge each ``Attempt`` (``outcomes.judge``), enqueue the DSNs due (``bounces.Bouncer``) and only
+   then record the outcomes (a crash in between may duplicate a bounce, never lose one); each batch
+   is recorded as soon as it completes.
+
+``run_forever`` keeps claiming while there is room (``max_in_flight`` recipients in progress), wakes on
+``wake()`` (after an enqueue), when a finished batch frees room after a full claim, or every
+``poll_s``. A recipient still in progress is never started twice, even if its lease ran out and a
+later claim returned it. A destination where no server answered at all (a 4xx without a remote MTA)
+is *dead* for ``dead_s``: its waiting transactions are deferred with the same reply without
+connecting (Postfix's "dead destination"), so a backlog for it drains quickly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from postier.delivery.bounces import Bouncer
+from postier.delivery.outcomes import Judgement, judge
+from postier.delivery.routes import Router
+from postier.delivery.settings import DeliverySettings
+from postier.delivery.transport import Attempt, Courier, Destination, DestinationKind, OutboundMessage
+from postier.mail.errors import QueueError, UnknownMessageError
+from postier.mail.reply import EnhancedStatus, Reply
+from postier.observe.maillog import mail_event
+from postier.queue.model import ClaimedRecipient, MessageRecord, QueueId, RecipientState
+from postier.queue.protocol import Queue
+
+__all__ = ["INTERNAL_ERROR", "NO_COURIER", "DeliverySettings", "Scheduler"]
+
+_log = logging.getLogger(__name__)
+# RFC 3463 X.3.0 / X.3.5: other or undefined mail system status / system incorrectly configured.
+INTERNAL_ERROR = Reply(451, EnhancedStatus(4, 3, 0), "Local error during delivery, will retry")
+NO_COURIER = Reply(451, EnhancedStatus(4, 3, 5), "No courier for this destination, will retry")
+_NETWORK_KINDS = frozenset({DestinationKind.MX, DestinationKind.RELAY, DestinationKind.LMTP})
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class _Loaded:
+    record: MessageRecord
+    body: bytes
+
+
+class _Slots:
+    """The global and per-destination connection limits."""
+
+    def __init__(self, total: int, per_destination: int) -> None:
+        self._total = asyncio.Semaphore(total)
+        self._per_destination = per_destination
+        self._by_key: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        semaphore, users = self._by_key.setdefault(key, (asyncio.Semaphore(self._per_destination), [0]))
+        users[0] += 1
+        try:
+            async with semaphore, self._total:  # the destination's slot first: never idle on a global one
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._by_key[key]
+
+
+class Scheduler:
+    """Delivers due recipients (see the module docstring). ``couriers`` maps each destination kind
+    to the courier that carries it; a kind without one is deferred with ``451 4.3.5``."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        router: Router,
+        couriers: Mapping[DestinationKind, Courier],
+        settings: DeliverySettings,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._queue = queue
+        self._router = router
+        self._couriers = dict(couriers)
+        self._settings = settings
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
+        self._bouncer = Bouncer(queue, settings.bounces, clock=clock, on_enqueued=self.wake)
+        self._slots = _Slots(settings.max_connections, settings.max_connections_per_destination)
+        self._in_flight: set[tuple[QueueId, int]] = set()
+        self._tasks: set[asyncio.Task[int]] = set()
+        self._dead: dict[str, tuple[datetime, Reply]] = {}
+        self._wake = asyncio.Event()
+        self._starved = False
+        self._stopping = False
+
+    def wake(self) -> None:
+        """Claim now (after an enqueue) instead of at the next poll."""
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """One claim, every batch of it carried and recorded; how many recipients were handled."""
+        tasks = await self._claim()
+        return sum(await asyncio.gather(*tasks))
+
+    async def run_forever(self) -> None:
+        """Claim and deliver until ``stop()``. A queue error is logged and retried after ``poll_s``."""
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self._claim()
+            except QueueError:
+                _log.exception("claiming due recipients failed; retrying")
+            if self._starved and len(self._in_flight) < self._settings.max_in_flight:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._settings.poll_s)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop claiming; let batches in progress finish for ``grace_s``, cancel the rest (their
+        leases give them back), then close the couriers' idle connections."""
+        self._stopping = True
+        self._wake.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for courier in {id(c): c for c in self._couriers.values()}.values():
+            try:
+                await courier.close()
+            except Exception:
+                _log.exception("closing a courier failed")
+
+    # --- claiming -------------------------------------------------------------------------------
+
+    async def _claim(self) -> list[asyncio.Task[int]]:
+        room = self._settings.max_in_flight - len(self._in_flight)
+        limit = min(room, self._settings.claim_batch)
+        if limit <= 0 or self._stopping:
+            self._starved = room <= 0
+            return []
+        claims = await self._queue.claim(self._clock(), self._settings.lease_s, limit)
+        self._starved = sum(len(c.recipients) for c in claims) >= limit
+        tasks = []
+        for claim in claims:
+            items = [i for i in claim.recipients if (i.message_id, i.index) not in self._in_flight]
+            if items:
+                self._in_flight.update((i.message_id, i.index) for i in items)
+                tasks.append(self._spawn(self._run_claim(claim.domain, items)))
+        return tasks
+
+    def _spawn(self, coro: Coroutine[Any, Any, int]) -> asyncio.Task[int]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[int]) -> None:
+        self._tasks.discard(task)
+        if self._starved:
+            self._wake.set()
+
+    # --- one claim: one destination domain ------------------------------------------------------
+
+    async def _run_claim(self, domain: str, items: list[ClaimedRecipient]) -> int:
+        try:
+            route = await self._route(domain)
+            by_message: dict[QueueId, list[ClaimedRecipient]] = {}
+            for item in items:
+                by_message.setdefault(item.message_id, []).append(item)
+            async with asyncio.TaskGroup() as group:
+                for message_id, mine in by_message.items():
+                    loaded = await self._load(message_id)
+                    if loaded is None:
+                        continue  # deleted since the claim: nothing to deliver, nothing to record
+                    if isinstance(route, Reply):
+                        attempts = [Attempt(i.recipient, route) for i in mine]
+                        group.create_task(self._settle(loaded, mine, attempts, None))
+                        continue
+                    size = self._settings.max_recipients_per_transaction
+                    for start in range(0, len(mine), size):
+                        group.create_task(self._transaction(route, loaded, mine[start : start + size]))
+        except Exception:
+            _log.exception("delivery to %s failed; its recipients are retried when the lease ends", domain)
+        finally:
+            self._in_flight.difference_update((i.message_id, i.index) for i in items)
+        return len(items)
+
+    async def _route(self, domain: str) -> Destination | Reply:
+        try:
+            return await self._router.route(domain)
+        except Exception:
+            _log.exception("routing %s failed", domain)
+            return INTERNAL_ERROR
+
+    async def _load(self, message_id: QueueId) -> _Loaded | None:
+        try:
+            record = await self._queue.get(message_id)
+            body = await self._queue.read_body(message_id)
+        except UnknownMessageError:
+            return None
+        return _Loaded(record, body)
+
+    async def _transaction(
+        self, destination: Destination, loaded: _Loaded, items: list[ClaimedRecipient]
+    ) -> None:
+        attempts = await self._attempt(destination, loaded, items)
+        await self._settle(loaded, items, attempts, destination)
+
+    async def _attempt(
+        self, destination: Destination, loaded: _Loaded, items: list[ClaimedRecipient]
+    ) -> list[Attempt]:
+        courier = self._couriers.get(destination.kind)
+        if courier is None:
+            return [Attempt(i.recipient, NO_COURIER) for i in items]
+        attempts = self._if_dead(destination, items)
+        if attempts is not None:
+            return attempts
+        async with self._slots.hold(destination.key):
+            attempts = self._if_dead(destination, items)  # it may have died while we waited
+            if attempts is not None:
+                return attempts
+            attempts = await self._carry(courier, destination, loaded, items)
+        self._note_dead(destination, attempts)
+        return attempts
+
+    async def _carry(
+        self, courier: Courier, destination: Destination, loaded: _Loaded, items: list[ClaimedRecipient]
+    ) -> list[Attempt]:
+        message = OutboundMessage(loaded.record.id, loaded.record.envelope, loaded.body)
+        recipients = [i.recipient for i in items]
+        try:
+            attempts = await courier.deliver(destination, message, recipients)
+        except Exception:
+            _log.exception("courier for %s raised; deferring", destination.key)
+            return [Attempt(r, INTERNAL_ERROR) for r in recipients]
+        if len(attempts) != len(recipients):
+            _log.error(
+                "courier for %s gave %d results for %d recipients",
+                destination.key,
+                len(attempts),
+                len(recipients),
+            )
+            return [Attempt(r, INTERNAL_ERROR) for r in recipients]
+        return attempts
+
+    def _if_dead(self, destination: Destination, items: Sequence[ClaimedRecipient]) -> list[Attempt] | None:
+        dead = self._dead.get(destination.key)
+        if dead is None:
+            return None
+        until, reply = dead
+        if self._clock() >= until:
+            del self._dead[destination.key]
+            return None
+        return [Attempt(i.recipient, reply) for i in items]
+
+    def _note_dead(self, destination: Destination, attempts: Sequence[Attempt]) -> None:
+        if destination.kind not in _NETWORK_KINDS or self._settings.dead_s <= 0:
+            return
+        if attempts and all(a.reply.is_transient and a.remote_mta is None for a in attempts):
+            until = self._clock() + timedelta(seconds=self._settings.dead_s)
+            self._dead[destination.key] = (until, attempts[0].reply)
+
+    # --- outcomes -------------------------------------------------------------------------------
+
+    async def _settle(
+        self,
+        loaded: _Loaded,
+        items: Sequence[ClaimedRecipient],
+        attempts: Sequence[Attempt],
+        destination: Destination | None,
+    ) -> None:
+        """Judge, send the DSNs due, log, then record (DSN first: see the module docstring)."""
+        now = self._clock()
+        previous = {r.index: r.last_attempt_at for r in loaded.record.recipients}
+        kind = None if destination is None else destination.kind
+        judged = [
+            judge(
+                item,
+                attempt,
+                kind=kind,
+                now=now,
+                last_attempt_at=previous.get(item.index),
+                policy=self._settings.retry,
+                rng=self._rng,
+            )
+            for item, attempt in zip(items, attempts, strict=True)
+        ]
+        keep = await self._notify(loaded, judged)
+        relay = "none" if destination is None else destination.key
+        results = []
+        for item, attempt, judgement, kept in zip(items, attempts, judged, keep, strict=True):
+            if kept:
+                self._log_attempt(item, attempt, judgement, now, relay)
+                results.append(judgement.result)
+        if results:
+            try:
+                await self._queue.record(results, self._clock())
+            except QueueError:
+                _log.exception(
+                    "recording outcomes of %s failed; retried when the lease ends", loaded.record.id
+                )
+
+    async def _notify(self, loaded: _Loaded, judged: Sequence[Judgement]) -> list[bool]:
+        """Enqueue the DSNs due; which judgements may be recorded. If a bounce cannot be queued,
+        its failures stay unrecorded (the attempt is made again); other outcomes are recorded."""
+        reports = [j.report for j in judged if j.report is not None]
+        if reports:
+            try:
+                await self._bouncer.notify(loaded.record, loaded.body, reports)
+            except QueueError:
+                _log.exception("queueing a DSN for %s failed; its failures are retried", loaded.record.id)
+                return [j.result.state is not RecipientState.FAILED for j in judged]
+        return [True] * len(judged)
+
+    def _log_attempt(
+        self, item: ClaimedRecipient, attempt: Attempt, judgement: Judgement, now: datetime, relay: str
+    ) -> None:
+        result = judgement.result
+        age_s = round((now - item.arrived_at).total_seconds(), 3)
+        status = judgement.reply.status
+        mail_event(
+            "delivery",
+            id=item.message_id,
+            rcpt=str(item.recipient.address),
+            result=result.state.value,
+            relay=attempt.remote_mta or relay,
+            tls=attempt.tls,
+            reply=result.reply,
+            attempt=item.attempts + 1,
+            next=None
+            if result.next_attempt_at is None
+            else result.next_attempt_at.isoformat(timespec="seconds"),
+            delay_s=age_s,
+            dsn=None if status is None else str(status),
+        )
+        if judgement.expired:
+            mail_event(
+                "expired",
+                id=item.message_id,
+                rcpt=str(item.recipient.address),
+                age_s=age_s,
+                last_reply=str(attempt.reply),
+            )
