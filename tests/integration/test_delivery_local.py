@@ -17,6 +17,8 @@ from postier.mail.address import POSTMASTER, Address
 from postier.mail.envelope import Envelope, Recipient
 from postier.queue.model import RecipientState
 from postier.queue.sqlite import SqliteQueue
+from postier.users import UserStore
+from postier.users.directory import LocalDirectory
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 BODY = b"Subject: test\r\n\r\nHello\r\n..leading dot kept as queued\r\n"
@@ -46,11 +48,24 @@ async def queue(tmp_path: Path, clock: Clock) -> AsyncIterator[SqliteQueue]:
     await q.close()
 
 
+def directory(root: Path) -> LocalDirectory:
+    """Local users bob@example.org, dave@ and frank@localhost; Maildirs at root/<domain>/<user>."""
+    users = UserStore(root.parent / "users.json", time_cost=1, memory_cost=8192, parallelism=1)
+    for address in ("bob@example.org", "dave@localhost", "frank@localhost"):
+        if users.get(address) is None:
+            users.add(address, "pw")
+    return LocalDirectory(
+        local_domains=["Example.ORG", "localhost"],
+        users=users,
+        mailbox_root=root,
+        mailbox_path="{domain}/{user}",
+    )
+
+
 def runner(queue: SqliteQueue, root: Path, clock: Clock) -> LocalDelivery:
     return LocalDelivery(
         queue,
-        mail_root=root,
-        local_domains=["Example.ORG", "localhost"],
+        directory=directory(root),
         hostname="mx.test",
         clock=clock,
         rng=random.Random(7),
@@ -99,7 +114,10 @@ async def test_local_delivered_remote_deferred_and_never_twice(
 
 async def test_null_sender_and_postmaster(tmp_path: Path, queue: SqliteQueue, clock: Clock) -> None:
     root = tmp_path / "mail"
-    qid = await queue.enqueue(envelope(POSTMASTER, sender=None), b"bounce\r\n")
+    # The server expands recipients before queueing: <Postmaster> is postmaster@ the first local domain.
+    expanded = directory(root).expand(envelope(POSTMASTER).recipients)
+    assert [str(r.address) for r in expanded] == ["postmaster@example.org"]
+    qid = await queue.enqueue(Envelope(sender=None, recipients=expanded), b"bounce\r\n")
     assert await runner(queue, root, clock).run_once() == 1
     [stored] = new_files(root, "example.org", "postmaster")
     assert stored.read_bytes() == (b"Return-Path: <>\r\nDelivered-To: <postmaster@example.org>\r\nbounce\r\n")

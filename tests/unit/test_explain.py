@@ -168,6 +168,7 @@ def test_452_names_postier_replies() -> None:
     assert explain("452").sent_as == (
         "QUEUE_FULL — Insufficient system storage, try again later",
         "TOO_MANY_RECIPIENTS — Too many recipients",
+        "MAILBOX_FULL — Mailbox full, try again later",
     )
     assert [name for name, _ in replies_using(452, "4.5.3")] == ["TOO_MANY_RECIPIENTS"]
     assert [name for name, _ in replies_using(None, "X.5.3")] == ["TOO_MANY_RECIPIENTS"]

@@ -1,18 +1,21 @@
-"""The delivery runner: takes due recipients from the queue and delivers local ones to Maildir.
+"""Local delivery: the Maildir courier, and the runner that still drives it from the queue.
 
-Theory of operation: ``run_once`` claims up to ``batch`` due recipients with a lease of
-``lease_s`` seconds (a runner that dies gives them back when the lease ends), delivers each one
-and records every outcome in one ``queue.record`` call. A recipient in a local domain is written
-to ``mail_root/<domain>/<user>/`` (see ``maildir.py``) in a worker thread, so the event loop never
-waits on an fsync; it is recorded DELIVERED only after the file is durable. A disk error defers
-it with the queue's backoff. Recipients of other domains are deferred with ``451 4.4.0`` until
-outbound SMTP delivery exists (issue 4): the message waits in the queue instead of being lost or
-bounced. The bare ``<Postmaster>`` (RFC 5321 §4.1.1.3) goes to ``postmaster@`` the first local
-domain. Once a message is older than the queue's maximum age the recipient is FAILED (a bounce
-is then due; bounces are not sent yet).
+Theory of operation. ``MaildirCourier`` implements the ``Courier`` protocol of ``transport.py`` for
+destinations of kind MAILDIR: each recipient is a final local mailbox (the server's
+``LocalDirectory.expand`` resolved aliases, sub-addresses, catch-alls and postmaster before the
+message was queued). Its copy is written into ``directory.maildir_for(recipient)`` by
+``maildir.deliver_to_maildir`` in a worker thread, so the event loop never waits on an fsync, and
+one ``Attempt`` per recipient comes back: ``250 2.0.0`` once the file is durable, ``550 5.1.1`` for
+an address that is no mailbox here (the user was removed while the message waited), ``552 5.2.2``
+when the message does not fit in the quota (RFC 3463 X.2.2: permanent, as a quota that is already
+full is refused at RCPT with 452 instead), ``451 4.3.0`` for a disk error (retried later).
 
-``run_forever`` repeats ``run_once``; between rounds it sleeps ``poll_s`` seconds or until
-``wake()`` is called (the server calls it after an enqueue, so local mail goes out at once).
+``LocalDelivery`` is the queue-claiming loop that runs it until the delivery scheduler replaces it:
+``run_once`` claims up to ``batch`` due recipients with a lease of ``lease_s`` seconds, hands each
+local one to the courier, defers the others with ``451 4.4.0`` (no outbound delivery in this runner)
+and records every outcome in one ``queue.record`` call: 2xx delivered, 4xx deferred (failed once
+the message is older than the queue's maximum age), 5xx failed. ``run_forever`` repeats
+``run_once``; between rounds it sleeps ``poll_s`` seconds or until ``wake()`` is called.
 """
 
 from __future__ import annotations
@@ -21,23 +24,24 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
-from postier.delivery.maildir import deliver_to_maildir
-from postier.mail.address import Address
-from postier.mail.domain import normalize_domain
+from postier.delivery.maildir import MailboxFullError, deliver_to_maildir
+from postier.delivery.transport import Attempt, Destination, DestinationKind, OutboundMessage
+from postier.mail.envelope import Recipient
 from postier.mail.errors import QueueError, UnknownMessageError
+from postier.mail.replies import S
+from postier.mail.reply import Reply
 from postier.observe.maillog import mail_event
 from postier.queue.model import ClaimedRecipient, QueueId, RecipientResult, RecipientState
 from postier.queue.protocol import Queue
 from postier.queue.schedule import next_attempt
+from postier.users.directory import LocalDirectory
 
-__all__ = ["DELIVERED_REPLY", "NO_OUTBOUND_REPLY", "LocalDelivery"]
+__all__ = ["DELIVERED_REPLY", "NO_OUTBOUND_REPLY", "LocalDelivery", "MaildirCourier"]
 
-DELIVERED_REPLY = "250 2.0.0 delivered to maildir"
+DELIVERED_REPLY = str(S.DELIVERED_TO_MAILDIR)
 NO_OUTBOUND_REPLY = "451 4.4.0 outbound delivery is not available yet"
 # RFC 3463 §3.5 X.4.7: delivery time expired.
 _EXPIRED_PREFIX = "554 5.4.7 delivery time expired; last reply: "
@@ -48,24 +52,70 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class _Message:
-    return_path: str
-    body: bytes
+class MaildirCourier:
+    """Writes each recipient's copy into its Maildir (a ``Courier`` for MAILDIR destinations)."""
+
+    def __init__(
+        self,
+        directory: LocalDirectory,
+        *,
+        hostname: str,
+        clock: Callable[[], datetime] = _utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._directory = directory
+        self._hostname = hostname
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
+
+    async def deliver(
+        self, destination: Destination, message: OutboundMessage, recipients: Sequence[Recipient]
+    ) -> list[Attempt]:
+        """One Attempt per recipient, in order; never raises for what the disk did."""
+        if destination.kind is not DestinationKind.MAILDIR:
+            raise ValueError(f"MaildirCourier cannot deliver to {destination.kind} destinations")
+        return [Attempt(r, await self._deliver_one(message, r)) for r in recipients]
+
+    async def close(self) -> None:
+        """Nothing pooled: files are closed after each message."""
+
+    async def _deliver_one(self, message: OutboundMessage, recipient: Recipient) -> Reply:
+        address = recipient.address
+        if not self._directory.is_mailbox(address):
+            _log.warning("maildir: id=%s <%s> is no local mailbox", message.queue_id, address)
+            return S.UNKNOWN_USER
+        maildir = self._directory.maildir_for(address)
+        sender = message.envelope.sender
+        try:
+            await asyncio.to_thread(
+                deliver_to_maildir,
+                maildir,
+                message.body,
+                return_path="" if sender is None else str(sender),
+                delivered_to=str(address),
+                hostname=self._hostname,
+                clock=self._clock,
+                rng=self._rng,
+                quota_bytes=self._directory.quota_bytes,
+            )
+        except MailboxFullError as exc:
+            _log.info("maildir: id=%s <%s> over quota: %s", message.queue_id, address, exc)
+            return S.MAILBOX_OVER_QUOTA
+        except OSError as exc:
+            _log.error("maildir: id=%s cannot write to %s: %s", message.queue_id, maildir, exc)
+            return S.MAILBOX_WRITE_ERROR
+        return S.DELIVERED_TO_MAILDIR
 
 
 class LocalDelivery:
-    """Delivers queued mail for ``local_domains`` into Maildirs under ``mail_root``.
-
-    ``local_domains`` are compared on their A-label lowercase form; the first one receives mail
-    for the bare ``<Postmaster>``. ``hostname`` goes into the Maildir file names."""
+    """Delivers queued mail for the local domains of ``directory`` through a ``MaildirCourier``;
+    defers every other recipient (this runner has no outbound delivery)."""
 
     def __init__(
         self,
         queue: Queue,
         *,
-        mail_root: Path,
-        local_domains: Iterable[str],
+        directory: LocalDirectory,
         hostname: str,
         lease_s: float = 300.0,
         batch: int = 100,
@@ -73,14 +123,12 @@ class LocalDelivery:
         rng: random.Random | None = None,
     ) -> None:
         self._queue = queue
-        self._root = Path(mail_root)
-        self._domains = tuple(normalize_domain(d) for d in local_domains)
-        self._local = frozenset(self._domains)
-        self._hostname = hostname
+        self._directory = directory
         self._lease_s = lease_s
         self._batch = batch
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
+        self._courier = MaildirCourier(directory, hostname=hostname, clock=clock, rng=self._rng)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -88,9 +136,9 @@ class LocalDelivery:
         self._wake.set()
 
     def set_local_domains(self, local_domains: Iterable[str]) -> None:
-        """A configuration reload (SIGHUP): the next claimed recipients are routed by the new list."""
-        self._domains = tuple(normalize_domain(d) for d in local_domains)
-        self._local = frozenset(self._domains)
+        """A configuration reload (SIGHUP): the next claimed recipients are routed by the new list
+        (the directory is shared with the server, so RCPT checks follow it too)."""
+        self._directory.set_local_domains(local_domains)
 
     async def run_forever(self, poll_s: float = 1.0) -> None:
         """Deliver until cancelled. A full batch is followed at once by the next round; a queue
@@ -111,7 +159,7 @@ class LocalDelivery:
         """Claim due recipients, deliver or defer each, record the outcomes; return how many."""
         now = self._clock()
         claims = await self._queue.claim(now, self._lease_s, self._batch)
-        messages: dict[QueueId, _Message | None] = {}
+        messages: dict[QueueId, OutboundMessage | None] = {}
         results: list[RecipientResult] = []
         for claim in claims:
             for item in claim.recipients:
@@ -125,43 +173,27 @@ class LocalDelivery:
             await self._queue.record(results, self._clock())
         return len(results)
 
-    async def _load(self, message_id: QueueId) -> _Message | None:
+    async def _load(self, message_id: QueueId) -> OutboundMessage | None:
         try:
             record = await self._queue.get(message_id)
             body = await self._queue.read_body(message_id)
         except UnknownMessageError:
             return None
-        sender = record.envelope.sender
-        return _Message("" if sender is None else str(sender), body)
+        return OutboundMessage(str(message_id), record.envelope, body)
 
-    def local_address(self, address: Address) -> Address | None:
-        """The mailbox ``address`` is delivered to here, or None when it is not local."""
-        if address.is_postmaster:
-            return Address("postmaster", self._domains[0]) if self._domains else None
-        if address.domain and not address.is_literal and address.domain_key in self._local:
-            return address
-        return None
-
-    async def _attempt(self, item: ClaimedRecipient, message: _Message) -> RecipientResult:
+    async def _attempt(self, item: ClaimedRecipient, message: OutboundMessage) -> RecipientResult:
         address = item.recipient.address
-        target = self.local_address(address)
-        if target is None:
+        if not self._directory.is_local(address):
             return self._defer(item, NO_OUTBOUND_REPLY)
-        try:
-            await asyncio.to_thread(
-                deliver_to_maildir,
-                self._root,
-                target,
-                message.body,
-                return_path=message.return_path,
-                hostname=self._hostname,
-                clock=self._clock,
-                rng=self._rng,
-            )
-        except OSError as exc:
-            reply = f"451 4.3.0 cannot write to the mailbox: {exc.strerror or type(exc).__name__}"
-            return self._defer(item, reply)
-        return self._outcome(item, RecipientState.DELIVERED, DELIVERED_REPLY)
+        domain = address.domain_key if address.domain else ""
+        destination = Destination(f"maildir:{domain}", DestinationKind.MAILDIR, domain, hosts=())
+        [attempt] = await self._courier.deliver(destination, message, [item.recipient])
+        reply = attempt.reply
+        if reply.is_positive:
+            return self._outcome(item, RecipientState.DELIVERED, str(reply))
+        if reply.is_transient:
+            return self._defer(item, str(reply))
+        return self._outcome(item, RecipientState.FAILED, str(reply))
 
     def _defer(self, item: ClaimedRecipient, reply: str) -> RecipientResult:
         now = self._clock()

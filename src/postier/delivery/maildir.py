@@ -6,9 +6,14 @@ the file survives a power cut — only then may the queue record the recipient a
 (architecture.md, "250 means durable"). A crash before the rename leaves a stray file in
 ``tmp/`` that readers ignore (Maildir readers clean ``tmp/`` files older than 36 hours).
 
-Layout: ``<root>/<domain key>/<mailbox>/{tmp,new,cur}``, created on demand with mode 0700. The
-domain key is the A-label, lowercased domain (``Address.domain_key``); the mailbox is the local
-part, lowercased, unquoted and made safe for a path (no ``/``, no NUL, no leading ``.``).
+Layout: the caller names the Maildir (``LocalDirectory.maildir_for``: ``local.mailbox_path``, by
+default ``<data_dir>/mail/<domain key>/<mailbox>``); ``tmp/``, ``new/`` and ``cur/`` are created on
+demand with mode 0700.
+
+Quota: with ``quota_bytes`` > 0 the size of the mail already in ``new/`` and ``cur/`` plus this
+message (with its added headers) must fit, else ``MailboxFullError`` (→ ``552 5.2.2``) and nothing
+is written. Two deliveries racing for the last bytes may both fit: the quota is a limit on growth,
+not an exact ceiling. ``mailbox_size`` is the same sum, for the RCPT-time check.
 
 Bytes: ``Return-Path:`` and ``Delivered-To:`` header lines (RFC 5321 §4.4: the final delivery
 adds Return-Path) come first, then the body exactly as queued. Lines keep the CRLF they arrived
@@ -28,38 +33,40 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from postier.mail.address import Address
+from postier.mail.errors import DeliveryError
+from postier.users.directory import mailbox_name
 
-__all__ = ["deliver_to_maildir", "mailbox_name", "unique_name"]
+__all__ = ["MailboxFullError", "deliver_to_maildir", "mailbox_name", "mailbox_size", "unique_name"]
 
 _MODE_DIR = 0o700
 _MODE_FILE = 0o600
 _counter = itertools.count(1)  # the Q<n> part: deliveries made by this process
 
 
-def mailbox_name(local_part: str) -> str:
-    """A local part as a directory name: unquoted, lowercased, with ``/`` and NUL replaced by
-    ``_`` and leading dots replaced by ``_`` (no ``.``, ``..`` or hidden directories)."""
-    name = local_part
-    if len(name) >= 2 and name.startswith('"') and name.endswith('"'):
-        name = _unescape(name[1:-1])
-    name = name.lower().replace("/", "_").replace("\0", "_")
-    stripped = name.lstrip(".")
-    name = "_" * (len(name) - len(stripped)) + stripped
-    return name or "_"
+class MailboxFullError(DeliveryError):
+    """The message does not fit in the mailbox's quota (RFC 3463 X.2.2)."""
+
+    def __init__(self, maildir: Path, size: int, quota_bytes: int) -> None:
+        super().__init__(f"{maildir}: {size} octets would exceed the quota of {quota_bytes}")
+        self.size = size
+        self.quota_bytes = quota_bytes
 
 
-def _unescape(quoted_inner: str) -> str:
-    """RFC 5321 §4.1.2 quoted-pairSMTP: a backslash quotes the next character."""
-    out: list[str] = []
-    escaped = False
-    for char in quoted_inner:
-        if char == "\\" and not escaped:
-            escaped = True
+def mailbox_size(maildir: Path) -> int:
+    """Octets of mail in ``new/`` and ``cur/`` (0 for a Maildir that does not exist yet)."""
+    total = 0
+    for sub in ("new", "cur"):
+        try:
+            with os.scandir(maildir / sub) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except FileNotFoundError:  # moved or deleted by a reader meanwhile
+                        continue
+        except (FileNotFoundError, NotADirectoryError):
             continue
-        out.append(char)
-        escaped = False
-    return "".join(out)
+    return total
 
 
 def _safe_host(hostname: str) -> str:
@@ -115,35 +122,39 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def deliver_to_maildir(
-    root: Path,
-    address: Address,
+    maildir: Path,
     body: bytes,
     *,
     return_path: str,
+    delivered_to: str,
     hostname: str,
     clock: Callable[[], datetime],
     rng: random.Random,
+    quota_bytes: int = 0,
 ) -> Path:
-    """Store ``body`` for ``address`` under ``root``; return the file's path in ``new/``.
+    """Store ``body`` in the Maildir ``maildir``; return the file's path in ``new/``.
 
-    ``return_path`` is the envelope sender without brackets ("" for the null sender ``<>``).
-    Durable when this returns; raises OSError on any disk error."""
-    domain = mailbox_name(address.domain_key) if address.domain else "_"
-    mailbox = root / domain / mailbox_name(address.local_part)
-    _make_dirs(mailbox)
-    header = f"Return-Path: <{return_path}>\r\nDelivered-To: <{address}>\r\n"
-    fd, name = _open_unique(mailbox / "tmp", clock, rng, hostname)
-    tmp_path = mailbox / "tmp" / name
+    ``return_path`` is the envelope sender without brackets ("" for the null sender ``<>``),
+    ``delivered_to`` the recipient address. Durable when this returns; raises MailboxFullError when
+    the message would not fit in ``quota_bytes`` (0: no quota), OSError on any disk error."""
+    header = f"Return-Path: <{return_path}>\r\nDelivered-To: <{delivered_to}>\r\n".encode()
+    if quota_bytes > 0:
+        size = mailbox_size(maildir) + len(header) + len(body)
+        if size > quota_bytes:
+            raise MailboxFullError(maildir, size, quota_bytes)
+    _make_dirs(maildir)
+    fd, name = _open_unique(maildir / "tmp", clock, rng, hostname)
+    tmp_path = maildir / "tmp" / name
     try:
         try:
-            _write_all(fd, header.encode("utf-8") + body)
+            _write_all(fd, header + body)
             os.fsync(fd)
         finally:
             os.close(fd)
-        final = mailbox / "new" / name
+        final = maildir / "new" / name
         os.rename(tmp_path, final)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
-    _fsync_dir(mailbox / "new")
+    _fsync_dir(maildir / "new")
     return final

@@ -37,6 +37,7 @@ class S:
     )
     TLS_READY = _r(220, "2.0.0", "Ready to start TLS")
     AUTH_OK = _r(235, "2.7.0", "Authentication successful")
+    DELIVERED_TO_MAILDIR = _r(250, "2.0.0", "Delivered to maildir")
 
     # --- 3xx (intermediate: no enhanced status) ----------------------------------------------------
     START_DATA = _r(354, None, "End data with <CR><LF>.<CR><LF>")
@@ -55,6 +56,8 @@ class S:
     CONNECTION_RATE_LIMITED = _r(421, "4.7.0", "Too many connections from your address, try again later")
     TEMP_AUTH_FAILURE = _r(454, "4.7.0", "Temporary authentication failure")
     TLS_UNAVAILABLE = _r(454, "4.7.0", "TLS not available due to temporary reason")
+    MAILBOX_FULL = _r(452, "4.2.2", "Mailbox full, try again later")
+    MAILBOX_WRITE_ERROR = _r(451, "4.3.0", "Cannot write to the mailbox, try again later")
 
     # --- 5xx: syntax and sequence --------------------------------------------------------------------
     UNKNOWN_COMMAND = _r(500, "5.5.1", "Command unrecognized")
@@ -98,6 +101,7 @@ class S:
     AUTH_ALREADY = _r(503, "5.5.1", "Already authenticated")
     SENDER_NOT_OWNED = _r(553, "5.7.1", "Sender address not owned by the authenticated user")
     UNKNOWN_USER = _r(550, "5.1.1", "No such user here")
+    MAILBOX_OVER_QUOTA = _r(552, "5.2.2", "Mailbox full: the message does not fit in the quota")
     TLS_ALREADY = _r(503, "5.5.1", "TLS already active")
     AUTH_NEEDS_EHLO = _r(503, "5.5.1", "Send EHLO before AUTH")
 

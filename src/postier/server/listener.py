@@ -27,6 +27,7 @@ from postier.policy.relay import RelayPolicy
 from postier.server.sasl import MECHANISMS, Authenticator
 from postier.server.session import Session
 from postier.smtp.settings import EngineSettings
+from postier.users.directory import LocalDirectory
 from postier.users.throttle import AuthThrottle
 
 __all__ = ["Listener", "MessageSink", "SmtpServer"]
@@ -87,6 +88,7 @@ class SmtpServer:
         auth_throttle: AuthThrottle | None = None,
         sender_rule: Callable[[str, Address | None], bool] | None = None,
         limits: RateLimits | None = None,
+        directory: LocalDirectory | None = None,
         max_connections: int = 1000,
         max_connections_per_ip: int = 50,
         command_timeout_s: float = 300.0,
@@ -101,6 +103,7 @@ class SmtpServer:
         self.auth_throttle = auth_throttle
         self.sender_rule = sender_rule  # may this authenticated user send as this sender?
         self.limits = limits or RateLimits()
+        self.directory = directory  # local recipients checked at RCPT and expanded; None: no checks
         self.max_connections = max_connections
         self.max_connections_per_ip = max_connections_per_ip
         self.command_timeout_s = command_timeout_s

@@ -29,8 +29,9 @@ from postier.mail.errors import QueueError, QueueFullError
 from postier.mail.replies import S, greeting, queued
 from postier.mail.reply import Reply
 from postier.observe import get_logger, mail_event
+from postier.server.auth_flow import SessionAuth
+from postier.server.rcpt_checks import check_recipient, count_message
 from postier.server.received import protocol_keyword, received_header
-from postier.server.sasl import Challenge, Credentials, SaslExchange
 from postier.smtp.events import (
     Answered,
     AuthResponse,
@@ -88,8 +89,13 @@ class Session(asyncio.Protocol):
         self._commands = 0
         self._started = time.monotonic()
         self._end_reason = "closed"  # quit | timeout | error | shutdown | closed (by the client)
-        self._auth_user: str | None = None
-        self._sasl: SaslExchange | None = None
+        self._auth = SessionAuth(
+            sid=self.sid,
+            client_ip="",
+            authenticator=server.authenticator,
+            throttle=server.auth_throttle,
+            flush=self._flush,
+        )
         self._handshaking: list[bytes] | None = None
         self._accepted_rcpts = 0
         self._mail_at = 0.0  # monotonic time of the MAIL FROM that began the transaction
@@ -101,6 +107,7 @@ class Session(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername") or ("", 0)
         self.client_ip, self.client_port = str(peer[0]), int(peer[1])
+        self._auth.client_ip = self.client_ip
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             self._tls = _tls_description(ssl_object)
@@ -285,16 +292,9 @@ class Session(asyncio.Protocol):
         if isinstance(event, StartTls):
             return S.TLS_READY if self.server.tls_context() is not None else S.TLS_UNAVAILABLE
         if isinstance(event, AuthStart):
-            throttle = self.server.auth_throttle
-            if throttle is not None and throttle.check(self.client_ip, time.monotonic()) == "locked":
-                mail_event("auth", sid=self.sid, mechanism=event.mechanism, result="locked")
-                return S.AUTH_LOCKED_OUT
-            self._sasl = SaslExchange(event.mechanism)
-            return await self._auth_step(self._sasl.start(event.initial_response))
+            return await self._auth.start(event)
         if isinstance(event, AuthResponse):
-            if self._sasl is None:
-                return S.BAD_SEQUENCE
-            return await self._auth_step(self._sasl.respond(event.data))
+            return await self._auth.respond(event)
         raise AssertionError(f"unhandled event {event!r}")
 
     def _hello(self, event: Hello) -> Reply:
@@ -321,82 +321,22 @@ class Session(asyncio.Protocol):
             return S.SENDER_NOT_OWNED
         return S.SENDER_OK
 
+    @property
+    def _auth_user(self) -> str | None:
+        return self._auth.user
+
     def _rcpt(self, event: RcptTo) -> Reply:
-        address = event.recipient.address
-        refusal = self.server.relay.check_rcpt(
-            address, client_ip=self.client_ip, authenticated=self._auth_user is not None
+        reply = check_recipient(
+            self.server,
+            event.recipient.address,
+            sid=self.sid,
+            client_ip=self.client_ip,
+            user=self._auth_user,
+            is_first=self._accepted_rcpts == 0,
         )
-        if refusal is not None:
-            mail_event(
-                "reject",
-                sid=self.sid,
-                stage="rcpt",
-                rcpt=f"<{address}>",
-                reply=str(refusal),
-            )
-            return refusal
-        if self._accepted_rcpts == 0 and not self._may_send_another_message():
-            mail_event(
-                "reject",
-                sid=self.sid,
-                stage="rcpt",
-                rcpt=f"<{address}>",
-                user=self._auth_user,
-                reply=str(S.RATE_LIMITED),
-                reason="rate limit",
-            )
-            return S.RATE_LIMITED
-        self._accepted_rcpts += 1
-        return S.RECIPIENT_OK
-
-    def _may_send_another_message(self) -> bool:
-        """Messages per hour, per client IP and per authenticated user (checked at the first RCPT, since
-        RFC 5321 §4.3.2 allows 450 there and not at MAIL)."""
-        limits, now = self.server.limits, time.monotonic()
-        if not self.server.is_rate_limited(self.client_ip):
-            return True
-        by_ip, by_user = limits.messages_per_ip, limits.messages_per_user
-        if by_ip is not None and not by_ip.allows(self.client_ip, now):
-            return False
-        return not (
-            by_user is not None and self._auth_user is not None and not by_user.allows(self._auth_user, now)
-        )
-
-    def _count_message(self) -> None:
-        limits, now = self.server.limits, time.monotonic()
-        if not self.server.is_rate_limited(self.client_ip):
-            return
-        if limits.messages_per_ip is not None:
-            limits.messages_per_ip.record(self.client_ip, now)
-        if limits.messages_per_user is not None and self._auth_user is not None:
-            limits.messages_per_user.record(self._auth_user, now)
-
-    async def _auth_step(self, step: object) -> Reply:
-        if isinstance(step, Challenge):
-            return Reply(334, None, step.text)
-        mechanism = self._sasl.mechanism if self._sasl is not None else "?"
-        self._sasl = None
-        if not isinstance(step, Credentials):
-            return S.AUTH_MALFORMED
-        authenticator = self.server.authenticator
-        throttle = self.server.auth_throttle
-        self._flush()
-        if throttle is not None and throttle.check(self.client_ip, time.monotonic()) == "delay":
-            # Slow down a client that keeps failing, before it learns the result of this attempt.
-            await asyncio.sleep(throttle.delay_s(self.client_ip, time.monotonic()))
-        user = (
-            None if authenticator is None else await authenticator.authenticate(step.username, step.password)
-        )
-        if user is None:
-            mail_event("auth", sid=self.sid, mechanism=mechanism, user=step.username, result="failed")
-            if throttle is not None and throttle.record_failure(self.client_ip, time.monotonic()) == "locked":
-                return S.AUTH_LOCKED_OUT
-            return S.AUTH_FAILED
-        if throttle is not None:
-            throttle.record_success(self.client_ip, time.monotonic())
-        self._auth_user = user
-        mail_event("auth", sid=self.sid, mechanism=mechanism, user=user, result="ok")
-        return S.AUTH_OK
+        if reply.is_positive:
+            self._accepted_rcpts += 1
+        return reply
 
     async def _queue_message(self, event: MessageReceived) -> Reply:
         smtputf8 = event.params.smtputf8
@@ -414,9 +354,10 @@ class Session(asyncio.Protocol):
             auth_user=self._auth_user,
             listener=self.listener.address,
         )
+        directory = self.server.directory
         envelope = Envelope(
             sender=event.sender,
-            recipients=event.recipients,
+            recipients=event.recipients if directory is None else directory.expand(event.recipients),
             body=event.params.body or BodyType.SEVEN_BIT,
             smtputf8=smtputf8,
             ret=event.params.ret,
@@ -444,7 +385,7 @@ class Session(asyncio.Protocol):
         except QueueError:
             _log.exception("session %s: queue error", self.sid)
             return S.QUEUE_ERROR
-        self._count_message()
+        count_message(self.server, self.client_ip, self._auth_user)
         sender = "" if event.sender is None else str(event.sender)
         mail_event(
             "queued",
@@ -452,7 +393,7 @@ class Session(asyncio.Protocol):
             id=queue_id,
             from_=f"<{sender}>",
             size=len(event.body),
-            nrcpt=len(event.recipients),
+            nrcpt=len(envelope.recipients),
             proto=client.protocol,
             user=self._auth_user,
             duration_s=round(time.monotonic() - self._mail_at, 4),
