@@ -15,7 +15,8 @@ from pathlib import Path
 from postier.config import Config, parse_hostport
 from postier.config.model import ListenerConfig
 from postier.config.reloadable import plan_reload
-from postier.delivery import LocalDelivery
+from postier.delivery.local import LocalDelivery
+from postier.delivery.maildir import mailbox_size
 from postier.mail.envelope import Envelope
 from postier.observe import fields, get_logger, mail_event, setup_logging
 from postier.observe.metrics import MetricsService
@@ -26,6 +27,7 @@ from postier.server.listener import Listener, SmtpServer, listener_settings
 from postier.server.tls import TlsStore, ensure_self_signed
 from postier.smtp.settings import EngineSettings
 from postier.users import Authenticator, AuthThrottle, UserStore, users_path
+from postier.users.directory import LocalDirectory
 
 __all__ = ["Application", "run"]
 
@@ -58,13 +60,13 @@ class Application:
         self.queue = SqliteQueue(self.data_dir / "queue", batch_max=config.queue.commit_batch_max)
         self.tls = self._tls_store()
         self.users = UserStore(users_path(self.data_dir))
+        self.directory = LocalDirectory.from_config(config, self.users, mailbox_size=mailbox_size)
         self._purger: asyncio.Task[None] | None = None
         self._deliverer: asyncio.Task[None] | None = None
         self.metrics = self._metrics_service(config)
         self.delivery = LocalDelivery(
             self.queue,
-            mail_root=self.data_dir / "mail",
-            local_domains=config.relay.local_domains,
+            directory=self.directory,
             hostname=config.server.hostname,
         )
         self.server = SmtpServer(
@@ -81,6 +83,7 @@ class Application:
                 messages_per_hour_per_user=config.limits.messages_per_hour_per_user,
                 exempt_trusted=config.limits.exempt_trusted_networks,
             ),
+            directory=self.directory,
             max_connections=config.server.max_connections,
             max_connections_per_ip=config.server.max_connections_per_ip,
             command_timeout_s=config.server.command_timeout_s,
