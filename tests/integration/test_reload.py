@@ -1,0 +1,119 @@
+"""SIGHUP on a `postier serve` child process: a new local domain takes effect without a restart; an
+invalid file, or a certificate that does not load, is refused with a log line and the running
+configuration keeps working; a changed restart-only key is logged and keeps its running value."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import smtplib
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from tests.integration.harness import PostierProcess, make_config, peer_certificate
+
+pytestmark = pytest.mark.integration
+
+
+def rcpt_code(port: int, rcpt: str) -> int:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("c.example")
+        client.mail("a@example.org")
+        return client.rcpt(rcpt)[0]
+
+
+def greeting(port: int) -> bytes:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        return client.ehlo("c.example")[1].split(b"\n", 1)[0]
+
+
+async def wait_for_log(process: PostierProcess, text: str, count: int = 1) -> None:
+    deadline = time.monotonic() + 15
+    while process.log().count(text) < count:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{text!r} never appeared {count} time(s) in the log:\n{process.log()}")
+        await asyncio.sleep(0.05)
+
+
+def write_config(process: PostierProcess, data: dict[str, Any] | str) -> None:
+    text = data if isinstance(data, str) else tomli_w.dumps(data)
+    tmp = process.config_path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(process.config_path)
+
+
+def _base(tmp_path: Path) -> dict[str, Any]:
+    # No trusted networks: mail from 127.0.0.1 for a non-local domain is refused (554 5.7.1).
+    return make_config(tmp_path / "var", relay={"trusted_networks": []})
+
+
+async def test_sighup_adds_a_local_domain_and_refuses_an_invalid_file(tmp_path: Path) -> None:
+    data = _base(tmp_path)
+    process = PostierProcess(tmp_path, data)
+    try:
+        await asyncio.to_thread(process.start)
+        port = process.ports["smtp"]
+        assert await asyncio.to_thread(rcpt_code, port, "postmaster@new.example") == 554
+
+        data["relay"]["local_domains"] = [*data["relay"]["local_domains"], "new.example"]
+        write_config(process, data)
+        process.signal(signal.SIGHUP)
+        await wait_for_log(process, "configuration reloaded")
+        assert "relay.local_domains" in process.log()
+        assert await asyncio.to_thread(rcpt_code, port, "postmaster@new.example") == 250
+
+        write_config(process, "[server]\nhostnme = 'typo.example'\n")
+        process.signal(signal.SIGHUP)
+        await wait_for_log(process, "reload refused")
+        assert "server.hostnme" in process.log()
+        # Still running, still with the reloaded configuration.
+        assert await asyncio.to_thread(rcpt_code, port, "postmaster@new.example") == 250
+        assert await asyncio.to_thread(rcpt_code, port, "someone@elsewhere.example") == 554
+        assert process.log().count("configuration reloaded") == 1
+    finally:
+        process.kill()
+
+
+async def test_restart_only_keys_are_logged_and_kept(tmp_path: Path) -> None:
+    data = _base(tmp_path)
+    process = PostierProcess(tmp_path, data)
+    try:
+        await asyncio.to_thread(process.start)
+        port = process.ports["smtp"]
+        data["server"] = {**data["server"], "hostname": "renamed.test"}
+        data["relay"]["local_domains"] = [*data["relay"]["local_domains"], "new.example"]
+        write_config(process, data)
+        process.signal(signal.SIGHUP)
+        await wait_for_log(process, "configuration reloaded")
+        log = process.log()
+        assert "server.hostname changed: needs a restart" in log
+        assert await asyncio.to_thread(greeting, port) == b"mx.test"  # the running value stays
+        assert await asyncio.to_thread(rcpt_code, port, "postmaster@new.example") == 250  # the rest applies
+    finally:
+        process.kill()
+
+
+async def test_a_certificate_that_does_not_load_is_refused_and_the_old_one_stays(tmp_path: Path) -> None:
+    data = _base(tmp_path)
+    process = PostierProcess(tmp_path, data)
+    try:
+        await asyncio.to_thread(process.start)
+        tls_port = process.ports["submissions"]
+        before = await asyncio.to_thread(peer_certificate, tls_port)
+        broken = tmp_path / "broken.pem"
+        broken.write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
+        data["tls"] = {"cert": str(broken), "key": str(broken)}
+        data["relay"]["local_domains"] = [*data["relay"]["local_domains"], "new.example"]
+        write_config(process, data)
+        process.signal(signal.SIGHUP)
+        await wait_for_log(process, "reload refused")
+        assert "broken.pem" in process.log()
+        assert await asyncio.to_thread(peer_certificate, tls_port) == before
+        # Refused as a whole: the new local domain in the same file was not applied either.
+        assert await asyncio.to_thread(rcpt_code, process.ports["smtp"], "postmaster@new.example") == 554
+    finally:
+        process.kill()
