@@ -1,17 +1,22 @@
 """`postier serve` as a child process: SIGHUP reloads the TLS certificate without dropping an open
-session; SIGTERM lets an open session finish its grace period and ends it with 421 4.3.2."""
+session; SIGTERM lets an open session finish its grace period and ends it with 421 4.3.2;
+--log-format json makes every line a JSON object, and keeps doing so across a reload."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from postier.server.tls import ensure_self_signed
-from tests.integration.harness import PostierProcess, make_config, peer_certificate
+from tests.integration.harness import PostierProcess, make_config, peer_certificate, wait_for_port
 
 pytestmark = pytest.mark.integration
 
@@ -55,3 +60,29 @@ async def test_sigterm_ends_idle_sessions_with_421(tmp_path: Path) -> None:
         assert "event=stopped" in process.log()
     finally:
         process.kill()
+
+
+async def test_log_format_json_flag_wins_over_the_file_also_after_a_reload(tmp_path: Path) -> None:
+    process = PostierProcess(tmp_path, make_config(tmp_path / "var", log={"format": "kv"}))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = ["serve", "-c", str(process.config_path), "--log-format", "json", "--log-level", "info"]
+    try:
+        with process.log_path.open("ab") as log:
+            process.proc = subprocess.Popen(
+                [sys.executable, "-m", "postier", *args], stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+        await asyncio.to_thread(wait_for_port, process.ports["smtp"])
+        process.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while "configuration reloaded" not in process.log() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(process.stop) == 0
+    finally:
+        process.kill()
+    lines = [json.loads(line) for line in process.log().splitlines()]
+    assert all(list(line)[:2] == ["ts", "level"] for line in lines)
+    events = [line for line in lines if "event" in line]
+    ready = next(line for line in events if line["event"] == "ready")
+    assert ready["hostname"] == "mx.test" and "smtp=127.0.0.1:" in ready["listeners"]
+    assert any(line.get("msg") == "configuration reloaded" for line in lines)
+    assert events[-1]["event"] == "stopped"  # still JSON after the reload
