@@ -223,8 +223,10 @@ class Scheduler:
     async def _transaction(
         self, destination: Destination, loaded: _Loaded, items: list[ClaimedRecipient]
     ) -> None:
+        started = self._clock()
         attempts = await self._attempt(destination, loaded, items)
-        await self._settle(loaded, items, attempts, destination)
+        duration_s = (self._clock() - started).total_seconds()
+        await self._settle(loaded, items, attempts, destination, duration_s)
 
     async def _attempt(
         self, destination: Destination, loaded: _Loaded, items: list[ClaimedRecipient]
@@ -288,6 +290,7 @@ class Scheduler:
         items: Sequence[ClaimedRecipient],
         attempts: Sequence[Attempt],
         destination: Destination | None,
+        duration_s: float | None = None,
     ) -> None:
         """Judge, send the DSNs due, log, then record (DSN first: see the module docstring)."""
         now = self._clock()
@@ -310,7 +313,7 @@ class Scheduler:
         results = []
         for item, attempt, judgement, kept in zip(items, attempts, judged, keep, strict=True):
             if kept:
-                self._log_attempt(item, attempt, judgement, now, relay)
+                self._log_attempt(item, attempt, judgement, now, relay, duration_s)
                 results.append(judgement.result)
         if results:
             try:
@@ -333,7 +336,13 @@ class Scheduler:
         return [True] * len(judged)
 
     def _log_attempt(
-        self, item: ClaimedRecipient, attempt: Attempt, judgement: Judgement, now: datetime, relay: str
+        self,
+        item: ClaimedRecipient,
+        attempt: Attempt,
+        judgement: Judgement,
+        now: datetime,
+        relay: str,
+        duration_s: float | None,
     ) -> None:
         result = judgement.result
         age_s = round((now - item.arrived_at).total_seconds(), 3)
@@ -351,6 +360,7 @@ class Scheduler:
             if result.next_attempt_at is None
             else result.next_attempt_at.isoformat(timespec="seconds"),
             delay_s=age_s,
+            duration_s=None if duration_s is None else round(duration_s, 3),
             dsn=None if status is None else str(status),
         )
         if judgement.expired:

@@ -1,0 +1,353 @@
+"""The scheduler against a real SqliteQueue, a real Router over a fake resolver, and fake couriers:
+routing replies, reply classes, retries on the configured schedule, expiry, bounces, delay notices,
+transactions and concurrency limits."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from flufl.bounce import scan_message
+
+from postier.delivery import BounceSettings, DeliverySettings, RetryPolicy, Router, RoutingTable, Scheduler
+from postier.delivery.transport import Attempt, Destination, DestinationKind, OutboundMessage
+from postier.dns import MxRecord
+from postier.dns.errors import DnsError, NoData, NxDomain, TemporaryDnsError
+from postier.mail.address import Address
+from postier.mail.envelope import Envelope, Notify, Recipient
+from postier.mail.reply import EnhancedStatus, Reply
+from postier.observe.logs import FIELDS_ATTR
+from postier.queue.model import QueueId, RecipientState
+from postier.queue.sqlite import SqliteQueue
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+ALICE = Address("alice", "example.org")  # a local sender: her bounces come back through MAILDIR
+OK = Reply(250, EnhancedStatus(2, 0, 0), "Ok: queued")
+LATER = Reply(451, EnhancedStatus(4, 7, 1), "Greylisted, try later")
+UNKNOWN = Reply(550, EnhancedStatus(5, 1, 1), "No such user")
+MTA = "mx1.remote.test [127.0.0.2]:25"
+BODY = b"From: alice@example.org\r\nSubject: hello\r\n\r\nHi there\r\n"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class FakeResolver:
+    def __init__(self, answers: dict[str, list[MxRecord] | DnsError]) -> None:
+        self.answers = answers
+
+    async def mx(self, domain: str) -> list[MxRecord]:
+        answer = self.answers.get(domain, NoData(domain, "MX"))
+        if isinstance(answer, DnsError):
+            raise answer
+        return answer
+
+    async def addresses(self, host: str) -> list[str]:
+        return ["127.0.0.2"]
+
+    async def txt(self, name: str) -> list[str]:
+        raise NoData(name, "TXT")
+
+
+Script = Callable[[Destination, Recipient], Reply]
+
+
+class FakeCourier:
+    """The Courier protocol: answers each recipient with ``script``; ``gate`` (when set) holds every
+    delivery until opened; counts the deliveries in progress."""
+
+    def __init__(self, script: Script = lambda d, r: OK) -> None:
+        self.script = script
+        self.dsn_relayed = False
+        self.remote_mta: str | None = MTA
+        self.calls: list[tuple[Destination, OutboundMessage, list[Recipient]]] = []
+        self.gate: asyncio.Event | None = None
+        self.active = 0
+        self.most_active = 0
+        self.closed = False
+
+    async def deliver(
+        self, destination: Destination, message: OutboundMessage, recipients: Sequence[Recipient]
+    ) -> list[Attempt]:
+        self.calls.append((destination, message, list(recipients)))
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            return [
+                Attempt(r, self.script(destination, r), self.remote_mta, "TLSv1.3", self.dsn_relayed)
+                for r in recipients
+            ]
+        finally:
+            self.active -= 1
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+ANSWERS: dict[str, list[MxRecord] | DnsError] = {
+    "remote.test": [MxRecord(10, "mx1.remote.test")],
+    "null.test": [MxRecord(0, ".")],
+    "nowhere.test": NxDomain("nowhere.test", "MX"),
+    "broken.test": TemporaryDnsError("broken.test", "MX", "SERVFAIL"),
+}
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def queue(tmp_path: Path, clock: Clock) -> AsyncIterator[SqliteQueue]:
+    q = SqliteQueue(tmp_path / "queue", clock=clock)
+    await q.open()
+    yield q
+    await q.close()
+
+
+class World:
+    def __init__(self, queue: SqliteQueue, clock: Clock, **settings: object) -> None:
+        self.queue, self.clock = queue, clock
+        self.remote = FakeCourier()
+        self.local = FakeCourier()
+        table = RoutingTable(local_domains=("example.org",), local_names=("mx.example.org",))
+        router = Router(table, FakeResolver(ANSWERS), random.Random(3))
+        retry = RetryPolicy(base_s=60, cap_s=600, max_age_s=3600, delay_notice_s=0)
+        bounces = BounceSettings("mx.example.org", postmaster=Address("postmaster", "example.org"))
+        options: dict[str, object] = {"retry": retry, "bounces": bounces, **settings}
+        couriers = {DestinationKind.MX: self.remote, DestinationKind.MAILDIR: self.local}
+        self.scheduler = Scheduler(
+            queue,
+            router,
+            couriers,
+            DeliverySettings(**options),
+            clock=clock,
+            rng=random.Random(5),  # type: ignore[arg-type]
+        )
+
+    async def send(self, *rcpts: Recipient | Address, sender: Address | None = ALICE) -> QueueId:
+        recipients = tuple(r if isinstance(r, Recipient) else Recipient(r) for r in rcpts)
+        return await self.queue.enqueue(Envelope(sender=sender, recipients=recipients), BODY)
+
+    async def states(self, qid: QueueId) -> list[tuple[RecipientState, str | None]]:
+        return [(r.state, r.last_reply) for r in (await self.queue.get(qid)).recipients]
+
+    def bounces(self) -> list[OutboundMessage]:
+        """DSNs handed to the local courier (they go back to the local sender)."""
+        return [m for _, m, _ in self.local.calls if m.envelope.sender is None]
+
+
+@pytest.fixture
+def world(queue: SqliteQueue, clock: Clock) -> World:
+    return World(queue, clock)
+
+
+def bob(n: int = 0) -> Address:
+    return Address(f"bob{n}", "remote.test")
+
+
+async def test_recipients_of_one_message_share_transactions(queue: SqliteQueue, clock: Clock) -> None:
+    w = World(queue, clock, max_recipients_per_transaction=2)
+    carol = Address("carol", "example.org")
+    qid = await w.send(bob(1), bob(2), bob(3), carol)
+    assert await w.scheduler.run_once() == 4
+    assert [s for s, _ in await w.states(qid)] == [RecipientState.DELIVERED] * 4
+    assert sorted([str(r.address) for r in rcpts] for _, _, rcpts in w.remote.calls) == [
+        [str(bob(1)), str(bob(2))],
+        [str(bob(3))],
+    ]
+    [(dest, _, [local])] = w.local.calls
+    assert (dest.kind, dest.key, local.address) == (DestinationKind.MAILDIR, "maildir:example.org", carol)
+
+
+async def test_delivered_deferred_failed_and_a_bounce(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    replies = {"bob1": OK, "bob2": LATER, "bob3": UNKNOWN}
+    world.remote.script = lambda d, r: replies[r.address.local_part]
+    qid = await world.send(bob(1), bob(2), bob(3))
+    with caplog.at_level(logging.INFO, logger="postier.mail"):
+        assert await world.scheduler.run_once() == 3
+    [(dest, message, rcpts)] = world.remote.calls
+    assert (dest.kind, dest.key, [h.host for h in dest.hosts]) == (
+        DestinationKind.MX,
+        "mx:remote.test",
+        ["mx1.remote.test"],
+    )
+    assert message.queue_id == qid and message.body == BODY and len(rcpts) == 3
+    (s1, r1), (s2, r2), (s3, r3) = await world.states(qid)
+    assert (s1, r1) == (RecipientState.DELIVERED, str(OK))
+    assert (s2, r2) == (RecipientState.DEFERRED, str(LATER))
+    assert (s3, r3) == (RecipientState.FAILED, str(UNKNOWN))
+    record = await world.queue.get(qid)
+    retry_at = record.recipients[1].next_attempt_at
+    assert (
+        retry_at is not None and 54 <= (retry_at - world.clock.now).total_seconds() <= 66
+    )  # base 60 s ±10 %
+    lines = {
+        getattr(r, FIELDS_ATTR)["rcpt"]: getattr(r, FIELDS_ATTR)
+        for r in caplog.records
+        if r.getMessage() == "delivery"
+    }
+    assert lines["bob2@remote.test"]["next"] == retry_at.isoformat(timespec="seconds")
+    assert lines["bob3@remote.test"]["relay"] == MTA and lines["bob3@remote.test"]["dsn"] == "5.1.1"
+    assert lines["bob1@remote.test"]["attempt"] == 1 and lines["bob1@remote.test"]["tls"] == "TLSv1.3"
+
+    # The bounce is a new message from <> to alice, delivered locally at the next claim.
+    assert await world.scheduler.run_once() == 1
+    [dsn] = world.bounces()
+    assert [r.address for r in dsn.envelope.recipients] == [ALICE]
+    assert scan_message(email.message_from_bytes(dsn.body)) == {b"bob3@remote.test"}
+    assert b"Remote-MTA: dns; mx1.remote.test" in dsn.body and b"smtp; 550 5.1.1 No such user" in dsn.body
+
+
+async def test_a_retry_on_the_configured_schedule_then_success(world: World) -> None:
+    attempts: list[Reply] = [LATER, OK]
+    world.remote.script = lambda d, r: attempts.pop(0)
+    qid = await world.send(bob())
+    assert await world.scheduler.run_once() == 1
+    assert await world.scheduler.run_once() == 0  # not due yet
+    world.clock.advance(67)
+    assert await world.scheduler.run_once() == 1
+    assert await world.states(qid) == [(RecipientState.DELIVERED, str(OK))]
+    assert world.bounces() == []
+
+
+async def test_expiry_fails_with_5_4_7_and_bounces(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    world.remote.script = lambda d, r: LATER
+    qid = await world.send(bob())
+    world.clock.advance(3600)  # max_age_s
+    with caplog.at_level(logging.INFO, logger="postier.mail"):
+        await world.scheduler.run_once()
+    [(state, reply)] = await world.states(qid)
+    assert state is RecipientState.FAILED
+    assert reply == f"554 5.4.7 delivery time expired; last reply: {LATER}"
+    assert [r.getMessage() for r in caplog.records].count("expired") == 1
+    await world.scheduler.run_once()
+    [dsn] = world.bounces()
+    assert b"Status: 5.4.7" in dsn.body and b"Diagnostic-Code: smtp; 451 4.7.1 Greylisted" in dsn.body
+
+
+@pytest.mark.parametrize(
+    ("domain", "state", "status"),
+    [
+        ("null.test", RecipientState.FAILED, "5.1.10"),
+        ("nowhere.test", RecipientState.FAILED, "5.1.2"),
+        ("broken.test", RecipientState.DEFERRED, "4.4.3"),
+    ],
+)
+async def test_routing_replies_settle_without_a_courier(
+    world: World, domain: str, state: RecipientState, status: str
+) -> None:
+    qid = await world.send(Address("x", domain))
+    await world.scheduler.run_once()
+    [(got, reply)] = await world.states(qid)
+    assert got is state and reply is not None and f" {status} " in reply
+    assert world.remote.calls == []
+    await world.scheduler.run_once()
+    assert len(world.bounces()) == (1 if state is RecipientState.FAILED else 0)
+
+
+async def test_notify_never_and_null_sender_get_no_bounce(world: World) -> None:
+    world.remote.script = lambda d, r: UNKNOWN
+    never = Recipient(bob(1), notify=frozenset({Notify.NEVER}))
+    await world.send(never)
+    pm_qid = await world.send(bob(2), sender=None)  # a bounce that bounces: to the postmaster
+    await world.scheduler.run_once()
+    await world.scheduler.run_once()
+    [double] = world.bounces()
+    assert [r.address for r in double.envelope.recipients] == [Address("postmaster", "example.org")]
+    assert scan_message(email.message_from_bytes(double.body)) == {b"bob2@remote.test"}
+    assert (await world.states(pm_qid))[0][0] is RecipientState.FAILED
+
+
+async def test_success_notices_relayed_and_delivered(world: World) -> None:
+    world.remote.dsn_relayed = True
+    wants = frozenset({Notify.SUCCESS})
+    await world.send(Recipient(bob(), notify=wants), Recipient(Address("carol", "example.org"), notify=wants))
+    await world.scheduler.run_once()
+    await world.scheduler.run_once()
+    actions = sorted(
+        line for m in world.bounces() for line in m.body.split(b"\r\n") if line.startswith(b"Action:")
+    )
+    assert actions == [b"Action: delivered", b"Action: relayed"]
+
+
+async def test_delay_notice_once(queue: SqliteQueue, clock: Clock) -> None:
+    w = World(queue, clock, retry=RetryPolicy(base_s=60, cap_s=60, max_age_s=3600, delay_notice_s=100))
+    w.remote.script = lambda d, r: LATER
+    await w.send(Recipient(bob(), notify=frozenset({Notify.DELAY})))
+    for _ in range(4):  # attempts at about 0, 60, 120, 180 s: the one at ~120 s crosses 100 s
+        await w.scheduler.run_once()
+        clock.advance(70)
+    notices = [m for m in w.bounces() if b"Action: delayed" in m.body]
+    assert len(notices) == 1
+    assert b"Will-Retry-Until:" in notices[0].body and b"Status: 4.7.1" in notices[0].body
+
+
+async def test_courier_errors_defer(world: World) -> None:
+    def boom(d: Destination, r: Recipient) -> Reply:
+        raise RuntimeError("bug in a courier")
+
+    world.remote.script = boom
+    qid = await world.send(bob())
+    await world.scheduler.run_once()
+    [(state, reply)] = await world.states(qid)
+    assert state is RecipientState.DEFERRED and reply is not None and reply.startswith("451 4.3.0")
+
+
+async def test_per_destination_limit_and_a_slow_destination_blocks_nobody(
+    queue: SqliteQueue, clock: Clock
+) -> None:
+    w = World(queue, clock, max_connections_per_destination=2, poll_s=0.05)
+    slow = asyncio.Event()
+    w.remote.gate = slow  # remote.test hangs until released
+    stuck = [await w.send(bob(i)) for i in range(5)]
+    task = asyncio.create_task(w.scheduler.run_forever())
+    try:
+        local = await w.send(Address("carol", "example.org"))
+        w.scheduler.wake()
+        while (await w.states(local))[0][0] is not RecipientState.DELIVERED:
+            await asyncio.sleep(0.01)
+        while w.remote.active < 2:  # five messages, at most two at once to one destination
+            await asyncio.sleep(0.01)
+        slow.set()
+        for qid in stuck:
+            while (await w.states(qid))[0][0] is not RecipientState.DELIVERED:
+                await asyncio.sleep(0.01)
+    finally:
+        await w.scheduler.stop()
+        await asyncio.wait_for(task, timeout=10)  # run_forever returns once stopped
+    assert w.remote.most_active == 2 and w.remote.closed and w.local.closed
+
+
+async def test_a_dead_destination_is_deferred_without_connecting(world: World) -> None:
+    dead = Reply(451, EnhancedStatus(4, 4, 1), "connection refused")
+    calls = 0
+
+    def refuse(d: Destination, r: Recipient) -> Reply:
+        nonlocal calls
+        calls += 1
+        return dead
+
+    world.remote.script = refuse
+    world.remote.remote_mta = None  # no server answered at all
+    ids = [await world.send(bob(i)) for i in range(3)]
+    await world.scheduler.run_once()
+    assert calls < 3  # after the first refusal the others wait for dead_s
+    for qid in ids:
+        assert (await world.states(qid))[0] == (RecipientState.DEFERRED, str(dead))
