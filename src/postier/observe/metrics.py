@@ -28,7 +28,15 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    start_http_server,
+)
 
 from postier.observe.maillog import subscribe
 
@@ -38,6 +46,10 @@ QueueCounts = Callable[[], Awaitable[tuple[Mapping[str, int], Mapping[str, int]]
 """Messages by status and recipients by state, from the queue (the application supplies it)."""
 QUEUE_REFRESH_S = 10.0
 _log = logging.getLogger("postier.observe")
+
+# No "<counter>_created" series: they double the output and no Postier dashboard uses them. This is
+# process-wide, and this module is imported only by a process that serves Postier's metrics.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 KNOWN_STAGES = frozenset({"connect", "helo", "ehlo", "auth", "mail", "rcpt", "data", "bdat", "starttls"})
 _REPLY = re.compile(r"([2-5][0-9][0-9])(?:[ -]([245])\.([0-9]{1,3})\.([0-9]{1,3})(?![0-9.]))?")
@@ -81,6 +93,7 @@ class MailMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
+        ProcessCollector(registry=r)  # process_open_fds, process_resident_memory_bytes, CPU seconds…
         where = ("listener", "address")
         self.connections = Counter("postier_connections", "SMTP connections accepted", where, registry=r)
         self.connections_open = Gauge(
