@@ -1,0 +1,134 @@
+"""The aliases file: format, lookups, errors with line numbers, reloads when the file changes."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from postier.mail.address import Address
+from postier.users.aliases import AliasesError, AliasFile, parse_aliases
+
+TEXT = """\
+# the aliases of the test domains
+
+Info:  alice, bob@example.org
+sales@Example.ORG: carol,
+   dave@partner.example
+  # a comment inside a continued entry
+
+verkauf@bücher.example: erik
+"john"@example.org: john.smith
+team: info, sales#1@example.org
+"""
+
+
+@pytest.mark.parametrize(
+    ("address", "targets"),
+    [
+        (Address("info", "example.org"), ("alice", "bob@example.org")),
+        (Address("INFO", "other.test"), ("alice", "bob@example.org")),  # a local part: every domain
+        (Address("sales", "example.org"), ("carol", "dave@partner.example")),
+        (Address("Sales", "EXAMPLE.org."), ("carol", "dave@partner.example")),
+        (Address("sales", "other.test"), None),  # a whole address: that domain only
+        (Address("verkauf", "xn--bcher-kva.example"), ("erik",)),
+        (Address("verkauf", "BÜCHER.example"), ("erik",)),
+        (Address("john", "example.org"), ("john.smith",)),  # "john" and john are one mailbox
+        (Address("team", "example.org"), ("info", "sales#1@example.org")),  # "#" inside a line is text
+        (Address("nobody", "example.org"), None),
+        (Address("postmaster", ""), None),  # the bare <Postmaster> is never an alias key
+        (Address("info", "[192.0.2.1]"), None),
+    ],
+)
+def test_lookup(address: Address, targets: tuple[str, ...] | None) -> None:
+    assert parse_aliases(TEXT).lookup(address) == targets
+
+
+def test_whole_address_entry_wins_over_local_part() -> None:
+    aliases = parse_aliases("info: alice\ninfo@example.org: bob\n")
+    assert aliases.lookup(Address("info", "example.org")) == ("bob",)
+    assert aliases.lookup(Address("info", "example.net")) == ("alice",)
+    assert len(aliases) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("a: b\nno colon here\n", 2, "expected"),
+        ("a: b\n\n# c\nA: c\n", 4, "defined twice"),
+        ("a:\n", 1, "no targets"),
+        ("a: , ,\n", 1, "no targets"),
+        ("a: b\nlog: |/usr/bin/logger\n", 2, "pipes or files"),
+        ("a: /var/mail/a\n", 1, "pipes or files"),
+        ("a: :include:/etc/list\n", 1, "pipes or files"),
+        ("a: b c\n", 1, "not a local part or an address"),
+        ("a: b@\n", 1, "not a local part or an address"),
+        ("a b: c\n", 1, "not a local part or an address"),
+        ("x@[192.0.2.1]: c\n", 1, "literal"),
+        ("  a: b\n", 1, "continuation"),
+        (": b\n", 1, "expected"),
+    ],
+)
+def test_errors_name_the_line(text: str, line: int, words: str) -> None:
+    with pytest.raises(AliasesError) as caught:
+        parse_aliases(text, "aliases")
+    assert caught.value.line == line
+    assert words in caught.value.message
+    assert str(caught.value).startswith(f"aliases:{line}: ")
+
+
+def test_continuation_error_is_reported_at_the_entry() -> None:
+    with pytest.raises(AliasesError) as caught:
+        parse_aliases("a: b\nc: d,\n   e f\n")
+    assert caught.value.line == 2
+
+
+def test_missing_file_is_empty(tmp_path: Path) -> None:
+    assert len(AliasFile(tmp_path / "aliases").current()) == 0
+
+
+def test_bad_file_at_start_raises(tmp_path: Path) -> None:
+    path = tmp_path / "aliases"
+    path.write_text("a: b\nbroken\n")
+    with pytest.raises(AliasesError, match=r"aliases:2: "):
+        AliasFile(path)
+
+
+def test_invalid_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "aliases"
+    path.write_bytes(b"a: b\nc: \xff\n")
+    with pytest.raises(AliasesError) as caught:
+        AliasFile(path)
+    assert caught.value.line == 2
+
+
+def _bump_mtime(path: Path) -> None:
+    """Make the change visible whatever the file system's timestamp granularity."""
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+
+def test_reload_when_the_file_changes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "aliases"
+    path.write_text("info: alice\n")
+    aliases = AliasFile(path)
+    info = Address("info", "example.org")
+    assert aliases.current().lookup(info) == ("alice",)
+
+    path.write_text("info: bob\n")
+    _bump_mtime(path)
+    assert aliases.current().lookup(info) == ("bob",)
+
+    # A broken edit keeps the last good table, logged once.
+    path.write_text("info: bob\nbroken line\n")
+    _bump_mtime(path)
+    with caplog.at_level(logging.ERROR, logger="postier.users"):
+        assert aliases.current().lookup(info) == ("bob",)
+        assert aliases.current().lookup(info) == ("bob",)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and ":2: " in errors[0]
+
+    path.unlink()
+    assert aliases.current().lookup(info) is None  # removed: no aliases
