@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from postier.delivery.local import MaildirCourier
 from postier.delivery.maildir import MailboxFullError, deliver_to_maildir, mailbox_name, mailbox_size
+from postier.delivery.transport import Destination, DestinationKind, Hop, OutboundMessage
+from postier.mail.address import Address
+from postier.mail.envelope import Envelope, Recipient
+from postier.mail.replies import S
+from postier.users import UserStore
+from postier.users.directory import LocalDirectory
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 BODY = b"Subject: hi\r\nFrom: <a@example.org>\r\n\r\nline one\r\n.dot\r\n\xff\x00binary\r\n"
@@ -118,3 +125,73 @@ def test_a_message_larger_than_the_quota_never_fits(tmp_path: Path) -> None:
     with pytest.raises(MailboxFullError):
         deliver(tmp_path / "bob", b"z" * 500, quota_bytes=400)
     assert not (tmp_path / "bob" / "new").exists() or not list((tmp_path / "bob" / "new").iterdir())
+
+
+# --- MaildirCourier: one Attempt per recipient -------------------------------------------------------
+
+
+def courier_for(tmp_path: Path, quota_bytes: int = 0) -> tuple[MaildirCourier, LocalDirectory]:
+    users = UserStore(tmp_path / "users.json", time_cost=1, memory_cost=8192, parallelism=1)
+    users.add("bob@example.org", "pw")
+    users.add("carol@example.org", "pw")
+    directory = LocalDirectory(
+        local_domains=["example.org"],
+        users=users,
+        mailbox_root=tmp_path,
+        quota_bytes=quota_bytes,
+        mailbox_size=mailbox_size,
+        size_cache_s=0.0,
+    )
+    return MaildirCourier(directory, hostname="mx.test", clock=clock, rng=random.Random(1)), directory
+
+
+MAILDIR_DESTINATION = Destination("maildir:example.org", DestinationKind.MAILDIR, "example.org", ())
+
+
+def outbound(body: bytes = BODY) -> OutboundMessage:
+    sender = Address("a", "example.net")
+    return OutboundMessage("Q1", Envelope(sender, (Recipient(Address("bob", "example.org")),)), body)
+
+
+async def test_courier_delivers_each_recipient(tmp_path: Path) -> None:
+    courier, directory = courier_for(tmp_path)
+    recipients = [Recipient(Address("bob", "example.org")), Recipient(Address("Carol", "example.org"))]
+    attempts = await courier.deliver(MAILDIR_DESTINATION, outbound(), recipients)
+    assert [(a.recipient, a.reply) for a in attempts] == [(r, S.DELIVERED_TO_MAILDIR) for r in recipients]
+    [carol] = (directory.maildir_for(Address("carol", "example.org")) / "new").iterdir()
+    assert (
+        carol.read_bytes() == b"Return-Path: <a@example.net>\r\nDelivered-To: <Carol@example.org>\r\n" + BODY
+    )
+    await courier.close()
+
+
+async def test_courier_refuses_what_is_no_mailbox(tmp_path: Path) -> None:
+    courier, _ = courier_for(tmp_path)
+    recipients = [Recipient(Address("gone", "example.org")), Recipient(Address("bob", "example.org"))]
+    attempts = await courier.deliver(MAILDIR_DESTINATION, outbound(), recipients)
+    assert [a.reply for a in attempts] == [S.UNKNOWN_USER, S.DELIVERED_TO_MAILDIR]
+    assert not (tmp_path / "mail" / "example.org" / "gone").exists()
+
+
+async def test_courier_quota_gives_552_and_disk_errors_451(tmp_path: Path) -> None:
+    courier, directory = courier_for(tmp_path, quota_bytes=len(BODY) + 100)
+    bob = [Recipient(Address("bob", "example.org"))]
+    [first] = await courier.deliver(MAILDIR_DESTINATION, outbound(), bob)
+    [second] = await courier.deliver(MAILDIR_DESTINATION, outbound(), bob)
+    assert (first.reply, second.reply) == (S.DELIVERED_TO_MAILDIR, S.MAILBOX_OVER_QUOTA)
+    assert str(second.reply).startswith("552 5.2.2 ")
+
+    carol_dir = directory.maildir_for(Address("carol", "example.org"))
+    carol_dir.parent.mkdir(parents=True, exist_ok=True)
+    carol_dir.write_bytes(b"in the way")  # the Maildir cannot be made
+    [broken] = await courier.deliver(
+        MAILDIR_DESTINATION, outbound(), [Recipient(Address("carol", "example.org"))]
+    )
+    assert broken.reply == S.MAILBOX_WRITE_ERROR and str(broken.reply).startswith("451 4.3.0 ")
+
+
+async def test_courier_only_takes_maildir_destinations(tmp_path: Path) -> None:
+    courier, _ = courier_for(tmp_path)
+    lmtp = Destination("lmtp:x", DestinationKind.LMTP, "example.org", (Hop("127.0.0.1", 24),))
+    with pytest.raises(ValueError, match="lmtp"):
+        await courier.deliver(lmtp, outbound(), [Recipient(Address("bob", "example.org"))])
