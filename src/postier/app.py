@@ -15,8 +15,10 @@ from pathlib import Path
 from postier.config import Config, parse_hostport
 from postier.config.model import ListenerConfig
 from postier.config.reloadable import plan_reload
-from postier.delivery.local import LocalDelivery
+from postier.delivery import DestinationKind, Router, Scheduler, delivery_settings, routes_from_config
+from postier.delivery.local import MaildirCourier
 from postier.delivery.maildir import mailbox_size
+from postier.dns import DnsPythonResolver
 from postier.mail.envelope import Envelope
 from postier.observe import fields, get_logger, mail_event, setup_logging
 from postier.observe.metrics import MetricsService
@@ -51,6 +53,12 @@ class _WakingSink:
         return queue_id
 
 
+def _resolver(config: Config) -> DnsPythonResolver:
+    """``dns.nameservers`` ("host:port", port 53 by default); none: the system's resolv.conf."""
+    servers = [parse_hostport(ns, default_port=53) for ns in config.dns.nameservers]
+    return DnsPythonResolver(servers or None)
+
+
 class Application:
     """The running MTA. ``start()`` binds every listener; ``stop()`` shuts down gracefully."""
 
@@ -64,11 +72,9 @@ class Application:
         self._purger: asyncio.Task[None] | None = None
         self._deliverer: asyncio.Task[None] | None = None
         self.metrics = self._metrics_service(config)
-        self.delivery = LocalDelivery(
-            self.queue,
-            directory=self.directory,
-            hostname=config.server.hostname,
-        )
+        self.router = Router(routes_from_config(config), _resolver(config))
+        couriers = {DestinationKind.MAILDIR: MaildirCourier(self.directory, hostname=config.server.hostname)}
+        self.delivery = Scheduler(self.queue, self.router, couriers, delivery_settings(config))
         self.server = SmtpServer(
             hostname=config.server.hostname,
             queue=_WakingSink(self.queue, self.delivery.wake),
@@ -191,7 +197,7 @@ class Application:
         for key in plan.needs_restart:
             _log.warning("%s changed: needs a restart, the running value stays", key, extra=fields(key=key))
         self.tls, self.server.tls_context, self.server.relay = tls, tls.current, relay
-        self.delivery.set_local_domains(cfg.relay.local_domains)
+        self.router.set_local_domains(cfg.relay.local_domains)
         self._apply_live(old, cfg)
         self.config = cfg
         changed = " ".join(plan.applied) or "none"
@@ -224,6 +230,7 @@ class Application:
 
     async def stop(self) -> None:
         await self.server.shutdown(self.config.server.shutdown_grace_s)
+        await self.delivery.stop()
         for task in (self._purger, self._deliverer):
             if task is not None:
                 task.cancel()

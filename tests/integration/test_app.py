@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+from collections.abc import Callable
 
 import pytest
 
@@ -12,6 +13,7 @@ from postier.mail.errors import UnknownMessageError
 from postier.queue import RecipientResult, RecipientState
 from postier.server.tls import ensure_self_signed
 from tests.integration.conftest import StartServer
+from tests.integration.dnsserver import DnsServer, dns_server_factory  # noqa: F401 (fixture)
 from tests.integration.harness import peer_certificate
 from tests.integration.mailcheck import queue_id_from_reply
 
@@ -40,9 +42,16 @@ async def test_finished_messages_are_purged(start_server: StartServer) -> None:
     pytest.fail("the delivered message was never purged")
 
 
-async def test_queued_messages_are_never_purged(start_server: StartServer) -> None:
-    server = await start_server(queue={"keep_history_s": 0.0, "keep_body_s": 0.0, "purge_interval_s": 0.05})
-    # A remote recipient stays deferred (outbound delivery is not built yet): not finished, never purged.
+async def test_queued_messages_are_never_purged(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+) -> None:
+    dns = dns_server_factory(servfail=["remote.example"])
+    server = await start_server(
+        queue={"keep_history_s": 0.0, "keep_body_s": 0.0, "purge_interval_s": 0.05},
+        dns={"nameservers": [f"{dns.host}:{dns.port}"]},
+    )
+    # A remote recipient stays deferred (its DNS fails: 451 4.4.3): not finished, never purged.
     qid = queue_id_from_reply(await asyncio.to_thread(_send, server.smtp_port, "bob@remote.example"))
     await asyncio.sleep(0.3)
     assert (await server.app.queue.read_body(qid)).endswith(b"bye\r\n")

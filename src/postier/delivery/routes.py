@@ -20,7 +20,7 @@ Password files are read once, when the router is built from the configuration (`
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +79,10 @@ class Router:
         self._lmtp = {normalize_domain(d): v for d, v in table.lmtp.items()}
         self._relays = {d if d == _WILDCARD else normalize_domain(d): r for d, r in table.relays.items()}
         self._tls_policy = {normalize_domain(d): p for d, p in table.tls_policy.items()}
+
+    def set_local_domains(self, domains: Iterable[str]) -> None:
+        """Swap the local domains (a configuration reload); routes in progress keep the old ones."""
+        self._local = tuple(normalize_domain(d) for d in domains)
 
     def is_local(self, domain: str) -> bool:
         """True when mail for ``domain`` (a routing key; "" for the bare ``<Postmaster>``) stays here."""
