@@ -122,3 +122,17 @@ async def test_metrics_off_serves_nothing(tmp_path: Path) -> None:
     config = parse_config(make_config(tmp_path / "var"))
     app = Application(config)
     assert app.metrics is None
+
+
+async def test_a_busy_metrics_address_stops_the_start(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = parse_config(make_config(tmp_path / "var", metrics={"address": f"127.0.0.1:{port}"}))
+        app = Application(config)
+        with pytest.raises(OSError, match=f"metrics endpoint 127.0.0.1:{port}"):
+            await app.start()
+    smtp_port = int(config.listeners[0].address.rsplit(":", 1)[1])
+    with pytest.raises(ConnectionRefusedError):  # nothing else was left listening
+        socket.create_connection(("127.0.0.1", smtp_port), timeout=5).close()

@@ -239,7 +239,10 @@ class MetricsServer:
 
     def start(self) -> None:
         """Bind and serve; ``OSError`` when the address cannot be bound."""
-        self._httpd, self._thread = start_http_server(self.port, addr=self.host, registry=self._registry)
+        try:
+            self._httpd, self._thread = start_http_server(self.port, addr=self.host, registry=self._registry)
+        except OSError as exc:
+            raise OSError(exc.errno, f"metrics endpoint {self.host}:{self.port}: {exc.strerror}") from None
         self.port = int(self._httpd.server_address[1])
 
     def close(self) -> None:
