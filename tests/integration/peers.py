@@ -34,6 +34,9 @@ Certificates: ``tls_ca`` (fixture) is a trustme CA; ``server_context(ca, host)``
 ``SSLContext`` with a leaf for ``host`` (a DNS name or an IP address). A certificate nobody can
 verify ("self-signed" for the courier) is one from a second ``trustme.CA()`` whose root the client is
 never given.
+
+``StaticResolver``: a fake ``postier.dns.Resolver`` (same protocol, answers from tables) to point
+host names at these peers.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ import pytest
 import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from postier.dns import MxRecord, NoData, NxDomain, TemporaryDnsError
+
 __all__ = [
     "AiosmtpdPeer",
     "ReceivedMessage",
@@ -64,6 +69,7 @@ __all__ = [
     "SinkMessage",
     "SinkOptions",
     "SmtpSink",
+    "StaticResolver",
     "aiosmtpd_peer",
     "loopback_address",
     "server_context",
@@ -417,3 +423,49 @@ async def aiosmtpd_peer() -> AsyncIterator[Callable[..., Any]]:
     for peer in peers:
         peer.server.close()
         await peer.server.wait_closed()
+
+
+# --- DNS -------------------------------------------------------------------------------------------
+
+
+class StaticResolver:
+    """A fake ``postier.dns.Resolver`` answering from tables: ``hosts`` maps a name to its
+    addresses (absent: NxDomain; empty list: NoData); ``temporary`` names raise TemporaryDnsError;
+    ``mx`` maps a domain to its records. Records every ``addresses`` lookup in ``asked``."""
+
+    def __init__(
+        self,
+        hosts: dict[str, list[str]] | None = None,
+        *,
+        mx: dict[str, list[MxRecord]] | None = None,
+        temporary: Sequence[str] = (),
+    ) -> None:
+        self.hosts = dict(hosts or {})
+        self.mx_records = dict(mx or {})
+        self.temporary = set(temporary)
+        self.asked: list[str] = []
+
+    def _check(self, name: str, rdtype: str) -> None:
+        if name in self.temporary:
+            raise TemporaryDnsError(name, rdtype, "SERVFAIL")
+
+    async def mx(self, domain: str) -> list[MxRecord]:
+        self._check(domain, "MX")
+        if domain not in self.mx_records:
+            raise NxDomain(domain, "MX")
+        if not self.mx_records[domain]:
+            raise NoData(domain, "MX")
+        return self.mx_records[domain]
+
+    async def addresses(self, host: str) -> list[str]:
+        self.asked.append(host)
+        self._check(host, "A")
+        if host not in self.hosts:
+            raise NxDomain(host, "A")
+        if not self.hosts[host]:
+            raise NoData(host, "A")
+        return list(self.hosts[host])
+
+    async def txt(self, name: str) -> list[str]:
+        self._check(name, "TXT")
+        raise NxDomain(name, "TXT")
