@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
+from postier.mail.replies import S
 from postier.smtp.framing import ChunkReader, DataReader, dot_stuff, dot_unstuff
 
 
@@ -79,6 +82,21 @@ def test_oversized_message_is_read_to_its_end_then_refused() -> None:
     assert reader.result()[1].code == 552  # type: ignore[union-attr]
 
 
+def test_oversized_message_is_discarded_as_it_comes() -> None:
+    chunk = b"x" * 1000 + b"\r\n"
+    reader = DataReader(max_message_bytes=5000, max_text_line=2000)
+    tracemalloc.start()
+    try:
+        for _ in range(20_000):  # about 20 MB against a 5 kB limit
+            assert reader.feed(chunk) is None
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 200_000
+    assert reader.feed(b".\r\n") == b""
+    assert reader.result()[1] == S.MESSAGE_TOO_BIG
+
+
 def test_stuffed_dots_do_not_count_against_the_size() -> None:
     body = b".\r\n" * 100  # 300 octets, 400 on the wire
     assert read(dot_stuff(body), max_bytes=300)[:2] == (body, None)
@@ -88,6 +106,24 @@ def test_stuffed_dots_do_not_count_against_the_size() -> None:
 @pytest.mark.parametrize(("length", "error"), [(998, None), (999, "550 5.6.0")])
 def test_line_length_limit_counts_the_crlf(length: int, error: str | None) -> None:
     assert read(b"x" * length + b"\r\n.\r\n")[1] == error
+
+
+@pytest.mark.parametrize(
+    ("lines", "error"),
+    [
+        ([b"x" * 998] * 50, None),
+        ([b"x" * 999] + [b"y"] * 50, "550 5.6.0"),
+        ([b"y"] * 50 + [b"x" * 999] + [b"y"] * 50, "550 5.6.0"),
+        ([b"y" * 500] * 50 + [b"x" * 999], "550 5.6.0"),
+        ([b"x" * 5000], "550 5.6.0"),
+        ([b""] * 2000 + [b"x" * 999], "550 5.6.0"),
+    ],
+)
+def test_a_long_line_anywhere_is_refused(lines: list[bytes], error: str | None) -> None:
+    wire = b"".join(line + b"\r\n" for line in lines) + b".\r\n"
+    whole = read(wire, max_bytes=1_000_000)
+    assert whole[1] == error
+    assert read(*[wire[i : i + 977] for i in range(0, len(wire), 977)], max_bytes=1_000_000) == whole
 
 
 @pytest.mark.parametrize(

@@ -28,8 +28,6 @@ from postier.mail.reply import Reply
 
 __all__ = ["ChunkReader", "DataReader", "dot_stuff", "dot_unstuff"]
 
-_END = b"\r\n.\r\n"
-
 
 def dot_unstuff(raw: bytes) -> bytes:
     """Undo RFC 5321 §4.5.2 transparency: drop the first "." of every line that starts with one.
@@ -50,7 +48,17 @@ def dot_stuff(body: bytes) -> bytes:
 class DataReader:
     """Collects DATA until ``<CRLF>.<CRLF>``; ``feed`` returns the bytes after the terminator when done."""
 
-    __slots__ = ("_buf", "_counted", "_dots", "_max_bytes", "_max_line", "_scan", "_too_big", "is_done")
+    __slots__ = (
+        "_buf",
+        "_counted",
+        "_dots",
+        "_max_bytes",
+        "_max_line",
+        "_scan",
+        "_stuffed",
+        "_too_big",
+        "is_done",
+    )
 
     def __init__(self, *, max_message_bytes: int, max_text_line: int) -> None:
         self._buf = bytearray(b"\r\n")  # the virtual CRLF that ended the DATA line
@@ -58,6 +66,7 @@ class DataReader:
         self._dots = 0  # lines starting with "." seen so far (stuffing to discount), once counting
         self._counted = 0
         self._too_big = False
+        self._stuffed = False  # a line starting with "." was seen (RFC 5321 §4.5.2)
         self._max_bytes = max_message_bytes
         self._max_line = max_text_line
         self.is_done = False
@@ -66,16 +75,34 @@ class DataReader:
         """Take more bytes; None while the terminator is not seen, else what followed it."""
         buf = self._buf
         buf += data
-        end = buf.find(_END, self._scan)
+        end = self._find_end(buf)
         if end == -1:
-            self._scan = max(len(buf) - 4, 0)
-            if not self._too_big and len(buf) - 2 > self._max_bytes:
+            if self._too_big:
+                del buf[:-4]  # discarding: keep only what may start the terminator
+                self._scan = 0
+            elif len(buf) - 2 > self._max_bytes:
                 self._check_size()
             return None
         rest = bytes(buf[end + 5 :])
         del buf[end + 2 :]  # keep the CRLF of the last line
         self.is_done = True
         return rest
+
+    def _find_end(self, buf: bytearray) -> int:
+        """Where ``<CRLF>.<CRLF>`` starts, or -1. One search finds both the terminator and the stuffed
+        lines (``<CRLF>.`` followed by anything else), so ``result`` unstuffs only when needed."""
+        while True:
+            hit = buf.find(b"\r\n.", self._scan)
+            if hit == -1:
+                self._scan = max(len(buf) - 2, 0)
+                return -1
+            if len(buf) < hit + 5:
+                self._scan = hit  # too early to tell: look again with more bytes
+                return -1
+            if buf[hit + 3 : hit + 5] == b"\r\n":
+                return hit
+            self._stuffed = True
+            self._scan = hit + 1
 
     def _check_size(self) -> None:
         """Switch to discarding once the unstuffed size is surely over the limit."""
@@ -95,12 +122,29 @@ class DataReader:
         crlf = buf.count(b"\r\n")
         if buf.count(b"\r") != crlf or buf.count(b"\n") != crlf:
             return b"", S.BAD_DATA_LINE_ENDING
-        body = buf.replace(b"\r\n.", b"\r\n")
+        # Most messages have no stuffed dot: then the body is the buffer itself, copied once below.
+        body = buf.replace(b"\r\n.", b"\r\n") if self._stuffed else buf
         if len(body) - 2 > self._max_bytes:
             return b"", S.MESSAGE_TOO_BIG
-        if len(buf) > self._max_line and max(map(len, buf.split(b"\r\n"))) > self._max_line - 2:
+        if _has_long_line(buf, self._max_line):
             return b"", S.DATA_LINE_TOO_LONG
-        return bytes(body[2:]), None
+        with memoryview(body) as view:
+            return bytes(view[2:]), None
+
+
+def _has_long_line(buf: bytearray, max_line: int) -> bool:
+    """Is a line of ``buf`` (CRLF-terminated lines only) longer than ``max_line`` octets, CRLF included?
+
+    Walks from line start to line start in steps of up to ``max_line`` octets: the last LF within
+    ``max_line`` octets of a line start ends every line begun since, each within the limit; no LF
+    there means the line starting here is too long. About len/max_line ``rfind`` calls."""
+    end, pos = len(buf), 0
+    while end - pos > max_line:
+        lf = buf.rfind(b"\n", pos, pos + max_line)
+        if lf == -1:
+            return True
+        pos = lf + 1
+    return False
 
 
 class ChunkReader:
