@@ -157,6 +157,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--server", action="append", choices=[k.key for k in kinds()], help="only these (repeatable)"
     )
     p.add_argument(
+        "--case",
+        action="append",
+        metavar="TEXT",
+        help='only acceptance cases whose name contains TEXT, e.g. "100 KiB" (repeatable)',
+    )
+    p.add_argument("--messages", type=int, default=None, help="messages per acceptance case (overrides)")
+    p.add_argument(
         "--workdir",
         type=Path,
         default=Path("/var/tmp"),  # noqa: S108 — a disk, unlike a tmpfs /tmp
@@ -178,7 +185,7 @@ def _plan(args: argparse.Namespace, workdir: Path) -> sc.Plan:
     return sc.Plan(
         workdir=workdir,
         ports=PortPool(args.base_port),
-        cases=sc.plan_cases(args.quick),
+        cases=sc.plan_cases(args.quick, only=args.case, messages=args.messages),
         relay_messages=1_000 if args.quick else 10_000,
         idle_sessions=200 if args.quick else 2_000,
         latency_count=200 if args.quick else 1_000,
