@@ -198,6 +198,7 @@ class Application:
             _log.warning("%s changed: needs a restart, the running value stays", key, extra=fields(key=key))
         self.tls, self.server.tls_context, self.server.relay = tls, tls.current, relay
         self.router.set_local_domains(cfg.relay.local_domains)
+        self.directory.set_local_domains(cfg.relay.local_domains)
         self._apply_live(old, cfg)
         self.config = cfg
         changed = " ".join(plan.applied) or "none"

@@ -26,6 +26,23 @@ def rcpt_code(port: int, rcpt: str) -> int:
         return client.rcpt(rcpt)[0]
 
 
+def send(port: int, rcpt: str) -> bytes:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("c.example")
+        client.mail("a@example.org")
+        client.rcpt(rcpt)
+        return client.data(b"Subject: after the reload\r\n\r\nhello\r\n")[1]
+
+
+async def wait_for_file(directory: Path) -> Path:
+    deadline = time.monotonic() + 15
+    while not (files := sorted(directory.glob("*")) if directory.is_dir() else []):
+        if time.monotonic() > deadline:
+            pytest.fail(f"nothing was delivered into {directory}")
+        await asyncio.sleep(0.05)
+    return files[0]
+
+
 def greeting(port: int) -> bytes:
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         return client.ehlo("c.example")[1].split(b"\n", 1)[0]
@@ -65,6 +82,10 @@ async def test_sighup_adds_a_local_domain_and_refuses_an_invalid_file(tmp_path: 
         await wait_for_log(process, "configuration reloaded")
         assert "relay.local_domains" in process.log()
         assert await asyncio.to_thread(rcpt_code, port, "postmaster@new.example") == 250
+        # Delivery knows the new domain too: the message lands in its Maildir.
+        await asyncio.to_thread(send, port, "postmaster@new.example")
+        new = tmp_path / "var" / "mail" / "new.example" / "postmaster" / "new"
+        assert (await wait_for_file(new)).read_bytes().endswith(b"hello\r\n")
 
         write_config(process, "[server]\nhostnme = 'typo.example'\n")
         process.signal(signal.SIGHUP)
