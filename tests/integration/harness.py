@@ -17,10 +17,12 @@ from typing import Any
 
 from postier.app import Application
 from postier.config import Config, parse_config
+from postier.users import UserStore, users_path
 
 __all__ = [
     "PostierProcess",
     "RunningServer",
+    "add_users",
     "free_port",
     "make_config",
     "peer_certificate",
@@ -57,6 +59,15 @@ def peer_certificate(port: int) -> bytes:
         cert = sock.getpeercert(binary_form=True)
         assert cert is not None
         return cert
+
+
+def add_users(data_dir: Path, *addresses: str) -> None:
+    """Create users in ``data_dir``'s user store: local recipients exist only when they are users
+    (or aliases, a catch-all, postmaster). Cheap argon2 parameters: these are mailboxes, not logins
+    under test (a login upgrades its hash). A running server notices the change on its next lookup."""
+    store = UserStore(users_path(data_dir), time_cost=1, memory_cost=8192, parallelism=1)
+    for address in addresses:
+        store.add(address, "mailbox only")
 
 
 def make_config(data_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from postier.queue import RecipientResult, RecipientState
 from postier.server.tls import ensure_self_signed
 from tests.integration.conftest import StartServer
 from tests.integration.dnsserver import DnsServer, dns_server_factory  # noqa: F401 (fixture)
-from tests.integration.harness import peer_certificate
+from tests.integration.harness import add_users, peer_certificate
 from tests.integration.mailcheck import queue_id_from_reply
 
 pytestmark = pytest.mark.integration
@@ -72,6 +72,7 @@ async def test_implicit_tls_listener_uses_a_reloaded_certificate(start_server: S
 
 async def test_local_mail_lands_in_the_maildir(start_server: StartServer) -> None:
     server = await start_server()
+    await asyncio.to_thread(add_users, server.data_dir, "bob@example.test")
     await asyncio.to_thread(_send, server.smtp_port, "bob@example.test")
     new = server.data_dir / "mail" / "example.test" / "bob" / "new"
     for _ in range(100):

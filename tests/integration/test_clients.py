@@ -13,7 +13,7 @@ import ssl
 import aiosmtplib
 import pytest
 
-from tests.integration.harness import RunningServer
+from tests.integration.harness import RunningServer, add_users
 from tests.integration.mailcheck import queue_id_from_reply, queued_body, queued_envelope
 
 pytestmark = pytest.mark.integration
@@ -95,6 +95,7 @@ async def test_aiosmtplib_starttls_and_dot_stuffing(server: RunningServer) -> No
 
 async def test_many_recipients_and_large_message(server: RunningServer) -> None:
     rcpts = [f"user{i}@example.test" for i in range(150)]
+    await asyncio.to_thread(add_users, server.data_dir, *rcpts)  # 150 mailboxes: 150 queued recipients
     line = b"x" * 998 + b"\r\n"
     body = b"Subject: big\r\n\r\n" + line * 5000  # about 5 MB
     code, text = await asyncio.to_thread(_smtplib_transaction, server.smtp_port, rcpts=rcpts, body=body)
@@ -154,7 +155,9 @@ async def test_swaks(server: RunningServer, flags: list[str], protocol: str) -> 
 
 
 async def test_swaks_many_recipients_pipelined(server: RunningServer) -> None:
-    rcpts = ",".join(f"user{i}@example.test" for i in range(120))
+    users = [f"user{i}@example.test" for i in range(120)]
+    await asyncio.to_thread(add_users, server.data_dir, *users)
+    rcpts = ",".join(users)
     # swaks would list all 120 in one To: line of over 1000 octets, which RFC 5321 §4.5.3.1.6 forbids.
     rc, out = await _swaks(
         f"127.0.0.1:{server.smtp_port}",

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from tests.integration.conftest import StartServer
+from tests.integration.harness import add_users
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +52,7 @@ async def _rcpt_reply(port: int, rcpt: str) -> str:
 @pytest.fixture
 async def untrusted(start_server: StartServer) -> int:
     server = await start_server(relay={"trusted_networks": [], "local_domains": ["example.test"]})
+    await asyncio.to_thread(add_users, server.data_dir, "bob@example.test")
     return server.smtp_port
 
 
