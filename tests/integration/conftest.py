@@ -8,6 +8,7 @@ import pytest
 
 from postier.app import Application
 from postier.config import parse_config
+from tests.integration.dovecot import dovecot  # noqa: F401 (fixture)
 from tests.integration.harness import RunningServer, make_config
 from tests.integration.peers import aiosmtpd_peer, smtp_sink, tls_ca  # noqa: F401 (fixtures)
 
