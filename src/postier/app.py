@@ -15,7 +15,15 @@ from pathlib import Path
 from postier.config import Config, parse_hostport
 from postier.config.model import ListenerConfig
 from postier.config.reloadable import plan_reload
-from postier.delivery import DestinationKind, Router, Scheduler, delivery_settings, routes_from_config
+from postier.delivery import (
+    Courier,
+    DestinationKind,
+    Router,
+    Scheduler,
+    delivery_settings,
+    routes_from_config,
+)
+from postier.delivery.courier import SmtpCourier
 from postier.delivery.local import MaildirCourier
 from postier.delivery.maildir import mailbox_size
 from postier.dns import DnsPythonResolver
@@ -59,6 +67,24 @@ def _resolver(config: Config) -> DnsPythonResolver:
     return DnsPythonResolver(servers or None)
 
 
+def _couriers(
+    config: Config, resolver: DnsPythonResolver, directory: LocalDirectory
+) -> dict[DestinationKind, Courier]:
+    """Maildir for local domains; one SMTP/LMTP courier (one connection pool) for everything else."""
+    d = config.delivery
+    smtp = SmtpCourier(
+        resolver,
+        helo_name=d.helo_name or config.server.hostname,
+        connect_timeout_s=d.connect_timeout_s,
+        ca_file=d.ca_file,
+        reuse_idle_s=d.reuse_idle_s,
+        reuse_max_messages=d.reuse_max_messages,
+    )
+    maildir = MaildirCourier(directory, hostname=config.server.hostname)
+    kinds = (DestinationKind.MX, DestinationKind.RELAY, DestinationKind.LMTP)
+    return {DestinationKind.MAILDIR: maildir, **dict.fromkeys(kinds, smtp)}
+
+
 class Application:
     """The running MTA. ``start()`` binds every listener; ``stop()`` shuts down gracefully."""
 
@@ -72,9 +98,11 @@ class Application:
         self._purger: asyncio.Task[None] | None = None
         self._deliverer: asyncio.Task[None] | None = None
         self.metrics = self._metrics_service(config)
-        self.router = Router(routes_from_config(config), _resolver(config))
-        couriers = {DestinationKind.MAILDIR: MaildirCourier(self.directory, hostname=config.server.hostname)}
-        self.delivery = Scheduler(self.queue, self.router, couriers, delivery_settings(config))
+        resolver = _resolver(config)
+        self.router = Router(routes_from_config(config), resolver)
+        self.delivery = Scheduler(
+            self.queue, self.router, _couriers(config, resolver, self.directory), delivery_settings(config)
+        )
         self.server = SmtpServer(
             hostname=config.server.hostname,
             queue=_WakingSink(self.queue, self.delivery.wake),

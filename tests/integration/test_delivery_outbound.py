@@ -1,0 +1,262 @@
+"""Outbound delivery end to end: a real Postier (``start_server``) whose ``dns.nameservers`` is the
+test DNS responder, delivering to aiosmtpd peers on 127.0.0.N:25; bounces come back to the local
+sender's Maildir and flufl.bounce reads them. The retry schedule is shrunk through configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import smtplib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flufl.bounce import scan_message
+
+from postier.queue.model import RecipientState
+from tests.integration.conftest import StartServer
+from tests.integration.dnsserver import DnsServer, dns_server_factory  # noqa: F401 (fixture)
+from tests.integration.harness import RunningServer
+from tests.integration.mailcheck import queue_id_from_reply
+from tests.integration.peers import AiosmtpdPeer, loopback_address
+
+pytestmark = pytest.mark.integration
+
+ALICE = "alice@example.test"  # a local user: her bounces land in her Maildir
+FAST = {
+    "retry_base_s": 0.3,
+    "retry_cap_s": 0.3,
+    "max_age_s": 60.0,
+    "connect_timeout_s": 2.0,
+    "delay_notice_s": 0.0,
+}
+Peer = Callable[..., Any]
+
+
+def _send(port: int, rcpts: Sequence[str], *, sender: str = ALICE, rcpt_options: Sequence[str] = ()) -> bytes:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("client.test")
+        client.mail(sender)
+        for rcpt in rcpts:
+            code, text = client.rcpt(rcpt, options=list(rcpt_options))
+            assert code == 250, text
+        return client.data(b"From: alice@example.test\r\nSubject: outbound\r\n\r\nHello there\r\n")[1]
+
+
+async def send(server: RunningServer, *rcpts: str, **options: Any) -> str:
+    return queue_id_from_reply(await asyncio.to_thread(_send, server.smtp_port, rcpts, **options))
+
+
+async def start(
+    start_server: StartServer, dns: DnsServer, *, delivery: dict[str, Any] | None = None, **sections: Any
+) -> RunningServer:
+    server: RunningServer = await start_server(
+        dns={"nameservers": [f"{dns.host}:{dns.port}"]},
+        delivery={**FAST, **(delivery or {})},
+        **sections,
+    )
+    await asyncio.to_thread(server.app.users.add, ALICE, "pw")
+    return server
+
+
+async def states(server: RunningServer, qid: str) -> list[RecipientState]:
+    return [r.state for r in (await server.app.queue.get(qid)).recipients]
+
+
+async def wait_final(server: RunningServer, qid: str) -> list[RecipientState]:
+    for _ in range(400):
+        got = await states(server, qid)
+        if all(s.is_final for s in got):
+            return got
+        await asyncio.sleep(0.05)
+    pytest.fail(f"{qid} never finished: {await server.app.queue.get(qid)}")
+
+
+def bounces(server: RunningServer) -> list[email.message.Message]:
+    new = server.data_dir / "mail" / "example.test" / "alice" / "new"
+    files = sorted(new.iterdir()) if new.is_dir() else []
+    return [email.message_from_bytes(f.read_bytes()) for f in files]
+
+
+async def wait_bounces(server: RunningServer, count: int) -> list[email.message.Message]:
+    for _ in range(400):
+        found = bounces(server)
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.05)
+    pytest.fail(f"expected {count} DSN(s) in alice's Maildir, found {len(bounces(server))}")
+
+
+def failed_rcpts(dsn: email.message.Message) -> set[bytes]:
+    return set(scan_message(dsn))
+
+
+async def test_mx_preference_fallback_and_implicit_mx(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    aiosmtpd_peer: Peer,
+) -> None:
+    peer: AiosmtpdPeer = await aiosmtpd_peer()
+    dead = loopback_address(25)  # nothing listens there: connection refused
+    backup: AiosmtpdPeer = await aiosmtpd_peer()
+    dns = dns_server_factory(
+        {
+            "pref.test": {"MX": ["10 mx1.pref.test", "20 mx2.pref.test"]},
+            "mx1.pref.test": {"A": [peer.address]},
+            "mx2.pref.test": {"A": [backup.address]},
+            "fallback.test": {"MX": ["10 down.fallback.test", "20 up.fallback.test"]},
+            "down.fallback.test": {"A": [dead]},
+            "up.fallback.test": {"A": [backup.address]},
+            "implicit.test": {"A": [peer.address]},
+        }
+    )
+    server = await start(start_server, dns)
+    qid = await send(server, "bob@pref.test", "carol@fallback.test", "dave@implicit.test")
+    assert await wait_final(server, qid) == [RecipientState.DELIVERED] * 3
+    got = {r: p for p in (peer, backup) for m in p.messages for r in m.recipients}
+    assert got == {"bob@pref.test": peer, "carol@fallback.test": backup, "dave@implicit.test": peer}
+    assert bounces(server) == []
+
+
+async def test_dns_failures_null_mx_nxdomain_servfail(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+) -> None:
+    dns = dns_server_factory({"null.test": {"MX": ["0 ."]}}, servfail=["broken.test"])
+    server = await start(start_server, dns)
+    qid = await send(server, "a@null.test", "b@nowhere.test", "c@broken.test")
+    for _ in range(400):
+        record = await server.app.queue.get(qid)
+        if record.recipients[0].state.is_final and record.recipients[1].state.is_final:
+            break
+        await asyncio.sleep(0.05)
+    null, nx, broken = record.recipients
+    assert (null.state, (null.last_reply or "")[:10]) == (RecipientState.FAILED, "556 5.1.10")
+    assert (nx.state, (nx.last_reply or "")[:9]) == (RecipientState.FAILED, "550 5.1.2")
+    assert broken.state in (RecipientState.DEFERRED, RecipientState.QUEUED)
+    dsns = await wait_bounces(server, 2)  # one per destination domain
+    assert [failed_rcpts(d) for d in dsns] in (
+        [{b"a@null.test"}, {b"b@nowhere.test"}],
+        [{b"b@nowhere.test"}, {b"a@null.test"}],
+    )
+    assert "451 4.4.3" in ((await server.app.queue.get(qid)).recipients[2].last_reply or "")
+
+
+async def test_greylisted_then_delivered_on_retry(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    aiosmtpd_peer: Peer,
+) -> None:
+    peer: AiosmtpdPeer = await aiosmtpd_peer(refuse_rcpt={"bob@grey.test": "451 4.7.1 Greylisted"})
+    dns = dns_server_factory(
+        {"grey.test": {"MX": ["10 mx.grey.test"]}, "mx.grey.test": {"A": [peer.address]}}
+    )
+    server = await start(start_server, dns)
+    qid = await send(server, "bob@grey.test")
+    for _ in range(400):
+        record = await server.app.queue.get(qid)
+        if record.recipients[0].attempts >= 1:
+            break
+        await asyncio.sleep(0.05)
+    assert record.recipients[0].state is RecipientState.DEFERRED
+    peer.handler.refuse_rcpt.clear()
+    assert await wait_final(server, qid) == [RecipientState.DELIVERED]
+    [message] = peer.messages
+    assert message.recipients == ("bob@grey.test",)
+    assert bounces(server) == []
+
+
+async def test_partial_refusal_bounces_only_the_refused(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    aiosmtpd_peer: Peer,
+) -> None:
+    peer: AiosmtpdPeer = await aiosmtpd_peer(refuse_rcpt={"nobody@part.test": "550 5.1.1 No such user"})
+    dns = dns_server_factory(
+        {"part.test": {"MX": ["10 mx.part.test"]}, "mx.part.test": {"A": [peer.address]}}
+    )
+    server = await start(start_server, dns)
+    qid = await send(server, "bob@part.test", "nobody@part.test")
+    assert await wait_final(server, qid) == [RecipientState.DELIVERED, RecipientState.FAILED]
+    [dsn] = await wait_bounces(server, 1)
+    assert failed_rcpts(dsn) == {b"nobody@part.test"}
+    text = dsn.as_string()
+    assert "Diagnostic-Code: smtp; 550 5.1.1 No such user" in text and "Remote-MTA: dns; mx.part.test" in text
+
+
+async def test_expiry_bounces_and_notify_never_and_null_sender_do_not(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    aiosmtpd_peer: Peer,
+) -> None:
+    refuse = {"late@slow.test": "451 4.3.2 Try again", "never@slow.test": "550 5.1.1 Gone"}
+    peer: AiosmtpdPeer = await aiosmtpd_peer(refuse_rcpt={**refuse, "bounce@slow.test": "550 5.1.1 Gone"})
+    dns = dns_server_factory(
+        {"slow.test": {"MX": ["10 mx.slow.test"]}, "mx.slow.test": {"A": [peer.address]}}
+    )
+    server = await start(start_server, dns, delivery={"max_age_s": 1.0})
+    late = await send(server, "late@slow.test")
+    never = await send(server, "never@slow.test", rcpt_options=["NOTIFY=NEVER"])
+    null = await send(server, "bounce@slow.test", sender="")
+    for qid in (late, never, null):
+        assert await wait_final(server, qid) == [RecipientState.FAILED]
+    [dsn] = await wait_bounces(server, 1)
+    assert failed_rcpts(dsn) == {b"late@slow.test"}
+    assert "Status: 5.4.7" in dsn.as_string()
+    late_reply = (await server.app.queue.get(late)).recipients[0].last_reply or ""
+    assert late_reply.startswith("554 5.4.7 delivery time expired; last reply: 451 4.3.2")
+    await asyncio.sleep(0.3)  # nothing more is on its way
+    assert len(bounces(server)) == 1
+
+
+async def test_delay_notice_once(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    aiosmtpd_peer: Peer,
+) -> None:
+    peer: AiosmtpdPeer = await aiosmtpd_peer(refuse_rcpt={"slow@delay.test": "451 4.4.5 Busy"})
+    dns = dns_server_factory(
+        {"delay.test": {"MX": ["10 mx.delay.test"]}, "mx.delay.test": {"A": [peer.address]}}
+    )
+    server = await start(start_server, dns, delivery={"delay_notice_s": 0.5})
+    qid = await send(server, "slow@delay.test", rcpt_options=["NOTIFY=DELAY,FAILURE"])
+    [notice] = await wait_bounces(server, 1)
+    assert "Action: delayed" in notice.as_string() and "Will-Retry-Until:" in notice.as_string()
+    peer.handler.refuse_rcpt.clear()
+    assert await wait_final(server, qid) == [RecipientState.DELIVERED]
+    assert len(bounces(server)) == 1
+
+
+@pytest.mark.parametrize("how", ["smarthost", "route"])
+async def test_relay_with_auth(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    aiosmtpd_peer: Peer,
+    tmp_path: Path,
+    how: str,
+) -> None:
+    relay: AiosmtpdPeer = await aiosmtpd_peer(users={"postier": "s3cret"}, require_auth=True, port=2525)
+    password = tmp_path / "relay-password"
+    password.write_text("s3cret\n")
+    dns = dns_server_factory({})  # every MX lookup would fail: the relay needs none
+    target = f"{relay.address}:2525"
+    if how == "smarthost":
+        sections: dict[str, Any] = {
+            "relay": {
+                "local_domains": ["localhost", "example.test"],
+                "smarthost": target,
+                "smarthost_tls": "none",
+                "smarthost_username": "postier",
+                "smarthost_password_file": str(password),
+                "smarthost_auth": "login",
+            }
+        }
+    else:
+        route = {"domains": ["far.test"], "host": target, "tls": "none", "username": "postier"}
+        sections = {"route": [{**route, "password_file": str(password)}]}
+    server = await start(start_server, dns, **sections)
+    qid = await send(server, "zoe@far.test")
+    assert await wait_final(server, qid) == [RecipientState.DELIVERED]
+    [message] = relay.messages
+    assert (message.recipients, message.auth_login) == (("zoe@far.test",), "postier")
