@@ -1,0 +1,209 @@
+"""Local recipients end to end: swaks and smtplib → Postier → Maildir, checked at RCPT time.
+
+Unknown users are refused during the session (550 5.1.1, never accept-then-bounce), aliases expand
+before the message is queued (an external target becomes a queued remote recipient), postmaster
+always exists, and the quota refuses a full mailbox at RCPT (452 4.2.2) and a message that would not
+fit at delivery (552 5.2.2)."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from pathlib import Path
+
+import pytest
+
+from postier.queue import RecipientState
+from tests.integration.conftest import StartServer
+from tests.integration.harness import RunningServer, add_users
+from tests.integration.mailcheck import queue_id_from_reply
+
+pytestmark = pytest.mark.integration
+
+SENDER = "me@example.org"
+
+
+async def _swaks(port: int, *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        "swaks",
+        "--server",
+        f"127.0.0.1:{port}",
+        "--from",
+        SENDER,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode(errors="replace")
+
+
+def _smtplib_send(port: int, rcpts: list[str], body: bytes) -> tuple[dict[str, tuple[int, bytes]], bytes]:
+    """RCPT each recipient; DATA when one was accepted. (refusals by address, end-of-data reply)."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.example.org")
+        client.mail(SENDER)
+        refused = {}
+        for rcpt in rcpts:
+            code, text = client.rcpt(rcpt)
+            if code != 250:
+                refused[rcpt] = (code, text)
+        if len(refused) == len(rcpts):
+            client.rset()
+            return refused, b""
+        code, text = client.data(body)
+        assert code == 250, text
+        return refused, text
+
+
+async def _files(maildir: Path, count: int = 1) -> list[Path]:
+    """The files in ``maildir/new`` once there are ``count`` of them (delivery runs in the background)."""
+    new = maildir / "new"
+    for _ in range(400):
+        files = sorted(new.iterdir()) if new.is_dir() else []
+        if len(files) >= count:
+            return files
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no delivery to {maildir}")
+
+
+async def _final_state(server: RunningServer, qid: str) -> list[tuple[str, RecipientState, str | None]]:
+    """(address, state, last reply) of each recipient once none is queued any more."""
+    for _ in range(400):
+        record = await server.app.queue.get(qid)
+        if all(r.state is not RecipientState.QUEUED for r in record.recipients):
+            return [(str(r.recipient.address), r.state, r.last_reply) for r in record.recipients]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{qid} still queued")
+
+
+def _mailbox(server: RunningServer, domain: str, user: str) -> Path:
+    return server.data_dir / "mail" / domain / user
+
+
+async def test_swaks_to_a_user_lands_in_the_maildir(start_server: StartServer) -> None:
+    server = await start_server()
+    await asyncio.to_thread(add_users, server.data_dir, "alice@example.test")
+    rc, out = await _swaks(
+        server.smtp_port, "--to", "Alice+news@EXAMPLE.test", "--header", "Subject: local", "--body", "hello"
+    )
+    assert rc == 0, out
+    qid = out.rsplit("Ok: queued as ", 1)[1].split()[0]
+    record = await server.app.queue.get(qid)
+    [alice] = record.recipients
+    assert (str(alice.recipient.address), alice.recipient.orcpt) == (
+        "alice@example.test",
+        "rfc822;Alice+news@EXAMPLE.test",
+    )
+    [stored] = await _files(_mailbox(server, "example.test", "alice"))
+    body = await server.app.queue.read_body(qid)
+    assert stored.read_bytes() == (
+        b"Return-Path: <me@example.org>\r\nDelivered-To: <alice@example.test>\r\n" + body
+    )
+    assert b"Subject: local\r\n" in body and b"\r\n\r\nhello\r\n" in body
+
+
+async def test_smtplib_exact_bytes_with_the_added_headers(start_server: StartServer) -> None:
+    server = await start_server()
+    await asyncio.to_thread(add_users, server.data_dir, "bob@example.test")
+    message = b"Subject: bytes\r\nX-Odd: \xc3\xa9t\xc3\xa9\r\n\r\n.leading dot\r\n..two dots\r\nlast\r\n"
+    refused, reply = await asyncio.to_thread(_smtplib_send, server.smtp_port, ["bob@example.test"], message)
+    assert refused == {}
+    qid = queue_id_from_reply(reply)
+    [stored] = await _files(_mailbox(server, "example.test", "bob"))
+    data = stored.read_bytes()
+    head = b"Return-Path: <me@example.org>\r\nDelivered-To: <bob@example.test>\r\nReceived: "
+    assert data.startswith(head)
+    assert data.endswith(b"\r\n" + message)  # exactly as sent, after the Received header
+    assert data == data[: len(data) - len(message)] + message
+    assert (await _final_state(server, qid)) == [
+        ("bob@example.test", RecipientState.DELIVERED, "250 2.0.0 Delivered to maildir")
+    ]
+
+
+async def test_unknown_user_is_refused_at_rcpt_by_swaks(start_server: StartServer) -> None:
+    server = await start_server()
+    rc, out = await _swaks(server.smtp_port, "--to", "nobody@example.test")
+    assert rc != 0
+    assert "<** 550 5.1.1 No such user here" in out
+    assert "DATA" not in out.split("550 5.1.1", 1)[1]  # the transaction ends at RCPT
+    assert await server.app.queue.list_messages() == []
+
+
+async def test_unknown_user_is_refused_at_rcpt_by_smtplib(start_server: StartServer) -> None:
+    server = await start_server()
+    await asyncio.to_thread(add_users, server.data_dir, "carol@example.test")
+    rcpts = ["nobody@example.test", "carol@example.test", "ghost@localhost"]
+    refused, reply = await asyncio.to_thread(
+        _smtplib_send, server.smtp_port, rcpts, b"Subject: x\r\n\r\nx\r\n"
+    )
+    assert refused == {
+        "nobody@example.test": (550, b"5.1.1 No such user here"),
+        "ghost@localhost": (550, b"5.1.1 No such user here"),
+    }
+    record = await server.app.queue.get(queue_id_from_reply(reply))
+    assert [str(r.recipient.address) for r in record.recipients] == ["carol@example.test"]
+
+
+async def test_postmaster_always_exists(start_server: StartServer) -> None:
+    server = await start_server()  # no users at all
+    rcpts = ["postmaster@localhost", "PostMaster@example.test", "Postmaster"]
+    refused, reply = await asyncio.to_thread(
+        _smtplib_send, server.smtp_port, rcpts, b"Subject: pm\r\n\r\npm\r\n"
+    )
+    assert refused == {}
+    record = await server.app.queue.get(queue_id_from_reply(reply))
+    # The bare <Postmaster> is postmaster@ the first local domain (localhost in the harness).
+    assert [str(r.recipient.address) for r in record.recipients] == [
+        "postmaster@localhost",
+        "postmaster@example.test",
+    ]
+    await _files(_mailbox(server, "localhost", "postmaster"))
+    await _files(_mailbox(server, "example.test", "postmaster"))
+
+
+async def test_alias_to_an_external_address_is_a_queued_remote_recipient(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    aliases = tmp_path / "aliases"
+    aliases.write_text("# team aliases\nsales: dana, partner@remote.example\nloop1: loop2\nloop2: loop1\n")
+    server = await start_server(local={"aliases": str(aliases)})
+    await asyncio.to_thread(add_users, server.data_dir, "dana@example.test")
+    refused, reply = await asyncio.to_thread(
+        _smtplib_send,
+        server.smtp_port,
+        ["sales@example.test", "loop1@example.test"],
+        b"Subject: s\r\n\r\ns\r\n",
+    )
+    assert refused == {"loop1@example.test": (550, b"5.1.1 No such user here")}
+    record = await server.app.queue.get(queue_id_from_reply(reply))
+    assert [(str(r.recipient.address), r.recipient.orcpt) for r in record.recipients] == [
+        ("dana@example.test", "rfc822;sales@example.test"),
+        ("partner@remote.example", "rfc822;sales@example.test"),
+    ]
+    [stored] = await _files(_mailbox(server, "example.test", "dana"))
+    assert b"Delivered-To: <dana@example.test>\r\n" in stored.read_bytes()
+
+
+async def test_quota_452_at_rcpt_and_552_at_delivery(start_server: StartServer) -> None:
+    server = await start_server(local={"quota_bytes": 4000})
+    await asyncio.to_thread(add_users, server.data_dir, "erin@example.test", "full@example.test")
+    full = _mailbox(server, "example.test", "full")
+    (full / "cur").mkdir(parents=True)
+    (full / "cur" / "old-mail:2,S").write_bytes(b"x" * 4000)  # exactly at the quota
+
+    refused, _ = await asyncio.to_thread(_smtplib_send, server.smtp_port, ["full@example.test"], b"x\r\n")
+    assert refused == {"full@example.test": (452, b"4.2.2 Mailbox full, try again later")}
+
+    first = b"Subject: 1\r\n\r\n" + (b"a" * 98 + b"\r\n") * 20
+    _, reply = await asyncio.to_thread(_smtplib_send, server.smtp_port, ["erin@example.test"], first)
+    assert (await _final_state(server, queue_id_from_reply(reply)))[0][1] is RecipientState.DELIVERED
+
+    # Erin's mailbox is not full (RCPT is accepted), but this one does not fit: 552 at delivery.
+    second = b"Subject: 2\r\n\r\n" + (b"b" * 98 + b"\r\n") * 20
+    refused, reply = await asyncio.to_thread(_smtplib_send, server.smtp_port, ["erin@example.test"], second)
+    assert refused == {}
+    [(address, state, last_reply)] = await _final_state(server, queue_id_from_reply(reply))
+    assert (address, state) == ("erin@example.test", RecipientState.FAILED)
+    assert last_reply is not None and last_reply.startswith("552 5.2.2 ")
+    assert len(await _files(_mailbox(server, "example.test", "erin"))) == 1
