@@ -51,7 +51,10 @@ _log = logging.getLogger("postier.observe")
 # process-wide, and this module is imported only by a process that serves Postier's metrics.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
-KNOWN_STAGES = frozenset({"connect", "helo", "ehlo", "auth", "mail", "rcpt", "data", "bdat", "starttls"})
+KNOWN_STAGES = frozenset(
+    {"connect", "helo", "ehlo", "auth", "mail", "rcpt", "data", "bdat", "starttls"}
+    | {"rset", "noop", "vrfy", "expn", "help", "quit"}
+)
 _REPLY = re.compile(r"([2-5][0-9][0-9])(?:[ -]([245])\.([0-9]{1,3})\.([0-9]{1,3})(?![0-9.]))?")
 
 # Seconds. The SMTP transaction (MAIL FROM to the 250 after the data) includes the client's upload
