@@ -58,9 +58,13 @@ from typing import Any
 
 import pytest
 import trustme
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session
+from aiosmtpd.smtp import Envelope as SmtpdEnvelope
 
+from postier.delivery.transport import OutboundMessage
 from postier.dns import MxRecord, NoData, NxDomain, TemporaryDnsError
+from postier.mail.address import Address
+from postier.mail.envelope import Envelope, Notify, Recipient
 
 __all__ = [
     "AiosmtpdPeer",
@@ -72,6 +76,8 @@ __all__ = [
     "StaticResolver",
     "aiosmtpd_peer",
     "loopback_address",
+    "outbound",
+    "rcpt",
     "server_context",
     "smtp_sink",
     "tls_ca",
@@ -271,13 +277,15 @@ class SmtpSink:
 
 @pytest.fixture
 def smtp_sink() -> Iterator[Callable[..., SmtpSink]]:
-    """Factory: ``smtp_sink(port=25, **SinkOptions fields)`` → a running ``SmtpSink``."""
+    """Factory: ``smtp_sink(port=25, address=None, **SinkOptions fields)`` → a running ``SmtpSink``
+    (``address``: reuse one, e.g. to restart a peer on the address a test already uses)."""
     sinks: list[SmtpSink] = []
     # Not tmp_path: smtp-sink's dump files must be writable after it drops privileges (-u root keeps them).
     workroot = Path(tempfile.mkdtemp(prefix="postier-sink-"))
 
-    def start(port: int = 25, **options: Any) -> SmtpSink:
-        sink = SmtpSink(workroot / str(len(sinks)), SinkOptions(**options), loopback_address(port), port)
+    def start(port: int = 25, address: str | None = None, **options: Any) -> SmtpSink:
+        address = address or loopback_address(port)
+        sink = SmtpSink(workroot / str(len(sinks)), SinkOptions(**options), address, port)
         sinks.append(sink)
         return sink
 
@@ -312,7 +320,7 @@ class RecordingHandler:
     logins: list[str] = field(default_factory=list)
 
     async def handle_MAIL(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+        self, server: SMTP, session: Session, envelope: SmtpdEnvelope, address: str, options: list[str]
     ) -> str:
         if self.require_auth and not session.authenticated:
             return "530 5.7.0 Authentication required"
@@ -321,7 +329,7 @@ class RecordingHandler:
         return "250 2.1.0 OK"
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+        self, server: SMTP, session: Session, envelope: SmtpdEnvelope, address: str, options: list[str]
     ) -> str:
         refusal = self.refuse_rcpt.get(address.lower())
         if refusal is not None:
@@ -330,7 +338,7 @@ class RecordingHandler:
         envelope.rcpt_options.append(options)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpdEnvelope) -> str:
         content = envelope.original_content or b""
         assert isinstance(content, bytes)
         self.messages.append(
@@ -348,7 +356,7 @@ class RecordingHandler:
 
     def authenticator(self, users: dict[str, str]) -> Callable[..., AuthResult]:
         def check(
-            server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+            server: SMTP, session: Session, envelope: SmtpdEnvelope, mechanism: str, data: Any
         ) -> AuthResult:
             if not isinstance(data, LoginPassword):
                 return AuthResult(success=False, handled=False)
@@ -386,7 +394,7 @@ class AiosmtpdPeer:
 @pytest.fixture
 async def aiosmtpd_peer() -> AsyncIterator[Callable[..., Any]]:
     """Async factory: ``await aiosmtpd_peer(refuse_rcpt=…, starttls=ctx, implicit_tls=ctx,
-    users={…}, require_auth=True, size_limit=N, port=25, hostname="peer.test")``."""
+    users={…}, require_auth=True, size_limit=N, port=25, address=None, hostname="peer.test")``."""
     peers: list[AiosmtpdPeer] = []
 
     async def start(
@@ -398,6 +406,7 @@ async def aiosmtpd_peer() -> AsyncIterator[Callable[..., Any]]:
         require_auth: bool = False,
         size_limit: int | None = None,
         port: int = 25,
+        address: str | None = None,
         hostname: str = "peer.test",
     ) -> AiosmtpdPeer:
         handler = RecordingHandler({k.lower(): v for k, v in (refuse_rcpt or {}).items()}, require_auth)
@@ -411,7 +420,7 @@ async def aiosmtpd_peer() -> AsyncIterator[Callable[..., Any]]:
         if users is not None:
             kwargs["authenticator"] = handler.authenticator(users)
         loop = asyncio.get_running_loop()
-        address = loopback_address(port)
+        address = address or loopback_address(port)
         server = await loop.create_server(
             lambda: _CountingSMTP(handler, loop=loop, **kwargs), address, port, ssl=implicit_tls
         )
@@ -423,6 +432,23 @@ async def aiosmtpd_peer() -> AsyncIterator[Callable[..., Any]]:
     for peer in peers:
         peer.server.close()
         await peer.server.wait_closed()
+
+
+# --- outbound messages ---------------------------------------------------------------------------
+
+
+def rcpt(text: str, notify: frozenset[Notify] | None = None) -> Recipient:
+    """``Recipient`` for ``"user@domain"``."""
+    local, domain = text.rsplit("@", 1)
+    return Recipient(Address(local, domain), notify=notify)
+
+
+def outbound(
+    recipients: Sequence[Recipient], body: bytes, sender: str | None = "a@sender.test"
+) -> OutboundMessage:
+    """An ``OutboundMessage`` (queue id Q1) from ``sender`` (None: ``<>``) to ``recipients``."""
+    address = None if sender is None else Address(*sender.rsplit("@", 1))
+    return OutboundMessage("Q1", Envelope(address, tuple(recipients)), body)
 
 
 # --- DNS -------------------------------------------------------------------------------------------
