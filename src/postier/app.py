@@ -101,7 +101,11 @@ class Application:
         resolver = _resolver(config)
         self.router = Router(routes_from_config(config), resolver)
         self.delivery = Scheduler(
-            self.queue, self.router, _couriers(config, resolver, self.directory), delivery_settings(config)
+            self.queue,
+            self.router,
+            _couriers(config, resolver, self.directory),
+            delivery_settings(config),
+            expand=self.directory.expand,
         )
         self.server = SmtpServer(
             hostname=config.server.hostname,

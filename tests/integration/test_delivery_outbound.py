@@ -260,3 +260,17 @@ async def test_relay_with_auth(
     assert await wait_final(server, qid) == [RecipientState.DELIVERED]
     [message] = relay.messages
     assert (message.recipients, message.auth_login) == (("zoe@far.test",), "postier")
+
+
+async def test_a_bounce_to_an_alias_reaches_its_mailbox_and_an_mx_loop_fails(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+) -> None:
+    dns = dns_server_factory({"loop.test": {"MX": ["10 mx.test"]}})  # mx.test is our server.hostname
+    server = await start(start_server, dns)
+    (server.data_dir / "aliases").write_text("sales: alice\n")
+    qid = await send(server, "x@loop.test", sender="sales@example.test")
+    assert await wait_final(server, qid) == [RecipientState.FAILED]
+    assert ((await server.app.queue.get(qid)).recipients[0].last_reply or "").startswith("554 5.4.6")
+    [dsn] = await wait_bounces(server, 1)  # expanded to alice's mailbox, as mail from outside would be
+    assert failed_rcpts(dsn) == {b"x@loop.test"} and dsn["To"] == "<sales@example.test>"

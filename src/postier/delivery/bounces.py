@@ -25,18 +25,18 @@ attempt was before ``arrival + delay_notice_s`` and which itself is at or after 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from postier.bounce import Action, DsnOptions, RecipientReport, build_dsn, dsn_envelope, should_notify
 from postier.mail.address import Address
-from postier.mail.envelope import Envelope
+from postier.mail.envelope import Envelope, Recipient
 from postier.observe.maillog import mail_event
 from postier.queue.model import MessageRecord, QueueId
 from postier.queue.protocol import Queue
 
-__all__ = ["BounceSettings", "Bouncer", "Notice", "is_delay_due", "plan_notices"]
+__all__ = ["BounceSettings", "Bouncer", "Expand", "Notice", "is_delay_due", "plan_notices"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +93,17 @@ def is_delay_due(
     return previous < threshold <= now
 
 
+Expand = Callable[[Iterable[Recipient]], tuple[Recipient, ...]]
+
+
+def _as_is(recipients: Iterable[Recipient]) -> tuple[Recipient, ...]:
+    return tuple(recipients)
+
+
 class Bouncer:
-    """Builds and enqueues DSNs. ``on_enqueued`` is called after each enqueue (to wake delivery)."""
+    """Builds and enqueues DSNs. ``on_enqueued`` is called after each enqueue (to wake delivery);
+    ``expand`` turns a DSN's recipient into its final local mailboxes (aliases, as the SMTP server
+    does for mail it receives: ``LocalDirectory.expand``); recipients elsewhere stay as they are."""
 
     def __init__(
         self,
@@ -103,7 +112,9 @@ class Bouncer:
         *,
         clock: Callable[[], datetime],
         on_enqueued: Callable[[], None] = lambda: None,
+        expand: Expand = _as_is,
     ) -> None:
+        self._expand = expand
         self._queue = queue
         self._settings = settings
         self._clock = clock
@@ -144,7 +155,9 @@ class Bouncer:
             message_id=f"{bounce_id}.dsn",
             queue_id=message.id,
         )
-        queued = await self._queue.enqueue(dsn_envelope(envelope, dsn), dsn, queue_id=bounce_id)
+        carrier = dsn_envelope(envelope, dsn)
+        carrier = dataclasses.replace(carrier, recipients=self._expand(carrier.recipients))
+        queued = await self._queue.enqueue(carrier, dsn, queue_id=bounce_id)
         self._on_enqueued()
         for report in notice.reports:
             mail_event(

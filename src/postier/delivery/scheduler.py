@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from postier.delivery.bounces import Bouncer
+from postier.delivery.bounces import Bouncer, Expand
 from postier.delivery.outcomes import Judgement, judge
 from postier.delivery.routes import Router
 from postier.delivery.settings import DeliverySettings
@@ -85,7 +85,8 @@ class _Slots:
 
 class Scheduler:
     """Delivers due recipients (see the module docstring). ``couriers`` maps each destination kind
-    to the courier that carries it; a kind without one is deferred with ``451 4.3.5``."""
+    to the courier that carries it; a kind without one is deferred with ``451 4.3.5``. ``expand``
+    maps a DSN's recipients to final local mailboxes (``LocalDirectory.expand``; None: as they are)."""
 
     def __init__(
         self,
@@ -96,6 +97,7 @@ class Scheduler:
         *,
         clock: Callable[[], datetime] = _utcnow,
         rng: random.Random | None = None,
+        expand: Expand | None = None,
     ) -> None:
         self._queue = queue
         self._router = router
@@ -103,7 +105,9 @@ class Scheduler:
         self._settings = settings
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
-        self._bouncer = Bouncer(queue, settings.bounces, clock=clock, on_enqueued=self.wake)
+        self._bouncer = Bouncer(
+            queue, settings.bounces, clock=clock, on_enqueued=self.wake, expand=expand or tuple
+        )
         self._slots = _Slots(settings.max_connections, settings.max_connections_per_destination)
         self._in_flight: set[tuple[QueueId, int]] = set()
         self._tasks: set[asyncio.Task[int]] = set()
