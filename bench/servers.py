@@ -61,6 +61,8 @@ def _postier_toml(root: Path, port: int, relay_port: int | None, batch_max: int 
         lines.append(f'smarthost = "127.0.0.1:{relay_port}"')
     if batch_max is not None:
         lines += ["[queue]", f"commit_batch_max = {batch_max}"]
+    # Unknown local recipients are refused at RCPT: the benchmark's user@ goes to the postmaster mailbox.
+    lines += ["[local]", f'catch_all = {{ "{ACCEPT_DOMAIN}" = "postmaster@{ACCEPT_DOMAIN}" }}']
     lines += ["[log]", 'level = "warning"']
     return "\n".join(lines) + "\n"
 
