@@ -348,7 +348,8 @@ class RecordingHandler:
                 mail_options=tuple(envelope.mail_options),
                 rcpt_options=tuple(tuple(o) for o in envelope.rcpt_options),
                 body=content,
-                is_tls=session.ssl is not None,
+                is_tls=server.transport is not None
+                and server.transport.get_extra_info("ssl_object") is not None,
                 auth_login=session.auth_data if isinstance(session.auth_data, str) else None,
             )
         )

@@ -63,10 +63,10 @@ def _reply(code: int, status: str, text: str) -> Reply:
     return Reply(code, EnhancedStatus.parse(status), text)
 
 
-def _deferred(reply: Reply, status: tuple[int, int], why: str) -> Reply:
+def _deferred(reply: Reply, status: tuple[int, int], why: str, code: int = 451) -> Reply:
     """A 4xx carrying a server's refusal (kept in the text) for a site failure."""
     subject, detail = (reply.status.subject, reply.status.detail) if reply.status else status
-    code = reply.code if 400 <= reply.code < 500 else 451
+    code = reply.code if 400 <= reply.code < 500 else code
     return Reply(code, EnhancedStatus(4, subject, detail), f"{why}: {reply.code} {reply.text}".rstrip())
 
 
@@ -225,7 +225,7 @@ class SmtpCourier:
             extra=fields(host=str(connection.endpoint), user=credentials.username, reply=str(reply)),
         )
         if reply.code >= 500:
-            return _deferred(reply, (7, 8), "Authentication failed")
+            return _deferred(reply, (7, 8), "Authentication failed", 454)  # RFC 4954 §6: 454 temporary
         return reply
 
     def _site_failure(self, book: AttemptBook, connection: SmtpConnection, reply: Reply) -> None:
