@@ -335,7 +335,8 @@ async def test_per_destination_limit_and_a_slow_destination_blocks_nobody(
     assert w.remote.most_active == 2 and w.remote.closed and w.local.closed
 
 
-async def test_a_dead_destination_is_deferred_without_connecting(world: World) -> None:
+async def test_a_dead_destination_is_deferred_without_connecting(queue: SqliteQueue, clock: Clock) -> None:
+    world = World(queue, clock, max_connections_per_destination=1)
     dead = Reply(451, EnhancedStatus(4, 4, 1), "connection refused")
     calls = 0
 
@@ -348,6 +349,23 @@ async def test_a_dead_destination_is_deferred_without_connecting(world: World) -
     world.remote.remote_mta = None  # no server answered at all
     ids = [await world.send(bob(i)) for i in range(3)]
     await world.scheduler.run_once()
-    assert calls < 3  # after the first refusal the others wait for dead_s
+    assert calls == 1  # after the first refusal the others, waiting for the slot, are deferred at once
     for qid in ids:
         assert (await world.states(qid))[0] == (RecipientState.DEFERRED, str(dead))
+
+
+async def test_global_connection_limit(queue: SqliteQueue, clock: Clock) -> None:
+    w = World(queue, clock, max_connections=1)
+    gate = asyncio.Event()
+    w.remote.gate = gate
+    ids = [await w.send(bob()), await w.send(Address("x", "else.test"))]  # two destinations
+    run = asyncio.create_task(w.scheduler.run_once())
+    while w.remote.active < 1:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # room for a second delivery to start, were the limit not kept
+    assert w.remote.active == 1
+    gate.set()
+    assert await run == 2
+    assert w.remote.most_active == 1
+    for qid in ids:
+        assert (await w.states(qid))[0][0] is RecipientState.DELIVERED

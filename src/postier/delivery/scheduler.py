@@ -133,6 +133,7 @@ class Scheduler:
                 await self._claim()
             except QueueError:
                 _log.exception("claiming due recipients failed; retrying")
+                self._starved = False
             if self._starved and len(self._in_flight) < self._settings.max_in_flight:
                 continue
             with contextlib.suppress(TimeoutError):
@@ -191,18 +192,11 @@ class Scheduler:
             by_message: dict[QueueId, list[ClaimedRecipient]] = {}
             for item in items:
                 by_message.setdefault(item.message_id, []).append(item)
+            size = self._settings.max_recipients_per_transaction
             async with asyncio.TaskGroup() as group:
                 for message_id, mine in by_message.items():
-                    loaded = await self._load(message_id)
-                    if loaded is None:
-                        continue  # deleted since the claim: nothing to deliver, nothing to record
-                    if isinstance(route, Reply):
-                        attempts = [Attempt(i.recipient, route) for i in mine]
-                        group.create_task(self._settle(loaded, mine, attempts, None))
-                        continue
-                    size = self._settings.max_recipients_per_transaction
                     for start in range(0, len(mine), size):
-                        group.create_task(self._transaction(route, loaded, mine[start : start + size]))
+                        group.create_task(self._transaction(route, message_id, mine[start : start + size]))
         except Exception:
             _log.exception("delivery to %s failed; its recipients are retried when the lease ends", domain)
         finally:
@@ -221,33 +215,41 @@ class Scheduler:
             record = await self._queue.get(message_id)
             body = await self._queue.read_body(message_id)
         except UnknownMessageError:
-            return None
+            return None  # deleted since the claim: nothing to deliver, nothing to record
         return _Loaded(record, body)
 
     async def _transaction(
-        self, destination: Destination, loaded: _Loaded, items: list[ClaimedRecipient]
+        self, route: Destination | Reply, message_id: QueueId, items: list[ClaimedRecipient]
     ) -> None:
-        started = self._clock()
-        attempts = await self._attempt(destination, loaded, items)
-        duration_s = (self._clock() - started).total_seconds()
-        await self._settle(loaded, items, attempts, destination, duration_s)
-
-    async def _attempt(
-        self, destination: Destination, loaded: _Loaded, items: list[ClaimedRecipient]
-    ) -> list[Attempt]:
-        courier = self._couriers.get(destination.kind)
+        """One message to one destination (or the route's own reply). The message is read only
+        once a connection slot is ours, so a long backlog does not hold every body in memory."""
+        if isinstance(route, Reply):
+            await self._settle_now(message_id, items, route, None)
+            return
+        courier = self._couriers.get(route.kind)
         if courier is None:
-            return [Attempt(i.recipient, NO_COURIER) for i in items]
-        attempts = self._if_dead(destination, items)
-        if attempts is not None:
-            return attempts
-        async with self._slots.hold(destination.key):
-            attempts = self._if_dead(destination, items)  # it may have died while we waited
-            if attempts is not None:
-                return attempts
-            attempts = await self._carry(courier, destination, loaded, items)
-        self._note_dead(destination, attempts)
-        return attempts
+            await self._settle_now(message_id, items, NO_COURIER, route)
+            return
+        async with self._slots.hold(route.key):
+            dead = self._dead_reply(route)
+            loaded = None if dead is not None else await self._load(message_id)
+            if loaded is not None:
+                started = self._clock()
+                attempts = await self._carry(courier, route, loaded, items)
+                duration_s = (self._clock() - started).total_seconds()
+                self._note_dead(route, attempts)  # before the slot goes to the next one waiting
+        if dead is not None:
+            await self._settle_now(message_id, items, dead, route)
+        elif loaded is not None:
+            await self._settle(loaded, items, attempts, route, duration_s)
+
+    async def _settle_now(
+        self, message_id: QueueId, items: list[ClaimedRecipient], reply: Reply, route: Destination | None
+    ) -> None:
+        """Settle ``items`` with ``reply`` without asking a courier."""
+        loaded = await self._load(message_id)
+        if loaded is not None:
+            await self._settle(loaded, items, [Attempt(i.recipient, reply) for i in items], route)
 
     async def _carry(
         self, courier: Courier, destination: Destination, loaded: _Loaded, items: list[ClaimedRecipient]
@@ -269,7 +271,8 @@ class Scheduler:
             return [Attempt(r, INTERNAL_ERROR) for r in recipients]
         return attempts
 
-    def _if_dead(self, destination: Destination, items: Sequence[ClaimedRecipient]) -> list[Attempt] | None:
+    def _dead_reply(self, destination: Destination) -> Reply | None:
+        """The reply that defers ``destination`` without trying, while it is held dead."""
         dead = self._dead.get(destination.key)
         if dead is None:
             return None
@@ -277,7 +280,7 @@ class Scheduler:
         if self._clock() >= until:
             del self._dead[destination.key]
             return None
-        return [Attempt(i.recipient, reply) for i in items]
+        return reply
 
     def _note_dead(self, destination: Destination, attempts: Sequence[Attempt]) -> None:
         if destination.kind not in _NETWORK_KINDS or self._settings.dead_s <= 0:
