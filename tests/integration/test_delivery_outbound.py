@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from flufl.bounce import scan_message
 
 from postier.queue.model import RecipientState
@@ -19,7 +20,7 @@ from tests.integration.conftest import StartServer
 from tests.integration.dnsserver import DnsServer, dns_server_factory  # noqa: F401 (fixture)
 from tests.integration.harness import RunningServer
 from tests.integration.mailcheck import queue_id_from_reply
-from tests.integration.peers import AiosmtpdPeer, loopback_address
+from tests.integration.peers import AiosmtpdPeer, loopback_address, server_context
 
 pytestmark = pytest.mark.integration
 
@@ -274,3 +275,33 @@ async def test_a_bounce_to_an_alias_reaches_its_mailbox_and_an_mx_loop_fails(
     assert ((await server.app.queue.get(qid)).recipients[0].last_reply or "").startswith("554 5.4.6")
     [dsn] = await wait_bounces(server, 1)  # expanded to alice's mailbox, as mail from outside would be
     assert failed_rcpts(dsn) == {b"x@loop.test"} and dsn["To"] == "<sales@example.test>"
+
+
+async def test_smarthost_verified_starttls_and_auth(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    aiosmtpd_peer: Peer,
+    tls_ca: trustme.CA,
+    tmp_path: Path,
+) -> None:
+    """The smarthost defaults: STARTTLS with the certificate verified (smarthost_tls = "verify")."""
+    context = server_context(tls_ca, "smtp.provider.test")  # verified against the smarthost's name
+    relay: AiosmtpdPeer = await aiosmtpd_peer(
+        users={"postier": "s3cret"}, require_auth=True, port=587, starttls=context
+    )
+    ca_file = tmp_path / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(ca_file))
+    password = tmp_path / "relay-password"
+    password.write_text("s3cret\n")
+    relay_section = {
+        "local_domains": ["localhost", "example.test"],
+        "smarthost": "smtp.provider.test:587",
+        "smarthost_username": "postier",
+        "smarthost_password_file": str(password),
+    }
+    dns = dns_server_factory({"smtp.provider.test": {"A": [relay.address]}})
+    server = await start(start_server, dns, delivery={"ca_file": str(ca_file)}, relay=relay_section)
+    qid = await send(server, "zoe@far.test")
+    assert await wait_final(server, qid) == [RecipientState.DELIVERED]
+    [message] = relay.messages
+    assert (message.recipients, message.auth_login, message.is_tls) == (("zoe@far.test",), "postier", True)
