@@ -80,6 +80,7 @@ __all__ = [
     "rcpt",
     "server_context",
     "smtp_sink",
+    "start_aiosmtpd",
     "tls_ca",
 ]
 
@@ -392,40 +393,45 @@ class AiosmtpdPeer:
         return self.handler.connections
 
 
+async def start_aiosmtpd(
+    *,
+    refuse_rcpt: dict[str, str] | None = None,
+    starttls: ssl.SSLContext | None = None,
+    implicit_tls: ssl.SSLContext | None = None,
+    users: dict[str, str] | None = None,
+    require_auth: bool = False,
+    size_limit: int | None = None,
+    port: int = 25,
+    address: str | None = None,
+    hostname: str = "peer.test",
+) -> AiosmtpdPeer:
+    """Serve aiosmtpd on the running loop (see ``aiosmtpd_peer``); ``peer.server.close()`` stops it."""
+    handler = RecordingHandler({k.lower(): v for k, v in (refuse_rcpt or {}).items()}, require_auth)
+    kwargs: dict[str, Any] = {
+        "hostname": hostname,
+        "tls_context": starttls,
+        "data_size_limit": size_limit,
+        "enable_SMTPUTF8": True,
+        "auth_require_tls": False,
+    }
+    if users is not None:
+        kwargs["authenticator"] = handler.authenticator(users)
+    loop = asyncio.get_running_loop()
+    address = address or loopback_address(port)
+    server = await loop.create_server(
+        lambda: _CountingSMTP(handler, loop=loop, **kwargs), address, port, ssl=implicit_tls
+    )
+    return AiosmtpdPeer(address, port, handler, server)
+
+
 @pytest.fixture
 async def aiosmtpd_peer() -> AsyncIterator[Callable[..., Any]]:
     """Async factory: ``await aiosmtpd_peer(refuse_rcpt=…, starttls=ctx, implicit_tls=ctx,
     users={…}, require_auth=True, size_limit=N, port=25, address=None, hostname="peer.test")``."""
     peers: list[AiosmtpdPeer] = []
 
-    async def start(
-        *,
-        refuse_rcpt: dict[str, str] | None = None,
-        starttls: ssl.SSLContext | None = None,
-        implicit_tls: ssl.SSLContext | None = None,
-        users: dict[str, str] | None = None,
-        require_auth: bool = False,
-        size_limit: int | None = None,
-        port: int = 25,
-        address: str | None = None,
-        hostname: str = "peer.test",
-    ) -> AiosmtpdPeer:
-        handler = RecordingHandler({k.lower(): v for k, v in (refuse_rcpt or {}).items()}, require_auth)
-        kwargs: dict[str, Any] = {
-            "hostname": hostname,
-            "tls_context": starttls,
-            "data_size_limit": size_limit,
-            "enable_SMTPUTF8": True,
-            "auth_require_tls": False,
-        }
-        if users is not None:
-            kwargs["authenticator"] = handler.authenticator(users)
-        loop = asyncio.get_running_loop()
-        address = address or loopback_address(port)
-        server = await loop.create_server(
-            lambda: _CountingSMTP(handler, loop=loop, **kwargs), address, port, ssl=implicit_tls
-        )
-        peer = AiosmtpdPeer(address, port, handler, server)
+    async def start(**options: Any) -> AiosmtpdPeer:
+        peer = await start_aiosmtpd(**options)
         peers.append(peer)
         return peer
 
