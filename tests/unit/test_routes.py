@@ -195,3 +195,20 @@ def test_bad_routes_are_config_errors(tmp_path: Path, route: dict[str, Any], key
     with pytest.raises(ConfigError) as info:
         routes_from_config(_config(tmp_path, route=[route]))
     assert info.value.path == key
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "key"),
+    [
+        ("delivery", {"retry_base_s": 0}, "delivery.retry_base_s"),
+        ("delivery", {"retry_base_s": 600, "retry_cap_s": 300}, "delivery.retry_base_s"),
+        ("delivery", {"max_age_s": 0}, "delivery.max_age_s"),
+        ("delivery", {"delay_notice_s": -1}, "delivery.delay_notice_s"),
+        ("delivery", {"max_connections_per_destination": 0}, "delivery.max_connections_per_destination"),
+        ("relay", {"smarthost": "s.test:587", "smarthost_username": "u"}, "relay.smarthost_password_file"),
+    ],
+)
+def test_delivery_config_is_checked_when_loaded(section: str, values: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({section: values})
+    assert info.value.path == key

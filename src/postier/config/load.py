@@ -119,3 +119,27 @@ def _check(config: Config) -> None:
         raise ConfigError("server.max_message_bytes", "must be at least 1024")
     if (config.tls.cert == "") != (config.tls.key == ""):
         raise ConfigError("tls", "give both cert and key, or neither")
+    _check_delivery(config)
+
+
+def _check_delivery(config: Config) -> None:
+    """[delivery] numbers and [[route]] hosts (password files are read when the server starts)."""
+    d = config.delivery
+    if d.retry_base_s <= 0 or d.retry_cap_s < d.retry_base_s:
+        raise ConfigError("delivery.retry_base_s", "must be positive and not above delivery.retry_cap_s")
+    if d.max_age_s <= 0:
+        raise ConfigError("delivery.max_age_s", "must be positive")
+    if d.delay_notice_s < 0:
+        raise ConfigError("delivery.delay_notice_s", "must be 0 (off) or positive")
+    for key in ("max_connections", "max_connections_per_destination", "max_recipients_per_transaction"):
+        if getattr(d, key) < 1:
+            raise ConfigError(f"delivery.{key}", "must be at least 1")
+    for i, route in enumerate(config.routes):
+        try:
+            parse_hostport(route.host, default_port=25)
+        except ValueError as exc:
+            raise ConfigError(f"route[{i}].host", str(exc)) from None
+        if route.username and not route.password_file:
+            raise ConfigError(f"route[{i}].password_file", "a user name needs a password file")
+    if config.relay.smarthost_username and not config.relay.smarthost_password_file:
+        raise ConfigError("relay.smarthost_password_file", "a user name needs a password file")
