@@ -8,12 +8,15 @@ fit at delivery (552 5.2.2)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import smtplib
 from pathlib import Path
 
 import pytest
 
+from postier.observe.logs import FIELDS_ATTR
 from postier.queue import RecipientState
+from postier.users import AliasesError
 from tests.integration.conftest import StartServer
 from tests.integration.harness import RunningServer, add_users
 from tests.integration.mailcheck import queue_id_from_reply
@@ -130,13 +133,21 @@ async def test_unknown_user_is_refused_at_rcpt_by_swaks(start_server: StartServe
     assert await server.app.queue.list_messages() == []
 
 
-async def test_unknown_user_is_refused_at_rcpt_by_smtplib(start_server: StartServer) -> None:
+async def test_unknown_user_is_refused_at_rcpt_by_smtplib(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
     server = await start_server()
     await asyncio.to_thread(add_users, server.data_dir, "carol@example.test")
     rcpts = ["nobody@example.test", "carol@example.test", "ghost@localhost"]
-    refused, reply = await asyncio.to_thread(
-        _smtplib_send, server.smtp_port, rcpts, b"Subject: x\r\n\r\nx\r\n"
-    )
+    with caplog.at_level(logging.INFO, logger="postier.mail"):
+        refused, reply = await asyncio.to_thread(
+            _smtplib_send, server.smtp_port, rcpts, b"Subject: x\r\n\r\nx\r\n"
+        )
+    rejects = [getattr(r, FIELDS_ATTR) for r in caplog.records if r.getMessage() == "reject"]
+    assert [(f["stage"], f["rcpt"], f["reply"], f["reason"]) for f in rejects] == [
+        ("rcpt", "<nobody@example.test>", "550 5.1.1 No such user here", "unknown user"),
+        ("rcpt", "<ghost@localhost>", "550 5.1.1 No such user here", "unknown user"),
+    ]
     assert refused == {
         "nobody@example.test": (550, b"5.1.1 No such user here"),
         "ghost@localhost": (550, b"5.1.1 No such user here"),
@@ -207,3 +218,12 @@ async def test_quota_452_at_rcpt_and_552_at_delivery(start_server: StartServer) 
     assert (address, state) == ("erin@example.test", RecipientState.FAILED)
     assert last_reply is not None and last_reply.startswith("552 5.2.2 ")
     assert len(await _files(_mailbox(server, "example.test", "erin"))) == 1
+
+
+async def test_an_aliases_file_with_an_error_stops_the_start(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    aliases = tmp_path / "aliases"
+    aliases.write_text("info: alice\ninfo: bob\n")
+    with pytest.raises(AliasesError, match=r"aliases:2: 'info' is defined twice"):
+        await start_server(local={"aliases": str(aliases)})
