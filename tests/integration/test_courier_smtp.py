@@ -346,3 +346,59 @@ async def test_concurrent_deliveries_never_share_a_connection(
     await courier.close()
     assert len(await sink.wait_messages(8)) == 8
     assert sink.connections() == 4  # the second round reused the first round's four
+
+
+# --- misbehaving peers -----------------------------------------------------------------------------
+
+
+class _Silent(asyncio.Protocol):
+    """Accepts the connection and never says a word."""
+
+
+class _Garbage(asyncio.Protocol):
+    """Greets with something that is no SMTP reply."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(b"hello, this is not smtp\r\n")
+
+
+@pytest.fixture
+async def raw_peer() -> AsyncIterator[Callable[..., Any]]:
+    servers: list[asyncio.Server] = []
+
+    async def start(protocol: type[asyncio.Protocol]) -> str:
+        address = loopback_address()
+        servers.append(await asyncio.get_running_loop().create_server(protocol, address, 25))
+        return address
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_silent_peer_times_out_then_next_host(
+    raw_peer: Callable[..., Any], smtp_sink: SinkFactory, make_courier: CourierFactory
+) -> None:
+    silent = await raw_peer(_Silent)
+    good = smtp_sink()
+    timeouts = ClientTimeouts(greeting_s=0.2)
+    courier = make_courier({"mx1.dest.test": [silent], "mx2.dest.test": [good.address]}, timeouts=timeouts)
+    (alone,) = await courier.deliver(mx("mx1.dest.test"), outbound([X], BODY), [X])
+    assert statuses([alone]) == [(421, "4.4.2")] and "Timed out" in alone.reply.text
+    assert alone.remote_mta == f"mx1.dest.test [{silent}]:25"
+    (attempt,) = await courier.deliver(mx("mx1.dest.test", "mx2.dest.test"), outbound([X], BODY), [X])
+    assert attempt.reply.code == 250 and attempt.remote_mta == f"mx2.dest.test [{good.address}]:25"
+
+
+async def test_protocol_error_is_a_4_5_0_site_failure(
+    raw_peer: Callable[..., Any], smtp_sink: SinkFactory, make_courier: CourierFactory
+) -> None:
+    garbage = await raw_peer(_Garbage)
+    good = smtp_sink()
+    courier = make_courier({"mx1.dest.test": [garbage], "mx2.dest.test": [good.address]})
+    (alone,) = await courier.deliver(mx("mx1.dest.test"), outbound([X], BODY), [X])
+    assert statuses([alone]) == [(451, "4.5.0")]
+    (attempt,) = await courier.deliver(mx("mx1.dest.test", "mx2.dest.test"), outbound([X], BODY), [X])
+    assert attempt.reply.code == 250
