@@ -402,3 +402,29 @@ async def test_protocol_error_is_a_4_5_0_site_failure(
     assert statuses([alone]) == [(451, "4.5.0")]
     (attempt,) = await courier.deliver(mx("mx1.dest.test", "mx2.dest.test"), outbound([X], BODY), [X])
     assert attempt.reply.code == 250
+
+
+async def test_cancelled_delivery_closes_its_connection(make_courier: CourierFactory) -> None:
+    connected, lost = asyncio.Event(), asyncio.Event()
+
+    class Watched(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            connected.set()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            lost.set()
+
+    address = loopback_address()
+    server = await asyncio.get_running_loop().create_server(Watched, address, 25)
+    try:
+        courier = make_courier({"mx1.dest.test": [address]})
+        task = asyncio.create_task(courier.deliver(mx("mx1.dest.test"), outbound([X], BODY), [X]))
+        await connected.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with asyncio.timeout(10):
+            await lost.wait()
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -261,3 +261,14 @@ async def test_reused_connection_stays_authenticated(
         (attempt,) = await courier.deliver(destination, outbound([X], BODY), [X])
         assert attempt.reply.code == 250 and attempt.tls is not None
     assert peer.connections == 1 and len(peer.handler.logins) == 1 and len(peer.messages) == 2
+
+
+async def test_large_message_over_starttls(
+    aiosmtpd_peer: PeerFactory, make_courier: CourierFactory, tls_ca: trustme.CA
+) -> None:
+    peer: AiosmtpdPeer = await aiosmtpd_peer(starttls=server_context(tls_ca, "mx1.dest.test"))
+    line = b"0123456789" * 7 + b"\r\n"
+    body = b"Subject: big\r\n\r\n" + line * (4 * 1024 * 1024 // len(line))
+    (attempt,) = await make_courier(peer.address).deliver(mx(TlsPolicy.VERIFY), outbound([X], body), [X])
+    assert attempt.reply.code == 250 and attempt.tls is not None
+    assert peer.messages[0].body == body

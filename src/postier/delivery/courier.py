@@ -166,15 +166,15 @@ class SmtpCourier:
             book.site_failure(Attempt(book.recipients[0], reply))
             return None
         connection = opened
-        reply = await connection.greet()
-        if reply.code == 220:
-            reply = await connection.hello()
-            if reply.code == 250 and not implicit and policy is not TlsPolicy.NONE and not plain:
-                retry, reply = await self._starttls(connection, endpoint, policy)
-                if retry:
-                    return await self._establish(destination, endpoint, book, plain=True)
-            if reply.code < 400 and destination.credentials is not None:
-                reply = await self._authenticate(connection, destination, policy)
+        try:
+            retry, reply = await self._set_up(
+                connection, destination, policy, starttls=not (implicit or plain)
+            )
+        except BaseException:  # cancelled: never leave the socket open
+            connection.close()
+            raise
+        if retry:
+            return await self._establish(destination, endpoint, book, plain=True)
         if reply.code >= 500:  # a site failure: only a host asked for the message may refuse it for good
             reply = _deferred(reply, (4, 0), "Refused by the remote server")
         if reply.code >= 400:
@@ -182,6 +182,22 @@ class SmtpCourier:
             await connection.quit()
             return None
         return connection
+
+    async def _set_up(
+        self, connection: SmtpConnection, destination: Destination, policy: TlsPolicy, *, starttls: bool
+    ) -> tuple[bool, Reply]:
+        """Greeting, EHLO, STARTTLS, AUTH: (retry in plain text, the reply that ends the set-up)."""
+        reply = await connection.greet()
+        if reply.code != 220:
+            return False, reply
+        reply = await connection.hello()
+        if reply.code == 250 and starttls and policy is not TlsPolicy.NONE:
+            retry, reply = await self._starttls(connection, connection.endpoint, policy)
+            if retry:
+                return True, reply
+        if reply.code < 400 and destination.credentials is not None:
+            reply = await self._authenticate(connection, destination, policy)
+        return False, reply
 
     async def _starttls(
         self, connection: SmtpConnection, endpoint: Endpoint, policy: TlsPolicy
@@ -244,7 +260,11 @@ class SmtpCourier:
         book: AttemptBook,
     ) -> None:
         indexes = book.pending
-        result = await connection.send(message, [book.recipients[i] for i in indexes])
+        try:
+            result = await connection.send(message, [book.recipients[i] for i in indexes])
+        except BaseException:  # cancelled: never leave the socket open
+            connection.close()
+            raise
         lmtp = destination.kind is DestinationKind.LMTP
         extensions = connection.engine.extensions
         has_dsn = extensions is not None and extensions.has("DSN")
