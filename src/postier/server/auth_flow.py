@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from postier.mail.replies import S
 from postier.mail.reply import Reply
@@ -22,7 +23,18 @@ from postier.server.sasl import Authenticator, Challenge, Credentials, SaslExcha
 from postier.smtp.events import AuthResponse, AuthStart
 from postier.users.throttle import AuthThrottle
 
-__all__ = ["SessionAuth"]
+__all__ = ["AuthSource", "SessionAuth"]
+
+
+class AuthSource(Protocol):
+    """Where the password checker and the throttle are read, at each attempt (a configuration reload
+    may replace them while the session runs): the ``SmtpServer``."""
+
+    @property
+    def authenticator(self) -> Authenticator | None: ...
+
+    @property
+    def auth_throttle(self) -> AuthThrottle | None: ...
 
 
 class SessionAuth:
@@ -31,22 +43,20 @@ class SessionAuth:
     def __init__(
         self,
         *,
+        source: AuthSource,
         sid: str,
         client_ip: str,
-        authenticator: Authenticator | None,
-        throttle: AuthThrottle | None,
         flush: Callable[[], None],
     ) -> None:
+        self._source = source
         self._sid = sid
         self.client_ip = client_ip
-        self._authenticator = authenticator
-        self._throttle = throttle
         self._flush = flush
         self._sasl: SaslExchange | None = None
         self.user: str | None = None
 
     async def start(self, event: AuthStart) -> Reply:
-        throttle = self._throttle
+        throttle = self._source.auth_throttle
         if throttle is not None and throttle.check(self.client_ip, time.monotonic()) == "locked":
             mail_event("auth", sid=self._sid, mechanism=event.mechanism, result="locked")
             return S.AUTH_LOCKED_OUT
@@ -65,12 +75,12 @@ class SessionAuth:
         self._sasl = None
         if not isinstance(step, Credentials):
             return S.AUTH_MALFORMED
-        throttle, ip = self._throttle, self.client_ip
+        throttle, ip = self._source.auth_throttle, self.client_ip
         self._flush()
         if throttle is not None and throttle.check(ip, time.monotonic()) == "delay":
             # Slow down a client that keeps failing, before it learns the result of this attempt.
             await asyncio.sleep(throttle.delay_s(ip, time.monotonic()))
-        authenticator = self._authenticator
+        authenticator = self._source.authenticator
         user = (
             None if authenticator is None else await authenticator.authenticate(step.username, step.password)
         )

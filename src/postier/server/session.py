@@ -89,13 +89,7 @@ class Session(asyncio.Protocol):
         self._commands = 0
         self._started = time.monotonic()
         self._end_reason = "closed"  # quit | timeout | error | shutdown | closed (by the client)
-        self._auth = SessionAuth(
-            sid=self.sid,
-            client_ip="",
-            authenticator=server.authenticator,
-            throttle=server.auth_throttle,
-            flush=self._flush,
-        )
+        self._auth = SessionAuth(source=server, sid=self.sid, client_ip="", flush=self._flush)
         self._handshaking: list[bytes] | None = None
         self._accepted_rcpts = 0
         self._mail_at = 0.0  # monotonic time of the MAIL FROM that began the transaction
