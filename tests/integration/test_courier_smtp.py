@@ -228,7 +228,7 @@ async def test_ip_literal_hop_needs_no_dns(smtp_sink: SinkFactory, make_courier:
     sink = smtp_sink()
     courier = make_courier({})
     (attempt,) = await courier.deliver(mx(f"[{sink.address}]"), outbound([X], BODY), [X])
-    assert attempt.reply.code == 250
+    assert attempt.reply.code == 250 and attempt.remote_mta == f"{sink.address} [{sink.address}]:25"
 
 
 # --- PIPELINING and reuse --------------------------------------------------------------------------
@@ -428,3 +428,40 @@ async def test_cancelled_delivery_closes_its_connection(make_courier: CourierFac
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_utf8_address_to_a_peer_without_smtputf8_fails_5_6_7(
+    smtp_sink: SinkFactory, make_courier: CourierFactory
+) -> None:
+    sink = smtp_sink()
+    courier = make_courier({"mx1.dest.test": [sink.address]})
+    jose = rcpt("josé@dest.test")
+    (attempt,) = await courier.deliver(mx("mx1.dest.test"), outbound([jose], BODY), [jose])
+    assert statuses([attempt]) == [(553, "5.6.7")]
+    assert attempt.remote_mta == f"mx1.dest.test [{sink.address}]:25"
+
+
+async def test_utf8_address_to_an_smtputf8_peer(
+    aiosmtpd_peer: PeerFactory, make_courier: CourierFactory
+) -> None:
+    peer: AiosmtpdPeer = await aiosmtpd_peer()
+    courier = make_courier({"mx1.dest.test": [peer.address]})
+    jose = rcpt("josé@dest.test")
+    (attempt,) = await courier.deliver(mx("mx1.dest.test"), outbound([jose], BODY), [jose])
+    assert attempt.reply.code == 250
+    assert peer.messages[0].recipients == ("josé@dest.test",) and "SMTPUTF8" in peer.messages[0].mail_options
+
+
+async def test_8bit_body_to_a_7bit_peer_fails_5_6_3(
+    smtp_sink: SinkFactory, make_courier: CourierFactory
+) -> None:
+    sink = smtp_sink(eight_bit=False)
+    courier = make_courier({"mx1.dest.test": [sink.address]})
+    body = "Subject: café\r\n\r\nDéjà vu.\r\n".encode()
+    (attempt,) = await courier.deliver(mx("mx1.dest.test"), outbound([X], body), [X])
+    assert statuses([attempt]) == [(554, "5.6.3")]
+    # The connection is still good: the next message reuses it.
+    (attempt,) = await courier.deliver(mx("mx1.dest.test"), outbound([X], BODY), [X])
+    assert attempt.reply.code == 250
+    await courier.close()
+    assert sink.connections() == 1

@@ -121,7 +121,8 @@ class SmtpCourier:
         if hop.unix_path is not None:
             return [Endpoint(hop.host, None, hop.port, hop.unix_path)]
         if is_ip_literal(hop.host):
-            return [Endpoint(hop.host, strip_ip_literal(hop.host), hop.port)]
+            address = strip_ip_literal(hop.host)
+            return [Endpoint(address, address, hop.port)]
         try:
             addresses = await self._resolver.addresses(hop.host)
         except TemporaryDnsError:
