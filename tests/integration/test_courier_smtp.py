@@ -4,6 +4,8 @@ fallback, failure scopes, PIPELINING, connection reuse."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -465,3 +467,32 @@ async def test_8bit_body_to_a_7bit_peer_fails_5_6_3(
     assert attempt.reply.code == 250
     await courier.close()
     assert sink.connections() == 1
+
+
+async def test_connect_timeout_defers_4_4_1_then_next_host(
+    smtp_sink: SinkFactory, make_courier: CourierFactory
+) -> None:
+    # A listener whose accept queue is full: Linux drops further SYNs, so connecting hangs.
+    address = loopback_address()
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((address, 25))
+    listener.listen(0)
+    fillers = [socket.socket() for _ in range(3)]
+    try:
+        for filler in fillers:
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect((address, 25))
+        good = smtp_sink()
+        courier = make_courier(
+            {"mx1.dest.test": [address], "mx2.dest.test": [good.address]}, connect_timeout_s=0.3
+        )
+        (alone,) = await courier.deliver(mx("mx1.dest.test"), outbound([X], BODY), [X])
+        (attempt,) = await courier.deliver(mx("mx1.dest.test", "mx2.dest.test"), outbound([X], BODY), [X])
+    finally:
+        for s in [*fillers, listener]:
+            s.close()
+    assert statuses([alone]) == [(421, "4.4.1")] and "timed out" in alone.reply.text
+    assert alone.remote_mta is None
+    assert attempt.reply.code == 250 and attempt.remote_mta == f"mx2.dest.test [{good.address}]:25"

@@ -46,7 +46,7 @@ from postier.delivery.transport import (
     OutboundMessage,
     TlsPolicy,
 )
-from postier.dns import Clock, NoData, NxDomain, Resolver, TemporaryDnsError
+from postier.dns import Clock, DnsError, NoData, NxDomain, Resolver
 from postier.mail.envelope import Recipient
 from postier.mail.reply import EnhancedStatus, Reply
 from postier.observe import fields, get_logger
@@ -125,17 +125,17 @@ class SmtpCourier:
             return [Endpoint(address, address, hop.port)]
         try:
             addresses = await self._resolver.addresses(hop.host)
-        except TemporaryDnsError:
-            book.site_failure(
-                Attempt(book.recipients[0], _reply(451, "4.4.3", f"Temporary DNS failure for {hop.host}"))
-            )
-            return []
         except (NxDomain, NoData):
             # RFC 3463 X.4.4 unable to route. An MX host that does not exist bounces (as in Postfix)
             # unless another host answers; a configured relay or LMTP host is our mistake: defer.
             code, status = (550, "5.4.4") if destination.kind is DestinationKind.MX else (451, "4.4.4")
             book.site_failure(
                 Attempt(book.recipients[0], _reply(code, status, f"Host not found: {hop.host}"))
+            )
+            return []
+        except DnsError:  # TemporaryDnsError, and any other lookup failure: try again later
+            book.site_failure(
+                Attempt(book.recipients[0], _reply(451, "4.4.3", f"Temporary DNS failure for {hop.host}"))
             )
             return []
         return [Endpoint(hop.host, address, hop.port) for address in addresses]
