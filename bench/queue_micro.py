@@ -25,7 +25,11 @@ from postier.mail.address import Address
 from postier.mail.envelope import ClientInfo, Envelope, Recipient
 from postier.queue import SqliteQueue
 
-VARIANTS: dict[str, dict[str, Any]] = {"default": {}}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "inline": {"body_log_min_bytes": 0},
+    "log": {"body_log_min_bytes": 1},
+}
 """Keyword arguments of ``SqliteQueue`` per variant name."""
 
 
@@ -56,16 +60,17 @@ async def _run(
             await queue.enqueue(envelope, body)
 
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(tasks)))
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         commits = queue.stats_commits
     finally:
         await queue.close()
-    return messages / elapsed, messages / max(1, commits)
+    return messages / elapsed, messages / max(1, commits), cpu / messages * 1000.0
 
 
-def measure(workdir: Path, variant: str, size: int, tasks: int, messages: int) -> tuple[float, float]:
+def measure(workdir: Path, variant: str, size: int, tasks: int, messages: int) -> tuple[float, float, float]:
+    """(messages per second, messages per commit, CPU ms per message) of one fresh queue."""
     root = Path(tempfile.mkdtemp(prefix=f"qmicro-{variant}-", dir=workdir))
     try:
         return asyncio.run(_run(root / "queue", VARIANTS[variant], size, tasks, messages))
@@ -85,18 +90,24 @@ def main(argv: list[str] | None = None, register: Callable[[], None] | None = No
     names = args.variant or sorted(VARIANTS)
     got: dict[str, list[float]] = {n: [] for n in names}
     per_commit: dict[str, list[float]] = {n: [] for n in names}
+    cpu_ms: dict[str, list[float]] = {n: [] for n in names}
     print(f"size={args.size} tasks={args.tasks} messages={args.messages} pid={os.getpid()}")
     for r in range(args.rounds):
         for name in names if r % 2 == 0 else reversed(names):
-            rate, batch = measure(args.workdir, name, args.size, args.tasks, args.messages)
+            rate, batch, cpu = measure(args.workdir, name, args.size, args.tasks, args.messages)
             got[name].append(rate)
             per_commit[name].append(batch)
-            print(f"  round {r + 1} {name}: {rate:,.0f} msg/s, {batch:.1f} msgs/commit", flush=True)
+            cpu_ms[name].append(cpu)
+            print(
+                f"  round {r + 1} {name}: {rate:,.0f} msg/s, {batch:.1f} msgs/commit, {cpu:.3f} CPU ms/msg",
+                flush=True,
+            )
     for name in names:
         v = got[name]
         print(
             f"{name}: median {statistics.median(v):,.0f} msg/s (min {min(v):,.0f}, max {max(v):,.0f}),"
-            f" {statistics.median(per_commit[name]):.1f} msgs/commit"
+            f" {statistics.median(per_commit[name]):.1f} msgs/commit,"
+            f" {statistics.median(cpu_ms[name]):.3f} CPU ms/msg"
         )
 
 

@@ -40,11 +40,10 @@ async def main():
     q = SqliteQueue(root / "queue")
     await q.open()
     before = await q.enqueue(ENV, b"before")
-    with open(root / "filler", "wb") as f:  # fill the filesystem to the last block
-        try:
+    with open(root / "filler", "wb", buffering=0) as f:  # fill the filesystem to the last block
+        try:  # unbuffered: a partial last write leaves nothing for close() to flush
             while True:
                 f.write(b"\\0" * 65536)
-                f.flush()
         except OSError:
             pass
     full = await attempt(q, 5, 300_000)

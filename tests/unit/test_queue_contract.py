@@ -47,7 +47,12 @@ def _sqlite(path: Path, clock: Clock) -> Queue:
     return SqliteQueue(path / "queue", clock=clock)
 
 
-BACKENDS: dict[str, Callable[[Path, Clock], Queue]] = {"sqlite": _sqlite}
+def _sqlite_log(path: Path, clock: Clock) -> Queue:
+    """Every non-empty body in the body log."""
+    return SqliteQueue(path / "queue", clock=clock, body_log_min_bytes=1)
+
+
+BACKENDS: dict[str, Callable[[Path, Clock], Queue]] = {"sqlite": _sqlite, "sqlite-log": _sqlite_log}
 
 
 @pytest.fixture

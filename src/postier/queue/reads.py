@@ -7,6 +7,7 @@ import sqlite3
 from datetime import UTC, datetime
 
 from postier.mail.errors import QueueError, UnknownMessageError
+from postier.queue.bodylog import BodyLog
 from postier.queue.codec import decode_envelope, decode_recipient, from_epoch
 from postier.queue.model import (
     AGE_BUCKETS_MIN,
@@ -30,6 +31,7 @@ def get(conn: Conn, qid: QueueId) -> MessageRecord:
     row = conn.execute(
         "SELECT m.arrived_at, m.envelope, m.size, m.body_sha256, m.status, m.done_at,"
         " (SELECT COUNT(*) FROM bodies b WHERE b.message_id = m.id)"
+        " + (SELECT COUNT(*) FROM body_refs f WHERE f.message_id = m.id)"
         " FROM messages m WHERE m.id = ?",
         (qid,),
     ).fetchone()
@@ -66,8 +68,9 @@ def get(conn: Conn, qid: QueueId) -> MessageRecord:
     )
 
 
-def read_body(conn: Conn, qid: QueueId) -> bytes:
-    """The body exactly as stored; checked against the hash taken when it was queued."""
+def read_body(conn: Conn, qid: QueueId, log: BodyLog | None = None) -> bytes:
+    """The body exactly as stored (inline, or in the body log); checked against the hash taken when
+    it was queued."""
     row = conn.execute(
         "SELECT m.body_sha256, b.data FROM messages m LEFT JOIN bodies b ON b.message_id = m.id"
         " WHERE m.id = ?",
@@ -76,6 +79,8 @@ def read_body(conn: Conn, qid: QueueId) -> bytes:
     if row is None:
         raise UnknownMessageError(f"no message {qid} in the queue")
     sha, data = row
+    if data is None and log is not None:
+        data = log.read(conn, qid)
     if data is None:
         raise QueueError(f"the body of {qid} was purged (retention)")
     body = bytes(data)

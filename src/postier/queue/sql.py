@@ -28,6 +28,14 @@ SCHEMA = (
         message_id TEXT PRIMARY KEY,
         data BLOB NOT NULL
     )""",
+    # Large bodies in the body log (sqlite backend, bodylog.py): where each one is.
+    """CREATE TABLE IF NOT EXISTS body_refs (
+        message_id TEXT PRIMARY KEY,
+        segment INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        length INTEGER NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS body_refs_segment ON body_refs (segment)",
     """CREATE TABLE IF NOT EXISTS recipients (
         message_id TEXT NOT NULL,
         idx INTEGER NOT NULL,

@@ -1,8 +1,10 @@
 """The embedded queue backend: one SQLite database in WAL mode under ``data_dir/queue/``.
 
-Layout: ``<dir>/queue.db`` plus SQLite's ``queue.db-wal`` and ``queue.db-shm``. Bodies are stored
-inline (table ``bodies``), not as side files: measured here, inline bodies in a group commit take
-one fsync per batch where side files need one per message (see docs/queue.md).
+Layout: ``<dir>/queue.db`` plus SQLite's ``queue.db-wal`` and ``queue.db-shm``, and ``<dir>/bodies/``,
+the body log. Bodies under ``body_log_min_bytes`` (8 KiB) are stored inline (table ``bodies``): in a
+group commit they share the WAL's one fsync. Larger ones are appended to the body log (``bodylog.py``),
+written once instead of twice (WAL, then checkpoint), with one fdatasync per group commit (measured:
+docs/benchmarks.md).
 
 Durability: ``synchronous=FULL`` makes each COMMIT fsync the WAL before it returns; the directory is
 fsync'd once the WAL exists, so the file itself survives a power cut. ``busy_timeout`` lets the
@@ -23,6 +25,7 @@ from typing import Any, TypeVar
 from postier.mail.envelope import Envelope
 from postier.mail.errors import QueueError
 from postier.queue import reads, store
+from postier.queue.bodylog import BodyLog
 from postier.queue.codec import to_epoch
 from postier.queue.ids import IdGenerator
 from postier.queue.model import (
@@ -39,10 +42,12 @@ from postier.queue.protocol import DEFAULT_KEEP_BODY_S, DEFAULT_KEEP_S, Target
 from postier.queue.sql import SCHEMA, SCHEMA_VERSION
 from postier.queue.writer import Writer
 
-__all__ = ["DB_NAME", "SqliteQueue"]
+__all__ = ["BODY_LOG_MIN_BYTES", "DB_NAME", "SqliteQueue"]
 
 T = TypeVar("T")
 DB_NAME = "queue.db"
+BODY_LOG_MIN_BYTES = 8 * 1024
+"""Bodies of at least this many octets go to the body log (bodylog.py); 0: every body inline."""
 
 
 def _utcnow() -> datetime:
@@ -69,8 +74,11 @@ class SqliteQueue:
         clock: Callable[[], datetime] = _utcnow,
         create: bool = True,
         busy_timeout_s: float = 10.0,
+        body_log_min_bytes: int = BODY_LOG_MIN_BYTES,
+        body_log_segment_bytes: int = 64 << 20,
     ) -> None:
         self.path = Path(path)
+        self._log = BodyLog(self.path / "bodies", body_log_min_bytes, body_log_segment_bytes)
         self.db_path = self.path / DB_NAME
         self._clock = clock
         self._create = create
@@ -96,11 +104,15 @@ class SqliteQueue:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise QueueError(f"cannot create the queue directory {self.path}: {exc.strerror}") from None
-        self._writer = Writer(self._connect, batch_max=self._batch_max, name="postier-queue-writer")
+        await asyncio.to_thread(self._log.open)
+        self._writer = Writer(
+            self._connect, batch_max=self._batch_max, name="postier-queue-writer", hooks=self._log
+        )
         self._writer.start()
         try:
             await self._submit(self._init_schema)
             await asyncio.to_thread(_fsync_dir, self.path)
+            await self._submit(self._sweep)
         except BaseException:
             await self.close()
             raise
@@ -109,6 +121,11 @@ class SqliteQueue:
         writer, self._writer = self._writer, None
         if writer is not None:
             await writer.stop()
+        self._log.close()
+
+    def _sweep(self, conn: sqlite3.Connection) -> None:
+        """Body log segments no message uses any more (deleted while a tool had the queue) go."""
+        self._log.sweep(conn)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -150,7 +167,14 @@ class SqliteQueue:
             raise QueueError("a message needs at least one recipient")
         qid = self.new_id() if queue_id is None else QueueId(queue_id)
         await self._submit(
-            partial(store.insert, qid=qid, envelope=envelope, body=bytes(body), now=self._now(None))
+            partial(
+                store.insert,
+                qid=qid,
+                envelope=envelope,
+                body=bytes(body),
+                now=self._now(None),
+                log=self._log,
+            )
         )
         return qid
 
@@ -170,13 +194,13 @@ class SqliteQueue:
         return await self._submit(partial(store.retry, target=target, now=self._now(now)))
 
     async def delete(self, target: Target) -> int:
-        return await self._submit(partial(store.delete, target=target))
+        return await self._submit(partial(store.delete, target=target, log=self._log))
 
     async def get(self, queue_id: str) -> MessageRecord:
         return await self._submit(partial(reads.get, qid=QueueId(queue_id)))
 
     async def read_body(self, queue_id: str) -> bytes:
-        return await self._submit(partial(reads.read_body, qid=QueueId(queue_id)))
+        return await self._submit(partial(reads.read_body, qid=QueueId(queue_id), log=self._log))
 
     async def list_messages(
         self, where: QueueFilter | None = None, *, limit: int = 1000
@@ -195,5 +219,11 @@ class SqliteQueue:
         keep_body_s: float = DEFAULT_KEEP_BODY_S,
     ) -> PurgeResult:
         return await self._submit(
-            partial(store.purge, now=self._now(now), keep_s=keep_s, keep_body_s=keep_body_s)
+            partial(
+                store.purge,
+                now=self._now(now),
+                keep_s=keep_s,
+                keep_body_s=keep_body_s,
+                log=self._log,
+            )
         )

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from postier.mail.envelope import Envelope
 from postier.mail.errors import UnknownMessageError
+from postier.queue.bodylog import BodyLog
 from postier.queue.codec import decode_recipient, encode_envelope, encode_recipient, opt_epoch
 from postier.queue.model import (
     Claim,
@@ -35,8 +36,11 @@ Target = QueueId | QueueFilter
 Conn = sqlite3.Connection
 
 
-def insert(conn: Conn, qid: QueueId, envelope: Envelope, body: bytes, now: float) -> None:
-    """Store one message, every recipient queued and due now."""
+def insert(
+    conn: Conn, qid: QueueId, envelope: Envelope, body: bytes, now: float, log: BodyLog | None = None
+) -> None:
+    """Store one message, every recipient queued and due now. With ``log``, a large body goes to the
+    body log (appended after the row that refuses a duplicate id)."""
     sender = "" if envelope.sender is None else str(envelope.sender)
     conn.execute(
         "INSERT INTO messages (id, arrived_at, sender, envelope, size, body_sha256, status, done_at)"
@@ -51,7 +55,23 @@ def insert(conn: Conn, qid: QueueId, envelope: Envelope, body: bytes, now: float
             MessageStatus.ACTIVE.value,
         ),
     )
+    if log is not None and log.wants(body):
+        segment, start = log.append(body)
+        try:
+            conn.execute(
+                "INSERT INTO body_refs (message_id, segment, start, length) VALUES (?, ?, ?, ?)",
+                (qid, segment, start, len(body)),
+            )
+            _insert_recipients(conn, qid, envelope, now)
+        except BaseException:
+            log.forget(segment, start)
+            raise
+        return
     conn.execute("INSERT INTO bodies (message_id, data) VALUES (?, ?)", (qid, body))
+    _insert_recipients(conn, qid, envelope, now)
+
+
+def _insert_recipients(conn: Conn, qid: QueueId, envelope: Envelope, now: float) -> None:
     conn.executemany(
         "INSERT INTO recipients (message_id, idx, local_part, domain, domain_key, notify, orcpt, state,"
         " attempts, next_attempt_at, lease_until, last_attempt_at, last_reply)"
@@ -161,21 +181,38 @@ def retry(conn: Conn, target: Target, now: float) -> int:
     )
 
 
-def delete(conn: Conn, target: Target) -> int:
+def delete(conn: Conn, target: Target, log: BodyLog | None = None) -> int:
     """Remove messages entirely (record, recipients, body); returns how many."""
     ids = select_ids(conn, target)
-    _delete_ids(conn, ids)
+    _delete_ids(conn, ids, log)
     return len(ids)
 
 
-def _delete_ids(conn: Conn, ids: Sequence[str]) -> None:
+def _delete_ids(conn: Conn, ids: Sequence[str], log: BodyLog | None) -> None:
     rows = [(i,) for i in ids]
     conn.executemany("DELETE FROM recipients WHERE message_id = ?", rows)
-    conn.executemany("DELETE FROM bodies WHERE message_id = ?", rows)
+    _delete_bodies(conn, ids, log)
     conn.executemany("DELETE FROM messages WHERE id = ?", rows)
 
 
-def purge(conn: Conn, now: float, keep_s: float, keep_body_s: float) -> PurgeResult:
+def _delete_bodies(conn: Conn, ids: Sequence[str], log: BodyLog | None) -> int:
+    """Delete the bodies of ``ids``, inline or in the body log; returns how many there were."""
+    gone, segments = 0, set[int]()
+    for qid in ids:
+        gone += conn.execute("DELETE FROM bodies WHERE message_id = ?", (qid,)).rowcount
+        ref = conn.execute("SELECT segment FROM body_refs WHERE message_id = ?", (qid,)).fetchone()
+        if ref is not None:
+            conn.execute("DELETE FROM body_refs WHERE message_id = ?", (qid,))
+            segments.add(ref[0])
+            gone += 1
+    if log is not None:
+        log.doom_if_unused(conn, segments)
+    return gone
+
+
+def purge(
+    conn: Conn, now: float, keep_s: float, keep_body_s: float, log: BodyLog | None = None
+) -> PurgeResult:
     """Retention: drop done messages older than ``keep_s`` and done bodies older than ``keep_body_s``
     (measured from when the message became done)."""
     old = [
@@ -184,17 +221,18 @@ def purge(conn: Conn, now: float, keep_s: float, keep_body_s: float) -> PurgeRes
             "SELECT id FROM messages WHERE status = 'done' AND done_at < ?", (now - keep_s,)
         )
     ]
-    _delete_ids(conn, old)
+    _delete_ids(conn, old, log)
     bodies = [
         row[0]
         for row in conn.execute(
             "SELECT b.message_id FROM bodies b JOIN messages m ON m.id = b.message_id"
+            " WHERE m.status = 'done' AND m.done_at < ?"
+            " UNION SELECT f.message_id FROM body_refs f JOIN messages m ON m.id = f.message_id"
             " WHERE m.status = 'done' AND m.done_at < ?",
-            (now - keep_body_s,),
+            (now - keep_body_s, now - keep_body_s),
         )
     ]
-    conn.executemany("DELETE FROM bodies WHERE message_id = ?", [(i,) for i in bodies])
-    return PurgeResult(messages=len(old), bodies=len(bodies))
+    return PurgeResult(messages=len(old), bodies=_delete_bodies(conn, bodies, log))
 
 
 def _at(value: float) -> datetime:

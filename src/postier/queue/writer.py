@@ -9,6 +9,10 @@ returns are the futures resolved (``loop.call_soon_threadsafe``), so a session s
 message is on stable storage. There is no timer: while one batch is being synced the next one
 gathers, so batching adds no latency when the queue is idle and grows by itself under load.
 
+With the body log (``bodylog.py``) the writer calls ``hooks.before_commit`` between the last job and
+``COMMIT`` (the log's fdatasync), ``after_commit`` once it returned and ``after_rollback`` when a batch
+fails.
+
 A job that fails on its own (unknown id, duplicate id, a bug) is rolled back to its savepoint and
 only its future gets the error. A failure of the store itself — disk full, an I/O error, a lock
 held too long — rolls back the whole batch: every job in it fails (``QueueFullError`` for a full
@@ -25,17 +29,27 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from postier.mail.errors import QueueError, QueueFullError
 
-__all__ = ["Job", "Writer", "map_error"]
+__all__ = ["CommitHooks", "Job", "Writer", "map_error"]
 
 Conn = sqlite3.Connection
 Job = tuple[Callable[[Conn], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 
 _SQLITE_FULL = 13
 _PER_JOB_SQL_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError)
+
+
+class CommitHooks(Protocol):
+    """Work tied to each transaction of the writer (the body log): run in the writer thread."""
+
+    def before_commit(self) -> None: ...
+
+    def after_commit(self) -> None: ...
+
+    def after_rollback(self) -> None: ...
 
 
 def map_error(exc: BaseException) -> BaseException:
@@ -70,10 +84,18 @@ def _post(job: Job, ok: bool, value: Any) -> None:
 class Writer:
     """The thread that owns the store's connection. ``connect`` runs in the thread."""
 
-    def __init__(self, connect: Callable[[], Conn], *, batch_max: int, name: str) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], Conn],
+        *,
+        batch_max: int,
+        name: str,
+        hooks: CommitHooks | None = None,
+    ) -> None:
         if batch_max < 1:
             raise ValueError("batch_max must be at least 1")
         self._connect = connect
+        self._hooks = hooks
         self._batch_max = batch_max
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -127,15 +149,22 @@ class Writer:
     def _run_batch(self, conn: Conn, batch: list[Job]) -> Conn | None:
         """Run a batch in one transaction; returns the connection to use next (None: reconnect)."""
         results: list[tuple[bool, Any]] = []
+        hooks = self._hooks
         try:
             conn.execute("BEGIN IMMEDIATE")
             results = [self._run_job(conn, job) for job in batch]
+            if hooks is not None:
+                hooks.before_commit()
             conn.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
             error = map_error(exc)
             for job in batch:
                 _post(job, False, error)
+            if hooks is not None:
+                hooks.after_rollback()
             return self._rollback(conn)
+        if hooks is not None:
+            hooks.after_commit()
         self.commits += 1
         self.jobs_done += len(batch)
         for job, (ok, value) in zip(batch, results, strict=True):

@@ -1,0 +1,182 @@
+"""Large message bodies in an append-only body log: ``<queue dir>/bodies/NNNNNNNN.log`` segments.
+
+Theory of operation. In the database, a 100 KiB body costs SQLite a few dozen 4 KiB pages written
+twice — into the WAL at the commit, then into the database at the checkpoint — and the kernel a
+copy each time (measured: about half of the queue's CPU time per message, docs/benchmarks.md). A
+body of at least ``min_bytes`` octets is instead appended, in one ``write``, to the current segment
+of the body log, and a row ``body_refs(message_id, segment, start, length)`` in the same
+transaction says where it is. The order of events in the writer thread keeps "250 means durable":
+
+1. the job inserts the message row (a duplicate id fails here, before any byte is written), appends
+   the body to the segment and inserts its ``body_refs`` row;
+2. ``before_commit``: one ``fdatasync`` of the segment for the whole group commit (and one fsync of
+   the directory when the group created the segment);
+3. ``COMMIT`` (the WAL's fsync); only after it does a session answer 250.
+
+A crash before 3 leaves bytes no row points to at the end of a segment: harmless garbage. A job that
+fails after its append, or a batch that rolls back, truncates the segment back to where it was.
+
+Segments. The writer appends to the newest segment only, and starts a new one (the highest number
+in the directory, plus one) at its first large body after opening the queue and whenever the
+current one has reached ``segment_bytes``. A segment other than the newest is removed once no
+``body_refs`` row points into it (checked when rows are deleted, and at open); the newest is never
+removed by anyone, so a ``postier queue`` tool working on the same queue can never remove the
+segment a running server is appending to. A message deferred for days keeps its whole segment on
+disk until it is done: the price of writing each byte once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from pathlib import Path
+
+from postier.queue.writer import map_error
+
+__all__ = ["BodyLog"]
+
+_SUFFIX = ".log"
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BodyLog:
+    """The body log of one queue. Every method but ``open``/``close`` runs in the writer thread."""
+
+    def __init__(self, directory: Path, min_bytes: int, segment_bytes: int = 64 << 20) -> None:
+        self.directory = directory
+        self.min_bytes = min_bytes
+        self.segment_bytes = segment_bytes
+        self._fd = -1  # the segment being appended to, or -1 before the first large body
+        self._segment = 0
+        self._size = 0  # its length in octets
+        self._batch_start: int | None = None  # its length when the batch in progress began
+        self._created = False  # the batch in progress created it: fsync the directory too
+        self._doomed: list[Path] = []  # segments to remove once the batch in progress commits
+
+    def wants(self, body: bytes) -> bool:
+        return self.min_bytes > 0 and len(body) >= self.min_bytes
+
+    def segment_path(self, segment: int) -> Path:
+        return self.directory / f"{segment:08d}{_SUFFIX}"
+
+    def open(self) -> None:
+        """Create the directory (durably). Runs before the writer starts."""
+        created = not self.directory.exists()
+        self.directory.mkdir(exist_ok=True)
+        if created:
+            _fsync_path(self.directory.parent)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _segments(self) -> list[int]:
+        found = []
+        for entry in os.scandir(self.directory):
+            stem = entry.name.removesuffix(_SUFFIX)
+            if entry.name.endswith(_SUFFIX) and stem.isdigit():
+                found.append(int(stem))
+        return sorted(found)
+
+    def _start_segment(self) -> None:
+        if self._fd >= 0:  # full: make what this batch wrote to it durable before leaving it
+            os.fdatasync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+        segment = max(self._segments(), default=0) + 1
+        self._fd = os.open(self.segment_path(segment), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._segment, self._size, self._created = segment, 0, True
+        self._batch_start = 0
+
+    def append(self, body: bytes) -> tuple[int, int]:
+        """Append one body; returns (segment, start). Durable only after ``before_commit``."""
+        try:
+            if self._fd < 0 or self._size >= self.segment_bytes:
+                self._start_segment()
+            if self._batch_start is None:
+                self._batch_start = self._size
+            start = self._size
+            with memoryview(body) as view:
+                done = 0
+                while done < len(view):
+                    done += os.pwrite(self._fd, view[done:], start + done)
+        except OSError as exc:
+            raise map_error(exc) from None
+        self._size = start + len(body)
+        return self._segment, start
+
+    def forget(self, segment: int, start: int) -> None:
+        """The job that appended at ``start`` failed: cut the segment back (it was the last append)."""
+        if segment == self._segment and self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            self._size = start
+
+    def doom_if_unused(self, conn: sqlite3.Connection, segments: set[int]) -> None:
+        """Among ``segments`` (some of whose rows this batch deleted), remove after the commit those
+        that no row points into any more — never the newest segment."""
+        if not segments:
+            return
+        newest = max([*self._segments(), self._segment])
+        for segment in segments:
+            if segment >= newest:
+                continue
+            row = conn.execute("SELECT 1 FROM body_refs WHERE segment = ? LIMIT 1", (segment,)).fetchone()
+            if row is None:
+                self._doomed.append(self.segment_path(segment))
+
+    def sweep(self, conn: sqlite3.Connection) -> None:
+        """At open: remove the segments no row points into (but the newest)."""
+        used = {row[0] for row in conn.execute("SELECT DISTINCT segment FROM body_refs")}
+        for segment in self._segments()[:-1]:
+            if segment not in used:
+                with contextlib.suppress(OSError):
+                    self.segment_path(segment).unlink()
+
+    def read(self, conn: sqlite3.Connection, qid: str) -> bytes | None:
+        """The body of ``qid`` from its segment, or None when it has no ``body_refs`` row."""
+        row = conn.execute(
+            "SELECT segment, start, length FROM body_refs WHERE message_id = ?", (qid,)
+        ).fetchone()
+        if row is None:
+            return None
+        segment, start, length = row
+        try:
+            fd = os.open(self.segment_path(segment), os.O_RDONLY)
+        except OSError as exc:
+            raise map_error(exc) from None
+        try:
+            return os.pread(fd, length, start)
+        finally:
+            os.close(fd)
+
+    # --- the writer's commit hooks ---------------------------------------------------------------
+
+    def before_commit(self) -> None:
+        if self._batch_start is not None and self._size > self._batch_start:
+            os.fdatasync(self._fd)
+        if self._created:
+            _fsync_path(self.directory)
+
+    def after_commit(self) -> None:
+        self._batch_start, self._created = None, False
+        doomed, self._doomed = self._doomed, []
+        for path in doomed:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def after_rollback(self) -> None:
+        if self._batch_start is not None and self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._batch_start)
+            self._size = self._batch_start
+        self._batch_start, self._created, self._doomed = None, False, []
