@@ -1,5 +1,6 @@
-"""LocalDelivery against a real SqliteQueue: local recipients land in Maildir exactly once, remote
-ones wait in the queue with a 451 until outbound delivery exists."""
+"""Local delivery end to end below the server: a real SqliteQueue, the Scheduler with a real Router
+and the real MaildirCourier. Local recipients land in Maildir exactly once; a remote one whose
+domain's DNS fails waits in the queue, deferred with 4.4.3, and is never confused with a local one."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from postier.delivery.local import DELIVERED_REPLY, NO_OUTBOUND_REPLY, LocalDelivery
+from postier.delivery import DeliverySettings, DestinationKind, RetryPolicy, Router, RoutingTable, Scheduler
+from postier.delivery.local import MaildirCourier
+from postier.dns import MxRecord
+from postier.dns.errors import NoData, TemporaryDnsError
 from postier.mail.address import POSTMASTER, Address
 from postier.mail.envelope import Envelope, Recipient
+from postier.mail.replies import S
 from postier.queue.model import RecipientState
 from postier.queue.sqlite import SqliteQueue
 from postier.users import UserStore
@@ -62,13 +67,33 @@ def directory(root: Path) -> LocalDirectory:
     )
 
 
-def runner(queue: SqliteQueue, root: Path, clock: Clock) -> LocalDelivery:
-    return LocalDelivery(
+class ServfailResolver:
+    """Every remote domain's DNS is broken (SERVFAIL): its recipients are deferred with 4.4.3."""
+
+    async def mx(self, domain: str) -> list[MxRecord]:
+        raise TemporaryDnsError(domain, "MX", "SERVFAIL")
+
+    async def addresses(self, host: str) -> list[str]:
+        raise TemporaryDnsError(host, "A", "SERVFAIL")
+
+    async def txt(self, name: str) -> list[str]:
+        raise NoData(name, "TXT")
+
+
+def runner(queue: SqliteQueue, root: Path, clock: Clock, poll_s: float = 1.0) -> Scheduler:
+    local = directory(root)
+    table = RoutingTable(local_domains=("example.org", "localhost"), local_names=("mx.test",))
+    courier = MaildirCourier(local, hostname="mx.test", clock=clock, rng=random.Random(7))
+    return Scheduler(
         queue,
-        directory=directory(root),
-        hostname="mx.test",
+        Router(table, ServfailResolver(), random.Random(3)),
+        {DestinationKind.MAILDIR: courier},
+        DeliverySettings(
+            retry=RetryPolicy(base_s=300, cap_s=3600, max_age_s=5 * 86400, delay_notice_s=0), poll_s=poll_s
+        ),
         clock=clock,
-        rng=random.Random(7),
+        rng=random.Random(5),
+        expand=local.expand,
     )
 
 
@@ -98,8 +123,9 @@ async def test_local_delivered_remote_deferred_and_never_twice(
         b"Return-Path: <alice@sender.test>\r\nDelivered-To: <Bob@example.org>\r\n" + BODY
     )
     bob, carol = (await queue.get(qid)).recipients
-    assert (bob.state, bob.last_reply) == (RecipientState.DELIVERED, DELIVERED_REPLY)
-    assert (carol.state, carol.last_reply) == (RecipientState.DEFERRED, NO_OUTBOUND_REPLY)
+    assert (bob.state, bob.last_reply) == (RecipientState.DELIVERED, str(S.DELIVERED_TO_MAILDIR))
+    assert carol.state is RecipientState.DEFERRED
+    assert carol.last_reply is not None and carol.last_reply.startswith("451 4.4.3 ")
     assert carol.next_attempt_at is not None and carol.next_attempt_at > clock.now
     events = [r.getMessage() for r in caplog.records if r.name == "postier.mail"]
     assert events == ["delivery", "delivery"]
@@ -157,8 +183,8 @@ async def test_expired_remote_recipient_fails(tmp_path: Path, queue: SqliteQueue
 
 async def test_run_forever_delivers_after_wake(tmp_path: Path, queue: SqliteQueue, clock: Clock) -> None:
     root = tmp_path / "mail"
-    delivery = runner(queue, root, clock)
-    task = asyncio.create_task(delivery.run_forever(poll_s=3600))
+    delivery = runner(queue, root, clock, poll_s=3600)  # only wake() can start the delivery in time
+    task = asyncio.create_task(delivery.run_forever())
     try:
         await asyncio.sleep(0)
         qid = await queue.enqueue(envelope(Address("frank", "localhost")), BODY)
@@ -166,7 +192,6 @@ async def test_run_forever_delivers_after_wake(tmp_path: Path, queue: SqliteQueu
         while (await queue.get(qid)).recipients[0].state is not RecipientState.DELIVERED:
             await asyncio.sleep(0.01)
     finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await delivery.stop()
+        await task
     assert len(new_files(root, "localhost", "frank")) == 1
