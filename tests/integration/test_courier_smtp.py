@@ -496,3 +496,60 @@ async def test_connect_timeout_defers_4_4_1_then_next_host(
     assert statuses([alone]) == [(421, "4.4.1")] and "timed out" in alone.reply.text
     assert alone.remote_mta is None
     assert attempt.reply.code == 250 and attempt.remote_mta == f"mx2.dest.test [{good.address}]:25"
+
+
+class _OneMessagePerConnection(asyncio.Protocol):
+    """A minimal SMTP server (no PIPELINING) that takes one message, then says 421 and hangs up —
+    while the client holds the connection idle for reuse."""
+
+    connections: list[int]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.connections.append(1)
+        self.transport, self.buffer, self.in_data = transport, b"", False
+        transport.write(b"220 oneshot.test ESMTP\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\r\n", 1)
+            self._line(line)
+
+    def _line(self, line: bytes) -> None:
+        if self.in_data:
+            if line == b".":
+                self.in_data = False
+                self.transport.write(b"250 2.0.0 queued\r\n421 4.3.2 Shutting down\r\n")
+                self.transport.close()
+            return
+        verb = line[:4].upper()
+        if verb == b"EHLO":
+            self.transport.write(b"250-oneshot.test\r\n250 8BITMIME\r\n")
+        elif verb == b"DATA":
+            self.in_data = True
+            self.transport.write(b"354 go\r\n")
+        elif verb == b"QUIT":
+            self.transport.write(b"221 bye\r\n")
+            self.transport.close()
+        else:
+            self.transport.write(b"250 2.0.0 ok\r\n")
+
+
+async def test_pooled_connection_closed_with_421_is_replaced(make_courier: CourierFactory) -> None:
+    connections: list[int] = []
+    protocol = type("OneShot", (_OneMessagePerConnection,), {"connections": connections})
+    address = loopback_address()
+    server = await asyncio.get_running_loop().create_server(protocol, address, 25)
+    try:
+        courier = make_courier({"mx1.dest.test": [address]})
+        codes = []
+        for _ in range(3):
+            (attempt,) = await courier.deliver(mx("mx1.dest.test"), outbound([X], BODY), [X])
+            codes.append(attempt.reply.code)
+        await courier.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert codes == [250, 250, 250]
+    assert len(connections) == 3
