@@ -9,7 +9,7 @@ and handed out as aware UTC datetimes.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +26,8 @@ __all__ = [
     "recipient_domain",
     "to_epoch",
 ]
+
+_CLIENT_FIELDS = tuple(f.name for f in fields(ClientInfo))  # flat values: no need for asdict's deep copy
 
 RecipientRow = tuple[str, str, str, str | None, str | None]
 """local_part, domain as received, routing domain, NOTIFY (comma-separated) or None, ORCPT or None."""
@@ -54,7 +56,7 @@ def encode_envelope(envelope: Envelope) -> str:
         "ret": None if envelope.ret is None else envelope.ret.value,
         "envid": envelope.envid,
         "declared_size": envelope.declared_size,
-        "client": asdict(envelope.client),
+        "client": {name: getattr(envelope.client, name) for name in _CLIENT_FIELDS},
     }
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
