@@ -2,9 +2,11 @@
 manager that starts a fresh instance under ``root`` on 127.0.0.1:``port`` and yields the pid whose
 process tree holds its memory. Every measurement gets a fresh instance and a fresh directory.
 
-``relay_port`` set means "relay every message to 127.0.0.1:relay_port" (the end-to-end scenario).
-Postier reads it as ``[relay] smarthost``; until its outbound delivery exists, the relay probe in
-``scenarios`` finds that nothing arrives and the scenario reports "not available" for it.
+``relay_port`` set means "relay every message to 127.0.0.1:relay_port" (the end-to-end scenario):
+Postier routes every non-local domain there (``[[route]] domains = ["*"]``, no TLS), Postfix uses
+``relayhost``, aiosmtpd forwards with aiosmtplib. Unset, every server keeps what it accepts and
+delivers nothing while it runs: Postfix puts it on hold, aiosmtpd only stores it, and Postier routes
+it to a port that never greets (``held_port``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +27,7 @@ from pathlib import Path
 from bench.postfix import ACCEPT_DOMAIN, postfix_instance
 from bench.procs import stop_process, wait_greeting
 
-__all__ = ["ACCEPT_DOMAIN", "RELAY_DOMAIN", "Kind", "Sink", "kinds", "start_sink"]
+__all__ = ["ACCEPT_DOMAIN", "RELAY_DOMAIN", "Kind", "Sink", "held_port", "kinds", "start_sink"]
 
 REPO = Path(__file__).resolve().parent.parent
 RELAY_DOMAIN = "relay.test"
@@ -42,7 +45,12 @@ class Kind:
     durable: bool = True
 
 
-def _postier_toml(root: Path, port: int, relay_port: int | None, batch_max: int | None) -> str:
+def _postier_toml(root: Path, port: int, route_port: int, *, hold: bool, batch_max: int | None) -> str:
+    """Every non-local domain (``bench.test``, ``relay.test``) is routed to 127.0.0.1:``route_port``:
+    the sink in the relay scenario, else a port that never greets (``held_port``). Held, the
+    scheduler opens one connection, takes at most 100 recipients (1 per transaction) and waits on
+    the greeting for the whole run: accepted mail stays queued and nothing else runs, as Postfix's
+    HOLD does in the same scenarios."""
     lines = [
         "[server]",
         'hostname = "postier.bench.test"',
@@ -54,17 +62,34 @@ def _postier_toml(root: Path, port: int, relay_port: int | None, batch_max: int 
         f'address = "127.0.0.1:{port}"',
         'mode = "smtp"',
         "[relay]",
-        f'local_domains = ["{ACCEPT_DOMAIN}"]',
+        'local_domains = ["postier.bench.test"]',
         'trusted_networks = ["127.0.0.0/8"]',
+        "[[route]]",
+        'domains = ["*"]',
+        f'host = "127.0.0.1:{route_port}"',
+        'tls = "none"',
     ]
-    if relay_port is not None:
-        lines.append(f'smarthost = "127.0.0.1:{relay_port}"')
+    if hold:
+        lines += [
+            "[delivery]",
+            "max_connections = 1",
+            "max_connections_per_destination = 1",
+            "max_recipients_per_transaction = 1",
+        ]
     if batch_max is not None:
         lines += ["[queue]", f"commit_batch_max = {batch_max}"]
-    # Unknown local recipients are refused at RCPT: the benchmark's user@ goes to the postmaster mailbox.
-    lines += ["[local]", f'catch_all = {{ "{ACCEPT_DOMAIN}" = "postmaster@{ACCEPT_DOMAIN}" }}']
     lines += ["[log]", 'level = "warning"']
     return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def held_port() -> Iterator[int]:
+    """A loopback port that takes connections (the kernel completes the handshake) but never
+    answers: a client waits there for a greeting until its own timeout (5 minutes for Postier)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield listener.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -85,11 +110,14 @@ def _postier(batch_max: int | None, loop: str) -> Launch:
     def launch(root: Path, port: int, relay_port: int | None) -> Iterator[int]:
         root.mkdir(parents=True)
         try:
-            config = root / "postier.toml"
-            config.write_text(_postier_toml(root, port, relay_port, batch_max))
-            module = ["postier", "serve"] if loop == "default" else ["bench.postier_asyncio"]
-            argv = [sys.executable, "-m", *module, "--config", str(config)]
-            with _child(root, port, argv) as pid:
+            with contextlib.ExitStack() as stack:
+                route_port = relay_port if relay_port is not None else stack.enter_context(held_port())
+                config = root / "postier.toml"
+                toml = _postier_toml(root, port, route_port, hold=relay_port is None, batch_max=batch_max)
+                config.write_text(toml)
+                module = ["postier", "serve"] if loop == "default" else ["bench.postier_asyncio"]
+                argv = [sys.executable, "-m", *module, "--config", str(config)]
+                pid = stack.enter_context(_child(root, port, argv))
                 yield pid
         finally:
             shutil.rmtree(root, ignore_errors=True)
