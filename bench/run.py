@@ -162,7 +162,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="TEXT",
         help='only acceptance cases whose name contains TEXT, e.g. "100 KiB" (repeatable)',
     )
-    p.add_argument("--messages", type=int, default=None, help="messages per acceptance case (overrides)")
+    p.add_argument(
+        "--messages", type=int, default=None, help="messages per acceptance case and for relay (overrides)"
+    )
     p.add_argument(
         "--workdir",
         type=Path,
@@ -186,7 +188,7 @@ def _plan(args: argparse.Namespace, workdir: Path) -> sc.Plan:
         workdir=workdir,
         ports=PortPool(args.base_port),
         cases=sc.plan_cases(args.quick, only=args.case, messages=args.messages),
-        relay_messages=1_000 if args.quick else 10_000,
+        relay_messages=args.messages or (1_000 if args.quick else 10_000),
         idle_sessions=200 if args.quick else 2_000,
         latency_count=200 if args.quick else 1_000,
     )
