@@ -76,6 +76,21 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
+def _settle_all(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in outcomes:
+        _settle(future, ok, value)
+
+
+def _post_all(batch: list[Job], results: list[tuple[bool, Any]]) -> None:
+    """Resolve a batch's futures with one wake-up of each waiting loop (not one per job)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+    for job, (ok, value) in zip(batch, results, strict=True):
+        by_loop.setdefault(job[2], []).append((job[1], ok, value))
+    for loop, outcomes in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the waiting loop is already closed
+            loop.call_soon_threadsafe(_settle_all, outcomes)
+
+
 def _post(job: Job, ok: bool, value: Any) -> None:
     with contextlib.suppress(RuntimeError):  # the waiting loop is already closed
         job[2].call_soon_threadsafe(_settle, job[1], ok, value)
@@ -167,8 +182,7 @@ class Writer:
             hooks.after_commit()
         self.commits += 1
         self.jobs_done += len(batch)
-        for job, (ok, value) in zip(batch, results, strict=True):
-            _post(job, ok, value)
+        _post_all(batch, results)
         return conn
 
     @staticmethod
