@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from postier.cli.main import main
 from postier.mail.address import Address
 from postier.users.aliases import AliasesError, AliasFile, parse_aliases
 
@@ -132,3 +133,31 @@ def test_reload_when_the_file_changes(tmp_path: Path, caplog: pytest.LogCaptureF
 
     path.unlink()
     assert aliases.current().lookup(info) is None  # removed: no aliases
+
+
+@pytest.mark.parametrize(
+    ("files", "code", "stderr"),
+    [
+        ({"aliases": "info: alice\n\nsales: |/bin/evil\n"}, 2, "aliases:3: '|/bin/evil': only addresses"),
+        ({"aliases": "info alice\n"}, 2, 'aliases:1: expected "name: target, target'),
+        ({"aliases": "info: alice\n"}, 0, ""),
+        ({}, 0, ""),  # no aliases file: no aliases
+    ],
+)
+def test_check_config_validates_the_aliases_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], files: dict[str, str], code: int, stderr: str
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    config = tmp_path / "postier.toml"
+    config.write_text(f'[server]\ndata_dir = "{tmp_path}"\n')
+    assert main(["check-config", "-c", str(config)]) == code
+    err = capsys.readouterr().err
+    assert stderr in err if stderr else err == ""
+
+
+def test_check_config_validates_the_local_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "postier.toml"
+    config.write_text(f'[server]\ndata_dir = "{tmp_path}"\n[local]\nlmtp = {{ "other.test" = "unix:/x" }}\n')
+    assert main(["check-config", "-c", str(config)]) == 2
+    assert "local.lmtp.other.test: not one of relay.local_domains" in capsys.readouterr().err

@@ -243,6 +243,14 @@ def test_quota_at_rcpt(store: UserStore) -> None:
     assert sizes.calls == calls  # a burst costs no scans
 
 
+def test_quota_is_not_measured_for_lmtp_domains(store: UserStore) -> None:
+    sizes = Sizes()
+    directory = make(store, quota_bytes=1000, mailbox_size=sizes, lmtp={"example.org": "127.0.0.1:24"})
+    sizes.sizes[directory.maildir_for(Address("Bob", "example.org"))] = 5000
+    assert directory.check(rcpt("bob@example.org")) is None  # the LMTP server keeps its own quota
+    assert sizes.calls == 0
+
+
 def test_maildir_for(store: UserStore, tmp_path: Path) -> None:
     directory = make(store, tmp_path)
     assert directory.maildir_for(Address("Bob", "Example.ORG")) == tmp_path / "mail/example.org/bob"
@@ -288,6 +296,10 @@ def test_local_domains_can_change(store: UserStore) -> None:
         ({"postmaster": "x@[192.0.2.1]"}, "local.postmaster"),
         ({"mailbox_path": "mail/{domain}/{login}"}, "local.mailbox_path"),
         ({"mailbox_path": "mail/{domain}"}, "local.mailbox_path"),
+        ({"lmtp": {"remote.test": "unix:/run/dovecot/lmtp"}}, "local.lmtp.remote.test"),
+        ({"lmtp": {"localhost": "unix:run/lmtp"}}, "local.lmtp.localhost"),  # not an absolute path
+        ({"lmtp": {"localhost": "127.0.0.1:99999"}}, "local.lmtp.localhost"),
+        ({"lmtp": {"localhost": ""}}, "local.lmtp.localhost"),
     ],
 )
 def test_bad_settings_are_config_errors(store: UserStore, options: dict[str, object], key: str) -> None:

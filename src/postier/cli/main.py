@@ -18,6 +18,7 @@ from postier.cli.send_cmd import register as register_send
 from postier.cli.user_cmd import register as register_user
 from postier.config import Config, load_config
 from postier.mail.errors import ConfigError, PostierError
+from postier.users.aliases import AliasesError
 
 __all__ = ["main"]
 
@@ -55,9 +56,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from postier.users.directory import check_local_config
+
     try:
         config = load_config(args.config)
-    except ConfigError as exc:
+        check_local_config(config)  # [local] and the aliases file, as at start
+    except (ConfigError, AliasesError) as exc:
         print(f"postier: invalid configuration: {exc}", file=sys.stderr)
         return 2
     print(msgspec.json.format(msgspec.json.encode(config)).decode())

@@ -42,16 +42,16 @@ from typing import TYPE_CHECKING, Protocol
 from postier.mail.address import Address, parse_mailbox
 from postier.mail.domain import normalize_domain
 from postier.mail.envelope import Recipient
-from postier.mail.errors import AddressError, ConfigError
 from postier.mail.replies import S
 from postier.mail.reply import Reply
 from postier.users.aliases import Aliases, AliasFile, alias_key
+from postier.users.local_settings import check_template, config_address, lmtp_domains, local_domain_key
 from postier.users.model import User
 
 if TYPE_CHECKING:
     from postier.config.model import Config
 
-__all__ = ["LocalDirectory", "UserLookup", "mailbox_name"]
+__all__ = ["LocalDirectory", "UserLookup", "check_local_config", "mailbox_name"]
 
 _log = logging.getLogger("postier.users")
 _MAX_DEPTH = 20  # alias nesting beyond this is treated as a loop
@@ -112,6 +112,7 @@ class LocalDirectory:
         postmaster: str = "",
         mailbox_path: str = "mail/{domain}/{user}",
         quota_bytes: int = 0,
+        lmtp: Mapping[str, str] | None = None,
         mailbox_size: Callable[[Path], int] | None = None,
         size_cache_s: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
@@ -123,11 +124,12 @@ class LocalDirectory:
         self._aliases = aliases
         self._delimiters = recipient_delimiter
         self._catch_all = {
-            _local_domain_key(self._local, d): _config_address(v, f"local.catch_all.{d}")
+            local_domain_key(self._local, d, "local.catch_all"): config_address(v, f"local.catch_all.{d}")
             for d, v in (catch_all or {}).items()
         }
-        self._postmaster = _config_address(postmaster, "local.postmaster") if postmaster else None
-        self._template = _check_template(mailbox_path)
+        self._lmtp = lmtp_domains(self._local, lmtp or {})
+        self._postmaster = config_address(postmaster, "local.postmaster") if postmaster else None
+        self._template = check_template(mailbox_path)
         self.quota_bytes = quota_bytes
         if quota_bytes > 0 and mailbox_size is None:
             raise ValueError("a quota needs a mailbox_size function")
@@ -159,6 +161,7 @@ class LocalDirectory:
             postmaster=local.postmaster,
             mailbox_path=local.mailbox_path,
             quota_bytes=local.quota_bytes,
+            lmtp=local.lmtp,
             mailbox_size=mailbox_size,
         )
 
@@ -341,7 +344,8 @@ class LocalDirectory:
         return self._user_index
 
     def _is_full(self, target: Address) -> bool:
-        if not self.is_local(target):
+        # An LMTP server keeps its own mailboxes (and quotas): only Maildirs written here are measured.
+        if not self.is_local(target) or target.domain_key in self._lmtp:
             return False
         return self.mailbox_bytes(self.maildir_for(target)) >= self.quota_bytes
 
@@ -352,6 +356,21 @@ class LocalDirectory:
             return f"{address.local_part}@{address.domain_key}"
         except ValueError:
             return str(address)
+
+
+class _NoUsers:
+    """A user store with nobody in it: enough to check a configuration."""
+
+    path = Path(os.devnull)
+
+    def list(self) -> list[User]:
+        return []
+
+
+def check_local_config(config: Config) -> None:
+    """Check ``[local]`` the way ``postier serve`` does at start: the aliases file is parsed
+    (``AliasesError`` naming its line) and the other keys checked (``ConfigError`` naming the key)."""
+    LocalDirectory.from_config(config, _NoUsers())
 
 
 def _is_postmaster(address: Address) -> bool:
@@ -368,36 +387,6 @@ def _target_address(text: str, domain: str) -> Address:
     if "@" in text:
         return parse_mailbox(text, allow_utf8=True)
     return Address(text, domain)
-
-
-def _config_address(text: str, key: str) -> Address:
-    try:
-        address = parse_mailbox(text.strip(), allow_utf8=True)
-    except AddressError:
-        raise ConfigError(key, f"not an address: {text!r}") from None
-    if address.is_literal:
-        raise ConfigError(key, f"address literals are not allowed: {text!r}")
-    return address
-
-
-def _local_domain_key(local: frozenset[str], domain: str) -> str:
-    try:
-        key = normalize_domain(domain)
-    except ValueError:
-        key = ""
-    if key not in local:
-        raise ConfigError(f"local.catch_all.{domain}", "not one of relay.local_domains")
-    return key
-
-
-def _check_template(template: str) -> str:
-    try:
-        template.format(domain="d", user="u")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ConfigError("local.mailbox_path", f"only {{domain}} and {{user}} may be used: {exc}") from None
-    if "{user}" not in template:
-        raise ConfigError("local.mailbox_path", "must contain {user}")
-    return template
 
 
 def _stat(path: Path) -> _Stamp:
