@@ -21,6 +21,7 @@ from postier.dns import MxRecord
 from postier.dns.errors import DnsError, NoData, NxDomain, TemporaryDnsError
 from postier.mail.address import Address
 from postier.mail.envelope import Envelope, Notify, Recipient
+from postier.mail.errors import QueueError
 from postier.mail.reply import EnhancedStatus, Reply
 from postier.observe.logs import FIELDS_ATTR
 from postier.queue.model import QueueId, RecipientState
@@ -369,3 +370,66 @@ async def test_global_connection_limit(queue: SqliteQueue, clock: Clock) -> None
     assert w.remote.most_active == 1
     for qid in ids:
         assert (await w.states(qid))[0][0] is RecipientState.DELIVERED
+
+
+# --- one message, many transactions; a failing or vanishing message ---------------------------------
+
+
+async def test_one_dsn_per_message_over_its_transactions(queue: SqliteQueue, clock: Clock) -> None:
+    w = World(queue, clock, max_recipients_per_transaction=2)
+    w.remote.script = lambda d, r: UNKNOWN
+    await w.send(*(bob(i) for i in range(5)))  # three transactions to remote.test
+    await w.send(*(Address(f"x{i}", "null.test") for i in range(5)))  # settled by the route alone
+    assert await w.scheduler.run_once() == 10
+    assert len(w.remote.calls) == 3
+    await w.scheduler.run_once()
+    dsns = [scan_message(email.message_from_bytes(m.body)) for m in w.bounces()]
+    assert sorted(len(d) for d in dsns) == [5, 5]  # one DSN per message naming all five, not one per batch
+
+
+class FaultyBodies(SqliteQueue):
+    """A real queue whose bodies of chosen messages cannot be read (a damaged body file)."""
+
+    broken: set[str]
+
+    async def read_body(self, queue_id: str) -> bytes:
+        if queue_id in self.broken:
+            raise QueueError(f"cannot read the body of {queue_id}")
+        return await super().read_body(queue_id)
+
+
+async def test_a_message_that_cannot_be_read_does_not_stop_the_others(tmp_path: Path, clock: Clock) -> None:
+    queue = FaultyBodies(tmp_path / "faulty", clock=clock)
+    await queue.open()
+    try:
+        w = World(queue, clock)
+        gate = asyncio.Event()
+        w.remote.gate = gate
+        good = await w.send(bob(1))
+        bad = await w.send(bob(2))
+        queue.broken = {bad}
+        run = asyncio.create_task(w.scheduler.run_once())
+        while w.remote.active < 1:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # the broken one has failed by now; the good one is in flight
+        gate.set()
+        assert await run == 2
+        assert (await w.states(good))[0][0] is RecipientState.DELIVERED
+        assert (await w.states(bad))[0][0] is RecipientState.QUEUED  # leased: tried again later
+    finally:
+        await queue.close()
+
+
+async def test_a_message_deleted_in_flight_gets_no_bounce(world: World) -> None:
+    world.remote.script = lambda d, r: UNKNOWN
+    gate = asyncio.Event()
+    world.remote.gate = gate
+    qid = await world.send(bob())
+    run = asyncio.create_task(world.scheduler.run_once())
+    while world.remote.active < 1:
+        await asyncio.sleep(0.01)
+    await world.queue.delete(qid)  # `postier queue delete` while the courier is talking
+    gate.set()
+    await run
+    await world.scheduler.run_once()
+    assert world.bounces() == []

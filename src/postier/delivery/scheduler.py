@@ -8,17 +8,22 @@ its own task, so a slow or dead destination never holds up the others:
    of the claim without connecting (null MX, NXDOMAIN, SERVFAIL, an MX loop);
 2. per message, split its recipients into transactions of at most ``max_recipients_per_transaction``
    and hand each to the courier of the destination's kind — at most
-   ``max_connections_per_destination`` at once per destination key and ``max_connections`` overall;
-3. judge each ``Attempt`` (``outcomes.judge``), enqueue the DSNs due (``bounces.Bouncer``) and only
-   then record the outcomes (a crash in between may duplicate a bounce, never lose one); each batch
-   is recorded as soon as it completes.
+   ``max_connections_per_destination`` at once per destination key and ``max_connections`` overall
+   (``limits.Slots``);
+3. once a message's transactions to the destination are done, judge each ``Attempt``
+   (``outcomes.judge``), enqueue the DSNs due (``bounces.Bouncer``: one per message, however many
+   transactions it took) and only then record the outcomes (a crash in between may duplicate a
+   bounce, never lose one). A message deleted meanwhile gets no DSN.
+
+Errors stay with their message: one whose body cannot be read, or whose DSN cannot be built, is
+logged and left leased (tried again when the lease ends) while the others of the claim go on.
 
 ``run_forever`` keeps claiming while there is room (``max_in_flight`` recipients in progress), wakes on
 ``wake()`` (after an enqueue), when a finished batch frees room after a full claim, or every
 ``poll_s``. A recipient still in progress is never started twice, even if its lease ran out and a
 later claim returned it. A destination where no server answered at all (a 4xx without a remote MTA)
-is *dead* for ``dead_s``: its waiting transactions are deferred with the same reply without
-connecting (Postfix's "dead destination"), so a backlog for it drains quickly.
+is *dead* for ``dead_s`` (``limits.DeadDestinations``): its waiting transactions are deferred with
+the same reply without connecting (Postfix's "dead destination"), so a backlog for it drains quickly.
 """
 
 from __future__ import annotations
@@ -27,12 +32,13 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from postier.delivery.bounces import Bouncer, Expand
+from postier.delivery.limits import DeadDestinations, Slots
 from postier.delivery.outcomes import Judgement, judge
 from postier.delivery.routes import Router
 from postier.delivery.settings import DeliverySettings
@@ -49,7 +55,6 @@ _log = logging.getLogger(__name__)
 # RFC 3463 X.3.0 / X.3.5: other or undefined mail system status / system incorrectly configured.
 INTERNAL_ERROR = Reply(451, EnhancedStatus(4, 3, 0), "Local error during delivery, will retry")
 NO_COURIER = Reply(451, EnhancedStatus(4, 3, 5), "No courier for this destination, will retry")
-_NETWORK_KINDS = frozenset({DestinationKind.MX, DestinationKind.RELAY, DestinationKind.LMTP})
 
 
 def _utcnow() -> datetime:
@@ -62,25 +67,14 @@ class _Loaded:
     body: bytes
 
 
-class _Slots:
-    """The global and per-destination connection limits."""
+@dataclass(slots=True)
+class _Carried:
+    """One transaction's outcome: ``loaded`` is None when the destination was dead (not read)."""
 
-    def __init__(self, total: int, per_destination: int) -> None:
-        self._total = asyncio.Semaphore(total)
-        self._per_destination = per_destination
-        self._by_key: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        semaphore, users = self._by_key.setdefault(key, (asyncio.Semaphore(self._per_destination), [0]))
-        users[0] += 1
-        try:
-            async with semaphore, self._total:  # the destination's slot first: never idle on a global one
-                yield
-        finally:
-            users[0] -= 1
-            if users[0] == 0:
-                del self._by_key[key]
+    items: list[ClaimedRecipient]
+    attempts: list[Attempt]
+    loaded: _Loaded | None
+    duration_s: float | None
 
 
 class Scheduler:
@@ -108,10 +102,10 @@ class Scheduler:
         self._bouncer = Bouncer(
             queue, settings.bounces, clock=clock, on_enqueued=self.wake, expand=expand or tuple
         )
-        self._slots = _Slots(settings.max_connections, settings.max_connections_per_destination)
+        self._slots = Slots(settings.max_connections, settings.max_connections_per_destination)
         self._in_flight: set[tuple[QueueId, int]] = set()
         self._tasks: set[asyncio.Task[int]] = set()
-        self._dead: dict[str, tuple[datetime, Reply]] = {}
+        self._dead = DeadDestinations(settings.dead_s, clock)
         self._wake = asyncio.Event()
         self._starved = False
         self._stopping = False
@@ -192,13 +186,8 @@ class Scheduler:
             by_message: dict[QueueId, list[ClaimedRecipient]] = {}
             for item in items:
                 by_message.setdefault(item.message_id, []).append(item)
-            size = self._settings.max_recipients_per_transaction
-            async with asyncio.TaskGroup() as group:
-                for message_id, mine in by_message.items():
-                    for start in range(0, len(mine), size):
-                        group.create_task(self._transaction(route, message_id, mine[start : start + size]))
-        except Exception:
-            _log.exception("delivery to %s failed; its recipients are retried when the lease ends", domain)
+            # ``_message`` never raises (but for cancellation): one message cannot stop the others.
+            await asyncio.gather(*(self._message(route, mid, mine) for mid, mine in by_message.items()))
         finally:
             self._in_flight.difference_update((i.message_id, i.index) for i in items)
         return len(items)
@@ -218,30 +207,62 @@ class Scheduler:
             return None  # deleted since the claim: nothing to deliver, nothing to record
         return _Loaded(record, body)
 
-    async def _transaction(
+    async def _message(
         self, route: Destination | Reply, message_id: QueueId, items: list[ClaimedRecipient]
     ) -> None:
-        """One message to one destination (or the route's own reply). The message is read only
-        once a connection slot is ours, so a long backlog does not hold every body in memory."""
-        if isinstance(route, Reply):
-            await self._settle_now(message_id, items, route, None)
-            return
-        courier = self._couriers.get(route.kind)
-        if courier is None:
-            await self._settle_now(message_id, items, NO_COURIER, route)
-            return
-        async with self._slots.hold(route.key):
-            dead = self._dead_reply(route)
-            loaded = None if dead is not None else await self._load(message_id)
-            if loaded is not None:
+        """One message's recipients at one destination (or the route's own reply). Its transactions
+        run at once; their outcomes are settled together, so the sender gets one DSN for all of them.
+        An error is logged and leaves the recipients leased: they are tried again when it ends."""
+        try:
+            if isinstance(route, Reply):
+                await self._settle_now(message_id, items, route, None)
+                return
+            courier = self._couriers.get(route.kind)
+            if courier is None:
+                await self._settle_now(message_id, items, NO_COURIER, route)
+                return
+            size = self._settings.max_recipients_per_transaction
+            batches = [items[i : i + size] for i in range(0, len(items), size)]
+            carried = await asyncio.gather(*(self._batch(route, courier, message_id, b) for b in batches))
+            await self._settle_carried(message_id, [c for c in carried if c is not None], route)
+        except Exception:
+            _log.exception("delivering %s failed; its recipients are retried when the lease ends", message_id)
+
+    async def _batch(
+        self, route: Destination, courier: Courier, message_id: QueueId, items: list[ClaimedRecipient]
+    ) -> _Carried | None:
+        """One transaction. The message is read only once a connection slot is ours, so a long
+        backlog does not hold every body in memory. None: the message is gone, or an error (logged)."""
+        try:
+            async with self._slots.hold(route.key):
+                dead = self._dead.reply(route)
+                if dead is not None:
+                    return _Carried(items, [Attempt(i.recipient, dead) for i in items], None, None)
+                loaded = await self._load(message_id)
+                if loaded is None:
+                    return None
                 started = self._clock()
                 attempts = await self._carry(courier, route, loaded, items)
                 duration_s = (self._clock() - started).total_seconds()
-                self._note_dead(route, attempts)  # before the slot goes to the next one waiting
-        if dead is not None:
-            await self._settle_now(message_id, items, dead, route)
-        elif loaded is not None:
-            await self._settle(loaded, items, attempts, route, duration_s)
+                self._dead.note(route, attempts)  # before the slot goes to the next one waiting
+                return _Carried(items, attempts, loaded, duration_s)
+        except Exception:
+            _log.exception("a transaction of %s failed; retried when the lease ends", message_id)
+            return None
+
+    async def _settle_carried(
+        self, message_id: QueueId, carried: Sequence[_Carried], route: Destination
+    ) -> None:
+        if not carried:
+            return
+        loaded = next((c.loaded for c in carried if c.loaded is not None), None)
+        if loaded is None:
+            loaded = await self._load(message_id)  # every batch met a dead destination
+        if loaded is not None:
+            items = [i for c in carried for i in c.items]
+            attempts = [a for c in carried for a in c.attempts]
+            durations = [c.duration_s for c in carried for _ in c.items]
+            await self._settle(loaded, items, attempts, route, durations)
 
     async def _settle_now(
         self, message_id: QueueId, items: list[ClaimedRecipient], reply: Reply, route: Destination | None
@@ -271,24 +292,6 @@ class Scheduler:
             return [Attempt(r, INTERNAL_ERROR) for r in recipients]
         return attempts
 
-    def _dead_reply(self, destination: Destination) -> Reply | None:
-        """The reply that defers ``destination`` without trying, while it is held dead."""
-        dead = self._dead.get(destination.key)
-        if dead is None:
-            return None
-        until, reply = dead
-        if self._clock() >= until:
-            del self._dead[destination.key]
-            return None
-        return reply
-
-    def _note_dead(self, destination: Destination, attempts: Sequence[Attempt]) -> None:
-        if destination.kind not in _NETWORK_KINDS or self._settings.dead_s <= 0:
-            return
-        if attempts and all(a.reply.is_transient and a.remote_mta is None for a in attempts):
-            until = self._clock() + timedelta(seconds=self._settings.dead_s)
-            self._dead[destination.key] = (until, attempts[0].reply)
-
     # --- outcomes -------------------------------------------------------------------------------
 
     async def _settle(
@@ -297,9 +300,10 @@ class Scheduler:
         items: Sequence[ClaimedRecipient],
         attempts: Sequence[Attempt],
         destination: Destination | None,
-        duration_s: float | None = None,
+        durations: Sequence[float | None] | None = None,
     ) -> None:
-        """Judge, send the DSNs due, log, then record (DSN first: see the module docstring)."""
+        """Judge, send the DSNs due, log, then record (DSN first: see the module docstring).
+        ``durations``: each recipient's transaction time (None: no courier was asked)."""
         now = self._clock()
         previous = {r.index: r.last_attempt_at for r in loaded.record.recipients}
         kind = None if destination is None else destination.kind
@@ -318,7 +322,10 @@ class Scheduler:
         keep = await self._notify(loaded, judged)
         relay = "none" if destination is None else destination.key
         results = []
-        for item, attempt, judgement, kept in zip(items, attempts, judged, keep, strict=True):
+        times = durations if durations is not None else [None] * len(items)
+        for item, attempt, judgement, kept, duration_s in zip(
+            items, attempts, judged, keep, times, strict=True
+        ):
             if kept:
                 self._log_attempt(item, attempt, judgement, now, relay, duration_s)
                 results.append(judgement.result)
@@ -334,6 +341,8 @@ class Scheduler:
         """Enqueue the DSNs due; which judgements may be recorded. If a bounce cannot be queued,
         its failures stay unrecorded (the attempt is made again); other outcomes are recorded."""
         reports = [j.report for j in judged if j.report is not None]
+        if reports and not await self._exists(loaded.record.id):
+            return [True] * len(judged)  # deleted in flight (`postier queue delete`): nobody is told
         if reports:
             try:
                 await self._bouncer.notify(loaded.record, loaded.body, reports)
@@ -341,6 +350,13 @@ class Scheduler:
                 _log.exception("queueing a DSN for %s failed; its failures are retried", loaded.record.id)
                 return [j.result.state is not RecipientState.FAILED for j in judged]
         return [True] * len(judged)
+
+    async def _exists(self, message_id: QueueId) -> bool:
+        try:
+            await self._queue.get(message_id)
+        except UnknownMessageError:
+            return False
+        return True
 
     def _log_attempt(
         self,
