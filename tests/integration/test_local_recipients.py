@@ -227,3 +227,40 @@ async def test_an_aliases_file_with_an_error_stops_the_start(
     aliases.write_text("info: alice\ninfo: bob\n")
     with pytest.raises(AliasesError, match=r"aliases:2: 'info' is defined twice"):
         await start_server(local={"aliases": str(aliases)})
+
+
+def _smtplib_utf8(port: int, rcpt: str, body: bytes) -> bytes:
+    """One message with SMTPUTF8 (RFC 6531) from smtplib: MAIL FROM … SMTPUTF8, then RCPT."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.example.org")
+        assert client.has_extn("smtputf8")
+        code, text = client.mail(SENDER, options=["SMTPUTF8"])
+        assert code == 250, text
+        code, text = client.rcpt(rcpt)
+        assert code == 250, (code, text)
+        code, text = client.data(body)
+        assert code == 250, text
+        return text
+
+
+async def test_idn_domain_by_a_label_and_by_u_label_reaches_one_mailbox(start_server: StartServer) -> None:
+    server = await start_server(relay={"local_domains": ["localhost", "Bücher.Example"]})
+    await asyncio.to_thread(add_users, server.data_dir, "leser@bücher.example", "jürgen@bücher.example")
+    body = b"Subject: idn\r\n\r\nHallo\r\n"
+    _, plain = await asyncio.to_thread(_smtplib_send, server.smtp_port, ["Leser@XN--BCHER-KVA.example"], body)
+    utf8 = await asyncio.to_thread(_smtplib_utf8, server.smtp_port, "leser@BÜCHER.example", body)
+    utf8_local = await asyncio.to_thread(_smtplib_utf8, server.smtp_port, "Jürgen@bücher.example", body)
+    nobody = "nobody@xn--bcher-kva.example"
+    refused, _ = await asyncio.to_thread(_smtplib_send, server.smtp_port, [nobody], body)
+    assert refused == {nobody: (550, b"5.1.1 No such user here")}
+    for reply in (plain, utf8, utf8_local):
+        [(_, state, _)] = await _final_state(server, queue_id_from_reply(reply))
+        assert state is RecipientState.DELIVERED
+    domain = server.data_dir / "mail" / "xn--bcher-kva.example"
+    assert sorted(p.name for p in domain.iterdir()) == ["jürgen", "leser"]
+    files = await _files(domain / "leser", 2)
+    assert [f.read_bytes().split(b"\r\n", 2)[1] for f in files] == [
+        b"Delivered-To: <leser@xn--bcher-kva.example>"
+    ] * 2
+    [jurgen] = await _files(domain / "jürgen")
+    assert jurgen.read_bytes().split(b"\r\n", 2)[1] == "Delivered-To: <jürgen@xn--bcher-kva.example>".encode()
