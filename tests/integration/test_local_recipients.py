@@ -264,3 +264,17 @@ async def test_idn_domain_by_a_label_and_by_u_label_reaches_one_mailbox(start_se
     ] * 2
     [jurgen] = await _files(domain / "jürgen")
     assert jurgen.read_bytes().split(b"\r\n", 2)[1] == "Delivered-To: <jürgen@xn--bcher-kva.example>".encode()
+
+
+async def test_sub_addressing_two_delimiters_and_a_user_named_with_one(start_server: StartServer) -> None:
+    server = await start_server(local={"recipient_delimiter": "+-"})
+    await asyncio.to_thread(add_users, server.data_dir, "a@example.test", "a+b@example.test")
+    for rcpt in ("a+b@example.test", "a-news@example.test", "a+c@example.test", "A+B@example.test"):
+        rc, out = await _swaks(server.smtp_port, "--to", rcpt, "--body", rcpt)
+        assert rc == 0, out
+    whole = await _files(_mailbox(server, "example.test", "a+b"), 2)
+    cut = await _files(_mailbox(server, "example.test", "a"), 2)
+    assert {f.read_bytes().split(b"\r\n", 2)[1] for f in whole} == {b"Delivered-To: <a+b@example.test>"}
+    assert {f.read_bytes().split(b"\r\n", 2)[1] for f in cut} == {b"Delivered-To: <a@example.test>"}
+    rc, out = await _swaks(server.smtp_port, "--to", "b-a@example.test")
+    assert rc != 0 and "550 5.1.1" in out

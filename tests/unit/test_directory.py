@@ -212,6 +212,39 @@ def test_recipient_delimiter(store: UserStore, delimiter: str, address: str, ver
     assert make(store, recipient_delimiter=delimiter).check(rcpt(address)) == verdict
 
 
+@pytest.mark.parametrize(
+    ("delimiter", "address", "target"),
+    [
+        ("+", "a+b@example.org", "a+b@example.org"),  # the whole local part first (as Postfix)
+        ("+", "A+B@example.org", "a+b@example.org"),
+        ("+", "a+c@example.org", "a@example.org"),
+        ("+", "a+b+c@example.org", "a@example.org"),  # then cut at the first delimiter only
+        ("+", "a-b@example.org", "nobody@localhost"),  # "-" is no delimiter here: the catch-all
+        ("+-", "a-b@example.org", "a@example.org"),
+        ("+-", "a+b@example.org", "a+b@example.org"),
+        ("+-", "a-x+y@example.org", "a@example.org"),  # the first delimiter character found
+        ("-", "john-doe@example.org", "john-doe@example.org"),
+        ("-", "john-doe-news@example.org", "nobody@localhost"),  # john does not exist
+        ("-", "a+b-news@example.org", "a+b@example.org"),
+        ("+", "list+owner@example.org", "a@example.org"),  # an alias named with the delimiter
+        ("+", "list+other@example.org", "a+b@example.org"),  # list+other → alias list
+    ],
+)
+def test_a_name_that_contains_the_delimiter_is_matched_whole_first(
+    tmp_path: Path, delimiter: str, address: str, target: str
+) -> None:
+    users = UserStore(tmp_path / "users.json", **FAST)  # type: ignore[arg-type]
+    for name in ("a@example.org", "a+b@example.org", "john-doe@example.org", "nobody@localhost"):
+        users.add(name, "pw")
+    directory = make(
+        users,
+        aliases=parse_aliases("list+owner: a\nlist: a+b\n"),
+        catch_all={"example.org": "nobody@localhost"},
+        recipient_delimiter=delimiter,
+    )
+    assert [str(r.address) for r in directory.expand([Recipient(rcpt(address))])] == [target]
+
+
 def test_catch_all_to_an_unknown_address_is_unknown(store: UserStore) -> None:
     directory = make(store, catch_all={"localhost": "nobody@example.org", "Example.ORG": "info@localhost"})
     assert directory.check(rcpt("zed@localhost")) == S.UNKNOWN_USER  # catch-alls are not chained
