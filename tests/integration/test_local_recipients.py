@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import smtplib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,8 +20,10 @@ from postier.observe.logs import FIELDS_ATTR
 from postier.queue import RecipientState
 from postier.users import AliasesError
 from tests.integration.conftest import StartServer
+from tests.integration.dnsserver import DnsServer, dns_server_factory  # noqa: F401 (fixture)
 from tests.integration.harness import RunningServer, add_users
 from tests.integration.mailcheck import queue_id_from_reply
+from tests.integration.peers import AiosmtpdPeer
 
 pytestmark = pytest.mark.integration
 
@@ -278,3 +282,40 @@ async def test_sub_addressing_two_delimiters_and_a_user_named_with_one(start_ser
     assert {f.read_bytes().split(b"\r\n", 2)[1] for f in cut} == {b"Delivered-To: <a@example.test>"}
     rc, out = await _swaks(server.smtp_port, "--to", "b-a@example.test")
     assert rc != 0 and "550 5.1.1" in out
+
+
+async def test_alias_to_an_external_address_from_an_untrusted_client_is_relayed_with_its_sender(
+    start_server: StartServer,
+    tmp_path: Path,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    aiosmtpd_peer: Callable[..., Any],
+) -> None:
+    peer: AiosmtpdPeer = await aiosmtpd_peer()
+    dns = dns_server_factory(
+        {"remote.example": {"MX": ["10 mx.remote.example"]}, "mx.remote.example": {"A": [peer.address]}}
+    )
+    aliases = tmp_path / "aliases"
+    aliases.write_text("fwd: partner@remote.example, dana\n")
+    server = await start_server(
+        relay={"trusted_networks": ["192.0.2.0/24"]},  # 127.0.0.1 is an ordinary client of the Internet
+        dns={"nameservers": [f"{dns.host}:{dns.port}"]},
+        local={"aliases": str(aliases)},
+        delivery={"retry_base_s": 0.3, "retry_cap_s": 0.3},
+    )
+    await asyncio.to_thread(add_users, server.data_dir, "dana@example.test")
+    rc, out = await _swaks(server.smtp_port, "--to", "partner@remote.example")
+    assert rc != 0 and "<** 554 5.7.1 Relay access denied" in out  # no open relay …
+    rc, out = await _swaks(server.smtp_port, "--to", "fwd@example.test", "--body", "forward me")
+    assert rc == 0, out  # … but a local alias is local, and its external target is relayed
+    qid = out.rsplit("Ok: queued as ", 1)[1].split()[0]
+    states = await _final_state(server, qid)
+    assert [(a, s) for a, s, _ in states] == [
+        ("partner@remote.example", RecipientState.DELIVERED),
+        ("dana@example.test", RecipientState.DELIVERED),
+    ]
+    [relayed] = peer.messages
+    # The envelope sender stays the original one: no SRS (docs/delivery.md), so SPF may fail there.
+    assert (relayed.sender, relayed.recipients) == (SENDER, ("partner@remote.example",))
+    assert relayed.body.replace(b"\r\n", b"\n") == (await server.app.queue.read_body(qid)).replace(
+        b"\r\n", b"\n"
+    )
