@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import smtplib
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from postier.queue import RecipientState
 from postier.users import AliasesError
 from tests.integration.conftest import StartServer
 from tests.integration.dnsserver import DnsServer, dns_server_factory  # noqa: F401 (fixture)
-from tests.integration.harness import RunningServer, add_users
+from tests.integration.harness import PostierProcess, RunningServer, add_users, make_config, wait_for_port
 from tests.integration.mailcheck import queue_id_from_reply
 from tests.integration.peers import AiosmtpdPeer
 
@@ -319,3 +322,72 @@ async def test_alias_to_an_external_address_from_an_untrusted_client_is_relayed_
     assert relayed.body.replace(b"\r\n", b"\n") == (await server.app.queue.read_body(qid)).replace(
         b"\r\n", b"\n"
     )
+
+
+class _PostierInTmpfsMail(PostierProcess):
+    """``postier serve`` whose ``data_dir/mail`` is a small tmpfs, filled up before it starts, in a
+    private mount namespace (as tests/integration/test_queue_faults.py). The test reaches that tmpfs
+    through ``/proc/<pid>/root``, which resolves paths in the child's mount namespace."""
+
+    def start(self) -> None:
+        mail = Path(self.config.server.data_dir) / "mail"
+        mail.mkdir(parents=True)
+        script = (
+            f"mount -t tmpfs -o size=256k tmpfs {mail} && "
+            f'(dd if=/dev/zero of={mail}/filler bs=4k 2>/dev/null; true) && exec "$@"'
+        )
+        command = [sys.executable, "-m", "postier", "serve", "--config", str(self.config_path)]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh", *command],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        wait_for_port(self.ports["smtp"])
+
+    def inside(self, path: Path) -> Path:
+        assert self.proc is not None
+        return Path(f"/proc/{self.proc.pid}/root") / path.relative_to("/")
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    for _ in range(600):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_disk_full_in_maildir_defers_451_and_delivers_once_there_is_room(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    config = make_config(data_dir, delivery={"retry_base_s": 0.3, "retry_cap_s": 0.3})
+    child = _PostierInTmpfsMail(tmp_path, config)
+    add_users(data_dir, "alice@example.test")
+    child.start()
+    try:
+        message = b"Subject: full\r\n\r\n" + (b"0123456789abcdef" * 4 + b"\r\n") * 256  # 16 KiB
+        refused, reply = await asyncio.to_thread(
+            _smtplib_send, child.ports["smtp"], ["alice@example.test"], message
+        )
+        assert refused == {}
+        qid = queue_id_from_reply(reply)
+        deferred = (
+            f'id={qid} rcpt=alice@example.test result=deferred relay=maildir:example.test reply="451 4.3.0 '
+        )
+        await _until(lambda: deferred in child.log(), "the 451 deferral")
+        maildir = child.inside(data_dir / "mail" / "example.test" / "alice")
+        assert list((maildir / "tmp").iterdir()) == []  # the partial file was removed
+        assert list((maildir / "new").iterdir()) == []
+        assert f"id={qid} rcpt=alice@example.test result=failed" not in child.log()
+
+        child.inside(data_dir / "mail" / "filler").unlink()  # room again: the next attempt delivers
+        delivered = f"id={qid} rcpt=alice@example.test result=delivered"
+        await _until(lambda: delivered in child.log(), "the delivery")
+        [stored] = list((maildir / "new").iterdir())
+        data = stored.read_bytes()
+        assert data.startswith(b"Return-Path: <me@example.org>\r\nDelivered-To: <alice@example.test>\r\n")
+        assert data.endswith(b"\r\n" + message)
+        assert child.log().count(delivered) == 1
+    finally:
+        child.stop()
