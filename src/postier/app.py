@@ -26,6 +26,7 @@ from postier.delivery import (
 from postier.delivery.courier import SmtpCourier
 from postier.delivery.local import MaildirCourier
 from postier.delivery.maildir import mailbox_size
+from postier.delivery.ownaddresses import OwnAddresses
 from postier.dns import DnsPythonResolver
 from postier.mail.envelope import Envelope
 from postier.observe import fields, get_logger, mail_event, setup_logging
@@ -79,6 +80,7 @@ def _couriers(
         ca_file=d.ca_file,
         reuse_idle_s=d.reuse_idle_s,
         reuse_max_messages=d.reuse_max_messages,
+        own=OwnAddresses(parse_hostport(lc.address) for lc in config.listeners),  # never mail ourselves
     )
     maildir = MaildirCourier(directory, hostname=config.server.hostname)
     kinds = (DestinationKind.MX, DestinationKind.RELAY, DestinationKind.LMTP)

@@ -9,6 +9,7 @@ import pytest
 
 from postier.delivery.attempts import NO_HOSTS, AttemptBook, judge
 from postier.delivery.courier import SmtpCourier
+from postier.delivery.ownaddresses import OwnAddresses
 from postier.delivery.tlsclient import TlsContexts, is_ip_literal, strip_ip_literal
 from postier.delivery.transport import Attempt, Destination, DestinationKind, Hop, OutboundMessage, TlsPolicy
 from postier.dns import MxRecord, NoData, NxDomain, TemporaryDnsError
@@ -227,3 +228,41 @@ async def test_no_hosts_and_no_recipients() -> None:
     assert await courier.deliver(destination(DestinationKind.MX), MESSAGE, [A]) == [Attempt(A, NO_HOSTS)]
     assert await courier.deliver(destination(DestinationKind.MX, "mx1"), MESSAGE, []) == []
     await courier.close()
+
+
+# --- never to ourselves ------------------------------------------------------------------------------
+
+
+def test_own_addresses() -> None:
+    own = OwnAddresses([("127.0.0.5", 25), ("0.0.0.0", 2525), ("[::]", 587), ("mail.example.test", 26)])
+    assert own.is_ours("127.0.0.5", 25) and not own.is_ours("127.0.0.5", 26)
+    assert own.is_ours("::ffff:127.0.0.5", 25)  # an IPv4-mapped IPv6 address is the same host
+    assert own.is_ours("127.0.0.9", 2525) and own.is_ours("::1", 587)  # wildcards: every local address
+    assert not own.is_ours("192.0.2.1", 2525)  # TEST-NET-1: not an address of this host
+    assert not own.is_ours("not-an-address", 25) and not OwnAddresses().is_ours("127.0.0.1", 25)
+
+
+class ListedResolver(FakeResolver):
+    """Every host resolves to the listed addresses."""
+
+    def __init__(self, addresses: list[str]) -> None:
+        super().__init__({})
+        self.listed = addresses
+
+    async def addresses(self, host: str) -> list[str]:
+        self.asked.append(host)
+        return self.listed
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"), [(DestinationKind.MX, (554, "5.4.6")), (DestinationKind.RELAY, (451, "4.4.6"))]
+)
+async def test_a_host_that_is_us_is_a_loop(kind: DestinationKind, expected: tuple[int, str]) -> None:
+    resolver = ListedResolver(["192.0.2.9", "127.0.0.7"])
+    own = OwnAddresses([("127.0.0.7", 25)])
+    courier = SmtpCourier(resolver, helo_name="out.test", own=own)
+    (result,) = await courier.deliver(destination(kind, "mx1", "mx2"), MESSAGE, [A])  # never connects
+    await courier.close()
+    assert (result.reply.code, str(result.reply.status)) == expected
+    assert "loops back to this server (mx1 [127.0.0.7]:25)" in result.reply.text
+    assert resolver.asked == ["mx1"]  # RFC 5321 §5.1: the hosts after us are not tried

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 
 from postier.delivery.attempts import AttemptBook, judge
 from postier.delivery.connection import Endpoint, SmtpConnection
+from postier.delivery.ownaddresses import OwnAddresses
 from postier.delivery.pool import ConnectionPool
 from postier.delivery.tlsclient import TlsContexts, is_ip_literal, strip_ip_literal
 from postier.delivery.transport import (
@@ -84,8 +85,10 @@ class SmtpCourier:
         reuse_max_messages: int = 100,
         timeouts: ClientTimeouts | None = None,
         clock: Clock = time.monotonic,
+        own: OwnAddresses | None = None,
     ) -> None:
         self._resolver = resolver
+        self._own = own or OwnAddresses()
         self._helo_name = helo_name
         self._connect_timeout_s = connect_timeout_s
         self._timeouts = timeouts or ClientTimeouts()
@@ -102,7 +105,10 @@ class SmtpCourier:
         if reused is not None:
             await self._transact(reused, destination, message, book)
         for hop in destination.hosts:
-            for endpoint in await self._endpoints(destination, hop, book):
+            endpoints = await self._endpoints(destination, hop, book)
+            if endpoints is None:
+                break  # RFC 5321 §5.1: this host is us; the hosts after it are not tried either
+            for endpoint in endpoints:
                 if book.is_done:
                     return book.attempts()
                 connection = await self._establish(destination, endpoint, book)
@@ -115,14 +121,34 @@ class SmtpCourier:
 
     # --- hosts and addresses -----------------------------------------------------------------------
 
-    async def _endpoints(self, destination: Destination, hop: Hop, book: AttemptBook) -> list[Endpoint]:
+    async def _endpoints(
+        self, destination: Destination, hop: Hop, book: AttemptBook
+    ) -> list[Endpoint] | None:
+        """The addresses to try for ``hop`` ([] after a lookup failure, recorded in ``book``);
+        None when one of them is this server itself (recorded as a loop)."""
         if book.is_done:
             return []
         if hop.unix_path is not None:
             return [Endpoint(hop.host, None, hop.port, hop.unix_path)]
+        addresses = await self._addresses(destination, hop, book)
+        host = strip_ip_literal(hop.host) if is_ip_literal(hop.host) else hop.host
+        for address in addresses:
+            if self._own.is_ours(address, hop.port):
+                self._loop(destination, Endpoint(host, address, hop.port), book)
+                return None
+        return [Endpoint(host, address, hop.port) for address in addresses]
+
+    def _loop(self, destination: Destination, endpoint: Endpoint, book: AttemptBook) -> None:
+        """RFC 3463 X.4.6 routing loop: an MX that is us fails (as Postfix's "loops back to
+        myself"); a relay or LMTP server that is us is our configuration's mistake: defer."""
+        code, status = (554, "5.4.6") if destination.kind is DestinationKind.MX else (451, "4.4.6")
+        text = f"Mail for {destination.domain} loops back to this server ({endpoint})"
+        _log.warning("mail loops back to this server", extra=fields(host=str(endpoint)))
+        book.site_failure(Attempt(book.recipients[0], _reply(code, status, text)))
+
+    async def _addresses(self, destination: Destination, hop: Hop, book: AttemptBook) -> list[str]:
         if is_ip_literal(hop.host):
-            address = strip_ip_literal(hop.host)
-            return [Endpoint(address, address, hop.port)]
+            return [strip_ip_literal(hop.host)]
         try:
             addresses = await self._resolver.addresses(hop.host)
         except (NxDomain, NoData):
@@ -138,7 +164,7 @@ class SmtpCourier:
                 Attempt(book.recipients[0], _reply(451, "4.4.3", f"Temporary DNS failure for {hop.host}"))
             )
             return []
-        return [Endpoint(hop.host, address, hop.port) for address in addresses]
+        return addresses
 
     # --- one session -------------------------------------------------------------------------------
 
