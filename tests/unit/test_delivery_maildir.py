@@ -195,3 +195,25 @@ async def test_courier_only_takes_maildir_destinations(tmp_path: Path) -> None:
     lmtp = Destination("lmtp:x", DestinationKind.LMTP, "example.org", (Hop("127.0.0.1", 24),))
     with pytest.raises(ValueError, match="lmtp"):
         await courier.deliver(lmtp, outbound(), [Recipient(Address("bob", "example.org"))])
+
+
+def test_new_maildir_directories_are_made_durable(tmp_path: Path) -> None:
+    """A directory entry is durable only once its parent is fsync'd: a Maildir made by this delivery
+    (and the domain directory above it) must not vanish after a power cut along with the message."""
+    synced: list[Path] = []
+    maildir = tmp_path / "mail" / "example.org" / "bob"
+
+    def run() -> Path:
+        return deliver_to_maildir(
+            maildir, BODY, return_path="a@example.org", delivered_to="bob@example.org",
+            hostname="mx.test", clock=clock, rng=random.Random(1), sync_dir=synced.append,
+        )  # fmt: skip
+
+    run()
+    root = tmp_path
+    assert sorted(synced) == sorted(
+        [root, root / "mail", root / "mail" / "example.org", maildir, maildir / "new"]
+    )
+    synced.clear()
+    run()
+    assert synced == [maildir / "new"]  # nothing made: only the rename is synced

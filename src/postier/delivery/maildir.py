@@ -8,7 +8,8 @@ the file survives a power cut — only then may the queue record the recipient a
 
 Layout: the caller names the Maildir (``LocalDirectory.maildir_for``: ``local.mailbox_path``, by
 default ``<data_dir>/mail/<domain key>/<mailbox>``); ``tmp/``, ``new/`` and ``cur/`` are created on
-demand with mode 0700.
+demand with mode 0700, and the parent of every directory made is fsync'd too, so a new mailbox
+does not vanish in a power cut with the message that made it.
 
 Quota: with ``quota_bytes`` > 0 the size of the mail already in ``new/`` and ``cur/`` plus this
 message (with its added headers) must fit, else ``MailboxFullError`` (→ ``552 5.2.2``) and nothing
@@ -84,9 +85,24 @@ def unique_name(now: datetime, hostname: str, *, extra: str = "") -> str:
     return f"{seconds}.M{usec}P{os.getpid()}Q{count}{tail}.{_safe_host(hostname)}"
 
 
-def _make_dirs(mailbox: Path) -> None:
+def _make_dirs(mailbox: Path, sync_dir: Callable[[Path], None]) -> None:
+    """Create ``tmp/ new/ cur/`` and any missing directory above them; then fsync the parent of each
+    directory made, since a new directory entry is durable only once its parent is synced."""
+    parents: set[Path] = set()
     for sub in ("tmp", "new", "cur"):
-        (mailbox / sub).mkdir(mode=_MODE_DIR, parents=True, exist_ok=True)
+        missing: list[Path] = []
+        path = mailbox / sub
+        while not path.is_dir():
+            missing.append(path)
+            path = path.parent
+        for directory in reversed(missing):
+            try:
+                directory.mkdir(mode=_MODE_DIR)
+            except FileExistsError:  # made meanwhile by a concurrent delivery, which syncs it
+                continue
+            parents.add(directory.parent)
+    for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+        sync_dir(parent)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -131,18 +147,21 @@ def deliver_to_maildir(
     clock: Callable[[], datetime],
     rng: random.Random,
     quota_bytes: int = 0,
+    sync_dir: Callable[[Path], None] | None = None,
 ) -> Path:
     """Store ``body`` in the Maildir ``maildir``; return the file's path in ``new/``.
 
     ``return_path`` is the envelope sender without brackets ("" for the null sender ``<>``),
     ``delivered_to`` the recipient address. Durable when this returns; raises MailboxFullError when
-    the message would not fit in ``quota_bytes`` (0: no quota), OSError on any disk error."""
+    the message would not fit in ``quota_bytes`` (0: no quota), OSError on any disk error.
+    ``sync_dir`` fsyncs a directory (tests pass a recorder)."""
+    sync = _fsync_dir if sync_dir is None else sync_dir
     header = f"Return-Path: <{return_path}>\r\nDelivered-To: <{delivered_to}>\r\n".encode()
     if quota_bytes > 0:
         size = mailbox_size(maildir) + len(header) + len(body)
         if size > quota_bytes:
             raise MailboxFullError(maildir, size, quota_bytes)
-    _make_dirs(maildir)
+    _make_dirs(maildir, sync)
     fd, name = _open_unique(maildir / "tmp", clock, rng, hostname)
     tmp_path = maildir / "tmp" / name
     try:
@@ -156,5 +175,5 @@ def deliver_to_maildir(
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
-    _fsync_dir(maildir / "new")
+    sync(maildir / "new")
     return final
