@@ -19,12 +19,21 @@ from typing import Any
 
 import pytest
 
+from postier.app import Application
+from postier.config import parse_config
 from postier.observe.logs import FIELDS_ATTR
 from postier.queue import RecipientState
 from postier.users import AliasesError
 from tests.integration.conftest import StartServer
 from tests.integration.dnsserver import DnsServer, dns_server_factory  # noqa: F401 (fixture)
-from tests.integration.harness import PostierProcess, RunningServer, add_users, make_config, wait_for_port
+from tests.integration.harness import (
+    PostierProcess,
+    RunningServer,
+    add_users,
+    free_port,
+    make_config,
+    wait_for_port,
+)
 from tests.integration.mailcheck import queue_id_from_reply
 from tests.integration.peers import AiosmtpdPeer
 
@@ -391,3 +400,26 @@ async def test_disk_full_in_maildir_defers_451_and_delivers_once_there_is_room(t
         assert child.log().count(delivered) == 1
     finally:
         child.stop()
+
+
+async def test_the_embedded_defaults_deliver_localhost_to_maildir(tmp_path: Path) -> None:
+    """The README tour: nothing configured but where to listen and store, mail to postmaster@localhost
+    is in data_dir/mail/localhost/postmaster/new/ a moment later."""
+    port = free_port()
+    config = parse_config(
+        {"server": {"data_dir": str(tmp_path / "var")}, "listener": [{"address": f"127.0.0.1:{port}"}]}
+    )
+    assert (config.relay.local_domains, config.local.lmtp) == (("localhost",), {})
+    app = Application(config)
+    await app.start()
+    try:
+        rc, out = await _swaks(port, "--to", "postmaster@localhost", "--body", "the tour")
+        assert rc == 0, out
+        [stored] = await _files(tmp_path / "var" / "mail" / "localhost" / "postmaster")
+        assert stored.read_bytes().startswith(
+            b"Return-Path: <me@example.org>\r\nDelivered-To: <postmaster@localhost>\r\nReceived: "
+        )
+        rc, out = await _swaks(port, "--to", "you@localhost")
+        assert "<** 550 5.1.1 No such user here" in out  # until `postier user add you@localhost`
+    finally:
+        await app.stop()
