@@ -222,3 +222,21 @@ async def test_per_recipient_replies_after_data(
     assert len(lmtp.delivered("alice@example.test")) == 1 and lmtp.delivered("bob@example.test") == []
     [dsn] = await _bounces(server, 1)
     assert scan_message(dsn) == {b"bob@example.test"}
+
+
+async def test_every_recipient_refused_by_dovecot_then_the_next_message_delivers(
+    start_server: StartServer, dovecot: Callable[..., DovecotLmtp]
+) -> None:
+    lmtp = dovecot(users=["alice@example.test"])
+    server = await _start(start_server, f"unix:{lmtp.lmtp_path}", "alice@example.test", "carol@example.test")
+    rc, out = await _swaks(server.smtp_port, "carol@example.test")  # Dovecot refuses its only RCPT
+    assert rc == 0, out
+    [carol] = await _wait(server, _queue_id(out), _all_final)
+    assert (carol.state, carol.last_reply[:9]) == (RecipientState.FAILED, "550 5.1.1")
+    rc, out = await _swaks(server.smtp_port, "alice@example.test")  # the next one (a reused connection)
+    assert rc == 0, out
+    [alice] = await _wait(server, _queue_id(out), _all_final)
+    assert alice.state is RecipientState.DELIVERED
+    assert len(lmtp.delivered("alice@example.test")) == 1
+    [dsn] = await _bounces(server, 1)
+    assert scan_message(dsn) == {b"carol@example.test"}

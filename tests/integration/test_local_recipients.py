@@ -260,7 +260,9 @@ def _smtplib_utf8(port: int, rcpt: str, body: bytes) -> bytes:
 
 
 async def test_idn_domain_by_a_label_and_by_u_label_reaches_one_mailbox(start_server: StartServer) -> None:
-    server = await start_server(relay={"local_domains": ["localhost", "Bücher.Example"]})
+    # An untrusted client (not in trusted_networks): the relay policy must see the domain as local too.
+    relay = {"local_domains": ["localhost", "Bücher.Example"], "trusted_networks": ["192.0.2.0/24"]}
+    server = await start_server(relay=relay)
     await asyncio.to_thread(add_users, server.data_dir, "leser@bücher.example", "jürgen@bücher.example")
     body = b"Subject: idn\r\n\r\nHallo\r\n"
     _, plain = await asyncio.to_thread(_smtplib_send, server.smtp_port, ["Leser@XN--BCHER-KVA.example"], body)
