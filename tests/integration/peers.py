@@ -28,7 +28,7 @@ login) and counts TCP connections (``peer.connections``; STARTTLS does not count
 ``refuse_rcpt={"x@y": "550 5.1.1 No such user"}``, ``starttls=context`` (offer STARTTLS with this
 server context), ``implicit_tls=context`` (TLS from the first byte), ``users={"login": "password"}``
 (offer AUTH PLAIN/LOGIN; with ``require_auth`` MAIL without AUTH gets 530), ``size_limit``
-(announced as SIZE; bigger DATA is refused 552), ``port``.
+(announced as SIZE; bigger DATA is refused 552), ``smtputf8=False`` (no SMTPUTF8), ``port``.
 
 Certificates: ``tls_ca`` (fixture) is a trustme CA; ``server_context(ca, host)`` gives a server
 ``SSLContext`` with a leaf for ``host`` (a DNS name or an IP address). A certificate nobody can
@@ -203,6 +203,7 @@ async def start_aiosmtpd(
     port: int = 25,
     address: str | None = None,
     hostname: str = "peer.test",
+    smtputf8: bool = True,
 ) -> AiosmtpdPeer:
     """Serve aiosmtpd on the running loop (see ``aiosmtpd_peer``); ``peer.server.close()`` stops it."""
     handler = RecordingHandler({k.lower(): v for k, v in (refuse_rcpt or {}).items()}, require_auth)
@@ -210,7 +211,7 @@ async def start_aiosmtpd(
         "hostname": hostname,
         "tls_context": starttls,
         "data_size_limit": size_limit,
-        "enable_SMTPUTF8": True,
+        "enable_SMTPUTF8": smtputf8,
         "auth_require_tls": False,
     }
     if users is not None:
@@ -226,7 +227,8 @@ async def start_aiosmtpd(
 @pytest.fixture
 async def aiosmtpd_peer() -> AsyncIterator[Callable[..., Any]]:
     """Async factory: ``await aiosmtpd_peer(refuse_rcpt=…, starttls=ctx, implicit_tls=ctx,
-    users={…}, require_auth=True, size_limit=N, port=25, address=None, hostname="peer.test")``."""
+    users={…}, require_auth=True, size_limit=N, port=25, address=None, hostname="peer.test",
+    smtputf8=True)``."""
     peers: list[AiosmtpdPeer] = []
 
     async def start(**options: Any) -> AiosmtpdPeer:

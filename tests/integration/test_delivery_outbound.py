@@ -35,10 +35,18 @@ FAST = {
 Peer = Callable[..., Any]
 
 
-def _send(port: int, rcpts: Sequence[str], *, sender: str = ALICE, rcpt_options: Sequence[str] = ()) -> bytes:
+def _send(
+    port: int,
+    rcpts: Sequence[str],
+    *,
+    sender: str = ALICE,
+    rcpt_options: Sequence[str] = (),
+    mail_options: Sequence[str] = (),
+) -> bytes:
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         client.ehlo("client.test")
-        client.mail(sender)
+        code, text = client.mail(sender, options=list(mail_options))
+        assert code == 250, text
         for rcpt in rcpts:
             code, text = client.rcpt(rcpt, options=list(rcpt_options))
             assert code == 250, text
@@ -305,3 +313,66 @@ async def test_smarthost_verified_starttls_and_auth(
     assert await wait_final(server, qid) == [RecipientState.DELIVERED]
     [message] = relay.messages
     assert (message.recipients, message.auth_login, message.is_tls) == (("zoe@far.test",), "postier", True)
+
+
+async def test_dsn_envid_orcpt_ret_hdrs_and_relayed(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    aiosmtpd_peer: Peer,
+) -> None:
+    """The sender's ENVID and ORCPT come back in the DSN (RFC 3464 §2.2.1, §2.3.1); RET=HDRS returns
+    the headers only (RFC 3461 §4.3); NOTIFY=SUCCESS to a next hop without DSN gives "relayed"."""
+    peer: AiosmtpdPeer = await aiosmtpd_peer(refuse_rcpt={"nobody@dsn.test": "550 5.1.1 No such user"})
+    dns = dns_server_factory({"dsn.test": {"MX": ["10 mx.dsn.test"]}, "mx.dsn.test": {"A": [peer.address]}})
+    server = await start(start_server, dns)
+    qid = queue_id_from_reply(
+        await asyncio.to_thread(_send_dsn, server.smtp_port, mail_options=["RET=HDRS", "ENVID=QQ+2B314"])
+    )
+    assert await wait_final(server, qid) == [RecipientState.FAILED, RecipientState.DELIVERED]
+    [dsn] = await wait_bounces(server, 1)  # one DSN for the transaction: failed and relayed
+    assert failed_rcpts(dsn) == {b"lost@example.test"}  # flufl.bounce reads the address the sender used
+    text = dsn.as_string()
+    text = dsn.as_string()
+    assert "Original-Envelope-Id: QQ+314" in text  # ENVID=QQ+2B314 decoded from xtext, as Postfix does
+    assert "Original-Recipient: rfc822;lost@example.test" in text
+    assert "Final-Recipient: rfc822; nobody@dsn.test" in text and "Action: failed" in text
+    assert "Original-Recipient: rfc822;bob.original@example.test" in text and "Action: relayed" in text
+    [returned] = [p for p in dsn.walk() if p.get_content_type() == "text/rfc822-headers"]
+    assert "Subject: outbound" in returned.as_string() and "Hello there" not in text
+    [message] = peer.messages
+    assert message.recipients == ("bob@dsn.test",)
+
+
+def _send_dsn(port: int, *, mail_options: Sequence[str]) -> bytes:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("client.test")
+        assert client.mail(ALICE, options=list(mail_options))[0] == 250
+        for rcpt, orcpt, notify in (
+            ("nobody@dsn.test", "lost@example.test", "FAILURE"),
+            ("bob@dsn.test", "bob.original@example.test", "SUCCESS"),
+        ):
+            code, text = client.rcpt(rcpt, options=[f"NOTIFY={notify}", f"ORCPT=rfc822;{orcpt}"])
+            assert code == 250, text
+        return client.data(b"From: alice@example.test\r\nSubject: outbound\r\n\r\nHello there\r\n")[1]
+
+
+async def test_smtputf8_message_to_a_peer_without_smtputf8_bounces_5_6_7(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    aiosmtpd_peer: Peer,
+) -> None:
+    """RFC 6531 §3.5: a message that needs SMTPUTF8 is not sent to a server without it: 553 5.6.7,
+    bounced to the sender, and nothing reaches the peer."""
+    peer: AiosmtpdPeer = await aiosmtpd_peer(smtputf8=False)
+    dns = dns_server_factory({"utf.test": {"MX": ["10 mx.utf.test"]}, "mx.utf.test": {"A": [peer.address]}})
+    server = await start(start_server, dns)
+    qid = await send(server, "josé@utf.test", mail_options=["SMTPUTF8"])
+    assert await wait_final(server, qid) == [RecipientState.FAILED]
+    reply = (await server.app.queue.get(qid)).recipients[0].last_reply or ""
+    assert reply.startswith("553 5.6.7")
+    await wait_bounces(server, 1)
+    [raw] = [f.read_bytes() for f in (server.data_dir / "mail/example.test/alice/new").iterdir()]
+    # RFC 6533: a report about a UTF-8 address is message/global-delivery-status, in UTF-8.
+    assert b"report-type=global-delivery-status" in raw
+    assert "Final-Recipient: utf-8; josé@utf.test\r\n".encode() in raw and b"Status: 5.6.7\r\n" in raw
+    assert peer.messages == [] and peer.connections == 1
