@@ -425,3 +425,34 @@ async def test_the_embedded_defaults_deliver_localhost_to_maildir(tmp_path: Path
         assert "<** 550 5.1.1 No such user here" in out  # until `postier user add you@localhost`
     finally:
         await app.stop()
+
+
+def _smtplib_data_reply(port: int, rcpt: str, body: bytes) -> tuple[int, bytes]:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.example.org")
+        client.mail(SENDER)
+        code, text = client.rcpt(rcpt)
+        assert code == 250, text
+        return client.data(body)
+
+
+async def test_a_forwarding_loop_is_stopped_by_the_hop_count(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """RFC 5321 §6.3: a message that already has 100 Received headers is in a loop (an alias that
+    forwards to a server that forwards back): refused at the end of data, 554 5.4.6, never queued."""
+    server = await start_server()
+    await asyncio.to_thread(add_users, server.data_dir, "bob@example.test")
+    hop = b"Received: from a.example by b.example with ESMTP id X;\r\n\tSun, 29 Nov 2026 10:00:00 +0000\r\n"
+    rest = b"Subject: loop\r\n\r\nReceived: in the body is no hop\r\n"
+    code, text = await asyncio.to_thread(
+        _smtplib_data_reply, server.smtp_port, "bob@example.test", hop * 100 + rest
+    )
+    assert (code, text[:5]) == (554, b"5.4.6"), text
+    assert await server.app.queue.list_messages() == []
+    code, text = await asyncio.to_thread(
+        _smtplib_data_reply, server.smtp_port, "bob@example.test", hop * 99 + rest
+    )
+    assert code == 250, text
+    [stored] = await _files(_mailbox(server, "example.test", "bob"))
+    assert stored.read_bytes().count(b"\nReceived: from a.example") == 99

@@ -102,6 +102,7 @@ class S:
     SENDER_NOT_OWNED = _r(553, "5.7.1", "Sender address not owned by the authenticated user")
     UNKNOWN_USER = _r(550, "5.1.1", "No such user here")
     MAILBOX_OVER_QUOTA = _r(552, "5.2.2", "Mailbox full: the message does not fit in the quota")
+    TOO_MANY_HOPS = _r(554, "5.4.6", "Too many hops: the message is in a mail loop")
     TLS_ALREADY = _r(503, "5.5.1", "TLS already active")
     AUTH_NEEDS_EHLO = _r(503, "5.5.1", "Send EHLO before AUTH")
 

@@ -12,7 +12,11 @@ from email.utils import format_datetime
 
 from postier.mail.address import Address
 
-__all__ = ["protocol_keyword", "received_header"]
+__all__ = ["MAX_HOPS", "hop_count", "protocol_keyword", "received_header"]
+
+MAX_HOPS = 100
+"""RFC 5321 §6.3: a message with this many ``Received:`` fields already is in a loop (the RFC asks
+for a threshold of at least 100): an alias forwarding to a server that forwards back, say."""
 
 
 def protocol_keyword(*, esmtp: bool, tls: bool, authenticated: bool, smtputf8: bool) -> str:
@@ -52,3 +56,14 @@ def received_header(
         lines[-1] += ";"
         lines.append(f"\t{date}")
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def hop_count(message: bytes) -> int:
+    """The ``Received:`` fields in the header section of ``message`` (up to the first empty line)."""
+    count = 0
+    for line in message.split(b"\n"):
+        if line in (b"", b"\r"):
+            break
+        if line[:9].lower() == b"received:":
+            count += 1
+    return count

@@ -31,7 +31,7 @@ from postier.mail.reply import Reply
 from postier.observe import get_logger, mail_event
 from postier.server.auth_flow import SessionAuth
 from postier.server.rcpt_checks import check_recipient, count_message
-from postier.server.received import protocol_keyword, received_header
+from postier.server.received import MAX_HOPS, hop_count, protocol_keyword, received_header
 from postier.smtp.events import (
     Answered,
     AuthResponse,
@@ -333,6 +333,9 @@ class Session(asyncio.Protocol):
         return reply
 
     async def _queue_message(self, event: MessageReceived) -> Reply:
+        if hop_count(event.body) >= MAX_HOPS:  # RFC 5321 §6.3: a mail loop (e.g. through aliases)
+            mail_event("reject", sid=self.sid, stage="data", reply=str(S.TOO_MANY_HOPS), reason="hop count")
+            return S.TOO_MANY_HOPS
         smtputf8 = event.params.smtputf8
         client = ClientInfo(
             ip=self.client_ip,
