@@ -161,3 +161,11 @@ def test_check_config_validates_the_local_section(tmp_path: Path, capsys: pytest
     config.write_text(f'[server]\ndata_dir = "{tmp_path}"\n[local]\nlmtp = {{ "other.test" = "unix:/x" }}\n')
     assert main(["check-config", "-c", str(config)]) == 2
     assert "local.lmtp.other.test: not one of relay.local_domains" in capsys.readouterr().err
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_name(tmp_path: Path) -> None:
+    path = tmp_path / "aliases"
+    path.write_bytes("\ufeffinfo: alice\r\nteam: bob\r\n".encode())  # as saved by some Windows editors
+    aliases = AliasFile(path).current()
+    assert aliases.lookup(Address("info", "example.org")) == ("alice",)
+    assert aliases.lookup(Address("team", "example.org")) == ("bob",)

@@ -177,7 +177,7 @@ class AliasFile:
         except OSError as exc:
             raise AliasesError(str(self.path), 0, f"cannot read: {exc.strerror}") from None
         try:
-            text = data.decode("utf-8")
+            text = data.decode("utf-8-sig")  # a byte order mark some editors write is dropped
         except UnicodeDecodeError as exc:
             line = data[: exc.start].count(b"\n") + 1
             raise AliasesError(str(self.path), line, "not valid UTF-8") from None
