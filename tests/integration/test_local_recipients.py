@@ -456,3 +456,16 @@ async def test_a_forwarding_loop_is_stopped_by_the_hop_count(
     assert code == 250, text
     [stored] = await _files(_mailbox(server, "example.test", "bob"))
     assert stored.read_bytes().count(b"\nReceived: from a.example") == 99
+
+
+async def test_a_mailbox_path_template(start_server: StartServer, tmp_path: Path) -> None:
+    vmail = tmp_path / "vmail"
+    server = await start_server(local={"mailbox_path": f"{vmail}/{{domain}}/{{user}}/Maildir"})
+    await asyncio.to_thread(add_users, server.data_dir, "Erin@example.test")
+    rc, out = await _swaks(server.smtp_port, "--to", "erin+x@EXAMPLE.test")
+    assert rc == 0, out
+    [stored] = await _files(vmail / "example.test" / "erin" / "Maildir")
+    assert stored.read_bytes().startswith(
+        b"Return-Path: <me@example.org>\r\nDelivered-To: <Erin@example.test>\r\n"
+    )
+    assert not (server.data_dir / "mail").exists()
