@@ -274,7 +274,12 @@ class SmtpConnection:
         self.close()
 
     def close(self) -> None:
-        self._transport.close()
+        """Close now. Data still buffered (a peer that stopped reading, a cancelled delivery) is
+        dropped: a plain ``close()`` would keep the socket and its buffer until the peer reads."""
+        if self.failure is not None or self._transport.get_write_buffer_size():
+            self._transport.abort()
+        else:
+            self._transport.close()
 
     # --- the engine loop ---------------------------------------------------------------------------
 
@@ -325,7 +330,7 @@ class SmtpConnection:
         """End the connection for ``reply``; the engine's event for what was awaited."""
         if self.failure is None:
             self.failure = reply
-        self._transport.close()
+        self.close()
         self.engine.receive_data(b"")
         for _ in range(10_000):
             try:
