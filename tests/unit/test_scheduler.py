@@ -11,6 +11,7 @@ import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flufl.bounce import scan_message
@@ -433,3 +434,41 @@ async def test_a_message_deleted_in_flight_gets_no_bounce(world: World) -> None:
     await run
     await world.scheduler.run_once()
     assert world.bounces() == []
+
+
+class SlowClaims(SqliteQueue):
+    """A real queue whose claims wait for ``gate`` (a claim still running when stop() is called)."""
+
+    gate: asyncio.Event
+    entered: asyncio.Event
+
+    async def claim(self, now: datetime, lease_s: float, limit: int) -> Any:
+        self.entered.set()
+        await self.gate.wait()
+        return await super().claim(now, lease_s, limit)
+
+
+async def test_stop_during_a_claim_leaves_nothing_running(tmp_path: Path, clock: Clock) -> None:
+    queue = SlowClaims(tmp_path / "slow", clock=clock)
+    queue.gate, queue.entered = asyncio.Event(), asyncio.Event()
+    await queue.open()
+    try:
+        w = World(queue, clock)
+        delivered_after_close: list[bool] = []
+        script = w.remote.script
+        w.remote.script = lambda d, r: (delivered_after_close.append(w.remote.closed), script(d, r))[1]
+        await w.send(bob())
+        runner = asyncio.create_task(w.scheduler.run_forever())
+        await queue.entered.wait()
+        stopping = asyncio.create_task(w.scheduler.stop(grace_s=5))
+        for _ in range(20):
+            await asyncio.sleep(0)  # stop() gets as far as it can while the claim is still out
+        queue.gate.set()
+        await asyncio.wait_for(stopping, timeout=10)
+        await asyncio.wait_for(runner, timeout=10)
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        if others:
+            await asyncio.wait(others, timeout=10)
+        assert True not in delivered_after_close  # nothing delivered once the couriers are closed
+    finally:
+        await queue.close()

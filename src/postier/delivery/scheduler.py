@@ -46,7 +46,7 @@ from postier.delivery.transport import Attempt, Courier, Destination, Destinatio
 from postier.mail.errors import QueueError, UnknownMessageError
 from postier.mail.reply import EnhancedStatus, Reply
 from postier.observe.maillog import mail_event
-from postier.queue.model import ClaimedRecipient, MessageRecord, QueueId, RecipientState
+from postier.queue.model import Claim, ClaimedRecipient, MessageRecord, QueueId, RecipientState
 from postier.queue.protocol import Queue
 
 __all__ = ["INTERNAL_ERROR", "NO_COURIER", "DeliverySettings", "Scheduler"]
@@ -107,6 +107,7 @@ class Scheduler:
         self._tasks: set[asyncio.Task[int]] = set()
         self._dead = DeadDestinations(settings.dead_s, clock)
         self._wake = asyncio.Event()
+        self._claiming = asyncio.Lock()  # stop() waits for a claim in progress to spawn its tasks
         self._starved = False
         self._stopping = False
 
@@ -138,6 +139,8 @@ class Scheduler:
         leases give them back), then close the couriers' idle connections."""
         self._stopping = True
         self._wake.set()
+        async with self._claiming:  # a claim that was out when stop() came has started its tasks
+            pass
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
             for task in pending:
@@ -152,12 +155,17 @@ class Scheduler:
     # --- claiming -------------------------------------------------------------------------------
 
     async def _claim(self) -> list[asyncio.Task[int]]:
-        room = self._settings.max_in_flight - len(self._in_flight)
-        limit = min(room, self._settings.claim_batch)
-        if limit <= 0 or self._stopping:
-            self._starved = room <= 0
-            return []
-        claims = await self._queue.claim(self._clock(), self._settings.lease_s, limit)
+        async with self._claiming:
+            room = self._settings.max_in_flight - len(self._in_flight)
+            limit = min(room, self._settings.claim_batch)
+            if limit <= 0 or self._stopping:
+                self._starved = room <= 0
+                return []
+            claims = await self._queue.claim(self._clock(), self._settings.lease_s, limit)
+            # Started even if stop() came meanwhile: it waits for this lock, then for the tasks.
+            return self._start(claims, limit)
+
+    def _start(self, claims: Sequence[Claim], limit: int) -> list[asyncio.Task[int]]:
         self._starved = sum(len(c.recipients) for c in claims) >= limit
         tasks = []
         for claim in claims:
