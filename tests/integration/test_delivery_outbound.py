@@ -7,18 +7,21 @@ from __future__ import annotations
 import asyncio
 import email
 import smtplib
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 import trustme
 from flufl.bounce import scan_message
 
 from postier.queue.model import RecipientState
 from tests.integration.conftest import StartServer
 from tests.integration.dnsserver import DnsServer, dns_server_factory  # noqa: F401 (fixture)
-from tests.integration.harness import RunningServer
+from tests.integration.harness import RunningServer, make_config
 from tests.integration.mailcheck import queue_id_from_reply
 from tests.integration.peers import AiosmtpdPeer, loopback_address, server_context
 
@@ -376,3 +379,26 @@ async def test_smtputf8_message_to_a_peer_without_smtputf8_bounces_5_6_7(
     assert b"report-type=global-delivery-status" in raw
     assert "Final-Recipient: utf-8; josé@utf.test\r\n".encode() in raw and b"Status: 5.6.7\r\n" in raw
     assert peer.messages == [] and peer.connections == 1
+
+
+def test_a_missing_relay_password_file_stops_the_start(tmp_path: Path) -> None:
+    """Credentials are read when Postier starts; a password file that is not there is a configuration
+    error naming the key, not a traceback, and not mail bounced later."""
+    relay = {
+        "local_domains": ["localhost"],
+        "smarthost": "smtp.provider.test:587",
+        "smarthost_username": "postier",
+        "smarthost_password_file": str(tmp_path / "missing-password"),
+    }
+    config = tmp_path / "postier.toml"
+    config.write_text(tomli_w.dumps(make_config(tmp_path / "var", relay=relay)))
+    done = subprocess.run(
+        [sys.executable, "-m", "postier", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "relay.smarthost.password_file" in done.stderr and "missing-password" in done.stderr
+    assert "Traceback" not in done.stderr
