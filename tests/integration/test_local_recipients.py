@@ -469,3 +469,27 @@ async def test_a_mailbox_path_template(start_server: StartServer, tmp_path: Path
         b"Return-Path: <me@example.org>\r\nDelivered-To: <Erin@example.test>\r\n"
     )
     assert not (server.data_dir / "mail").exists()
+
+
+async def test_nested_aliases_and_a_catch_all_to_maildir(start_server: StartServer, tmp_path: Path) -> None:
+    aliases = tmp_path / "aliases"
+    aliases.write_text("team: sales, bob\nsales@example.test: carol\n")
+    server = await start_server(
+        local={"aliases": str(aliases), "catch_all": {"example.test": "bob@example.test"}}
+    )
+    await asyncio.to_thread(add_users, server.data_dir, "bob@example.test", "carol@example.test")
+    refused, reply = await asyncio.to_thread(
+        _smtplib_send,
+        server.smtp_port,
+        ["team@example.test", "whoever@example.test", "sales@localhost"],
+        b"Subject: t\r\n\r\nt\r\n",
+    )
+    # sales@ is an alias of example.test only; localhost has no catch-all.
+    assert refused == {"sales@localhost": (550, b"5.1.1 No such user here")}
+    record = await server.app.queue.get(queue_id_from_reply(reply))
+    assert [(str(r.recipient.address), r.recipient.orcpt) for r in record.recipients] == [
+        ("carol@example.test", "rfc822;team@example.test"),
+        ("bob@example.test", "rfc822;team@example.test"),  # once: whoever@ is bob too (deduplicated)
+    ]
+    assert len(await _files(_mailbox(server, "example.test", "carol"))) == 1
+    assert len(await _files(_mailbox(server, "example.test", "bob"))) == 1
