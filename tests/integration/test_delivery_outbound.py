@@ -402,3 +402,35 @@ def test_a_missing_relay_password_file_stops_the_start(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "relay.smarthost.password_file" in done.stderr and "missing-password" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_routes_to_one_relay_with_different_logins_never_share_a_connection(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    aiosmtpd_peer: Peer,
+    tmp_path: Path,
+) -> None:
+    """Two [[route]]s to the same host:port, each with its own account (and TLS policy): an idle
+    connection logged in for one must not carry the other's mail."""
+    users = {"shop": "pw-shop", "news": "pw-news"}
+    relay: AiosmtpdPeer = await aiosmtpd_peer(users=users, require_auth=True, port=2525)
+    routes = []
+    for login, password in users.items():
+        (tmp_path / login).write_text(password + "\n")
+        routes.append(
+            {
+                "domains": [f"{login}.test"],
+                "host": f"{relay.address}:2525",
+                "tls": "none",
+                "username": login,
+                "password_file": str(tmp_path / login),
+            }
+        )
+    server = await start(start_server, dns_server_factory({}), delivery={"reuse_idle_s": 30.0}, route=routes)
+    for login in users:  # one after the other: the first connection is idle when the second goes
+        qid = await send(server, f"zoe@{login}.test")
+        assert await wait_final(server, qid) == [RecipientState.DELIVERED]
+    assert [(m.recipients[0], m.auth_login) for m in relay.messages] == [
+        ("zoe@shop.test", "shop"),
+        ("zoe@news.test", "news"),
+    ]

@@ -120,15 +120,14 @@ async def test_transport_map_then_wildcard_then_mx() -> None:
     assert isinstance(got, Destination)
     assert (got.kind, got.key, got.hosts, got.tls) == (
         DestinationKind.RELAY,
-        "relay:relay.special.test:2525",
+        "relay:relay.special.test:2525/none",
         (Hop("relay.special.test", 2525),),
         TlsPolicy.NONE,
     )
     other = await r.route("two.test")
     assert isinstance(other, Destination)
-    assert (
-        other.key == "relay:smarthost.test:587" and other.credentials == creds and other.domain == "two.test"
-    )
+    assert other.key == "relay:u@smarthost.test:587/verify"
+    assert other.credentials == creds and other.domain == "two.test"
     assert resolver.asked == []  # a relay needs no MX lookup
 
 

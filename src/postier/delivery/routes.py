@@ -50,7 +50,11 @@ class Relay:
 
     @property
     def key(self) -> str:
-        return f"relay:{self.host}:{self.port}"
+        """Names the relay for limits and connection reuse: everything a session was set up with
+        (login, TLS), so that a connection opened for one route never carries another's mail."""
+        user = f"{self.credentials.username}@" if self.credentials is not None else ""
+        tls = f"{self.tls.value}+implicit" if self.implicit_tls else self.tls.value
+        return f"relay:{user}{self.host}:{self.port}/{tls}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,7 +74,8 @@ class Credentials:
 @dataclass(frozen=True, slots=True)
 class Destination:
     """Where a batch of recipients goes. ``key`` names it for concurrency limits and connection reuse
-    ("mx:example.org", "relay:smtp.example.net:587", "lmtp:/run/dovecot/lmtp", "maildir:example.org").
+    ("mx:example.org", "relay:user@smtp.example.net:587/verify", "lmtp:/run/dovecot/lmtp",
+    "maildir:example.org").
     ``hosts`` are tried in order; under VERIFY a certificate must match the hop's ``host``."""
 
     key: str
