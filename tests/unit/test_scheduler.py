@@ -472,3 +472,25 @@ async def test_stop_during_a_claim_leaves_nothing_running(tmp_path: Path, clock:
         assert True not in delivered_after_close  # nothing delivered once the couriers are closed
     finally:
         await queue.close()
+
+
+class CountingReads(SqliteQueue):
+    reads: int = 0
+
+    async def read_body(self, queue_id: str) -> bytes:
+        self.reads += 1
+        return await super().read_body(queue_id)
+
+
+async def test_a_message_is_read_once_for_all_its_transactions(tmp_path: Path, clock: Clock) -> None:
+    """A big message to many recipients of one domain: its transactions share one copy of the body
+    (not one per transaction, up to max_connections_per_destination copies in memory)."""
+    queue = CountingReads(tmp_path / "counting", clock=clock)
+    await queue.open()
+    try:
+        w = World(queue, clock, max_recipients_per_transaction=2)
+        await w.send(*(bob(i) for i in range(7)))
+        assert await w.scheduler.run_once() == 7
+        assert len(w.remote.calls) == 4 and queue.reads == 1
+    finally:
+        await queue.close()

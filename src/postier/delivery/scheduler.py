@@ -32,20 +32,19 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from postier.delivery.bounces import Bouncer, Expand
 from postier.delivery.limits import DeadDestinations, Slots
-from postier.delivery.outcomes import Judgement, judge
+from postier.delivery.outcomes import Judgement, judge, log_attempt
 from postier.delivery.routes import Router
 from postier.delivery.settings import DeliverySettings
 from postier.delivery.transport import Attempt, Courier, Destination, DestinationKind, OutboundMessage
 from postier.mail.errors import QueueError, UnknownMessageError
 from postier.mail.reply import EnhancedStatus, Reply
-from postier.observe.maillog import mail_event
 from postier.queue.model import Claim, ClaimedRecipient, MessageRecord, QueueId, RecipientState
 from postier.queue.protocol import Queue
 
@@ -69,12 +68,28 @@ class _Loaded:
 
 @dataclass(slots=True)
 class _Carried:
-    """One transaction's outcome: ``loaded`` is None when the destination was dead (not read)."""
+    """One transaction's outcome, and how long it took (None: a dead destination, not tried)."""
 
     items: list[ClaimedRecipient]
     attempts: list[Attempt]
-    loaded: _Loaded | None
     duration_s: float | None
+
+
+class _Once:
+    """A message read at most once for all its transactions, by the first that needs it."""
+
+    def __init__(self, load: Callable[[], Awaitable[_Loaded | None]]) -> None:
+        self._load = load
+        self._lock = asyncio.Lock()
+        self._loaded: _Loaded | None = None
+        self._done = False
+
+    async def get(self) -> _Loaded | None:
+        async with self._lock:
+            if not self._done:
+                self._loaded = await self._load()
+                self._done = True
+        return self._loaded
 
 
 class Scheduler:
@@ -231,46 +246,40 @@ class Scheduler:
                 return
             size = self._settings.max_recipients_per_transaction
             batches = [items[i : i + size] for i in range(0, len(items), size)]
-            carried = await asyncio.gather(*(self._batch(route, courier, message_id, b) for b in batches))
-            await self._settle_carried(message_id, [c for c in carried if c is not None], route)
+            message = _Once(lambda: self._load(message_id))
+            carried = await asyncio.gather(*(self._batch(route, courier, message, b) for b in batches))
+            done = [c for c in carried if c is not None]
+            loaded = await message.get() if done else None  # read now if every batch met a dead site
+            if loaded is not None:
+                items = [i for c in done for i in c.items]
+                attempts = [a for c in done for a in c.attempts]
+                durations = [c.duration_s for c in done for _ in c.items]
+                await self._settle(loaded, items, attempts, route, durations)
         except Exception:
             _log.exception("delivering %s failed; its recipients are retried when the lease ends", message_id)
 
     async def _batch(
-        self, route: Destination, courier: Courier, message_id: QueueId, items: list[ClaimedRecipient]
+        self, route: Destination, courier: Courier, message: _Once, items: list[ClaimedRecipient]
     ) -> _Carried | None:
-        """One transaction. The message is read only once a connection slot is ours, so a long
-        backlog does not hold every body in memory. None: the message is gone, or an error (logged)."""
+        """One transaction. The message is read once a connection slot is ours (so a long backlog
+        does not hold every body in memory), and only once for all its transactions. None: the
+        message is gone, or an error (logged)."""
         try:
             async with self._slots.hold(route.key):
                 dead = self._dead.reply(route)
                 if dead is not None:
-                    return _Carried(items, [Attempt(i.recipient, dead) for i in items], None, None)
-                loaded = await self._load(message_id)
+                    return _Carried(items, [Attempt(i.recipient, dead) for i in items], None)
+                loaded = await message.get()
                 if loaded is None:
                     return None
                 started = self._clock()
                 attempts = await self._carry(courier, route, loaded, items)
                 duration_s = (self._clock() - started).total_seconds()
                 self._dead.note(route, attempts)  # before the slot goes to the next one waiting
-                return _Carried(items, attempts, loaded, duration_s)
+                return _Carried(items, attempts, duration_s)
         except Exception:
-            _log.exception("a transaction of %s failed; retried when the lease ends", message_id)
+            _log.exception("a transaction of %s failed; retried when the lease ends", items[0].message_id)
             return None
-
-    async def _settle_carried(
-        self, message_id: QueueId, carried: Sequence[_Carried], route: Destination
-    ) -> None:
-        if not carried:
-            return
-        loaded = next((c.loaded for c in carried if c.loaded is not None), None)
-        if loaded is None:
-            loaded = await self._load(message_id)  # every batch met a dead destination
-        if loaded is not None:
-            items = [i for c in carried for i in c.items]
-            attempts = [a for c in carried for a in c.attempts]
-            durations = [c.duration_s for c in carried for _ in c.items]
-            await self._settle(loaded, items, attempts, route, durations)
 
     async def _settle_now(
         self, message_id: QueueId, items: list[ClaimedRecipient], reply: Reply, route: Destination | None
@@ -335,7 +344,7 @@ class Scheduler:
             items, attempts, judged, keep, times, strict=True
         ):
             if kept:
-                self._log_attempt(item, attempt, judgement, now, relay, duration_s)
+                log_attempt(item, attempt, judgement, now, relay, duration_s)
                 results.append(judgement.result)
         if results:
             try:
@@ -365,40 +374,3 @@ class Scheduler:
         except UnknownMessageError:
             return False
         return True
-
-    def _log_attempt(
-        self,
-        item: ClaimedRecipient,
-        attempt: Attempt,
-        judgement: Judgement,
-        now: datetime,
-        relay: str,
-        duration_s: float | None,
-    ) -> None:
-        result = judgement.result
-        age_s = round((now - item.arrived_at).total_seconds(), 3)
-        status = judgement.reply.status
-        mail_event(
-            "delivery",
-            id=item.message_id,
-            rcpt=str(item.recipient.address),
-            result=result.state.value,
-            relay=attempt.remote_mta or relay,
-            tls=attempt.tls,
-            reply=result.reply,
-            attempt=item.attempts + 1,
-            next=None
-            if result.next_attempt_at is None
-            else result.next_attempt_at.isoformat(timespec="seconds"),
-            delay_s=age_s,
-            duration_s=None if duration_s is None else round(duration_s, 3),
-            dsn=None if status is None else str(status),
-        )
-        if judgement.expired:
-            mail_event(
-                "expired",
-                id=item.message_id,
-                rcpt=str(item.recipient.address),
-                age_s=age_s,
-                last_reply=str(attempt.reply),
-            )
