@@ -13,6 +13,7 @@ import asyncio
 import email
 import email.message
 import email.policy
+import smtplib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from tests.integration.conftest import StartServer
 from tests.integration.dovecot import DovecotLmtp
 from tests.integration.harness import RunningServer, add_users
 from tests.integration.loopback import loopback_address
+from tests.integration.mailcheck import queue_id_from_reply
 
 pytestmark = pytest.mark.integration
 
@@ -240,3 +242,40 @@ async def test_every_recipient_refused_by_dovecot_then_the_next_message_delivers
     assert len(lmtp.delivered("alice@example.test")) == 1
     [dsn] = await _bounces(server, 1)
     assert scan_message(dsn) == {b"carol@example.test"}
+
+
+def _send_smtputf8(port: int, rcpt: str, body: bytes) -> bytes:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.test")
+        code, text = client.mail(SENDER, options=["SMTPUTF8"])
+        assert code == 250, text
+        code, text = client.rcpt(rcpt)
+        assert code == 250, text
+        code, text = client.data(body)
+        assert code == 250, text
+        return text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="smtp/client_message.needs_smtputf8 takes the SMTPUTF8 flag alone as a need for SMTPUTF8, "
+    "and Dovecot's LMTP does not offer it: an accepted message is bounced 553 5.6.7 (see the report)",
+)
+async def test_smtputf8_message_with_ascii_envelope_and_headers_reaches_dovecot(
+    start_server: StartServer, dovecot: Callable[..., DovecotLmtp]
+) -> None:
+    """Dovecot's LMTP does not offer SMTPUTF8. A client must use SMTPUTF8 to write a U-label
+    recipient, but after expansion the envelope is ASCII (the A-label mailbox) and so is the message:
+    nothing needs SMTPUTF8 (RFC 6531 §3.4), so it must be delivered, not accepted and then bounced."""
+    lmtp = dovecot(users=["alice@xn--bcher-kva.example"])
+    server: RunningServer = await start_server(
+        relay={"local_domains": ["localhost", "bücher.example"]},
+        local={"lmtp": {"bücher.example": f"unix:{lmtp.lmtp_path}"}},
+        delivery=FAST,
+    )
+    await asyncio.to_thread(add_users, server.data_dir, SENDER, "alice@bücher.example")
+    body = b"To: alice@xn--bcher-kva.example\r\nSubject: hello\r\n\r\nall ASCII\r\n"
+    reply = await asyncio.to_thread(_send_smtputf8, server.smtp_port, "alice@bücher.example", body)
+    [alice] = await _wait(server, queue_id_from_reply(reply), _all_final)
+    assert alice.state is RecipientState.DELIVERED, alice.last_reply
+    assert len(lmtp.delivered("alice@xn--bcher-kva.example")) == 1
