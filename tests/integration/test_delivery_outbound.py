@@ -434,3 +434,61 @@ async def test_routes_to_one_relay_with_different_logins_never_share_a_connectio
         ("zoe@shop.test", "shop"),
         ("zoe@news.test", "news"),
     ]
+
+
+async def test_mx_hosts_without_addresses(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    aiosmtpd_peer: Peer,
+) -> None:
+    """An MX host that has no address: bounced (550 5.4.4, as Postfix) only when no other MX answers;
+    a backup that takes the mail delivers it; a backup that is down defers it."""
+    peer: AiosmtpdPeer = await aiosmtpd_peer()
+    down = loopback_address(25)  # nothing listens there
+    dns = dns_server_factory(
+        {
+            "only.test": {"MX": ["10 ghost.only.test"]},  # ghost.only.test does not exist
+            "backup.test": {"MX": ["10 ghost.backup.test", "20 mx2.backup.test"]},
+            "mx2.backup.test": {"A": [peer.address]},
+            "down.test": {"MX": ["10 ghost.down.test", "20 mx2.down.test"]},
+            "mx2.down.test": {"A": [down]},
+            "noaddr.test": {"MX": ["10 txt.noaddr.test"]},
+            "txt.noaddr.test": {"TXT": ["no A, no AAAA: NODATA"]},
+        }
+    )
+    server = await start(start_server, dns)
+    qid = await send(server, "a@only.test", "b@backup.test", "c@down.test", "d@noaddr.test")
+    for _ in range(400):
+        record = await server.app.queue.get(qid)
+        if all(r.attempts >= 1 for r in record.recipients):
+            break
+        await asyncio.sleep(0.05)
+    only, backup, down_rcpt, noaddr = record.recipients
+    assert (only.state, (only.last_reply or "")[:9]) == (RecipientState.FAILED, "550 5.4.4")
+    assert "ghost.only.test" in (only.last_reply or "")
+    assert backup.state is RecipientState.DELIVERED and peer.messages[0].recipients == ("b@backup.test",)
+    assert (down_rcpt.state, (down_rcpt.last_reply or "")[:9]) == (RecipientState.DEFERRED, "421 4.4.1")
+    assert (noaddr.state, (noaddr.last_reply or "")[:9]) == (RecipientState.FAILED, "550 5.4.4")
+    dsns = await wait_bounces(server, 2)  # one per destination domain
+    assert set().union(*(failed_rcpts(d) for d in dsns)) == {b"a@only.test", b"d@noaddr.test"}
+
+
+async def test_a_hundred_recipients_many_transactions_one_bounce(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    aiosmtpd_peer: Peer,
+) -> None:
+    """100 recipients of one domain go in transactions of 30; the 50 the server refuses are
+    reported in one DSN, not one per transaction."""
+    refused = {f"r{i}@many.test": "550 5.1.1 No such user" for i in range(0, 100, 2)}
+    peer: AiosmtpdPeer = await aiosmtpd_peer(refuse_rcpt=refused)
+    dns = dns_server_factory(
+        {"many.test": {"MX": ["10 mx.many.test"]}, "mx.many.test": {"A": [peer.address]}}
+    )
+    server = await start(start_server, dns, delivery={"max_recipients_per_transaction": 30})
+    qid = await send(server, *(f"r{i}@many.test" for i in range(100)))
+    got = await wait_final(server, qid)
+    assert got == [RecipientState.FAILED, RecipientState.DELIVERED] * 50
+    assert sorted(len(m.recipients) for m in peer.messages) == [5, 15, 15, 15]  # 30, 30, 30, 10: half taken
+    [dsn] = await wait_bounces(server, 1)
+    assert failed_rcpts(dsn) == {k.encode() for k in refused}
