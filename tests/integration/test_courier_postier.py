@@ -55,3 +55,26 @@ async def test_delivers_to_another_postier(start_server: StartServer) -> None:
     assert record.envelope.client.tls is not None
     (stored,) = await _wait_for_files(peer.data_dir / "mail" / "example.test" / "bob" / "new")
     assert stored.read_bytes().endswith(BODY)
+
+
+async def test_verify_refuses_another_postiers_self_signed_certificate(start_server: StartServer) -> None:
+    """Postier's own made-up certificate (self-signed) is fine for opportunistic TLS (above), but
+    under verify the delivery is deferred with 4.7.5 and nothing is sent."""
+    address = loopback_address()
+    peer = await start_server(listener=[{"address": f"{address}:25", "mode": "smtp"}])
+    courier = SmtpCourier(
+        StaticResolver({"mx.example.test": [address]}),
+        helo_name="out.test",
+        timeouts=ClientTimeouts(*([20.0] * 7)),
+    )
+    bob = rcpt("bob@example.test")
+    destination = Destination(
+        "mx:example.test", DestinationKind.MX, "example.test", (Hop("mx.example.test"),), TlsPolicy.VERIFY
+    )
+    try:
+        (attempt,) = await courier.deliver(destination, outbound([bob], BODY), [bob])
+    finally:
+        await courier.close()
+    assert (attempt.reply.code, str(attempt.reply.status)) == (421, "4.7.5")
+    assert "not verified" in attempt.reply.text and "self-signed" in attempt.reply.text
+    assert await peer.app.queue.list_messages() == []
