@@ -82,5 +82,5 @@ async def test_local_mail_lands_in_the_maildir(start_server: StartServer) -> Non
         await asyncio.sleep(0.05)
     assert len(files) == 1
     content = files[0].read_bytes()
-    assert content.startswith(b"Return-Path: <a@example.org>\r\nDelivered-To: <bob@example.test>\r\n")
+    assert content.startswith(b"Return-Path: <a@example.org>\r\nDelivered-To: bob@example.test\r\n")
     assert content.endswith(b"Subject: purge me\r\n\r\nbye\r\n")

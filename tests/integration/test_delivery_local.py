@@ -120,7 +120,7 @@ async def test_local_delivered_remote_deferred_and_never_twice(
 
     [stored] = new_files(root, "example.org", "bob")
     assert stored.read_bytes() == (
-        b"Return-Path: <alice@sender.test>\r\nDelivered-To: <Bob@example.org>\r\n" + BODY
+        b"Return-Path: <alice@sender.test>\r\nDelivered-To: Bob@example.org\r\n" + BODY
     )
     bob, carol = (await queue.get(qid)).recipients
     assert (bob.state, bob.last_reply) == (RecipientState.DELIVERED, str(S.DELIVERED_TO_MAILDIR))
@@ -146,7 +146,7 @@ async def test_null_sender_and_postmaster(tmp_path: Path, queue: SqliteQueue, cl
     qid = await queue.enqueue(Envelope(sender=None, recipients=expanded), b"bounce\r\n")
     assert await runner(queue, root, clock).run_once() == 1
     [stored] = new_files(root, "example.org", "postmaster")
-    assert stored.read_bytes() == (b"Return-Path: <>\r\nDelivered-To: <postmaster@example.org>\r\nbounce\r\n")
+    assert stored.read_bytes() == (b"Return-Path: <>\r\nDelivered-To: postmaster@example.org\r\nbounce\r\n")
     [pm] = (await queue.get(qid)).recipients
     assert pm.state is RecipientState.DELIVERED
 

@@ -117,7 +117,7 @@ async def test_swaks_to_a_user_lands_in_the_maildir(start_server: StartServer) -
     [stored] = await _files(_mailbox(server, "example.test", "alice"))
     body = await server.app.queue.read_body(qid)
     assert stored.read_bytes() == (
-        b"Return-Path: <me@example.org>\r\nDelivered-To: <alice@example.test>\r\n" + body
+        b"Return-Path: <me@example.org>\r\nDelivered-To: alice@example.test\r\n" + body
     )
     assert b"Subject: local\r\n" in body and b"\r\n\r\nhello\r\n" in body
 
@@ -131,7 +131,7 @@ async def test_smtplib_exact_bytes_with_the_added_headers(start_server: StartSer
     qid = queue_id_from_reply(reply)
     [stored] = await _files(_mailbox(server, "example.test", "bob"))
     data = stored.read_bytes()
-    head = b"Return-Path: <me@example.org>\r\nDelivered-To: <bob@example.test>\r\nReceived: "
+    head = b"Return-Path: <me@example.org>\r\nDelivered-To: bob@example.test\r\nReceived: "
     assert data.startswith(head)
     assert data.endswith(b"\r\n" + message)  # exactly as sent, after the Received header
     assert data == data[: len(data) - len(message)] + message
@@ -209,7 +209,7 @@ async def test_alias_to_an_external_address_is_a_queued_remote_recipient(
         ("partner@remote.example", "rfc822;sales@example.test"),
     ]
     [stored] = await _files(_mailbox(server, "example.test", "dana"))
-    assert b"Delivered-To: <dana@example.test>\r\n" in stored.read_bytes()
+    assert b"Delivered-To: dana@example.test\r\n" in stored.read_bytes()
 
 
 async def test_quota_452_at_rcpt_and_552_at_delivery(start_server: StartServer) -> None:
@@ -278,10 +278,10 @@ async def test_idn_domain_by_a_label_and_by_u_label_reaches_one_mailbox(start_se
     assert sorted(p.name for p in domain.iterdir()) == ["jürgen", "leser"]
     files = await _files(domain / "leser", 2)
     assert [f.read_bytes().split(b"\r\n", 2)[1] for f in files] == [
-        b"Delivered-To: <leser@xn--bcher-kva.example>"
+        b"Delivered-To: leser@xn--bcher-kva.example"
     ] * 2
     [jurgen] = await _files(domain / "jürgen")
-    assert jurgen.read_bytes().split(b"\r\n", 2)[1] == "Delivered-To: <jürgen@xn--bcher-kva.example>".encode()
+    assert jurgen.read_bytes().split(b"\r\n", 2)[1] == "Delivered-To: jürgen@xn--bcher-kva.example".encode()
 
 
 async def test_sub_addressing_two_delimiters_and_a_user_named_with_one(start_server: StartServer) -> None:
@@ -292,8 +292,8 @@ async def test_sub_addressing_two_delimiters_and_a_user_named_with_one(start_ser
         assert rc == 0, out
     whole = await _files(_mailbox(server, "example.test", "a+b"), 2)
     cut = await _files(_mailbox(server, "example.test", "a"), 2)
-    assert {f.read_bytes().split(b"\r\n", 2)[1] for f in whole} == {b"Delivered-To: <a+b@example.test>"}
-    assert {f.read_bytes().split(b"\r\n", 2)[1] for f in cut} == {b"Delivered-To: <a@example.test>"}
+    assert {f.read_bytes().split(b"\r\n", 2)[1] for f in whole} == {b"Delivered-To: a+b@example.test"}
+    assert {f.read_bytes().split(b"\r\n", 2)[1] for f in cut} == {b"Delivered-To: a@example.test"}
     rc, out = await _swaks(server.smtp_port, "--to", "b-a@example.test")
     assert rc != 0 and "550 5.1.1" in out
 
@@ -397,7 +397,7 @@ async def test_disk_full_in_maildir_defers_451_and_delivers_once_there_is_room(t
         await _until(lambda: delivered in child.log(), "the delivery")
         [stored] = list((maildir / "new").iterdir())
         data = stored.read_bytes()
-        assert data.startswith(b"Return-Path: <me@example.org>\r\nDelivered-To: <alice@example.test>\r\n")
+        assert data.startswith(b"Return-Path: <me@example.org>\r\nDelivered-To: alice@example.test\r\n")
         assert data.endswith(b"\r\n" + message)
         assert child.log().count(delivered) == 1
     finally:
@@ -419,7 +419,7 @@ async def test_the_embedded_defaults_deliver_localhost_to_maildir(tmp_path: Path
         assert rc == 0, out
         [stored] = await _files(tmp_path / "var" / "mail" / "localhost" / "postmaster")
         assert stored.read_bytes().startswith(
-            b"Return-Path: <me@example.org>\r\nDelivered-To: <postmaster@localhost>\r\nReceived: "
+            b"Return-Path: <me@example.org>\r\nDelivered-To: postmaster@localhost\r\nReceived: "
         )
         rc, out = await _swaks(port, "--to", "you@localhost")
         assert "<** 550 5.1.1 No such user here" in out  # until `postier user add you@localhost`
@@ -466,7 +466,7 @@ async def test_a_mailbox_path_template(start_server: StartServer, tmp_path: Path
     assert rc == 0, out
     [stored] = await _files(vmail / "example.test" / "erin" / "Maildir")
     assert stored.read_bytes().startswith(
-        b"Return-Path: <me@example.org>\r\nDelivered-To: <Erin@example.test>\r\n"
+        b"Return-Path: <me@example.org>\r\nDelivered-To: Erin@example.test\r\n"
     )
     assert not (server.data_dir / "mail").exists()
 

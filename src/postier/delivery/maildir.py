@@ -16,10 +16,11 @@ message (with its added headers) must fit, else ``MailboxFullError`` (→ ``552 
 is written. Two deliveries racing for the last bytes may both fit: the quota is a limit on growth,
 not an exact ceiling. ``mailbox_size`` is the same sum, for the RCPT-time check.
 
-Bytes: ``Return-Path:`` and ``Delivered-To:`` header lines (RFC 5321 §4.4: the final delivery
-adds Return-Path) come first, then the body exactly as queued. Lines keep the CRLF they arrived
-with and the added headers use CRLF too, so a file never mixes line endings; Dovecot and mutt
-read CRLF and LF files alike, and exact bytes mean a DKIM signature still verifies.
+Bytes: ``Return-Path: <sender>`` and ``Delivered-To: mailbox`` (a bare address, as qmail, Postfix
+and Dovecot write it) come first (RFC 5321 §4.4: the final delivery adds Return-Path), then the
+body exactly as queued. Lines keep the CRLF they arrived with and the added headers use CRLF too,
+so a file never mixes line endings; Dovecot and mutt read CRLF and LF files alike, and exact bytes
+mean a DKIM signature still verifies.
 
 Disk errors (ENOSPC, EACCES, EIO …) are raised as ``OSError``: the caller turns them into a
 deferral, never a loss.
@@ -156,7 +157,7 @@ def deliver_to_maildir(
     the message would not fit in ``quota_bytes`` (0: no quota), OSError on any disk error.
     ``sync_dir`` fsyncs a directory (tests pass a recorder)."""
     sync = _fsync_dir if sync_dir is None else sync_dir
-    header = f"Return-Path: <{return_path}>\r\nDelivered-To: <{delivered_to}>\r\n".encode()
+    header = f"Return-Path: <{return_path}>\r\nDelivered-To: {delivered_to}\r\n".encode()
     if quota_bytes > 0:
         size = mailbox_size(maildir) + len(header) + len(body)
         if size > quota_bytes:
