@@ -494,3 +494,43 @@ async def test_a_message_is_read_once_for_all_its_transactions(tmp_path: Path, c
         assert len(w.remote.calls) == 4 and queue.reads == 1
     finally:
         await queue.close()
+
+
+async def test_a_slow_destination_with_a_big_backlog_does_not_starve_the_others(
+    queue: SqliteQueue, clock: Clock
+) -> None:
+    """More recipients waiting for one slow destination than may be in progress at all: they may
+    not take all the room, or mail for every other domain would wait behind them."""
+    w = World(
+        queue,
+        clock,
+        max_in_flight=6,
+        claim_batch=3,
+        max_in_flight_per_destination=2,
+        max_connections_per_destination=1,
+        poll_s=0.05,
+    )
+    slow = asyncio.Event()
+    script = w.remote.script
+    w.remote.gate = None
+
+    async def deliver(destination: Destination, message: OutboundMessage, rcpts: Sequence[Recipient]) -> Any:
+        if destination.domain == "remote.test":
+            await slow.wait()
+        return await FakeCourier.deliver(w.remote, destination, message, rcpts)
+
+    w.remote.deliver = deliver  # type: ignore[method-assign]
+    w.remote.script = script
+    stuck = [await w.send(bob(i)) for i in range(10)]
+    task = asyncio.create_task(w.scheduler.run_forever())
+    try:
+        other = await w.send(Address("x", "else.test"))
+        w.scheduler.wake()
+        async with asyncio.timeout(20):
+            while (await w.states(other))[0][0] is not RecipientState.DELIVERED:
+                await asyncio.sleep(0.01)
+    finally:
+        slow.set()
+        await w.scheduler.stop()
+        await asyncio.wait_for(task, timeout=10)
+    assert len(stuck) == 10

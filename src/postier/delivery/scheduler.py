@@ -21,7 +21,9 @@ logged and left leased (tried again when the lease ends) while the others of the
 ``run_forever`` keeps claiming while there is room (``max_in_flight`` recipients in progress), wakes on
 ``wake()`` (after an enqueue), when a finished batch frees room after a full claim, or every
 ``poll_s``. A recipient still in progress is never started twice, even if its lease ran out and a
-later claim returned it. A destination where no server answered at all (a 4xx without a remote MTA)
+later claim returned it. One domain has at most ``max_in_flight_per_destination`` recipients in
+progress: more are left leased and untouched until their lease ends, so that the backlog of a slow
+destination never fills ``max_in_flight`` and holds up mail for every other domain. A destination where no server answered at all (a 4xx without a remote MTA)
 is *dead* for ``dead_s`` (``limits.DeadDestinations``): its waiting transactions are deferred with
 the same reply without connecting (Postfix's "dead destination"), so a backlog for it drains quickly.
 """
@@ -29,6 +31,7 @@ the same reply without connecting (Postfix's "dead destination"), so a backlog f
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -119,6 +122,7 @@ class Scheduler:
         )
         self._slots = Slots(settings.max_connections, settings.max_connections_per_destination)
         self._in_flight: set[tuple[QueueId, int]] = set()
+        self._by_domain: collections.Counter[str] = collections.Counter()  # in flight, per claim domain
         self._tasks: set[asyncio.Task[int]] = set()
         self._dead = DeadDestinations(settings.dead_s, clock)
         self._wake = asyncio.Event()
@@ -185,8 +189,10 @@ class Scheduler:
         tasks = []
         for claim in claims:
             items = [i for i in claim.recipients if (i.message_id, i.index) not in self._in_flight]
+            items = self._within_share(claim.domain, items)
             if items:
                 self._in_flight.update((i.message_id, i.index) for i in items)
+                self._by_domain[claim.domain] += len(items)
                 tasks.append(self._spawn(self._run_claim(claim.domain, items)))
         return tasks
 
@@ -213,7 +219,24 @@ class Scheduler:
             await asyncio.gather(*(self._message(route, mid, mine) for mid, mine in by_message.items()))
         finally:
             self._in_flight.difference_update((i.message_id, i.index) for i in items)
+            self._by_domain[domain] -= len(items)
+            if self._by_domain[domain] <= 0:
+                del self._by_domain[domain]
         return len(items)
+
+    def _within_share(self, domain: str, items: list[ClaimedRecipient]) -> list[ClaimedRecipient]:
+        """``items`` cut to the room left for ``domain``; the rest stay leased, untouched, and come
+        back when their lease ends (a slow destination's backlog never fills ``max_in_flight``)."""
+        room = self._settings.max_in_flight_per_destination - self._by_domain[domain]
+        if len(items) <= room:
+            return items
+        _log.info(
+            "%d recipients for %s wait for their lease to end: %d are in progress already",
+            len(items) - max(room, 0),
+            domain,
+            self._by_domain[domain],
+        )
+        return items[: max(room, 0)]
 
     async def _route(self, domain: str) -> Destination | Reply:
         try:

@@ -18,7 +18,9 @@ class DeliverySettings:
     """Limits and times of the scheduler. ``max_in_flight``: recipients in progress at once (claims
     stop beyond); ``claim_batch``: most recipients per claim; ``lease_s``: how long a claim is ours;
     ``poll_s``: how often the queue is asked when nobody wakes the scheduler; ``dead_s``: how long a
-    destination where no server answered is deferred without trying."""
+    destination where no server answered is deferred without trying; ``max_in_flight_per_destination``:
+    recipients of one domain in progress at once — more are left leased, untouched, until their lease
+    ends, so that a slow destination with a big backlog cannot take all of ``max_in_flight``."""
 
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     bounces: BounceSettings = field(default_factory=lambda: BounceSettings("localhost"))
@@ -26,6 +28,7 @@ class DeliverySettings:
     max_connections_per_destination: int = 20
     max_recipients_per_transaction: int = 50
     max_in_flight: int = 5000
+    max_in_flight_per_destination: int = 2000
     claim_batch: int = 500
     lease_s: float = 900.0
     poll_s: float = 1.0
@@ -44,6 +47,7 @@ def delivery_settings(config: Config) -> DeliverySettings:
     for key in ("max_connections", "max_connections_per_destination", "max_recipients_per_transaction"):
         if getattr(d, key) < 1:
             raise ConfigError(f"delivery.{key}", "must be at least 1")
+    in_flight = max(100, min(20_000, d.max_connections * d.max_recipients_per_transaction))
     retry = RetryPolicy(d.retry_base_s, d.retry_cap_s, d.max_age_s, d.delay_notice_s)
     bounces = BounceSettings(
         reporting_mta=config.server.hostname,
@@ -56,6 +60,10 @@ def delivery_settings(config: Config) -> DeliverySettings:
         max_connections=d.max_connections,
         max_connections_per_destination=d.max_connections_per_destination,
         max_recipients_per_transaction=d.max_recipients_per_transaction,
-        max_in_flight=max(100, min(20_000, d.max_connections * d.max_recipients_per_transaction)),
+        max_in_flight=in_flight,
+        # Two rounds of full transactions on every connection the destination may have.
+        max_in_flight_per_destination=max(
+            1, min(in_flight // 2, 2 * d.max_connections_per_destination * d.max_recipients_per_transaction)
+        ),
         dead_s=min(60.0, d.retry_base_s),
     )
