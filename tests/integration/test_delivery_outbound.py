@@ -23,7 +23,7 @@ from tests.integration.conftest import StartServer
 from tests.integration.dnsserver import DnsServer, dns_server_factory  # noqa: F401 (fixture)
 from tests.integration.harness import RunningServer, make_config
 from tests.integration.mailcheck import queue_id_from_reply
-from tests.integration.peers import AiosmtpdPeer, loopback_address, server_context
+from tests.integration.peers import AiosmtpdPeer, SmtpSink, loopback_address, server_context
 
 pytestmark = pytest.mark.integration
 
@@ -492,3 +492,22 @@ async def test_a_hundred_recipients_many_transactions_one_bounce(
     assert sorted(len(m.recipients) for m in peer.messages) == [5, 15, 15, 15]  # 30, 30, 30, 10: half taken
     [dsn] = await wait_bounces(server, 1)
     assert failed_rcpts(dsn) == {k.encode() for k in refused}
+
+
+async def test_connection_reuse_through_the_scheduler(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    smtp_sink: Callable[..., SmtpSink],
+) -> None:
+    """Messages to one MX one after the other ride one connection (counted at smtp-sink); after
+    reuse_max_messages it is closed and a new one opened."""
+    sink = smtp_sink()
+    dns = dns_server_factory(
+        {"reuse.test": {"MX": ["10 mx.reuse.test"]}, "mx.reuse.test": {"A": [sink.address]}}
+    )
+    server = await start(start_server, dns, delivery={"reuse_idle_s": 60.0, "reuse_max_messages": 3})
+    for i in range(4):
+        qid = await send(server, f"u{i}@reuse.test")
+        assert await wait_final(server, qid) == [RecipientState.DELIVERED]
+    assert len(await sink.wait_messages(4)) == 4
+    assert sink.connections() == 2  # three messages on the first, the fourth on a second
