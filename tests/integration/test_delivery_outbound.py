@@ -511,3 +511,34 @@ async def test_connection_reuse_through_the_scheduler(
         assert await wait_final(server, qid) == [RecipientState.DELIVERED]
     assert len(await sink.wait_messages(4)) == 4
     assert sink.connections() == 2  # three messages on the first, the fourth on a second
+
+
+async def test_smarthost_implicit_tls_on_465_by_default(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    aiosmtpd_peer: Peer,
+    tls_ca: trustme.CA,
+    tmp_path: Path,
+) -> None:
+    """smarthost_implicit_tls: TLS from the first byte (RFC 8314), port 465 when none is given, the
+    certificate verified (smarthost_tls = "verify", the default), then AUTH PLAIN."""
+    context = server_context(tls_ca, "smtp.provider.test")
+    relay: AiosmtpdPeer = await aiosmtpd_peer(
+        users={"postier": "s3cret"}, require_auth=True, port=465, implicit_tls=context
+    )
+    ca_file = tmp_path / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(ca_file))
+    (tmp_path / "pw").write_text("s3cret\n")
+    relay_section = {
+        "local_domains": ["localhost", "example.test"],
+        "smarthost": "smtp.provider.test",
+        "smarthost_implicit_tls": True,
+        "smarthost_username": "postier",
+        "smarthost_password_file": str(tmp_path / "pw"),
+    }
+    dns = dns_server_factory({"smtp.provider.test": {"A": [relay.address]}})
+    server = await start(start_server, dns, delivery={"ca_file": str(ca_file)}, relay=relay_section)
+    qid = await send(server, "zoe@far.test")
+    assert await wait_final(server, qid) == [RecipientState.DELIVERED]
+    [message] = relay.messages
+    assert (message.recipients, message.auth_login, message.is_tls) == (("zoe@far.test",), "postier", True)
