@@ -1,6 +1,10 @@
 """250 means durable: SIGKILL `postier serve` at random moments while many clients send, restart it,
 and check that every message that got a 250 is in the queue with its exact bytes, and that nothing in
-the queue is partial (every queued body is one a client sent, whole)."""
+the queue is partial (every queued body is one a client sent, whole).
+
+Every third message is large (8 to 64 KiB): bodies of 8 KiB and more go to the queue's body log
+(``queue/bodylog.py``, appended and fdatasync'd before the commit that references them), the others
+inline in SQLite, so a kill can land in either write path, or between them."""
 
 from __future__ import annotations
 
@@ -18,6 +22,16 @@ pytestmark = pytest.mark.integration
 
 ROUNDS = 20
 CLIENTS = 12
+LARGE = 8 * 1024  # the queue's body_log_min_bytes: from this size on, bodies go to the body log
+
+
+def _body(worker: int, n: int) -> bytes:
+    """A message; every third one is 8–64 KiB, in lines of 76 characters plus CRLF."""
+    head = f"Subject: crash test {worker}-{n}\r\n\r\n".encode()
+    if n % 3 == 0:
+        text = random.randbytes(random.randint(LARGE, 64 * 1024) // 2 + 1).hex()
+        return head + b"".join(text[i : i + 76].encode() + b"\r\n" for i in range(0, len(text), 76))
+    return head + random.randbytes(256).hex().encode() + b"\r\n"
 
 
 async def _client(port: int, worker: int, acked: dict[str, bytes], sent: set[bytes]) -> None:
@@ -34,11 +48,7 @@ async def _client(port: int, worker: int, acked: dict[str, bytes], sent: set[byt
         n = 0
         while True:
             n += 1
-            body = (
-                f"Subject: crash test {worker}-{n}\r\n\r\n".encode()
-                + random.randbytes(256).hex().encode()
-                + b"\r\n"
-            )
+            body = _body(worker, n)
             sent.add(body)
             writer.write(b"MAIL FROM:<crash@example.org>\r\nRCPT TO:<postmaster@localhost>\r\nDATA\r\n")
             for _ in range(3):
@@ -85,6 +95,7 @@ async def test_sigkill_never_loses_an_acknowledged_message(tmp_path: Path) -> No
             process.kill()
             await asyncio.gather(*clients)
         assert len(acked) > ROUNDS, "the clients should have had many messages acknowledged"
+        assert sum(len(b) >= LARGE for b in acked.values()) > ROUNDS, "many large ones among them"
         stored = await _check_queue(tmp_path / "var", acked, sent)
         assert stored >= len(acked)
     finally:
