@@ -534,3 +534,30 @@ async def test_a_slow_destination_with_a_big_backlog_does_not_starve_the_others(
         await w.scheduler.stop()
         await asyncio.wait_for(task, timeout=10)
     assert len(stuck) == 10
+
+
+async def test_deliveries_are_recorded_when_their_transaction_ends(queue: SqliteQueue, clock: Clock) -> None:
+    """A delivered recipient is recorded as soon as its transaction ends, not when the message's
+    slowest transaction does: a crash meanwhile must not deliver it a second time."""
+    w = World(queue, clock, max_recipients_per_transaction=1)
+    slow = asyncio.Event()
+    real = FakeCourier.deliver
+
+    async def deliver(destination: Destination, message: OutboundMessage, rcpts: Sequence[Recipient]) -> Any:
+        if rcpts[0].address == bob(2):
+            await slow.wait()
+        return await real(w.remote, destination, message, rcpts)
+
+    w.remote.deliver = deliver  # type: ignore[method-assign]
+    w.remote.script = lambda d, r: OK if r.address == bob(1) else UNKNOWN
+    qid = await w.send(bob(1), bob(2), bob(3))
+    run = asyncio.create_task(w.scheduler.run_once())
+    async with asyncio.timeout(10):
+        while (await w.states(qid))[0][0] is not RecipientState.DELIVERED:
+            await asyncio.sleep(0.01)
+    assert [s for s, _ in await w.states(qid)][1:] == [RecipientState.QUEUED] * 2  # bob3 waits: one DSN
+    slow.set()
+    assert await run == 3
+    await w.scheduler.run_once()
+    [dsn] = w.bounces()
+    assert scan_message(email.message_from_bytes(dsn.body)) == {b"bob2@remote.test", b"bob3@remote.test"}

@@ -10,20 +10,29 @@ or waits for it.
 attempt a 4xx without a remote MTA: connection refused, timed out, temporary DNS failure of its
 hosts) for ``dead_s`` seconds; transactions waiting for it meanwhile are deferred with the same
 reply without connecting (Postfix's "dead destination"), so a backlog for a dead site drains fast.
+
+``DomainShares`` caps the recipients of one domain in progress at once: what a claim brings beyond
+the cap is left leased and untouched until the lease ends, so that the backlog of one slow
+destination never fills the scheduler's whole ``max_in_flight``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from postier.delivery.transport import Attempt, Destination, DestinationKind
 from postier.mail.reply import Reply
 
-__all__ = ["DeadDestinations", "Slots"]
+__all__ = ["DeadDestinations", "DomainShares", "Slots"]
 
+T = TypeVar("T")
+_log = logging.getLogger("postier.delivery.scheduler")
 _NETWORK_KINDS = frozenset({DestinationKind.MX, DestinationKind.RELAY, DestinationKind.LMTP})
 
 
@@ -74,3 +83,30 @@ class DeadDestinations:
         if attempts and all(a.reply.is_transient and a.remote_mta is None for a in attempts):
             until = self._clock() + timedelta(seconds=self._dead_s)
             self._dead[destination.key] = (until, attempts[0].reply)
+
+
+class DomainShares:
+    """Recipients in progress per claim domain, at most ``limit`` each."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._in_progress: collections.Counter[str] = collections.Counter()
+
+    def take(self, domain: str, items: list[T]) -> list[T]:
+        """The part of ``items`` there is room for (now counted as in progress); the rest is logged."""
+        room = max(self._limit - self._in_progress[domain], 0)
+        if len(items) > room:
+            _log.info(
+                "%d recipients for %s wait for their lease to end: %d are in progress already",
+                len(items) - room,
+                domain,
+                self._in_progress[domain],
+            )
+            items = items[:room]
+        self._in_progress[domain] += len(items)
+        return items
+
+    def give_back(self, domain: str, count: int) -> None:
+        self._in_progress[domain] -= count
+        if self._in_progress[domain] <= 0:
+            del self._in_progress[domain]

@@ -10,10 +10,11 @@ its own task, so a slow or dead destination never holds up the others:
    and hand each to the courier of the destination's kind — at most
    ``max_connections_per_destination`` at once per destination key and ``max_connections`` overall
    (``limits.Slots``);
-3. once a message's transactions to the destination are done, judge each ``Attempt``
-   (``outcomes.judge``), enqueue the DSNs due (``bounces.Bouncer``: one per message, however many
-   transactions it took) and only then record the outcomes (a crash in between may duplicate a
-   bounce, never lose one). A message deleted meanwhile gets no DSN.
+3. judge each ``Attempt`` (``outcomes.judge``). An outcome that needs no DSN is recorded as soon
+   as its transaction ends; the others wait until the message's last transaction to the
+   destination is done, then the DSNs due are enqueued (``bounces.Bouncer``: one per message,
+   however many transactions it took) and only then are those outcomes recorded (a crash in
+   between may duplicate a bounce, never lose one). A message deleted meanwhile gets no DSN.
 
 Errors stay with their message: one whose body cannot be read, or whose DSN cannot be built, is
 logged and left leased (tried again when the lease ends) while the others of the claim go on.
@@ -23,15 +24,16 @@ logged and left leased (tried again when the lease ends) while the others of the
 ``poll_s``. A recipient still in progress is never started twice, even if its lease ran out and a
 later claim returned it. One domain has at most ``max_in_flight_per_destination`` recipients in
 progress: more are left leased and untouched until their lease ends, so that the backlog of a slow
-destination never fills ``max_in_flight`` and holds up mail for every other domain. A destination where no server answered at all (a 4xx without a remote MTA)
-is *dead* for ``dead_s`` (``limits.DeadDestinations``): its waiting transactions are deferred with
-the same reply without connecting (Postfix's "dead destination"), so a backlog for it drains quickly.
+destination never fills ``max_in_flight`` and holds up mail for every other domain.
+
+A destination where no server answered at all (a 4xx without a remote MTA) is *dead* for
+``dead_s`` (``limits.DeadDestinations``): its waiting transactions are deferred with the same reply
+without connecting (Postfix's "dead destination"), so a backlog for it drains quickly.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import random
@@ -41,7 +43,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from postier.delivery.bounces import Bouncer, Expand
-from postier.delivery.limits import DeadDestinations, Slots
+from postier.delivery.limits import DeadDestinations, DomainShares, Slots
 from postier.delivery.outcomes import Judgement, judge, log_attempt
 from postier.delivery.routes import Router
 from postier.delivery.settings import DeliverySettings
@@ -71,11 +73,11 @@ class _Loaded:
 
 @dataclass(slots=True)
 class _Carried:
-    """One transaction's outcome, and how long it took (None: a dead destination, not tried)."""
+    """Outcomes still to settle, and how long each transaction took (None: not tried)."""
 
     items: list[ClaimedRecipient]
     attempts: list[Attempt]
-    duration_s: float | None
+    durations: list[float | None]
 
 
 class _Once:
@@ -122,7 +124,7 @@ class Scheduler:
         )
         self._slots = Slots(settings.max_connections, settings.max_connections_per_destination)
         self._in_flight: set[tuple[QueueId, int]] = set()
-        self._by_domain: collections.Counter[str] = collections.Counter()  # in flight, per claim domain
+        self._shares = DomainShares(settings.max_in_flight_per_destination)
         self._tasks: set[asyncio.Task[int]] = set()
         self._dead = DeadDestinations(settings.dead_s, clock)
         self._wake = asyncio.Event()
@@ -189,10 +191,9 @@ class Scheduler:
         tasks = []
         for claim in claims:
             items = [i for i in claim.recipients if (i.message_id, i.index) not in self._in_flight]
-            items = self._within_share(claim.domain, items)
+            items = self._shares.take(claim.domain, items)
             if items:
                 self._in_flight.update((i.message_id, i.index) for i in items)
-                self._by_domain[claim.domain] += len(items)
                 tasks.append(self._spawn(self._run_claim(claim.domain, items)))
         return tasks
 
@@ -219,24 +220,8 @@ class Scheduler:
             await asyncio.gather(*(self._message(route, mid, mine) for mid, mine in by_message.items()))
         finally:
             self._in_flight.difference_update((i.message_id, i.index) for i in items)
-            self._by_domain[domain] -= len(items)
-            if self._by_domain[domain] <= 0:
-                del self._by_domain[domain]
+            self._shares.give_back(domain, len(items))
         return len(items)
-
-    def _within_share(self, domain: str, items: list[ClaimedRecipient]) -> list[ClaimedRecipient]:
-        """``items`` cut to the room left for ``domain``; the rest stay leased, untouched, and come
-        back when their lease ends (a slow destination's backlog never fills ``max_in_flight``)."""
-        room = self._settings.max_in_flight_per_destination - self._by_domain[domain]
-        if len(items) <= room:
-            return items
-        _log.info(
-            "%d recipients for %s wait for their lease to end: %d are in progress already",
-            len(items) - max(room, 0),
-            domain,
-            self._by_domain[domain],
-        )
-        return items[: max(room, 0)]
 
     async def _route(self, domain: str) -> Destination | Reply:
         try:
@@ -271,12 +256,12 @@ class Scheduler:
             batches = [items[i : i + size] for i in range(0, len(items), size)]
             message = _Once(lambda: self._load(message_id))
             carried = await asyncio.gather(*(self._batch(route, courier, message, b) for b in batches))
-            done = [c for c in carried if c is not None]
+            done = [c for c in carried if c is not None and c.items]
             loaded = await message.get() if done else None  # read now if every batch met a dead site
             if loaded is not None:
                 items = [i for c in done for i in c.items]
                 attempts = [a for c in done for a in c.attempts]
-                durations = [c.duration_s for c in done for _ in c.items]
+                durations = [d for c in done for d in c.durations]
                 await self._settle(loaded, items, attempts, route, durations)
         except Exception:
             _log.exception("delivering %s failed; its recipients are retried when the lease ends", message_id)
@@ -285,13 +270,15 @@ class Scheduler:
         self, route: Destination, courier: Courier, message: _Once, items: list[ClaimedRecipient]
     ) -> _Carried | None:
         """One transaction. The message is read once a connection slot is ours (so a long backlog
-        does not hold every body in memory), and only once for all its transactions. None: the
-        message is gone, or an error (logged)."""
+        does not hold every body in memory), and only once for all its transactions. Outcomes that
+        need no DSN are recorded at once (a crash later cannot make them happen twice); the others
+        are returned, to be settled with the rest of the message. None: the message is gone, or an
+        error (logged)."""
         try:
             async with self._slots.hold(route.key):
                 dead = self._dead.reply(route)
                 if dead is not None:
-                    return _Carried(items, [Attempt(i.recipient, dead) for i in items], None)
+                    return _Carried(items, [Attempt(i.recipient, dead) for i in items], [None] * len(items))
                 loaded = await message.get()
                 if loaded is None:
                     return None
@@ -299,7 +286,8 @@ class Scheduler:
                 attempts = await self._carry(courier, route, loaded, items)
                 duration_s = (self._clock() - started).total_seconds()
                 self._dead.note(route, attempts)  # before the slot goes to the next one waiting
-                return _Carried(items, attempts, duration_s)
+            durations: list[float | None] = [duration_s] * len(items)
+            return await self._settle(loaded, items, attempts, route, durations, quiet_only=True)
         except Exception:
             _log.exception("a transaction of %s failed; retried when the lease ends", items[0].message_id)
             return None
@@ -341,9 +329,12 @@ class Scheduler:
         attempts: Sequence[Attempt],
         destination: Destination | None,
         durations: Sequence[float | None] | None = None,
-    ) -> None:
+        *,
+        quiet_only: bool = False,
+    ) -> _Carried:
         """Judge, send the DSNs due, log, then record (DSN first: see the module docstring).
-        ``durations``: each recipient's transaction time (None: no courier was asked)."""
+        ``durations``: each recipient's transaction time (None: no courier was asked). With
+        ``quiet_only``, only outcomes that need no DSN are settled; the others are returned."""
         now = self._clock()
         previous = {r.index: r.last_attempt_at for r in loaded.record.recipients}
         kind = None if destination is None else destination.kind
@@ -359,10 +350,11 @@ class Scheduler:
             )
             for item, attempt in zip(items, attempts, strict=True)
         ]
-        keep = await self._notify(loaded, judged)
+        times = list(durations) if durations is not None else [None] * len(items)
+        later = [k for k, j in enumerate(judged) if j.report is not None] if quiet_only else []
+        keep = [j.report is None for j in judged] if quiet_only else await self._notify(loaded, judged)
         relay = "none" if destination is None else destination.key
         results = []
-        times = durations if durations is not None else [None] * len(items)
         for item, attempt, judgement, kept, duration_s in zip(
             items, attempts, judged, keep, times, strict=True
         ):
@@ -376,6 +368,7 @@ class Scheduler:
                 _log.exception(
                     "recording outcomes of %s failed; retried when the lease ends", loaded.record.id
                 )
+        return _Carried([items[k] for k in later], [attempts[k] for k in later], [times[k] for k in later])
 
     async def _notify(self, loaded: _Loaded, judged: Sequence[Judgement]) -> list[bool]:
         """Enqueue the DSNs due; which judgements may be recorded. If a bounce cannot be queued,
