@@ -362,12 +362,12 @@ class _PostierInTmpfsMail(PostierProcess):
         return Path(f"/proc/{self.proc.pid}/root") / path.relative_to("/")
 
 
-async def _until(condition: Callable[[], bool], what: str) -> None:
+async def _until(condition: Callable[[], bool], what: str, log: Callable[[], str]) -> None:
     for _ in range(600):
         if condition():
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}; the server's log:\n{log()}")
 
 
 async def test_disk_full_in_maildir_defers_451_and_delivers_once_there_is_room(tmp_path: Path) -> None:
@@ -386,7 +386,7 @@ async def test_disk_full_in_maildir_defers_451_and_delivers_once_there_is_room(t
         deferred = (
             f'id={qid} rcpt=alice@example.test result=deferred relay=maildir:example.test reply="451 4.3.0 '
         )
-        await _until(lambda: deferred in child.log(), "the 451 deferral")
+        await _until(lambda: deferred in child.log(), "the 451 deferral", child.log)
         maildir = child.inside(data_dir / "mail" / "example.test" / "alice")
         assert list((maildir / "tmp").iterdir()) == []  # the partial file was removed
         assert list((maildir / "new").iterdir()) == []
@@ -394,7 +394,7 @@ async def test_disk_full_in_maildir_defers_451_and_delivers_once_there_is_room(t
 
         child.inside(data_dir / "mail" / "filler").unlink()  # room again: the next attempt delivers
         delivered = f"id={qid} rcpt=alice@example.test result=delivered"
-        await _until(lambda: delivered in child.log(), "the delivery")
+        await _until(lambda: delivered in child.log(), "the delivery", child.log)
         [stored] = list((maildir / "new").iterdir())
         data = stored.read_bytes()
         assert data.startswith(b"Return-Path: <me@example.org>\r\nDelivered-To: alice@example.test\r\n")
