@@ -24,6 +24,8 @@ accepted and bounced later (no backscatter). A resolution ends in *final targets
 ``check`` also refuses with ``452 4.2.2`` a recipient all of whose targets are local mailboxes that
 are full already (``local.quota_bytes``); sizes come from an injected ``mailbox_size`` (delivery's
 Maildir code) and are cached for ``size_cache_s`` so a burst of RCPTs costs one directory scan.
+Domains delivered by LMTP (``local.lmtp``) are judged the same way, by this directory and not by
+the LMTP server, except that no quota is measured for them (the LMTP server keeps its own).
 
 ``expand`` rewrites an envelope's recipients into final targets before the message is queued:
 deduplicated, NOTIFY kept, and ORCPT set to the address the client gave when it gave none (RFC 3461
