@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from postier.mail.address import Address
-from postier.server.received import protocol_keyword, received_header
+from postier.server.received import hop_count, protocol_keyword, received_header
 
 NOW = datetime(2026, 11, 29, 6, 40, 20, tzinfo=UTC)
 
@@ -79,3 +79,17 @@ def test_hostile_helo_cannot_break_the_header() -> None:
     assert b"Bcc" in first  # kept visible on the first line, not a header of its own
     assert header.count(b"\r\n") == 3
     assert b"\n" not in header.replace(b"\r\n", b"")
+
+
+@pytest.mark.parametrize(
+    ("message", "hops"),
+    [
+        (b"", 0),
+        (b"Received: a\r\nRECEIVED: b\r\n\tfolded\r\nX-Received: no\r\n\r\nReceived: in the body\r\n", 2),
+        (b"\r\nReceived: no header at all\r\n", 0),
+        (b"Subject: x\nReceived: bare LF lines count too\n\nbody", 1),
+        (b"Received: without an end", 1),
+    ],
+)
+def test_hop_count_counts_received_fields_of_the_header_only(message: bytes, hops: int) -> None:
+    assert hop_count(message) == hops

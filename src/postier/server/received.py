@@ -60,10 +60,14 @@ def received_header(
 
 def hop_count(message: bytes) -> int:
     """The ``Received:`` fields in the header section of ``message`` (up to the first empty line)."""
-    count = 0
-    for line in message.split(b"\n"):
+    count, start = 0, 0
+    while start < len(message):  # line by line, never past the header (bodies may be large)
+        end = message.find(b"\n", start)
+        end = len(message) if end < 0 else end
+        line = message[start:end]
         if line in (b"", b"\r"):
             break
         if line[:9].lower() == b"received:":
             count += 1
+        start = end + 1
     return count
