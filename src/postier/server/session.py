@@ -30,6 +30,7 @@ from postier.mail.replies import S, greeting, queued
 from postier.mail.reply import Reply
 from postier.observe import get_logger, mail_event
 from postier.server.auth_flow import SessionAuth
+from postier.server.inputwait import InputWait
 from postier.server.rcpt_checks import check_recipient, count_message
 from postier.server.received import MAX_HOPS, hop_count, protocol_keyword, received_header
 from postier.smtp.events import (
@@ -72,7 +73,7 @@ class Session(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._conn: ServerConnection | None = None
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._input: InputWait | None = None
         self._can_write = asyncio.Event()
         self._can_write.set()
         self._out: list[bytes] = []
@@ -114,7 +115,9 @@ class Session(asyncio.Protocol):
             self._transport.close()
             return
         self._conn = ServerConnection(self.listener.engine_settings(is_tls=self._tls is not None))
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"smtp-{self.sid}")
+        loop = asyncio.get_running_loop()
+        self._input = InputWait(loop)
+        self._task = loop.create_task(self._run(), name=f"smtp-{self.sid}")
 
     def data_received(self, data: bytes) -> None:
         if self._conn is None:
@@ -131,19 +134,19 @@ class Session(asyncio.Protocol):
         if self._pending_in > _READ_HIGH_WATER and not self._paused and self._transport is not None:
             self._transport.pause_reading()
             self._paused = True
-        self._wake.set()
+        self._wake()
 
     def eof_received(self) -> bool:
         self._eof = True
         if self._conn is not None:
             self._conn.receive_data(b"")
-        self._wake.set()
+        self._wake()
         # Keep the write side open to answer what was pipelined before the EOF (not possible under TLS).
         return self._tls is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
-        self._wake.set()
+        self._wake()
         self._can_write.set()
         if self._conn is None:
             return
@@ -160,7 +163,11 @@ class Session(asyncio.Protocol):
     def stop(self) -> None:
         """Shutdown: the session ends with 421 4.3.2 the next time it waits for the client."""
         self._stopping = True
-        self._wake.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._input is not None:
+            self._input.wake()
 
     async def wait_closed(self) -> None:
         if self._task is not None:
@@ -187,6 +194,8 @@ class Session(asyncio.Protocol):
             _log.exception("session %s: internal error", self.sid)
             self._write_now(S.INTERNAL_ERROR)
         finally:
+            if self._input is not None:
+                self._input.close()
             self._flush()
             if self._transport is not None and not self._transport.is_closing():
                 self._transport.close()
@@ -244,15 +253,12 @@ class Session(asyncio.Protocol):
             self._paused = False
         reading_data = self._conn is not None and self._conn.is_reading_data
         timeout = self.server.data_timeout_s if reading_data else self.server.command_timeout_s
-        self._wake.clear()
         if self._stopping:
             self._end_reason = "shutdown"
             self._write_now(S.SERVICE_UNAVAILABLE)
             return False
-        try:
-            async with asyncio.timeout(timeout):
-                await self._wake.wait()
-        except TimeoutError:
+        assert self._input is not None
+        if not await self._input.wait(timeout):
             self._end_reason = "timeout"
             self._write_now(S.TIMEOUT)
             return False
