@@ -561,3 +561,33 @@ async def test_deliveries_are_recorded_when_their_transaction_ends(queue: Sqlite
     await w.scheduler.run_once()
     [dsn] = w.bounces()
     assert scan_message(email.message_from_bytes(dsn.body)) == {b"bob2@remote.test", b"bob3@remote.test"}
+
+
+class FlakyClaims(SqliteQueue):
+    """A real queue whose first claim fails with an error the queue did not foresee."""
+
+    failures: int = 1
+
+    async def claim(self, now: datetime, lease_s: float, limit: int) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("database disk image is malformed")
+        return await super().claim(now, lease_s, limit)
+
+
+async def test_delivery_goes_on_after_an_unexpected_claim_error(tmp_path: Path, clock: Clock) -> None:
+    queue = FlakyClaims(tmp_path / "flaky", clock=clock)
+    await queue.open()
+    w = World(queue, clock, poll_s=0.05)
+    task = asyncio.create_task(w.scheduler.run_forever())
+    try:
+        qid = await w.send(bob())
+        w.scheduler.wake()
+        async with asyncio.timeout(10):
+            while (await w.states(qid))[0][0] is not RecipientState.DELIVERED:
+                await asyncio.sleep(0.01)
+        assert queue.failures == 0
+    finally:
+        await w.scheduler.stop()
+        await asyncio.wait_for(task, timeout=10)
+        await queue.close()

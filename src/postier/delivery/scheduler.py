@@ -142,12 +142,13 @@ class Scheduler:
         return sum(await asyncio.gather(*tasks))
 
     async def run_forever(self) -> None:
-        """Claim and deliver until ``stop()``. A queue error is logged and retried after ``poll_s``."""
+        """Claim and deliver until ``stop()``. A failed claim (a queue error, or any other: the loop
+        must not die and leave mail undelivered) is logged and tried again after ``poll_s``."""
         while not self._stopping:
             self._wake.clear()
             try:
                 await self._claim()
-            except QueueError:
+            except Exception:
                 _log.exception("claiming due recipients failed; retrying")
                 self._starved = False
             if self._starved and len(self._in_flight) < self._settings.max_in_flight:
