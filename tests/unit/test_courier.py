@@ -240,6 +240,9 @@ def test_own_addresses() -> None:
     assert own.is_ours("127.0.0.9", 2525) and own.is_ours("::1", 587)  # wildcards: every local address
     assert not own.is_ours("192.0.2.1", 2525)  # TEST-NET-1: not an address of this host
     assert not own.is_ours("not-an-address", 25) and not OwnAddresses().is_ours("127.0.0.1", 25)
+    assert own.is_ours("0.0.0.0", 2525) and own.is_ours("::", 587)  # "MX 0.0.0.0" reaches this host
+    loopback_only = OwnAddresses([("127.0.0.1", 25)])
+    assert loopback_only.is_ours("0.0.0.0", 25) and not loopback_only.is_ours("0.0.0.0", 26)
 
 
 class ListedResolver(FakeResolver):

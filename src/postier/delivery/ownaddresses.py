@@ -7,7 +7,9 @@ second name of the host); then only its address gives it away. ``OwnAddresses`` 
 sockets of ``[[listener]]`` as (address, port) pairs; the courier asks ``is_ours`` for each address
 it is about to connect to. A wildcard listener (``0.0.0.0``, ``::``) stands for every address of
 this host: an address is this host's when it is a loopback address or a socket can be bound to it
-(the kernel refuses addresses it does not own; the answer is cached). Like Postfix's
+(the kernel refuses addresses it does not own; the answer is cached). An MX pointing at
+``0.0.0.0`` or ``::`` (connecting there reaches this host) is ours when we listen on a loopback or
+wildcard address of that port. Like Postfix's
 "mail for … loops back to myself", the check is made by address and port, before connecting.
 """
 
@@ -53,6 +55,9 @@ class OwnAddresses:
         ip = _parse(address)
         if ip is None:
             return False
+        if ip.is_unspecified:  # connecting to 0.0.0.0 or :: reaches this host's loopback
+            loopback = any(mine.is_loopback and p == port for mine, p in self._exact)
+            return loopback or port in self._wildcard_ports
         if (ip, port) in self._exact:
             return True
         return port in self._wildcard_ports and self._is_local(ip)
