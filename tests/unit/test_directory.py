@@ -276,6 +276,18 @@ def test_quota_at_rcpt(store: UserStore) -> None:
     assert sizes.calls == calls  # a burst costs no scans
 
 
+def test_a_maildir_that_cannot_be_measured_does_not_end_the_session(
+    store: UserStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(maildir: Path) -> int:
+        raise PermissionError(13, "Permission denied", str(maildir))
+
+    directory = make(store, quota_bytes=1000, mailbox_size=broken)
+    with caplog.at_level(logging.WARNING, logger="postier.users"):
+        assert directory.check(rcpt("bob@example.org")) is None  # accepted: delivery decides (451)
+    assert any("cannot measure" in r.getMessage() for r in caplog.records)
+
+
 def test_quota_is_not_measured_for_lmtp_domains(store: UserStore) -> None:
     sizes = Sizes()
     directory = make(store, quota_bytes=1000, mailbox_size=sizes, lmtp={"example.org": "127.0.0.1:24"})

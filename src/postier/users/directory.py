@@ -349,7 +349,12 @@ class LocalDirectory:
         # An LMTP server keeps its own mailboxes (and quotas): only Maildirs written here are measured.
         if not self.is_local(target) or target.domain_key in self._lmtp:
             return False
-        return self.mailbox_bytes(self.maildir_for(target)) >= self.quota_bytes
+        maildir = self.maildir_for(target)
+        try:
+            return self.mailbox_bytes(maildir) >= self.quota_bytes
+        except OSError as exc:  # not full as far as we know: the delivery will defer with 451 if need be
+            _log.warning("quota: cannot measure %s: %s", maildir, exc)
+            return False
 
     def _dedup_key(self, address: Address) -> str:
         if self.is_local(address):
