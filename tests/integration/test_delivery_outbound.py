@@ -1,107 +1,33 @@
 """Outbound delivery end to end: a real Postier (``start_server``) whose ``dns.nameservers`` is the
-test DNS responder, delivering to aiosmtpd peers on 127.0.0.N:25; bounces come back to the local
-sender's Maildir and flufl.bounce reads them. The retry schedule is shrunk through configuration."""
+test DNS responder, delivering to aiosmtpd and smtp-sink peers on 127.0.0.N:25; bounces come back to
+the local sender's Maildir and flufl.bounce reads them. The retry schedule is shrunk through
+configuration (``outbound.FAST``). Relays and smarthosts: test_delivery_relays.py."""
 
 from __future__ import annotations
 
 import asyncio
-import email
 import smtplib
-import subprocess
-import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
 
 import pytest
-import tomli_w
-import trustme
-from flufl.bounce import scan_message
 
 from postier.queue.model import RecipientState
 from tests.integration.conftest import StartServer
 from tests.integration.dnsserver import DnsServer, dns_server_factory  # noqa: F401 (fixture)
-from tests.integration.harness import RunningServer, make_config
 from tests.integration.mailcheck import queue_id_from_reply
-from tests.integration.peers import AiosmtpdPeer, SmtpSink, loopback_address, server_context
+from tests.integration.outbound import (
+    ALICE,
+    Peer,
+    bounces,
+    failed_rcpts,
+    send,
+    start,
+    wait_bounces,
+    wait_final,
+)
+from tests.integration.peers import AiosmtpdPeer, SmtpSink, loopback_address
 
 pytestmark = pytest.mark.integration
-
-ALICE = "alice@example.test"  # a local user: her bounces land in her Maildir
-FAST = {
-    "retry_base_s": 0.3,
-    "retry_cap_s": 0.3,
-    "max_age_s": 60.0,
-    "connect_timeout_s": 2.0,
-    "delay_notice_s": 0.0,
-}
-Peer = Callable[..., Any]
-
-
-def _send(
-    port: int,
-    rcpts: Sequence[str],
-    *,
-    sender: str = ALICE,
-    rcpt_options: Sequence[str] = (),
-    mail_options: Sequence[str] = (),
-) -> bytes:
-    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
-        client.ehlo("client.test")
-        code, text = client.mail(sender, options=list(mail_options))
-        assert code == 250, text
-        for rcpt in rcpts:
-            code, text = client.rcpt(rcpt, options=list(rcpt_options))
-            assert code == 250, text
-        return client.data(b"From: alice@example.test\r\nSubject: outbound\r\n\r\nHello there\r\n")[1]
-
-
-async def send(server: RunningServer, *rcpts: str, **options: Any) -> str:
-    return queue_id_from_reply(await asyncio.to_thread(_send, server.smtp_port, rcpts, **options))
-
-
-async def start(
-    start_server: StartServer, dns: DnsServer, *, delivery: dict[str, Any] | None = None, **sections: Any
-) -> RunningServer:
-    server: RunningServer = await start_server(
-        dns={"nameservers": [f"{dns.host}:{dns.port}"]},
-        delivery={**FAST, **(delivery or {})},
-        **sections,
-    )
-    await asyncio.to_thread(server.app.users.add, ALICE, "pw")
-    return server
-
-
-async def states(server: RunningServer, qid: str) -> list[RecipientState]:
-    return [r.state for r in (await server.app.queue.get(qid)).recipients]
-
-
-async def wait_final(server: RunningServer, qid: str) -> list[RecipientState]:
-    for _ in range(400):
-        got = await states(server, qid)
-        if all(s.is_final for s in got):
-            return got
-        await asyncio.sleep(0.05)
-    pytest.fail(f"{qid} never finished: {await server.app.queue.get(qid)}")
-
-
-def bounces(server: RunningServer) -> list[email.message.Message]:
-    new = server.data_dir / "mail" / "example.test" / "alice" / "new"
-    files = sorted(new.iterdir()) if new.is_dir() else []
-    return [email.message_from_bytes(f.read_bytes()) for f in files]
-
-
-async def wait_bounces(server: RunningServer, count: int) -> list[email.message.Message]:
-    for _ in range(400):
-        found = bounces(server)
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.05)
-    pytest.fail(f"expected {count} DSN(s) in alice's Maildir, found {len(bounces(server))}")
-
-
-def failed_rcpts(dsn: email.message.Message) -> set[bytes]:
-    return set(scan_message(dsn))
 
 
 async def test_mx_preference_fallback_and_implicit_mx(
@@ -240,40 +166,6 @@ async def test_delay_notice_once(
     assert len(bounces(server)) == 1
 
 
-@pytest.mark.parametrize("how", ["smarthost", "route"])
-async def test_relay_with_auth(
-    start_server: StartServer,
-    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
-    aiosmtpd_peer: Peer,
-    tmp_path: Path,
-    how: str,
-) -> None:
-    relay: AiosmtpdPeer = await aiosmtpd_peer(users={"postier": "s3cret"}, require_auth=True, port=2525)
-    password = tmp_path / "relay-password"
-    password.write_text("s3cret\n")
-    dns = dns_server_factory({})  # every MX lookup would fail: the relay needs none
-    target = f"{relay.address}:2525"
-    if how == "smarthost":
-        sections: dict[str, Any] = {
-            "relay": {
-                "local_domains": ["localhost", "example.test"],
-                "smarthost": target,
-                "smarthost_tls": "none",
-                "smarthost_username": "postier",
-                "smarthost_password_file": str(password),
-                "smarthost_auth": "login",
-            }
-        }
-    else:
-        route = {"domains": ["far.test"], "host": target, "tls": "none", "username": "postier"}
-        sections = {"route": [{**route, "password_file": str(password)}]}
-    server = await start(start_server, dns, **sections)
-    qid = await send(server, "zoe@far.test")
-    assert await wait_final(server, qid) == [RecipientState.DELIVERED]
-    [message] = relay.messages
-    assert (message.recipients, message.auth_login) == (("zoe@far.test",), "postier")
-
-
 async def test_a_bounce_to_an_alias_reaches_its_mailbox_and_an_mx_loop_fails(
     start_server: StartServer,
     dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
@@ -286,36 +178,6 @@ async def test_a_bounce_to_an_alias_reaches_its_mailbox_and_an_mx_loop_fails(
     assert ((await server.app.queue.get(qid)).recipients[0].last_reply or "").startswith("554 5.4.6")
     [dsn] = await wait_bounces(server, 1)  # expanded to alice's mailbox, as mail from outside would be
     assert failed_rcpts(dsn) == {b"x@loop.test"} and dsn["To"] == "<sales@example.test>"
-
-
-async def test_smarthost_verified_starttls_and_auth(
-    start_server: StartServer,
-    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
-    aiosmtpd_peer: Peer,
-    tls_ca: trustme.CA,
-    tmp_path: Path,
-) -> None:
-    """The smarthost defaults: STARTTLS with the certificate verified (smarthost_tls = "verify")."""
-    context = server_context(tls_ca, "smtp.provider.test")  # verified against the smarthost's name
-    relay: AiosmtpdPeer = await aiosmtpd_peer(
-        users={"postier": "s3cret"}, require_auth=True, port=587, starttls=context
-    )
-    ca_file = tmp_path / "ca.pem"
-    tls_ca.cert_pem.write_to_path(str(ca_file))
-    password = tmp_path / "relay-password"
-    password.write_text("s3cret\n")
-    relay_section = {
-        "local_domains": ["localhost", "example.test"],
-        "smarthost": "smtp.provider.test:587",
-        "smarthost_username": "postier",
-        "smarthost_password_file": str(password),
-    }
-    dns = dns_server_factory({"smtp.provider.test": {"A": [relay.address]}})
-    server = await start(start_server, dns, delivery={"ca_file": str(ca_file)}, relay=relay_section)
-    qid = await send(server, "zoe@far.test")
-    assert await wait_final(server, qid) == [RecipientState.DELIVERED]
-    [message] = relay.messages
-    assert (message.recipients, message.auth_login, message.is_tls) == (("zoe@far.test",), "postier", True)
 
 
 async def test_dsn_envid_orcpt_ret_hdrs_and_relayed(
@@ -379,61 +241,6 @@ async def test_smtputf8_message_to_a_peer_without_smtputf8_bounces_5_6_7(
     assert b"report-type=global-delivery-status" in raw
     assert "Final-Recipient: utf-8; josé@utf.test\r\n".encode() in raw and b"Status: 5.6.7\r\n" in raw
     assert peer.messages == [] and peer.connections == 1
-
-
-def test_a_missing_relay_password_file_stops_the_start(tmp_path: Path) -> None:
-    """Credentials are read when Postier starts; a password file that is not there is a configuration
-    error naming the key, not a traceback, and not mail bounced later."""
-    relay = {
-        "local_domains": ["localhost"],
-        "smarthost": "smtp.provider.test:587",
-        "smarthost_username": "postier",
-        "smarthost_password_file": str(tmp_path / "missing-password"),
-    }
-    config = tmp_path / "postier.toml"
-    config.write_text(tomli_w.dumps(make_config(tmp_path / "var", relay=relay)))
-    done = subprocess.run(
-        [sys.executable, "-m", "postier", "serve", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode != 0
-    assert "relay.smarthost.password_file" in done.stderr and "missing-password" in done.stderr
-    assert "Traceback" not in done.stderr
-
-
-async def test_routes_to_one_relay_with_different_logins_never_share_a_connection(
-    start_server: StartServer,
-    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
-    aiosmtpd_peer: Peer,
-    tmp_path: Path,
-) -> None:
-    """Two [[route]]s to the same host:port, each with its own account (and TLS policy): an idle
-    connection logged in for one must not carry the other's mail."""
-    users = {"shop": "pw-shop", "news": "pw-news"}
-    relay: AiosmtpdPeer = await aiosmtpd_peer(users=users, require_auth=True, port=2525)
-    routes = []
-    for login, password in users.items():
-        (tmp_path / login).write_text(password + "\n")
-        routes.append(
-            {
-                "domains": [f"{login}.test"],
-                "host": f"{relay.address}:2525",
-                "tls": "none",
-                "username": login,
-                "password_file": str(tmp_path / login),
-            }
-        )
-    server = await start(start_server, dns_server_factory({}), delivery={"reuse_idle_s": 30.0}, route=routes)
-    for login in users:  # one after the other: the first connection is idle when the second goes
-        qid = await send(server, f"zoe@{login}.test")
-        assert await wait_final(server, qid) == [RecipientState.DELIVERED]
-    assert [(m.recipients[0], m.auth_login) for m in relay.messages] == [
-        ("zoe@shop.test", "shop"),
-        ("zoe@news.test", "news"),
-    ]
 
 
 async def test_mx_hosts_without_addresses(
@@ -511,34 +318,3 @@ async def test_connection_reuse_through_the_scheduler(
         assert await wait_final(server, qid) == [RecipientState.DELIVERED]
     assert len(await sink.wait_messages(4)) == 4
     assert sink.connections() == 2  # three messages on the first, the fourth on a second
-
-
-async def test_smarthost_implicit_tls_on_465_by_default(
-    start_server: StartServer,
-    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
-    aiosmtpd_peer: Peer,
-    tls_ca: trustme.CA,
-    tmp_path: Path,
-) -> None:
-    """smarthost_implicit_tls: TLS from the first byte (RFC 8314), port 465 when none is given, the
-    certificate verified (smarthost_tls = "verify", the default), then AUTH PLAIN."""
-    context = server_context(tls_ca, "smtp.provider.test")
-    relay: AiosmtpdPeer = await aiosmtpd_peer(
-        users={"postier": "s3cret"}, require_auth=True, port=465, implicit_tls=context
-    )
-    ca_file = tmp_path / "ca.pem"
-    tls_ca.cert_pem.write_to_path(str(ca_file))
-    (tmp_path / "pw").write_text("s3cret\n")
-    relay_section = {
-        "local_domains": ["localhost", "example.test"],
-        "smarthost": "smtp.provider.test",
-        "smarthost_implicit_tls": True,
-        "smarthost_username": "postier",
-        "smarthost_password_file": str(tmp_path / "pw"),
-    }
-    dns = dns_server_factory({"smtp.provider.test": {"A": [relay.address]}})
-    server = await start(start_server, dns, delivery={"ca_file": str(ca_file)}, relay=relay_section)
-    qid = await send(server, "zoe@far.test")
-    assert await wait_final(server, qid) == [RecipientState.DELIVERED]
-    [message] = relay.messages
-    assert (message.recipients, message.auth_login, message.is_tls) == (("zoe@far.test",), "postier", True)

@@ -18,8 +18,8 @@ from postier.queue.model import RecipientState
 from tests.integration.conftest import StartServer
 from tests.integration.dnsserver import DnsServer, dns_server_factory  # noqa: F401 (fixture)
 from tests.integration.harness import RunningServer, add_users, free_port
+from tests.integration.outbound import send, start, wait_final
 from tests.integration.peers import loopback_address
-from tests.integration.test_delivery_outbound import send, start, wait_final
 
 pytestmark = pytest.mark.integration
 
