@@ -591,3 +591,21 @@ async def test_delivery_goes_on_after_an_unexpected_claim_error(tmp_path: Path, 
         await w.scheduler.stop()
         await asyncio.wait_for(task, timeout=10)
         await queue.close()
+
+
+async def test_bodies_are_not_read_to_defer_without_connecting(tmp_path: Path, clock: Clock) -> None:
+    """A backlog for a domain whose MX lookup fails (SERVFAIL) or whose servers are all down is
+    deferred without reading a single body: only a courier, or a DSN, needs one."""
+    queue = CountingReads(tmp_path / "counting", clock=clock)
+    await queue.open()
+    try:
+        w = World(queue, clock, max_connections_per_destination=1)
+        w.remote.script = lambda d, r: Reply(421, EnhancedStatus(4, 4, 1), "Connection refused")
+        w.remote.remote_mta = None  # no server answered: the destination is dead after the first
+        for i in range(3):
+            await w.send(Address(f"x{i}", "broken.test"))  # SERVFAIL
+            await w.send(bob(i))
+        assert await w.scheduler.run_once() == 6
+        assert len(w.remote.calls) == 1 and queue.reads == 1  # the one transaction that tried
+    finally:
+        await queue.close()

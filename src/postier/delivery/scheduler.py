@@ -68,7 +68,7 @@ def _utcnow() -> datetime:
 @dataclass(slots=True)
 class _Loaded:
     record: MessageRecord
-    body: bytes
+    body: bytes | None  # None: not read (deferred without a courier; read if a DSN needs it)
 
 
 @dataclass(slots=True)
@@ -94,6 +94,11 @@ class _Once:
             if not self._done:
                 self._loaded = await self._load()
                 self._done = True
+        return self._loaded
+
+    @property
+    def loaded(self) -> _Loaded | None:
+        """What ``get`` read, if it was called."""
         return self._loaded
 
 
@@ -231,13 +236,14 @@ class Scheduler:
             _log.exception("routing %s failed", domain)
             return INTERNAL_ERROR
 
-    async def _load(self, message_id: QueueId) -> _Loaded | None:
+    async def _load(self, message_id: QueueId, *, body: bool = True) -> _Loaded | None:
+        """The message (its body only with ``body``); None when it was deleted since the claim."""
         try:
             record = await self._queue.get(message_id)
-            body = await self._queue.read_body(message_id)
+            data = await self._queue.read_body(message_id) if body else None
         except UnknownMessageError:
             return None  # deleted since the claim: nothing to deliver, nothing to record
-        return _Loaded(record, body)
+        return _Loaded(record, data)
 
     async def _message(
         self, route: Destination | Reply, message_id: QueueId, items: list[ClaimedRecipient]
@@ -258,8 +264,10 @@ class Scheduler:
             message = _Once(lambda: self._load(message_id))
             carried = await asyncio.gather(*(self._batch(route, courier, message, b) for b in batches))
             done = [c for c in carried if c is not None and c.items]
-            loaded = await message.get() if done else None  # read now if every batch met a dead site
-            if loaded is not None:
+            loaded = message.loaded  # None: deleted, or every batch met a dead destination
+            if done and loaded is None:
+                loaded = await self._load(message_id, body=False)
+            if done and loaded is not None:
                 items = [i for c in done for i in c.items]
                 attempts = [a for c in done for a in c.attempts]
                 durations = [d for c in done for d in c.durations]
@@ -296,14 +304,15 @@ class Scheduler:
     async def _settle_now(
         self, message_id: QueueId, items: list[ClaimedRecipient], reply: Reply, route: Destination | None
     ) -> None:
-        """Settle ``items`` with ``reply`` without asking a courier."""
-        loaded = await self._load(message_id)
+        """Settle ``items`` with ``reply`` without asking a courier (nor reading the body)."""
+        loaded = await self._load(message_id, body=False)
         if loaded is not None:
             await self._settle(loaded, items, [Attempt(i.recipient, reply) for i in items], route)
 
     async def _carry(
         self, courier: Courier, destination: Destination, loaded: _Loaded, items: list[ClaimedRecipient]
     ) -> list[Attempt]:
+        assert loaded.body is not None  # read with the message, for a courier
         message = OutboundMessage(loaded.record.id, loaded.record.envelope, loaded.body)
         recipients = [i.recipient for i in items]
         try:
@@ -375,19 +384,22 @@ class Scheduler:
         """Enqueue the DSNs due; which judgements may be recorded. If a bounce cannot be queued,
         its failures stay unrecorded (the attempt is made again); other outcomes are recorded."""
         reports = [j.report for j in judged if j.report is not None]
-        if reports and not await self._exists(loaded.record.id):
-            return [True] * len(judged)  # deleted in flight (`postier queue delete`): nobody is told
-        if reports:
+        body = await self._body(loaded) if reports else None
+        if reports and body is not None:
             try:
-                await self._bouncer.notify(loaded.record, loaded.body, reports)
+                await self._bouncer.notify(loaded.record, body, reports)
             except QueueError:
                 _log.exception("queueing a DSN for %s failed; its failures are retried", loaded.record.id)
                 return [j.result.state is not RecipientState.FAILED for j in judged]
         return [True] * len(judged)
 
-    async def _exists(self, message_id: QueueId) -> bool:
+    async def _body(self, loaded: _Loaded) -> bytes | None:
+        """The body a DSN returns; None when the message was deleted meanwhile (`postier queue
+        delete` while it was in flight): then nobody is told."""
         try:
-            await self._queue.get(message_id)
+            if loaded.body is None:
+                return await self._queue.read_body(loaded.record.id)
+            await self._queue.get(loaded.record.id)
         except UnknownMessageError:
-            return False
-        return True
+            return None
+        return loaded.body
