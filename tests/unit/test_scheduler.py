@@ -609,3 +609,17 @@ async def test_bodies_are_not_read_to_defer_without_connecting(tmp_path: Path, c
         assert len(w.remote.calls) == 1 and queue.reads == 1  # the one transaction that tried
     finally:
         await queue.close()
+
+
+async def test_stop_cancels_what_outlives_the_grace_time(world: World) -> None:
+    """A transaction still hanging when the grace time is over is cancelled: nothing is recorded
+    (the lease gives the recipient back after a restart) and the couriers are closed."""
+    world.remote.gate = asyncio.Event()  # never opened: a server that hangs
+    qid = await world.send(bob())
+    task = asyncio.create_task(world.scheduler.run_forever())
+    while world.remote.active < 1:
+        await asyncio.sleep(0.01)
+    await world.scheduler.stop(grace_s=0.05)
+    await asyncio.wait_for(task, timeout=10)
+    assert world.remote.active == 0 and world.remote.closed  # cancelled, then closed
+    assert await world.states(qid) == [(RecipientState.QUEUED, None)]
