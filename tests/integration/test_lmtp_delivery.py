@@ -256,11 +256,6 @@ def _send_smtputf8(port: int, rcpt: str, body: bytes) -> bytes:
         return text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smtp/client_message.needs_smtputf8 takes the SMTPUTF8 flag alone as a need for SMTPUTF8, "
-    "and Dovecot's LMTP does not offer it: an accepted message is bounced 553 5.6.7 (see the report)",
-)
 async def test_smtputf8_message_with_ascii_envelope_and_headers_reaches_dovecot(
     start_server: StartServer, dovecot: Callable[..., DovecotLmtp]
 ) -> None:

@@ -93,3 +93,27 @@ def test_hostile_helo_cannot_break_the_header() -> None:
 )
 def test_hop_count_counts_received_fields_of_the_header_only(message: bytes, hops: int) -> None:
     assert hop_count(message) == hops
+
+
+@pytest.mark.parametrize(
+    ("recipient", "shown"),
+    [
+        (Address("alice", "bücher.example"), b"for <alice@xn--bcher-kva.example>;"),
+        (Address("jörg", "bücher.example"), "for <jörg@bücher.example>;".encode()),
+        (Address("bob", "example.test"), b"for <bob@example.test>;"),
+    ],
+)
+def test_the_for_address_stays_ascii_when_it_can(recipient: Address, shown: bytes) -> None:
+    """A U-label domain is written as its A-label, so a message whose envelope is ASCII after
+    expansion does not need SMTPUTF8 for a header Postier added; a UTF-8 local part cannot be."""
+    header = received_header(
+        helo="c",
+        client_ip="192.0.2.7",
+        hostname="mx",
+        protocol="UTF8SMTP",
+        queue_id="Q",
+        tls=None,
+        recipients=(recipient,),
+        now=NOW,
+    )
+    assert shown in header

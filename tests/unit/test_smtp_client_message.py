@@ -36,7 +36,14 @@ def ready(*extensions: str) -> ClientConnection:
 REFUSED = [
     ("bigger than SIZE", ("SIZE 10", "8BITMIME"), ASCII_RCPT, b"x" * 20, False, "5.3.4"),
     ("UTF-8 address, no SMTPUTF8", ("8BITMIME",), UTF8_RCPT, b"hi", False, "5.6.7"),
-    ("SMTPUTF8 asked for, not offered", ("8BITMIME",), ASCII_RCPT, b"hi", True, "5.6.7"),
+    (
+        "SMTPUTF8 message with UTF-8 headers, not offered",
+        ("8BITMIME",),
+        ASCII_RCPT,
+        "Subject: café\r\n\r\nhi\r\n".encode(),
+        True,
+        "5.6.7",
+    ),
     ("8-bit body, no 8BITMIME", ("SIZE 1000",), ASCII_RCPT, b"caf\xc3\xa9", False, "5.6.3"),
 ]
 
@@ -78,6 +85,24 @@ SENT = [
         None,
     ),
     ("7-bit body: no BODY=", ("8BITMIME",), ASCII_RCPT, b"hi", {}, FROM, None),
+    (
+        "SMTPUTF8 message, ASCII envelope and headers, peer without SMTPUTF8: sent as it is",
+        ("8BITMIME",),
+        ASCII_RCPT,
+        "Subject: hi\r\n\r\ncafé\r\n".encode(),
+        {"smtputf8": True},
+        FROM + " BODY=8BITMIME",
+        "RCPT TO:<a@dest.test>",
+    ),
+    (
+        "SMTPUTF8 message, ASCII everywhere, peer with SMTPUTF8: the flag is passed on",
+        ("SMTPUTF8",),
+        ASCII_RCPT,
+        b"Subject: hi\r\n\r\nhi\r\n",
+        {"smtputf8": True},
+        FROM + " SMTPUTF8",
+        None,
+    ),
     (
         "UTF-8 address with SMTPUTF8",
         ("SMTPUTF8", "8BITMIME"),

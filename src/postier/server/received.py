@@ -14,6 +14,8 @@ from postier.mail.address import Address
 
 __all__ = ["MAX_HOPS", "hop_count", "protocol_keyword", "received_header"]
 
+_date_cache: tuple[tuple[int, object], str] = ((0, None), "")
+
 MAX_HOPS = 100
 """RFC 5321 §6.3: a message with this many ``Received:`` fields already is in a loop (the RFC asks
 for a threshold of at least 100): an alias forwarding to a server that forwards back, say."""
@@ -49,13 +51,34 @@ def received_header(
     lines.append(f"\tby {hostname} (Postier) with {protocol} id {queue_id}")
     if tls:
         lines.append(f"\t(using {_clean(tls)})")
-    date = format_datetime(now)
+    date = _header_date(now)
     if len(recipients) == 1:
-        lines.append(f"\tfor <{recipients[0]}>; {date}")
+        lines.append(f"\tfor <{_for_address(recipients[0])}>; {date}")
     else:
         lines[-1] += ";"
         lines.append(f"\t{date}")
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def _for_address(address: Address) -> str:
+    """The ``for`` address, its domain as an A-label when the local part is ASCII: a message whose
+    client used SMTPUTF8 only to write a U-label domain then stays ASCII and can travel on to a peer
+    without SMTPUTF8 (RFC 6531 §3.4) instead of being bounced for a header we added."""
+    if address.local_part.isascii() and not address.domain.isascii():
+        try:
+            return f"{address.local_part}@{address.domain_key}"
+        except ValueError:
+            return str(address)
+    return str(address)
+
+
+def _header_date(now: datetime) -> str:
+    """RFC 5322 §3.3 date-time; formatted once per second (messages in the same second share it)."""
+    global _date_cache
+    key = (int(now.timestamp()), now.tzinfo)
+    if _date_cache[0] != key:
+        _date_cache = (key, format_datetime(now.replace(microsecond=0)))
+    return _date_cache[1]
 
 
 def hop_count(message: bytes) -> int:

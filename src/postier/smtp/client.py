@@ -262,11 +262,12 @@ class ClientConnection:
         if not recipients:
             raise ClientStateError("send_mail() needs at least one recipient")
         message = prepare_message(body)
-        utf8 = needs_smtputf8(sender, recipients, smtputf8)
-        refusal = check_message(message, utf8, extensions)
+        required = needs_smtputf8(sender, recipients, smtputf8, body)
+        refusal = check_message(message, required, extensions)
         if refusal is not None:
             self._events.append(TransactionResult(tuple(recipients), refusal, is_local=True))
             return b""
+        utf8 = (smtputf8 or required) and extensions.has("SMTPUTF8")  # pass the flag on when we can
         commands = [mail_line(sender, message, extensions, utf8=utf8, ret=ret, envid=envid)]
         commands += [rcpt_line(r, extensions) for r in recipients]
         commands.append(b"DATA\r\n")

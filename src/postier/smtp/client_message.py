@@ -68,11 +68,25 @@ def prepare_message(body: bytes) -> Message:
     return Message(size=len(normal), is_8bit=not normal.isascii(), wire=dot_stuff(normal))
 
 
-def needs_smtputf8(sender: Address | None, recipients: list[Recipient], smtputf8: bool) -> bool:
-    """RFC 6531 §3.4: SMTPUTF8 is needed for any non-ASCII envelope address (or when asked for)."""
-    if smtputf8 or (sender is not None and sender.is_utf8):
+def needs_smtputf8(sender: Address | None, recipients: list[Recipient], smtputf8: bool, body: bytes) -> bool:
+    """Whether only an SMTPUTF8 peer can take this message: a non-ASCII envelope address, or a message
+    that arrived with SMTPUTF8 and has non-ASCII in its header section (RFC 6531 §3.4, RFC 6532).
+    A message that arrived with SMTPUTF8 but whose envelope and headers are ASCII (the client used
+    SMTPUTF8 only for a U-label that became an A-label mailbox) does not need it — as Postfix judges
+    (SMTPUTF8_README, "smtputf8_autodetect") — so it is delivered rather than bounced."""
+    if (sender is not None and sender.is_utf8) or any(r.address.is_utf8 for r in recipients):
         return True
-    return any(r.address.is_utf8 for r in recipients)
+    return smtputf8 and not header_section(body).isascii()
+
+
+def header_section(body: bytes) -> bytes:
+    """The header section: up to the first empty line (RFC 5322 §2.1), or the whole message."""
+    if body.startswith((b"\r\n", b"\n")):
+        return b""
+    end = body.find(b"\n\r\n")
+    if end < 0:
+        end = body.find(b"\n\n")
+    return body if end < 0 else body[: end + 1]
 
 
 def check_message(message: Message, utf8: bool, extensions: Extensions) -> Reply | None:
