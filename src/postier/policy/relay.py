@@ -10,13 +10,18 @@ literals (``user@[192.0.2.1]``) are never local. Sender-specified routing in a l
 (``user%remote@local``, ``"user@remote"@local``, ``remote!user@local``) is refused for untrusted,
 unauthenticated clients, like Postfix's ``allow_untrusted_routing = no``: some downstream agent might
 still honour the route, and no legitimate stranger needs it.
+
+``is_trusted`` is asked several times per message (each RCPT, the rate-limit exemption): its answer
+per client IP string is kept in a small cache that lives as long as the policy (a configuration
+reload builds a new policy, with an empty cache), and is emptied when it reaches ``_TRUST_CACHE_MAX``
+entries, so a flood of addresses costs a reparse, never memory.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from postier.mail.address import Address
 from postier.mail.domain import normalize_domain
@@ -28,12 +33,14 @@ __all__ = ["RelayPolicy"]
 _ROUTING = "@%!"  # RFC 5321 §3.6.1 / the "percent hack" and UUCP bang paths
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_TRUST_CACHE_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
 class RelayPolicy:
     local_domains: frozenset[str]
     trusted_networks: tuple[_Network, ...]
+    _trust_cache: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, local_domains: Iterable[str], trusted_networks: Iterable[str]) -> RelayPolicy:
@@ -43,6 +50,15 @@ class RelayPolicy:
         )
 
     def is_trusted(self, client_ip: str) -> bool:
+        cache = self._trust_cache
+        trusted = cache.get(client_ip)
+        if trusted is None:
+            if len(cache) >= _TRUST_CACHE_MAX:
+                cache.clear()
+            trusted = cache[client_ip] = self._is_trusted(client_ip)
+        return trusted
+
+    def _is_trusted(self, client_ip: str) -> bool:
         try:
             ip = ipaddress.ip_address(client_ip)
         except ValueError:
