@@ -384,16 +384,16 @@ async def test_disk_full_in_maildir_defers_451_and_delivers_once_there_is_room(t
         assert refused == {}
         qid = queue_id_from_reply(reply)
         deferred = (
-            f'id={qid} rcpt=alice@example.test result=deferred relay=maildir:example.test reply="451 4.3.0 '
+            f'id={qid} rcpt=<alice@example.test> result=deferred relay=maildir:example.test reply="451 4.3.0 '
         )
         await _until(lambda: deferred in child.log(), "the 451 deferral", child.log)
         maildir = child.inside(data_dir / "mail" / "example.test" / "alice")
         assert list((maildir / "tmp").iterdir()) == []  # the partial file was removed
         assert list((maildir / "new").iterdir()) == []
-        assert f"id={qid} rcpt=alice@example.test result=failed" not in child.log()
+        assert f"id={qid} rcpt=<alice@example.test> result=failed" not in child.log()
 
         child.inside(data_dir / "mail" / "filler").unlink()  # room again: the next attempt delivers
-        delivered = f"id={qid} rcpt=alice@example.test result=delivered"
+        delivered = f"id={qid} rcpt=<alice@example.test> result=delivered"
         await _until(lambda: delivered in child.log(), "the delivery", child.log)
         [stored] = list((maildir / "new").iterdir())
         data = stored.read_bytes()

@@ -205,9 +205,9 @@ async def test_delivered_deferred_failed_and_a_bounce(world: World, caplog: pyte
         for r in caplog.records
         if r.getMessage() == "delivery"
     }
-    assert lines["bob2@remote.test"]["next"] == retry_at.isoformat(timespec="seconds")
-    assert lines["bob3@remote.test"]["relay"] == MTA and lines["bob3@remote.test"]["dsn"] == "5.1.1"
-    assert lines["bob1@remote.test"]["attempt"] == 1 and lines["bob1@remote.test"]["tls"] == "TLSv1.3"
+    assert lines["<bob2@remote.test>"]["next"] == retry_at.isoformat(timespec="seconds")
+    assert lines["<bob3@remote.test>"]["relay"] == MTA and lines["<bob3@remote.test>"]["dsn"] == "5.1.1"
+    assert lines["<bob1@remote.test>"]["attempt"] == 1 and lines["<bob1@remote.test>"]["tls"] == "TLSv1.3"
 
     # The bounce is a new message from <> to alice, delivered locally at the next claim.
     assert await world.scheduler.run_once() == 1

@@ -130,7 +130,7 @@ class Bouncer:
             mail_event(
                 "bounce",
                 id=message.id,
-                rcpt=str(report.recipient.address),
+                rcpt=f"<{report.recipient.address}>",
                 action=report.action.value,
                 result="dropped",
                 reason="a bounce failed and there is nobody to tell (delivery.postmaster)",
@@ -163,7 +163,7 @@ class Bouncer:
             mail_event(
                 "bounce",
                 id=message.id,
-                rcpt=str(report.recipient.address),
+                rcpt=f"<{report.recipient.address}>",
                 action=report.action.value,
                 to=f"<{notice.to}>",
                 bounce_id=queued,

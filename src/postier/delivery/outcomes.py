@@ -150,7 +150,7 @@ def log_attempt(
     mail_event(
         "delivery",
         id=item.message_id,
-        rcpt=str(item.recipient.address),
+        rcpt=f"<{item.recipient.address}>",
         result=result.state.value,
         relay=attempt.remote_mta or relay,
         tls=attempt.tls,
@@ -165,7 +165,7 @@ def log_attempt(
         mail_event(
             "expired",
             id=item.message_id,
-            rcpt=str(item.recipient.address),
+            rcpt=f"<{item.recipient.address}>",
             age_s=age_s,
             last_reply=str(attempt.reply),
         )
