@@ -107,7 +107,7 @@ def test_a_missing_relay_password_file_stops_the_start(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode != 0
-    assert "relay.smarthost.password_file" in done.stderr and "missing-password" in done.stderr
+    assert "relay.smarthost_password_file" in done.stderr and "missing-password" in done.stderr
     assert "Traceback" not in done.stderr
 
 

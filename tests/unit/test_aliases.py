@@ -169,3 +169,17 @@ def test_a_utf8_byte_order_mark_is_not_part_of_the_first_name(tmp_path: Path) ->
     aliases = AliasFile(path).current()
     assert aliases.lookup(Address("info", "example.org")) == ("alice",)
     assert aliases.lookup(Address("team", "example.org")) == ("bob",)
+
+
+def test_check_config_reads_relay_password_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A password file that serve could not read is found by check-config too."""
+    config = tmp_path / "postier.toml"
+    config.write_text(
+        f'[server]\ndata_dir = "{tmp_path}"\n[relay]\nsmarthost = "smtp.provider.test:587"\n'
+        f'smarthost_username = "me"\nsmarthost_password_file = "{tmp_path / "missing"}"\n'
+    )
+    assert main(["check-config", "-c", str(config)]) == 2
+    assert "relay.smarthost_password_file" in capsys.readouterr().err
+    (tmp_path / "missing").write_text("secret\n")
+    assert main(["check-config", "-c", str(config)]) == 0
+    assert "secret" not in capsys.readouterr().out

@@ -56,11 +56,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from postier.delivery import delivery_settings, routes_from_config
     from postier.users.directory import check_local_config
 
     try:
         config = load_config(args.config)
         check_local_config(config)  # [local] and the aliases file, as at start
+        routes_from_config(config)  # [[route]] and smarthost password files, as at start
+        delivery_settings(config)  # delivery.postmaster and the limits
     except (ConfigError, AliasesError) as exc:
         print(f"postier: invalid configuration: {exc}", file=sys.stderr)
         return 2

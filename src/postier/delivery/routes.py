@@ -180,7 +180,7 @@ def _relay(route: RouteConfig, where: str) -> Relay:
     try:
         host, port = parse_hostport(route.host, default_port=465 if route.implicit_tls else 25)
     except ValueError as exc:
-        raise ConfigError(f"{where}.host", str(exc)) from None
+        raise ConfigError(_key(where, "host"), str(exc)) from None
     credentials = None
     if route.username:
         password = _read_password(route.password_file, where)
@@ -188,14 +188,22 @@ def _relay(route: RouteConfig, where: str) -> Relay:
     return Relay(host, port, TlsPolicy(route.tls), route.implicit_tls, credentials)
 
 
+def _key(where: str, field: str) -> str:
+    """The config key a route's field came from: ``route[2].host``, or for the smarthost shorthand
+    ``relay.smarthost`` and ``relay.smarthost_password_file``."""
+    if where == "relay.smarthost":
+        return where if field == "host" else f"{where}_{field}"
+    return f"{where}.{field}"
+
+
 def _read_password(name: str, where: str) -> str:
     if not name:
-        raise ConfigError(f"{where}.password_file", "a user name needs a password file")
+        raise ConfigError(_key(where, "password_file"), "a user name needs a password file")
     path = Path(name)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{where}.password_file", f"cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(_key(where, "password_file"), f"cannot read {path}: {exc.strerror}") from None
     lines = text.splitlines()
     return lines[0] if lines else ""
 
