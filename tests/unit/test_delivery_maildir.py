@@ -43,9 +43,7 @@ def test_exact_bytes_with_added_headers(tmp_path: Path) -> None:
     assert path.parent == maildir / "new"
     # Return-Path holds a path, in angle brackets (RFC 5322 §3.6.7); Delivered-To a bare address,
     # as qmail, Postfix and Dovecot write it (RFC 9228), so filters that match it as text work.
-    assert path.read_bytes() == (
-        b"Return-Path: <a@example.org>\r\nDelivered-To: bob@example.org\r\n" + BODY
-    )
+    assert path.read_bytes() == (b"Return-Path: <a@example.org>\r\nDelivered-To: bob@example.org\r\n" + BODY)
     assert list((maildir / "tmp").iterdir()) == []
 
 
@@ -161,9 +159,7 @@ async def test_courier_delivers_each_recipient(tmp_path: Path) -> None:
     attempts = await courier.deliver(MAILDIR_DESTINATION, outbound(), recipients)
     assert [(a.recipient, a.reply) for a in attempts] == [(r, S.DELIVERED_TO_MAILDIR) for r in recipients]
     [carol] = (directory.maildir_for(Address("carol", "example.org")) / "new").iterdir()
-    assert (
-        carol.read_bytes() == b"Return-Path: <a@example.net>\r\nDelivered-To: Carol@example.org\r\n" + BODY
-    )
+    assert carol.read_bytes() == b"Return-Path: <a@example.net>\r\nDelivered-To: Carol@example.org\r\n" + BODY
     await courier.close()
 
 
