@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from postier.config import Config, parse_hostport
@@ -17,8 +18,10 @@ from postier.config.model import ListenerConfig
 from postier.config.reloadable import plan_reload
 from postier.delivery import (
     Courier,
+    DeliverySettings,
     DestinationKind,
     Router,
+    RoutingTable,
     Scheduler,
     delivery_settings,
     routes_from_config,
@@ -68,23 +71,72 @@ def _resolver(config: Config) -> DnsPythonResolver:
     return DnsPythonResolver(servers or None)
 
 
-def _couriers(
-    config: Config, resolver: DnsPythonResolver, directory: LocalDirectory
-) -> dict[DestinationKind, Courier]:
-    """Maildir for local domains; one SMTP/LMTP courier (one connection pool) for everything else."""
+def _smtp_courier(config: Config, resolver: DnsPythonResolver, own: OwnAddresses) -> SmtpCourier:
+    """One SMTP/LMTP courier (one connection pool) for every network destination."""
     d = config.delivery
-    smtp = SmtpCourier(
+    return SmtpCourier(
         resolver,
         helo_name=d.helo_name or config.server.hostname,
         connect_timeout_s=d.connect_timeout_s,
         ca_file=d.ca_file,
         reuse_idle_s=d.reuse_idle_s,
         reuse_max_messages=d.reuse_max_messages,
-        own=OwnAddresses(parse_hostport(lc.address) for lc in config.listeners),  # never mail ourselves
+        own=own,
     )
-    maildir = MaildirCourier(directory, hostname=config.server.hostname)
-    kinds = (DestinationKind.MX, DestinationKind.RELAY, DestinationKind.LMTP)
-    return {DestinationKind.MAILDIR: maildir, **dict.fromkeys(kinds, smtp)}
+
+
+@dataclass(frozen=True, slots=True)
+class _DeliveryParts:
+    """The delivery side of one configuration, built whole before it is used (at start, or by a
+    reload, which swaps it in only once every part was built: nothing is ever half-applied)."""
+
+    resolver: DnsPythonResolver
+    table: RoutingTable
+    directory: LocalDirectory
+    smtp: SmtpCourier
+    maildir: MaildirCourier
+    settings: DeliverySettings
+
+    def couriers(self) -> dict[DestinationKind, Courier]:
+        """Maildir for local domains; the SMTP/LMTP courier for everything else."""
+        kinds = (DestinationKind.MX, DestinationKind.RELAY, DestinationKind.LMTP)
+        return {DestinationKind.MAILDIR: self.maildir, **dict.fromkeys(kinds, self.smtp)}
+
+
+def _delivery_parts(
+    config: Config,
+    users: UserStore,
+    own: OwnAddresses,
+    running: tuple[Config, _DeliveryParts] | None = None,
+) -> _DeliveryParts:
+    """Build what delivery runs with for ``config``. Raises ``ConfigError`` (a password file that
+    cannot be read, a bad key), ``AliasesError`` or ``OSError``. On a reload (``running``: the
+    configuration and parts in use), parts whose settings did not change are kept — the resolver's
+    cache, the directory's caches, the courier's idle connections — but password files are always
+    read again (a rotated password needs no other change) and the courier is new when a relay
+    changed, so no connection logged in with an old password is reused."""
+    table = routes_from_config(config)
+    if running is None:
+        resolver = _resolver(config)
+        directory = LocalDirectory.from_config(config, users, mailbox_size=mailbox_size)
+        return _DeliveryParts(
+            resolver,
+            table,
+            directory,
+            _smtp_courier(config, resolver, own),
+            MaildirCourier(directory, hostname=config.server.hostname),
+            delivery_settings(config),
+        )
+    old, was = running
+    resolver = was.resolver if old.dns == config.dns else _resolver(config)
+    directory, maildir = was.directory, was.maildir
+    if (old.local, old.relay.local_domains) != (config.local, config.relay.local_domains):
+        directory = LocalDirectory.from_config(config, users, mailbox_size=mailbox_size)
+        maildir = MaildirCourier(directory, hostname=config.server.hostname)
+    smtp = was.smtp
+    if (resolver, table.relays, config.delivery) != (was.resolver, was.table.relays, old.delivery):
+        smtp = _smtp_courier(config, resolver, own)
+    return _DeliveryParts(resolver, table, directory, smtp, maildir, delivery_settings(config))
 
 
 class Application:
@@ -96,18 +148,17 @@ class Application:
         self.queue = SqliteQueue(self.data_dir / "queue", batch_max=config.queue.commit_batch_max)
         self.tls = self._tls_store()
         self.users = UserStore(users_path(self.data_dir))
-        self.directory = LocalDirectory.from_config(config, self.users, mailbox_size=mailbox_size)
         self._purger: asyncio.Task[None] | None = None
         self._deliverer: asyncio.Task[None] | None = None
         self.metrics = self._metrics_service(config)
-        resolver = _resolver(config)
-        self.router = Router(routes_from_config(config), resolver)
+        self._own = OwnAddresses(
+            parse_hostport(lc.address) for lc in config.listeners
+        )  # never mail ourselves
+        parts = self._parts = _delivery_parts(config, self.users, self._own)
+        self.directory = parts.directory
+        self.router = Router(parts.table, parts.resolver)
         self.delivery = Scheduler(
-            self.queue,
-            self.router,
-            _couriers(config, resolver, self.directory),
-            delivery_settings(config),
-            expand=self.directory.expand,
+            self.queue, self.router, parts.couriers(), parts.settings, expand=parts.directory.expand
         )
         self.server = SmtpServer(
             hostname=config.server.hostname,
@@ -211,7 +262,8 @@ class Application:
             _log.info("TLS certificate reloaded")
 
     def reload(self, new: Config) -> bool:
-        """SIGHUP: apply the live keys of ``new`` (config/reloadable.py) for new sessions, and reload the
+        """SIGHUP: apply the live keys of ``new`` (config/reloadable.py) for new sessions and new
+        deliveries (routes and password files, ``[delivery]``, ``[dns]``, ``[local]``), and reload the
         TLS pair. All new objects are built before any is swapped in, so a pair or a value that does
         not load leaves everything as it was (logged; False). Restart-only changes are logged and kept
         at their running values; sessions already open may finish with the objects they started with."""
@@ -225,19 +277,28 @@ class Application:
                 old.relay.trusted_networks,
             ):
                 relay = RelayPolicy.build(cfg.relay.local_domains, cfg.relay.trusted_networks)
+            parts = _delivery_parts(cfg, self.users, self._own, (old, self._parts))
         except Exception as exc:
             _log.error("reload refused, the running configuration stays: %s", exc)
             return False
         for key in plan.needs_restart:
             _log.warning("%s changed: needs a restart, the running value stays", key, extra=fields(key=key))
         self.tls, self.server.tls_context, self.server.relay = tls, tls.current, relay
-        self.router.set_local_domains(cfg.relay.local_domains)
-        self.directory.set_local_domains(cfg.relay.local_domains)
+        self._swap_delivery(parts)
         self._apply_live(old, cfg)
         self.config = cfg
         changed = " ".join(plan.applied) or "none"
         _log.info("configuration reloaded", extra=fields(changed=changed, restart=len(plan.needs_restart)))
         return True
+
+    def _swap_delivery(self, parts: _DeliveryParts) -> None:
+        """Swap in the delivery side a reload built: the router's table and resolver (the next
+        route), the scheduler's couriers and settings (the next transactions), and the directory
+        the server checks RCPT against and expands recipients with (the next sessions' commands)."""
+        self._parts = parts
+        self.router.set_table(parts.table, parts.resolver)
+        self.delivery.reconfigure(parts.couriers(), parts.settings, expand=parts.directory.expand)
+        self.directory = self.server.directory = parts.directory
 
     def _apply_live(self, old: Config, cfg: Config) -> None:
         """Swap in the live objects whose settings changed (unchanged ones keep their counters)."""

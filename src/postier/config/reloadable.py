@@ -4,15 +4,17 @@ Theory of operation: a reload reads the whole file again and validates it exactl
 ``plan_reload(running, new)`` compares the two, key by key. Keys in ``LIVE`` take their new value;
 any other key that changed is reported as needing a restart and keeps its running value, so the
 effective configuration is always one the process really runs with. The application then builds the
-objects for the live keys (relay policy, rate limits, AUTH throttle, TLS context, log handler) and
-swaps them in at once; new sessions use them.
+objects for the live keys (relay policy, rate limits, AUTH throttle, TLS context, log handler, and
+the delivery side: routing table, resolver, couriers, scheduler settings, local directory) and swaps
+them in at once; new sessions and new delivery attempts use them.
 
 Live: what a new session reads from the server each time (relay policy, rate limits, AUTH throttle
-and password checks, connection limits, timeouts), the TLS pair, the log, the shutdown grace.
+and password checks, connection limits, timeouts), the TLS pair, the log, the shutdown grace, and
+what delivery takes per claim: ``[[route]]`` and the smarthost keys (password files are read again),
+``[delivery]``, ``[dns]``, ``[local]``.
 Restart: what is bound into a listening socket or an open store — listener addresses and modes,
 ``server.hostname`` and the message limits (baked into each listener's engine settings),
-``server.data_dir``, ``[queue]``, ``[metrics]`` — and, until delivery can swap them, ``[delivery]``,
-``[[route]]``, the smarthost keys, ``[dns]`` and ``[local]``.
+``server.data_dir``, ``[queue]``, ``[metrics]``.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from dataclasses import dataclass
 
 import msgspec
 
-from postier.config.model import Config
+from postier.config.model import Config, DeliveryConfig, DnsConfig, LocalConfig
 
-__all__ = ["LIVE", "ReloadPlan", "plan_reload"]
+__all__ = ["LIVE", "LIVE_TABLES", "ReloadPlan", "plan_reload"]
 
 LIVE: dict[str, frozenset[str]] = {
     "server": frozenset(
@@ -36,7 +38,18 @@ LIVE: dict[str, frozenset[str]] = {
         }
     ),
     "tls": frozenset({"cert", "key"}),
-    "relay": frozenset({"local_domains", "trusted_networks"}),
+    "relay": frozenset(
+        {
+            "local_domains",
+            "trusted_networks",
+            "smarthost",
+            "smarthost_tls",
+            "smarthost_implicit_tls",
+            "smarthost_username",
+            "smarthost_password_file",
+            "smarthost_auth",
+        }
+    ),
     "auth": frozenset({"max_failures", "window_s", "lockout_s", "max_concurrent_verifies"}),
     "limits": frozenset(
         {
@@ -47,8 +60,14 @@ LIVE: dict[str, frozenset[str]] = {
         }
     ),
     "log": frozenset({"level", "format"}),
+    "delivery": frozenset(DeliveryConfig.__struct_fields__),
+    "dns": frozenset(DnsConfig.__struct_fields__),
+    "local": frozenset(LocalConfig.__struct_fields__),
 }
 """Per section, the keys a reload applies. Every other key needs a restart."""
+
+LIVE_TABLES = frozenset({"routes"})
+"""Array-of-tables sections a reload applies as a whole (``[[route]]``); ``[[listener]]`` needs a restart."""
 
 # Config field name → the name in the file.
 _FILE_NAMES = {"listeners": "listener", "routes": "route"}
@@ -59,7 +78,7 @@ class ReloadPlan:
     effective: Config
     """The new configuration, with every restart-only key kept at its running value."""
     applied: tuple[str, ...]
-    """Live keys whose value changed ("relay.local_domains")."""
+    """Live keys whose value changed ("relay.local_domains"; "route" for the whole ``[[route]]`` list)."""
     needs_restart: tuple[str, ...]
     """Keys that changed but keep their running value until a restart ("listener", "server.data_dir")."""
 
@@ -74,9 +93,12 @@ def plan_reload(running: Config, new: Config) -> ReloadPlan:
         if old_value == new_value:
             continue
         file_name = _FILE_NAMES.get(name, name)
-        if not isinstance(old_value, msgspec.Struct):
-            restart.append(file_name)  # [[listener]] and [[route]] tables: whole lists
-            sections[name] = old_value
+        if not isinstance(old_value, msgspec.Struct):  # [[listener]] and [[route]]: whole lists
+            if name in LIVE_TABLES:
+                applied.append(file_name)
+            else:
+                restart.append(file_name)
+                sections[name] = old_value
             continue
         live = LIVE.get(name, frozenset())
         kept: dict[str, object] = {}

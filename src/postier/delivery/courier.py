@@ -93,6 +93,8 @@ class SmtpCourier:
         self._connect_timeout_s = connect_timeout_s
         self._timeouts = timeouts or ClientTimeouts()
         self._tls = TlsContexts(ca_file)
+        if ca_file:  # a CA file that does not load fails here (a start, a reload), not at each delivery
+            self._tls.context(TlsPolicy.VERIFY)
         self.pool = ConnectionPool(idle_s=reuse_idle_s, max_messages=reuse_max_messages, clock=clock)
 
     async def deliver(

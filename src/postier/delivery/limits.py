@@ -89,12 +89,12 @@ class DomainShares:
     """Recipients in progress per claim domain, at most ``limit`` each."""
 
     def __init__(self, limit: int) -> None:
-        self._limit = limit
+        self.limit = limit  # a reload may change it: the counts stay, later takes use the new one
         self._in_progress: collections.Counter[str] = collections.Counter()
 
     def take(self, domain: str, items: list[T]) -> list[T]:
         """The part of ``items`` there is room for (now counted as in progress); the rest is logged."""
-        room = max(self._limit - self._in_progress[domain], 0)
+        room = max(self.limit - self._in_progress[domain], 0)
         if len(items) > room:
             _log.info(
                 "%d recipients for %s wait for their lease to end: %d are in progress already",

@@ -14,7 +14,8 @@ the attempt for every recipient of that domain without connecting anywhere. Rule
    RFC 7505). An address literal (``[192.0.2.1]``) goes to that address (RFC 5321 §4.1.3).
 
 The resolver caches answers (TTL-bound), so routing one domain per claim costs nothing twice.
-Password files are read once, when the router is built from the configuration (``routes_from_config``).
+Password files are read when the table is built from the configuration (``routes_from_config``): at
+start, and again on each reload, which swaps the whole table in with ``Router.set_table``.
 """
 
 from __future__ import annotations
@@ -76,9 +77,15 @@ class Router:
     """Turns a recipient domain into a ``Destination`` or a ``Reply`` (see the module docstring)."""
 
     def __init__(self, table: RoutingTable, resolver: Resolver, rng: random.Random | None = None) -> None:
+        self._rng = rng if rng is not None else random.Random()
+        self.set_table(table, resolver)
+
+    def set_table(self, table: RoutingTable, resolver: Resolver) -> None:
+        """Swap the whole table and the resolver (a configuration reload): the next ``route()`` call
+        uses them; a call in progress finishes with what it started with. Connections pooled under
+        an old relay's key are not reused by a relay whose login or TLS mode changed (``Relay.key``)."""
         self._table = table
         self._resolver = resolver
-        self._rng = rng if rng is not None else random.Random()
         self._local = tuple(normalize_domain(d) for d in table.local_domains)
         self._lmtp = {normalize_domain(d): v for d, v in table.lmtp.items()}
         self._relays = {d if d == _WILDCARD else normalize_domain(d): r for d, r in table.relays.items()}
@@ -109,7 +116,8 @@ class Router:
             )
         if domain.startswith("["):
             return self._literal(domain)
-        plan = await resolve_mx(self._resolver, domain, self._rng, self._table.local_names)
+        table, tls_policy = self._table, self._tls_policy  # a reload during the lookup: keep these
+        plan = await resolve_mx(self._resolver, domain, self._rng, table.local_names)
         if plan.reply is not None:
             return plan.reply
         return Destination(
@@ -117,7 +125,7 @@ class Router:
             kind=DestinationKind.MX,
             domain=domain,
             hosts=tuple(Hop(record.host) for record in plan.hosts),
-            tls=self._tls_policy.get(domain, self._table.tls),
+            tls=tls_policy.get(domain, table.tls),
         )
 
     def _local_destination(self, domain: str) -> Destination:

@@ -37,20 +37,20 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from postier.delivery.bounces import Bouncer, Expand
 from postier.delivery.limits import DeadDestinations, DomainShares, Slots
+from postier.delivery.loaded import Carried, Loaded, LoadOnce
 from postier.delivery.outcomes import Judgement, judge, log_attempt
 from postier.delivery.routes import Router
 from postier.delivery.settings import DeliverySettings
 from postier.delivery.transport import Attempt, Courier, Destination, DestinationKind, OutboundMessage
 from postier.mail.errors import QueueError, UnknownMessageError
 from postier.mail.reply import EnhancedStatus, Reply
-from postier.queue.model import Claim, ClaimedRecipient, MessageRecord, QueueId, RecipientState
+from postier.queue.model import Claim, ClaimedRecipient, QueueId, RecipientState
 from postier.queue.protocol import Queue
 
 __all__ = ["INTERNAL_ERROR", "NO_COURIER", "DeliverySettings", "Scheduler"]
@@ -63,43 +63,6 @@ NO_COURIER = Reply(451, EnhancedStatus(4, 3, 5), "No courier for this destinatio
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(slots=True)
-class _Loaded:
-    record: MessageRecord
-    body: bytes | None  # None: not read (deferred without a courier; read if a DSN needs it)
-
-
-@dataclass(slots=True)
-class _Carried:
-    """Outcomes still to settle, and how long each transaction took (None: not tried)."""
-
-    items: list[ClaimedRecipient]
-    attempts: list[Attempt]
-    durations: list[float | None]
-
-
-class _Once:
-    """A message read at most once for all its transactions, by the first that needs it."""
-
-    def __init__(self, load: Callable[[], Awaitable[_Loaded | None]]) -> None:
-        self._load = load
-        self._lock = asyncio.Lock()
-        self._loaded: _Loaded | None = None
-        self._done = False
-
-    async def get(self) -> _Loaded | None:
-        async with self._lock:
-            if not self._done:
-                self._loaded = await self._load()
-                self._done = True
-        return self._loaded
-
-    @property
-    def loaded(self) -> _Loaded | None:
-        """What ``get`` read, if it was called."""
-        return self._loaded
 
 
 class Scheduler:
@@ -136,6 +99,38 @@ class Scheduler:
         self._claiming = asyncio.Lock()  # stop() waits for a claim in progress to spawn its tasks
         self._starved = False
         self._stopping = False
+        self._retiring: set[asyncio.Task[None]] = set()  # closing couriers a reload replaced
+
+    def reconfigure(
+        self,
+        couriers: Mapping[DestinationKind, Courier],
+        settings: DeliverySettings,
+        *,
+        expand: Expand | None = None,
+    ) -> None:
+        """A configuration reload: what starts from now on uses ``couriers``, ``settings`` (retry
+        policy, bounces, limits) and ``expand``. A transaction in progress finishes with the courier
+        and the connection slots it holds: new limits get new ``Slots`` (no semaphore is resized
+        under a running task), so until the old transactions end both limits count. A courier that
+        is no longer used is closed (its idle connections QUIT; one in use is QUIT when returned)."""
+        old = self._settings
+        kept = {id(c) for c in couriers.values()}
+        gone = {id(c): c for c in self._couriers.values() if id(c) not in kept}
+        self._couriers = dict(couriers)
+        limits = (settings.max_connections, settings.max_connections_per_destination)
+        if limits != (old.max_connections, old.max_connections_per_destination):
+            self._slots = Slots(*limits)
+        self._shares.limit = settings.max_in_flight_per_destination
+        if settings.dead_s != old.dead_s:
+            self._dead = DeadDestinations(settings.dead_s, self._clock)
+        self._bouncer = Bouncer(
+            self._queue, settings.bounces, clock=self._clock, on_enqueued=self.wake, expand=expand or tuple
+        )
+        self._settings = settings
+        for courier in gone.values():
+            self._retiring.add(task := asyncio.get_running_loop().create_task(self._close(courier)))
+            task.add_done_callback(self._retiring.discard)
+        self.wake()  # a larger max_in_flight may leave room now
 
     def wake(self) -> None:
         """Claim now (after an enqueue) instead of at the next poll."""
@@ -174,10 +169,15 @@ class Scheduler:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         for courier in {id(c): c for c in self._couriers.values()}.values():
-            try:
-                await courier.close()
-            except Exception:
-                _log.exception("closing a courier failed")
+            await self._close(courier)
+        await asyncio.gather(*self._retiring)
+
+    @staticmethod
+    async def _close(courier: Courier) -> None:
+        try:
+            await courier.close()
+        except Exception:
+            _log.exception("closing a courier failed")
 
     # --- claiming -------------------------------------------------------------------------------
 
@@ -236,14 +236,14 @@ class Scheduler:
             _log.exception("routing %s failed", domain)
             return INTERNAL_ERROR
 
-    async def _load(self, message_id: QueueId, *, body: bool = True) -> _Loaded | None:
+    async def _load(self, message_id: QueueId, *, body: bool = True) -> Loaded | None:
         """The message (its body only with ``body``); None when it was deleted since the claim."""
         try:
             record = await self._queue.get(message_id)
             data = await self._queue.read_body(message_id) if body else None
         except UnknownMessageError:
             return None  # deleted since the claim: nothing to deliver, nothing to record
-        return _Loaded(record, data)
+        return Loaded(record, data)
 
     async def _message(
         self, route: Destination | Reply, message_id: QueueId, items: list[ClaimedRecipient]
@@ -261,7 +261,7 @@ class Scheduler:
                 return
             size = self._settings.max_recipients_per_transaction
             batches = [items[i : i + size] for i in range(0, len(items), size)]
-            message = _Once(lambda: self._load(message_id))
+            message = LoadOnce(lambda: self._load(message_id))
             carried = await asyncio.gather(*(self._batch(route, courier, message, b) for b in batches))
             done = [c for c in carried if c is not None and c.items]
             loaded = message.loaded  # None: deleted, or every batch met a dead destination
@@ -276,8 +276,8 @@ class Scheduler:
             _log.exception("delivering %s failed; its recipients are retried when the lease ends", message_id)
 
     async def _batch(
-        self, route: Destination, courier: Courier, message: _Once, items: list[ClaimedRecipient]
-    ) -> _Carried | None:
+        self, route: Destination, courier: Courier, message: LoadOnce, items: list[ClaimedRecipient]
+    ) -> Carried | None:
         """One transaction. The message is read once a connection slot is ours (so a long backlog
         does not hold every body in memory), and only once for all its transactions. Outcomes that
         need no DSN are recorded at once (a crash later cannot make them happen twice); the others
@@ -287,7 +287,7 @@ class Scheduler:
             async with self._slots.hold(route.key):
                 dead = self._dead.reply(route)
                 if dead is not None:
-                    return _Carried(items, [Attempt(i.recipient, dead) for i in items], [None] * len(items))
+                    return Carried(items, [Attempt(i.recipient, dead) for i in items], [None] * len(items))
                 loaded = await message.get()
                 if loaded is None:
                     return None
@@ -310,7 +310,7 @@ class Scheduler:
             await self._settle(loaded, items, [Attempt(i.recipient, reply) for i in items], route)
 
     async def _carry(
-        self, courier: Courier, destination: Destination, loaded: _Loaded, items: list[ClaimedRecipient]
+        self, courier: Courier, destination: Destination, loaded: Loaded, items: list[ClaimedRecipient]
     ) -> list[Attempt]:
         assert loaded.body is not None  # read with the message, for a courier
         message = OutboundMessage(loaded.record.id, loaded.record.envelope, loaded.body)
@@ -334,14 +334,14 @@ class Scheduler:
 
     async def _settle(
         self,
-        loaded: _Loaded,
+        loaded: Loaded,
         items: Sequence[ClaimedRecipient],
         attempts: Sequence[Attempt],
         destination: Destination | None,
         durations: Sequence[float | None] | None = None,
         *,
         quiet_only: bool = False,
-    ) -> _Carried:
+    ) -> Carried:
         """Judge, send the DSNs due, log, then record (DSN first: see the module docstring).
         ``durations``: each recipient's transaction time (None: no courier was asked). With
         ``quiet_only``, only outcomes that need no DSN are settled; the others are returned."""
@@ -378,9 +378,9 @@ class Scheduler:
                 _log.exception(
                     "recording outcomes of %s failed; retried when the lease ends", loaded.record.id
                 )
-        return _Carried([items[k] for k in later], [attempts[k] for k in later], [times[k] for k in later])
+        return Carried([items[k] for k in later], [attempts[k] for k in later], [times[k] for k in later])
 
-    async def _notify(self, loaded: _Loaded, judged: Sequence[Judgement]) -> list[bool]:
+    async def _notify(self, loaded: Loaded, judged: Sequence[Judgement]) -> list[bool]:
         """Enqueue the DSNs due; which judgements may be recorded. If a bounce cannot be queued,
         its failures stay unrecorded (the attempt is made again); other outcomes are recorded."""
         reports = [j.report for j in judged if j.report is not None]
@@ -393,7 +393,7 @@ class Scheduler:
                 return [j.result.state is not RecipientState.FAILED for j in judged]
         return [True] * len(judged)
 
-    async def _body(self, loaded: _Loaded) -> bytes | None:
+    async def _body(self, loaded: Loaded) -> bytes | None:
         """The body a DSN returns; None when the message was deleted meanwhile (`postier queue
         delete` while it was in flight): then nobody is told."""
         try:
