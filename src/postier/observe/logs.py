@@ -25,8 +25,8 @@ import json
 import logging
 import re
 import sys
+import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import IO, Any, Literal
 
 __all__ = [
@@ -45,6 +45,9 @@ LogFormat = Literal["kv", "json"]
 _BARE = re.compile(r'[^\s"\\=]+')
 _KEY = re.compile(r"[a-z][a-z0-9_.-]*")
 _SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_safe_keys: set[str] = set()  # keys seen to match _KEY (a fixed vocabulary: stays small)
+_second: tuple[int, str] = (-1, "")  # the last second's "YYYY-MM-DDTHH:MM:SS."
+_milli: tuple[int, str] = (-1, "")  # the last millisecond's whole timestamp
 
 
 def fields(**values: object) -> dict[str, Any]:
@@ -74,7 +77,9 @@ def _render_scalar(value: object) -> str:
 
 def format_value(value: object) -> str:
     """One kv value, quoted and escaped when it has to be."""
-    text = _render_scalar(value)
+    if type(value) is int:  # sizes, counts: always bare
+        return str(value)
+    text = value if type(value) is str else _render_scalar(value)
     if _BARE.fullmatch(text) and text.isprintable():
         return text
     return '"' + "".join(_escape_char(ch) for ch in text) + '"'
@@ -86,14 +91,27 @@ def format_kv(pairs: Mapping[str, object]) -> str:
     for key, value in pairs.items():
         if value is None:
             continue
-        safe_key = key if _KEY.fullmatch(key) else format_value(key)
-        out.append(f"{safe_key}={format_value(value)}")
+        if key not in _safe_keys:
+            if not _KEY.fullmatch(key):
+                out.append(f"{format_value(key)}={format_value(value)}")
+                continue
+            _safe_keys.add(key)
+        out.append(f"{key}={format_value(value)}")
     return " ".join(out)
 
 
 def _timestamp(record: logging.LogRecord) -> str:
-    moment = datetime.fromtimestamp(record.created, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """``2026-11-29T06:40:20.123Z``; made once per millisecond, its date part once per second."""
+    global _second, _milli
+    second = int(record.created)
+    micro = round((record.created - second) * 1e6)  # to the µs as datetime.fromtimestamp, then down
+    milli = second * 1000 + micro // 1000
+    if milli != _milli[0]:
+        second = milli // 1000
+        if second != _second[0]:
+            _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
+        _milli = (milli, f"{_second[1]}{milli % 1000:03d}Z")
+    return _milli[1]
 
 
 def _record_fields(record: logging.LogRecord) -> dict[str, object]:

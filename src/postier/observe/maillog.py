@@ -70,6 +70,7 @@ EVENTS = frozenset(
 _LEADING = ("sid", "id")
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _log = logging.getLogger(MAIL_LOGGER)
+_names: dict[str, str] = {}
 _subscribers: tuple[Subscriber, ...] = ()
 
 
@@ -85,14 +86,21 @@ def subscribe(subscriber: Subscriber) -> Callable[[], None]:
     return unsubscribe
 
 
-def _field_order(event: str, given: dict[str, object]) -> dict[str, object]:
-    """``event``, ``sid``, ``id`` first, then the rest as given; trailing ``_`` dropped."""
-    renamed: dict[str, object] = {}
-    for key, value in given.items():
+def _field_name(key: str) -> str:
+    """The logged name of a keyword (trailing ``_`` dropped), checked once per keyword and then
+    remembered: callers use a fixed set of keywords, so the cache stays small."""
+    name = _names.get(key)
+    if name is None:
         name = key[:-1] if key.endswith("_") else key
         if not _FIELD_NAME.fullmatch(name) or name in ("event", "ts", "level"):
             raise ValueError(f"bad mail log field name: {key!r}")
-        renamed[name] = value
+        _names[key] = name
+    return name
+
+
+def _field_order(event: str, given: dict[str, object]) -> dict[str, object]:
+    """``event``, ``sid``, ``id`` first, then the rest as given; trailing ``_`` dropped."""
+    renamed = {_field_name(key): value for key, value in given.items()}
     ordered: dict[str, object] = {"event": event}
     for key in _LEADING:
         if key in renamed:
@@ -111,7 +119,10 @@ def mail_event(event: str, /, **fields: object) -> None:
         raise ValueError(f"unknown mail event: {event!r}")
     ordered = _field_order(event, fields)
     if _log.isEnabledFor(logging.INFO):
-        _log.info("%s", event, extra={FIELDS_ATTR: ordered})
+        # What Logger.info does, without looking up the caller's file and line (never logged).
+        record = logging.getLogRecordFactory()(MAIL_LOGGER, logging.INFO, "", 0, event, None, None)
+        setattr(record, FIELDS_ATTR, ordered)
+        _log.handle(record)
     for subscriber in _subscribers:
         try:
             subscriber(event, ordered)
