@@ -1,6 +1,8 @@
 """SIGHUP on a `postier serve` child process: a new local domain takes effect without a restart; an
 invalid file, or a certificate that does not load, is refused with a log line and the running
-configuration keeps working; a changed restart-only key is logged and keeps its running value."""
+configuration keeps working; a changed restart-only key is logged and keeps its running value.
+The delivery side too (issue #7): a [[route]] moved to another peer, a rotated smarthost password,
+a new catch-all apply at once; a route whose password file is missing is refused as a whole."""
 
 from __future__ import annotations
 
@@ -8,13 +10,15 @@ import asyncio
 import signal
 import smtplib
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tomli_w
 
-from tests.integration.harness import PostierProcess, make_config, peer_certificate
+from tests.integration.harness import PostierProcess, add_users, make_config, peer_certificate
+from tests.integration.peers import AiosmtpdPeer
 
 pytestmark = pytest.mark.integration
 
@@ -136,5 +140,142 @@ async def test_a_certificate_that_does_not_load_is_refused_and_the_old_one_stays
         assert await asyncio.to_thread(peer_certificate, tls_port) == before
         # Refused as a whole: the new local domain in the same file was not applied either.
         assert await asyncio.to_thread(rcpt_code, process.ports["smtp"], "postmaster@new.example") == 554
+    finally:
+        process.kill()
+
+
+# --- the delivery side (issue #7): routes, smarthost passwords, catch-alls -----------------------
+
+
+def send_to(port: int, rcpt: str, subject: str) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.sendmail("a@example.org", [rcpt], f"Subject: {subject}\r\n\r\nhello\r\n".encode())
+
+
+async def wait_for_messages(peer: AiosmtpdPeer, count: int, process: PostierProcess) -> None:
+    deadline = time.monotonic() + 15
+    while len(peer.messages) < count:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{peer.address} got {len(peer.messages)} of {count} messages:\n{process.log()}")
+        await asyncio.sleep(0.05)
+
+
+def subjects(peer: AiosmtpdPeer) -> list[bytes]:
+    return [line for m in peer.messages for line in m.body.splitlines() if line.startswith(b"Subject:")]
+
+
+async def reload_with(process: PostierProcess, data: dict[str, Any], expect: str) -> None:
+    before = process.log().count(expect)
+    write_config(process, data)
+    process.signal(signal.SIGHUP)
+    await wait_for_log(process, expect, before + 1)
+
+
+def _route(peer: AiosmtpdPeer, **extra: Any) -> dict[str, Any]:
+    return {"domains": ["far.test"], "host": f"{peer.address}:{peer.port}", "tls": "none", **extra}
+
+
+async def test_sighup_moves_a_route_to_another_peer(
+    tmp_path: Path, aiosmtpd_peer: Callable[..., Awaitable[AiosmtpdPeer]]
+) -> None:
+    a, b = await aiosmtpd_peer(), await aiosmtpd_peer()
+    # Connections are kept idle long after each message: the new route must not reuse A's.
+    data = make_config(tmp_path / "var", route=[_route(a)], delivery={"reuse_idle_s": 60.0})
+    process = PostierProcess(tmp_path, data)
+    try:
+        await asyncio.to_thread(process.start)
+        port = process.ports["smtp"]
+        await asyncio.to_thread(send_to, port, "x@far.test", "first")
+        await wait_for_messages(a, 1, process)
+
+        data["route"] = [_route(b)]
+        await reload_with(process, data, "configuration reloaded")
+        assert "changed=route " in process.log()
+        await asyncio.to_thread(send_to, port, "x@far.test", "second")
+        await wait_for_messages(b, 1, process)
+        assert subjects(b) == [b"Subject: second"]
+        assert subjects(a) == [b"Subject: first"]
+    finally:
+        process.kill()
+
+
+async def test_sighup_reads_a_rotated_smarthost_password(
+    tmp_path: Path, aiosmtpd_peer: Callable[..., Awaitable[AiosmtpdPeer]]
+) -> None:
+    users = {"postier": "old secret"}
+    peer = await aiosmtpd_peer(users=users, require_auth=True)
+    password = tmp_path / "smarthost.password"
+    password.write_text("old secret\n")
+    relay = {
+        "smarthost": f"{peer.address}:{peer.port}",
+        "smarthost_tls": "none",
+        "smarthost_username": "postier",
+        "smarthost_password_file": str(password),
+        "smarthost_auth": "login",
+    }
+    data = make_config(tmp_path / "var", relay=relay, delivery={"reuse_idle_s": 60.0})
+    process = PostierProcess(tmp_path, data)
+    try:
+        await asyncio.to_thread(process.start)
+        port = process.ports["smtp"]
+        await asyncio.to_thread(send_to, port, "x@far.test", "first")
+        await wait_for_messages(peer, 1, process)
+
+        # The configuration file does not change: only the password, here and at the peer.
+        password.write_text("new secret\n")
+        users["postier"] = "new secret"
+        await reload_with(process, data, "configuration reloaded")
+        await asyncio.to_thread(send_to, port, "x@far.test", "second")
+        await wait_for_messages(peer, 2, process)
+        # A new session logged in (the idle one, logged in with the old password, was not reused).
+        assert peer.handler.logins == ["LOGIN postier", "LOGIN postier"]
+        assert [m.auth_login for m in peer.messages] == ["postier", "postier"]
+        assert "authentication failed" not in process.log()
+    finally:
+        process.kill()
+
+
+async def test_a_route_whose_password_file_is_missing_is_refused_and_the_old_route_stays(
+    tmp_path: Path, aiosmtpd_peer: Callable[..., Awaitable[AiosmtpdPeer]]
+) -> None:
+    a, b = await aiosmtpd_peer(), await aiosmtpd_peer(users={"postier": "secret"})
+    data = make_config(tmp_path / "var", route=[_route(a)])
+    process = PostierProcess(tmp_path, data)
+    try:
+        await asyncio.to_thread(process.start)
+        missing = tmp_path / "missing.password"
+        data["route"] = [_route(b, username="postier", password_file=str(missing))]
+        data["local"] = {"catch_all": {"example.test": "postmaster@example.test"}}  # refused with the rest
+        await reload_with(process, data, "reload refused")
+        log = process.log()
+        assert "route[0].password_file" in log and "missing.password" in log
+        assert "configuration reloaded" not in log
+
+        port = process.ports["smtp"]
+        await asyncio.to_thread(send_to, port, "x@far.test", "after")
+        await wait_for_messages(a, 1, process)
+        assert b.messages == [] and b.connections == 0
+        assert await asyncio.to_thread(rcpt_code, port, "nobody@example.test") == 550
+    finally:
+        process.kill()
+
+
+async def test_sighup_adds_a_catch_all(tmp_path: Path) -> None:
+    data = make_config(tmp_path / "var")
+    add_users(tmp_path / "var", "bob@example.test")
+    process = PostierProcess(tmp_path, data)
+    try:
+        await asyncio.to_thread(process.start)
+        port = process.ports["smtp"]
+        assert await asyncio.to_thread(rcpt_code, port, "nobody@example.test") == 550
+
+        data["local"] = {"catch_all": {"example.test": "bob@example.test"}}
+        await reload_with(process, data, "configuration reloaded")
+        assert "local.catch_all" in process.log()
+        assert await asyncio.to_thread(rcpt_code, port, "nobody@example.test") == 250
+        await asyncio.to_thread(send, port, "nobody@example.test")
+        bob = tmp_path / "var" / "mail" / "example.test" / "bob" / "new"
+        delivered = (await wait_for_file(bob)).read_bytes()
+        assert b"Delivered-To: bob@example.test" in delivered and delivered.endswith(b"hello\r\n")
     finally:
         process.kill()
