@@ -5,6 +5,7 @@ transactions and concurrency limits."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email
 import logging
 import random
@@ -623,3 +624,39 @@ async def test_stop_cancels_what_outlives_the_grace_time(world: World) -> None:
     await asyncio.wait_for(task, timeout=10)
     assert world.remote.active == 0 and world.remote.closed  # cancelled, then closed
     assert await world.states(qid) == [(RecipientState.QUEUED, None)]
+
+
+# --- a configuration reload ------------------------------------------------------------------------
+
+
+async def test_a_reload_swaps_couriers_and_settings_for_what_starts_next(
+    queue: SqliteQueue, clock: Clock
+) -> None:
+    w = World(queue, clock)
+    old = w.remote
+    old.gate = asyncio.Event()
+    first = await w.send(bob(1))
+    running = asyncio.create_task(w.scheduler.run_once())
+    while old.active < 1:
+        await asyncio.sleep(0.01)
+
+    new = FakeCourier(lambda d, r: LATER)
+    retry = RetryPolicy(base_s=600, cap_s=6000, max_age_s=36000, delay_notice_s=0)
+    settings = dataclasses.replace(DeliverySettings(), retry=retry, max_connections=1)
+    w.scheduler.reconfigure({DestinationKind.MX: new, DestinationKind.MAILDIR: w.local}, settings)
+    while not old.closed:  # closed at once: its transaction in progress keeps going
+        await asyncio.sleep(0.01)
+    assert not w.local.closed  # still in use
+    old.gate.set()
+    assert await running == 1
+    assert await w.states(first) == [(RecipientState.DELIVERED, str(OK))]
+
+    second = await w.send(bob(2))
+    assert await w.scheduler.run_once() == 1
+    assert [m.queue_id for _, m, _ in new.calls] == [second]
+    assert [m.queue_id for _, m, _ in old.calls] == [first]
+    record = await w.queue.get(second)
+    retry_at = record.recipients[0].next_attempt_at
+    assert retry_at is not None and 540 <= (retry_at - clock.now).total_seconds() <= 660  # 600 s ±10 %
+    await w.scheduler.stop()
+    assert new.closed
