@@ -1,4 +1,10 @@
-"""What is checked at RCPT TO, in order (docs/flow.md), and the per-message rate-limit counters.
+"""What is checked at MAIL FROM and RCPT TO, in order (docs/flow.md), and the per-message rate-limit
+counters.
+
+At MAIL FROM: an authenticated user may send only as a sender the configured rule gives them
+(``sender_rule``) → 553 5.7.1.
+
+At RCPT TO:
 
 1. relay access (``policy.relay``): a non-local recipient needs a trusted client or AUTH → 554 5.7.1;
 2. the local directory (``users.directory``): an unknown local recipient → 550 5.1.1 now, never an
@@ -22,7 +28,23 @@ from postier.observe import mail_event
 if TYPE_CHECKING:
     from postier.server.listener import SmtpServer
 
-__all__ = ["check_recipient", "count_message"]
+__all__ = ["check_recipient", "check_sender", "count_message"]
+
+
+def check_sender(server: SmtpServer, sender: Address | None, *, sid: str, user: str | None) -> Reply:
+    """The reply to MAIL FROM (``None``: the null sender ``<>``); ``user``: the authenticated user."""
+    rule = server.sender_rule
+    if user is None or rule is None or rule(user, sender):
+        return S.SENDER_OK
+    mail_event(
+        "reject",
+        sid=sid,
+        stage="mail",
+        from_=f"<{'' if sender is None else str(sender)}>",
+        user=user,
+        reply=str(S.SENDER_NOT_OWNED),
+    )
+    return S.SENDER_NOT_OWNED
 
 
 def check_recipient(

@@ -21,18 +21,15 @@ import base64
 import os
 import ssl
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
-from postier.mail.envelope import BodyType, ClientInfo, Envelope
-from postier.mail.errors import QueueError, QueueFullError
-from postier.mail.replies import S, greeting, queued
+from postier.mail.replies import S, greeting
 from postier.mail.reply import Reply
 from postier.observe import get_logger, mail_event
 from postier.server.auth_flow import SessionAuth
 from postier.server.inputwait import InputWait
-from postier.server.rcpt_checks import check_recipient, count_message
-from postier.server.received import MAX_HOPS, hop_count, protocol_keyword, received_header
+from postier.server.intake import client_info, queue_message
+from postier.server.rcpt_checks import check_recipient, check_sender
 from postier.smtp.events import (
     Answered,
     AuthResponse,
@@ -307,19 +304,7 @@ class Session(asyncio.Protocol):
     def _mail(self, event: MailFrom) -> Reply:
         self._accepted_rcpts = 0
         self._mail_at = time.monotonic()
-        rule = self.server.sender_rule
-        if self._auth_user is not None and rule is not None and not rule(self._auth_user, event.sender):
-            sender = "" if event.sender is None else str(event.sender)
-            mail_event(
-                "reject",
-                sid=self.sid,
-                stage="mail",
-                from_=f"<{sender}>",
-                user=self._auth_user,
-                reply=str(S.SENDER_NOT_OWNED),
-            )
-            return S.SENDER_NOT_OWNED
-        return S.SENDER_OK
+        return check_sender(self.server, event.sender, sid=self.sid, user=self._auth_user)
 
     @property
     def _auth_user(self) -> str | None:
@@ -339,69 +324,19 @@ class Session(asyncio.Protocol):
         return reply
 
     async def _queue_message(self, event: MessageReceived) -> Reply:
-        if hop_count(event.body) >= MAX_HOPS:  # RFC 5321 §6.3: a mail loop (e.g. through aliases)
-            mail_event("reject", sid=self.sid, stage="data", reply=str(S.TOO_MANY_HOPS), reason="hop count")
-            return S.TOO_MANY_HOPS
-        smtputf8 = event.params.smtputf8
-        client = ClientInfo(
+        client = client_info(
             ip=self.client_ip,
             port=self.client_port,
             helo=self._helo,
-            protocol=protocol_keyword(
-                esmtp=self._esmtp,
-                tls=self._tls is not None,
-                authenticated=self._auth_user is not None,
-                smtputf8=smtputf8,
-            ),
+            esmtp=self._esmtp,
             tls=self._tls,
             auth_user=self._auth_user,
             listener=self.listener.address,
+            smtputf8=event.params.smtputf8,
         )
-        directory = self.server.directory
-        envelope = Envelope(
-            sender=event.sender,
-            recipients=event.recipients if directory is None else directory.expand(event.recipients),
-            body=event.params.body or BodyType.SEVEN_BIT,
-            smtputf8=smtputf8,
-            ret=event.params.ret,
-            envid=event.params.envid,
-            declared_size=event.params.size,
-            client=client,
+        return await queue_message(
+            self.server, event, client, sid=self.sid, mail_at=self._mail_at, flush=self._flush
         )
-        queue_id = self.server.queue.new_id()
-        header = received_header(
-            helo=self._helo,
-            client_ip=self.client_ip,
-            hostname=self.server.hostname,
-            protocol=client.protocol,
-            queue_id=queue_id,
-            tls=self._tls,
-            recipients=tuple(r.address for r in event.recipients),
-            now=datetime.now(UTC),
-        )
-        self._flush()
-        try:
-            await self.server.queue.enqueue(envelope, header + event.body, queue_id=queue_id)
-        except QueueFullError:
-            _log.error("session %s: queue is out of space", self.sid)
-            return S.QUEUE_FULL
-        except QueueError:
-            _log.exception("session %s: queue error", self.sid)
-            return S.QUEUE_ERROR
-        count_message(self.server, self.client_ip, self._auth_user)
-        sender = "" if event.sender is None else str(event.sender)
-        mail_event(
-            "queued",
-            sid=self.sid,
-            id=queue_id,
-            from_=f"<{sender}>",
-            size=len(event.body),
-            nrcpt=len(envelope.recipients),
-            proto=client.protocol,
-            user=self._auth_user,
-            duration_s=round(time.monotonic() - self._mail_at, 4),
-        )
-        return queued(queue_id)
 
     async def _start_tls(self) -> bool:
         context = self.server.tls_context()
