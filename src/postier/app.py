@@ -32,6 +32,7 @@ from postier.delivery.maildir import mailbox_size
 from postier.delivery.ownaddresses import OwnAddresses
 from postier.dns import DnsPythonResolver
 from postier.mail.envelope import Envelope
+from postier.mail.errors import ConfigError
 from postier.observe import fields, get_logger, mail_event, setup_logging
 from postier.observe.metrics import MetricsService
 from postier.policy.ratelimit import RateLimits
@@ -72,17 +73,21 @@ def _resolver(config: Config) -> DnsPythonResolver:
 
 
 def _smtp_courier(config: Config, resolver: DnsPythonResolver, own: OwnAddresses) -> SmtpCourier:
-    """One SMTP/LMTP courier (one connection pool) for every network destination."""
+    """One SMTP/LMTP courier (one connection pool) for every network destination. A ``ca_file``
+    that does not load is a ``ConfigError`` now (at start, or refusing a reload)."""
     d = config.delivery
-    return SmtpCourier(
-        resolver,
-        helo_name=d.helo_name or config.server.hostname,
-        connect_timeout_s=d.connect_timeout_s,
-        ca_file=d.ca_file,
-        reuse_idle_s=d.reuse_idle_s,
-        reuse_max_messages=d.reuse_max_messages,
-        own=own,
-    )
+    try:
+        return SmtpCourier(
+            resolver,
+            helo_name=d.helo_name or config.server.hostname,
+            connect_timeout_s=d.connect_timeout_s,
+            ca_file=d.ca_file,
+            reuse_idle_s=d.reuse_idle_s,
+            reuse_max_messages=d.reuse_max_messages,
+            own=own,
+        )
+    except OSError as exc:  # ssl.SSLError included
+        raise ConfigError("delivery.ca_file", f"cannot load {d.ca_file}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

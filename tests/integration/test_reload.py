@@ -17,7 +17,14 @@ from typing import Any
 import pytest
 import tomli_w
 
-from tests.integration.harness import PostierProcess, add_users, make_config, peer_certificate
+from postier.config import parse_config
+from tests.integration.harness import (
+    PostierProcess,
+    RunningServer,
+    add_users,
+    make_config,
+    peer_certificate,
+)
 from tests.integration.peers import AiosmtpdPeer
 
 pytestmark = pytest.mark.integration
@@ -279,3 +286,33 @@ async def test_sighup_adds_a_catch_all(tmp_path: Path) -> None:
         assert b"Delivered-To: bob@example.test" in delivered and delivered.endswith(b"hello\r\n")
     finally:
         process.kill()
+
+
+@pytest.mark.parametrize("broken", ["delivery.ca_file", "local.aliases"])
+async def test_a_ca_file_or_aliases_file_that_does_not_load_refuses_the_reload(
+    start_server: Callable[..., Awaitable[RunningServer]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    broken: str,
+) -> None:
+    """In this process: the whole reload is refused, the directory and routes in use stay."""
+    running = await start_server()
+    app = running.app
+    directory = app.directory
+    bad = tmp_path / "bad-file"
+    bad.write_text("no colon on this line\n")
+    section, key = broken.split(".")
+    data = make_config(
+        running.data_dir,
+        server={"hostname": "mx.test", "data_dir": str(running.data_dir)},
+        relay={"local_domains": ["localhost", "example.test", "new.test"]},
+        route=[{"domains": ["far.test"], "host": "127.0.0.2", "tls": "none"}],
+        **{section: {key: str(bad)}},
+    )
+    data["listener"] = [{"address": a.address, "mode": a.mode} for a in running.config.listeners]
+    with caplog.at_level("ERROR", logger="postier.app"):
+        assert app.reload(parse_config(data)) is False
+    assert "reload refused, the running configuration stays" in caplog.text and str(bad) in caplog.text
+    assert app.directory is directory and app.server.directory is directory
+    assert app.config == running.config
+    assert not app.router.is_local("new.test")
