@@ -183,3 +183,12 @@ def test_check_config_reads_relay_password_files(tmp_path: Path, capsys: pytest.
     (tmp_path / "missing").write_text("secret\n")
     assert main(["check-config", "-c", str(config)]) == 0
     assert "secret" not in capsys.readouterr().out
+
+
+def test_check_config_loads_the_delivery_ca_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n")
+    config = tmp_path / "postier.toml"
+    config.write_text(f'[server]\ndata_dir = "{tmp_path}"\n[delivery]\nca_file = "{bad}"\n')
+    assert main(["check-config", "-c", str(config)]) == 2
+    assert "delivery.ca_file" in capsys.readouterr().err

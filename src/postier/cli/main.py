@@ -64,11 +64,24 @@ def _check_config(args: argparse.Namespace) -> int:
         check_local_config(config)  # [local] and the aliases file, as at start
         routes_from_config(config)  # [[route]] and smarthost password files, as at start
         delivery_settings(config)  # delivery.postmaster and the limits
+        _check_ca_file(config.delivery.ca_file)
     except (ConfigError, AliasesError) as exc:
         print(f"postier: invalid configuration: {exc}", file=sys.stderr)
         return 2
     print(msgspec.json.format(msgspec.json.encode(config)).decode())
     return 0
+
+
+def _check_ca_file(ca_file: str) -> None:
+    """``delivery.ca_file`` loads, as the courier will load it at start."""
+    if not ca_file:
+        return
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=ca_file)
+    except OSError as exc:  # ssl.SSLError included
+        raise ConfigError("delivery.ca_file", f"cannot load {ca_file}: {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
