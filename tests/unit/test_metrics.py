@@ -104,3 +104,13 @@ def test_a_failing_subscriber_does_not_stop_the_mail_log(caplog: pytest.LogCaptu
     assert "subscriber failed" in caplog.text
     mail_event("stopped")  # unsubscribed: nothing more is logged about it
     assert caplog.text.count("subscriber failed") == 1
+
+
+def test_bounces_count_recipients_by_action_and_whether_anyone_was_told(metrics: MailMetrics) -> None:
+    for rcpt in ("<a@x.test>", "<b@x.test>"):
+        mail_event("bounce", id="Q1", rcpt=rcpt, action="failed", to="<s@y.test>", bounce_id="Q2")
+    mail_event("bounce", id="Q3", rcpt="<c@x.test>", action="delayed", to="<s@y.test>", bounce_id="Q4")
+    mail_event("bounce", id="Q2", rcpt="<s@y.test>", action="failed", result="dropped", reason="nobody")
+    assert value(metrics, "postier_bounces_total", action="failed", result="queued") == 2
+    assert value(metrics, "postier_bounces_total", action="delayed", result="queued") == 1
+    assert value(metrics, "postier_bounces_total", action="failed", result="dropped") == 1

@@ -137,7 +137,7 @@ class MailMetrics:
             "auth": self._auth,
             "tls": self._tls,
             "delivery": self._delivery,
-            "bounce": lambda _f: self.bounces.inc(),
+            "bounce": self._bounce,
             "expired": lambda _f: self.expired.inc(),
         }
 
@@ -162,8 +162,18 @@ class MailMetrics:
             buckets=ATTEMPT_BUCKETS,
             registry=r,
         )
-        self.bounces = Counter("postier_bounces", "Delivery status notifications sent", registry=r)
+        self.bounces = Counter(
+            "postier_bounces",
+            "Recipients reported in delivery status notifications, by action (failed, delayed, relayed,"
+            " delivered) and result (queued: a DSN was queued; dropped: nobody could be told)",
+            ["action", "result"],
+            registry=r,
+        )
         self.expired = Counter("postier_expired", "Recipients failed for staying queued too long", registry=r)
+
+    def _bounce(self, fields: Fields) -> None:
+        result = "dropped" if fields.get("result") == "dropped" else "queued"
+        self.bounces.labels(str(fields.get("action", "failed")), result).inc()
 
     # --- the subscriber ----------------------------------------------------------------------------
 
