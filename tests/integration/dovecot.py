@@ -38,6 +38,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.harness import free_port
+
 __all__ = ["DovecotLmtp", "dovecot"]
 
 _CONFIG = """\
@@ -160,12 +162,6 @@ class DovecotLmtp:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

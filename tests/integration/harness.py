@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import errno
+import itertools
 import os
+import random
 import signal
 import smtplib
 import socket
@@ -30,17 +33,57 @@ __all__ = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _port_range() -> range:
+    """Ports for test listeners: below the kernel's ephemeral range, which ``connect()`` and
+    ``bind(port 0)`` draw from anywhere on the machine. A port from that range, found free and then
+    released, can be taken as the local port of any outgoing connection (or by another ``bind(0)``)
+    before the server binds it: the server then fails with EADDRINUSE, or a test talks to a stranger."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(10000, max(low, 12000))
 
 
-def wait_for_port(port: int, timeout_s: float = 15.0) -> None:
+_PORTS = _port_range()
+# Handed out in turn from a random point: never twice in one test run (so no TIME_WAIT or late
+# listener of an earlier test is met), and two test runs on one machine start far apart.
+_next_port = itertools.count(random.SystemRandom().randrange(len(_PORTS)))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on at ``host``, for a server the test is about to start (see
+    ``_port_range``). Checked by binding with SO_REUSEADDR, as every server under test binds."""
+    for _ in range(len(_PORTS)):
+        port = _PORTS[next(_next_port) % len(_PORTS)]
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    continue
+                raise
+            return port
+    raise RuntimeError(f"no free port on {host}")
+
+
+def wait_for_port(
+    port: int,
+    timeout_s: float = 60.0,
+    *,
+    alive: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Wait until 127.0.0.1:port accepts a connection (generous: a loaded CI machine starts a Python
+    process slowly). With ``alive``, a child that exits meanwhile fails at once, with its log."""
     deadline = time.monotonic() + timeout_s
     while True:
+        if alive is not None and alive.poll() is not None:
+            text = log.read_text(errors="replace") if log is not None else ""
+            raise RuntimeError(f"the server exited ({alive.returncode}) before listening:\n{text}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            with socket.create_connection(("127.0.0.1", port), timeout=5.0):
                 return
         except OSError:
             if time.monotonic() > deadline:
@@ -136,7 +179,7 @@ class PostierProcess:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        wait_for_port(self.ports["smtp"])
+        wait_for_port(self.ports["smtp"], alive=self.proc, log=self.log_path)
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
