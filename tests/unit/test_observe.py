@@ -240,3 +240,21 @@ def test_json_formatter_for_plain_message() -> None:
     obj = json.loads(JsonFormatter().format(record))
     assert obj == {"ts": obj["ts"], "level": "info", "logger": "postier.x", "msg": "hello you"}
     assert obj["ts"].endswith("Z")
+
+
+@pytest.mark.parametrize(
+    ("created", "stamp"),
+    [
+        (1764398420.0, "2025-11-29T06:40:20.000Z"),
+        (1764398420.1234, "2025-11-29T06:40:20.123Z"),
+        (1764398420.1239, "2025-11-29T06:40:20.123Z"),  # cut to the millisecond, never rounded up
+        (1764398420.9999996, "2025-11-29T06:40:21.000Z"),  # to the microsecond first, as datetime
+        (1764398421.5, "2025-11-29T06:40:21.500Z"),
+        (1764398420.5, "2025-11-29T06:40:20.500Z"),  # back to an earlier second: not a stale cache
+    ],
+)
+def test_kv_timestamp_is_utc_to_the_millisecond(created: float, stamp: str) -> None:
+    record = logging.LogRecord("postier.test", logging.INFO, "", 0, "text", None, None)
+    record.created = created
+    assert KvFormatter().format(record).startswith(f"{stamp} info ")
+    assert json.loads(JsonFormatter().format(record))["ts"] == stamp
