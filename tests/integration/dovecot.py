@@ -122,7 +122,7 @@ class DovecotLmtp:
         self._wait_ready()
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # generous: a loaded CI machine
         while not self._is_ready():
             if self.proc is None or self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"dovecot did not start: {self.log()}")

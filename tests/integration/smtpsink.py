@@ -10,6 +10,7 @@ the chosen ``SinkOptions``, and a ``SmtpSink`` reads back what it saw: the trans
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -127,7 +128,8 @@ class SmtpSink:
         self._wait_listening()
 
     def _wait_listening(self) -> None:
-        for _ in range(400):
+        deadline = time.monotonic() + 60  # generous: a loaded CI machine starts processes slowly
+        while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"smtp-sink exited: {self.log_path.read_text(errors='replace')}")
             if not is_free(self.address, self.port):
@@ -136,10 +138,30 @@ class SmtpSink:
         raise RuntimeError("smtp-sink did not start listening")
 
     def messages(self) -> list[SinkMessage]:
-        files = sorted(self.dump_dir.iterdir(), key=lambda p: p.stat().st_mtime_ns)
-        return [_parse_dump(p.read_bytes()) for p in files]
+        """The finished transactions. smtp-sink creates a dump file at MAIL FROM, writes it through a
+        buffer as the transaction goes on and closes it at the final "." (before its 250), or deletes
+        it on RSET: a file it still holds open is a transaction in progress, not a message. Listed
+        before the open files are looked at, so a file found closed is whole; oldest first."""
+        files = list(self.dump_dir.iterdir())
+        in_progress = self._open_files()
+        done = [p for p in files if str(p.resolve()) not in in_progress]
+        return [_parse_dump(p.read_bytes()) for p in sorted(done, key=lambda p: p.stat().st_mtime_ns)]
 
-    async def wait_messages(self, count: int, timeout_s: float = 20.0) -> list[SinkMessage]:
+    def _open_files(self) -> set[str]:
+        """The paths smtp-sink (one process) has open now, from /proc/PID/fd."""
+        found: set[str] = set()
+        try:
+            fds = list(Path(f"/proc/{self.proc.pid}/fd").iterdir())
+        except FileNotFoundError:  # it has exited: nothing is open
+            return found
+        for fd in fds:
+            try:
+                found.add(os.readlink(fd))
+            except FileNotFoundError:  # closed meanwhile
+                continue
+        return found
+
+    async def wait_messages(self, count: int, timeout_s: float = 60.0) -> list[SinkMessage]:
         async with asyncio.timeout(timeout_s):
             while len(found := self.messages()) < count:
                 await asyncio.sleep(0.02)

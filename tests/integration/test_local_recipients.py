@@ -355,7 +355,7 @@ class _PostierInTmpfsMail(PostierProcess):
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
-        wait_for_port(self.ports["smtp"])
+        wait_for_port(self.ports["smtp"], alive=self.proc, log=self.log_path)
 
     def inside(self, path: Path) -> Path:
         assert self.proc is not None

@@ -58,7 +58,7 @@ def _session(port: int) -> tuple[bytes, tuple[int, bytes]]:
 async def _until(port: int, ready: Mapping[str, float]) -> Samples:
     """Scrape until every named total reaches its value (delivery runs in the background)."""
     samples: Samples = {}
-    for _ in range(200):
+    for _ in range(1200):  # up to a minute on a loaded machine; returns as soon as all are there
         samples = await asyncio.to_thread(scrape, port)
         if all(total(samples, name) >= want for name, want in ready.items()):
             return samples
