@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import errno
 import itertools
+import random
 import socket
 
 __all__ = ["is_free", "loopback_address"]
 
-_HOSTS = itertools.cycle(range(2, 255))
+# In turn (an address is not met again until 252 others were handed out, so a peer of an earlier test
+# is long gone), from a random point: two test runs on one machine start far apart.
+_START = random.SystemRandom().randrange(253)
+_HOSTS = itertools.cycle([*range(2 + _START, 255), *range(2, 2 + _START)])
 
 
 def is_free(address: str, port: int) -> bool:
