@@ -190,11 +190,16 @@ class PostierProcess:
             self.proc.kill()
             self.proc.wait(timeout=10)
 
-    def stop(self, timeout_s: float = 20.0) -> int:
+    def stop(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM and wait; one that does not stop in time is killed (never left behind) and fails."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout_s)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
