@@ -41,6 +41,8 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from tests.integration.harness import free_port
+
 __all__ = ["DnsServer", "Dnsmasq", "Records", "dns_server_factory"]
 
 Records = Mapping[str, Mapping[str, Sequence[str]]]
@@ -317,10 +319,9 @@ class Dnsmasq:
         return [(self.host, self.port)]
 
     def start(self) -> tuple[str, int]:
-        udp, tcp = _bind_pair(self.host)
-        self.port = udp.getsockname()[1]
-        udp.close()
-        tcp.close()
+        # Not a port from _bind_pair: released, a port of the ephemeral range may be taken (by any
+        # resolver's UDP socket, say) before dnsmasq binds it. See harness.free_port.
+        self.port = free_port(self.host, udp=True)
         options = ["--no-resolv", "--no-hosts", "--keep-in-foreground", "--conf-file=/dev/null"]
         options += ["--bind-interfaces", f"--listen-address={self.host}", f"--port={self.port}"]
         self._process = subprocess.Popen(
@@ -331,7 +332,7 @@ class Dnsmasq:
 
     def _wait_ready(self) -> None:
         query = dns.message.make_query("ready.invalid.", "A").to_wire()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # generous: a loaded CI machine
         while time.monotonic() < deadline:
             assert self._process is not None
             if self._process.poll() is not None:

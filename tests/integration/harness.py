@@ -51,21 +51,28 @@ _PORTS = _port_range()
 _next_port = itertools.count(random.SystemRandom().randrange(len(_PORTS)))
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on at ``host``, for a server the test is about to start (see
-    ``_port_range``). Checked by binding with SO_REUSEADDR, as every server under test binds."""
+def free_port(host: str = "127.0.0.1", *, udp: bool = False) -> int:
+    """A TCP port nothing listens on at ``host`` (with ``udp``, free for UDP too), for a server the
+    test is about to start (see ``_port_range``). Checked by binding with SO_REUSEADDR, as every
+    server under test binds."""
+    kinds = (socket.SOCK_STREAM, socket.SOCK_DGRAM) if udp else (socket.SOCK_STREAM,)
     for _ in range(len(_PORTS)):
         port = _PORTS[next(_next_port) % len(_PORTS)]
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind((host, port))
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    continue
-                raise
+        if all(_can_bind(host, port, kind) for kind in kinds):
             return port
     raise RuntimeError(f"no free port on {host}")
+
+
+def _can_bind(host: str, port: int, kind: socket.SocketKind) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+        return True
 
 
 def wait_for_port(
