@@ -64,7 +64,7 @@ def free_port(host: str = "127.0.0.1", *, udp: bool = False) -> int:
 
 
 def _can_bind(host: str, port: int, kind: socket.SocketKind) -> bool:
-    with socket.socket(socket.AF_INET, kind) as s:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))

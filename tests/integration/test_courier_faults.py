@@ -15,6 +15,7 @@ import pytest
 from postier.delivery.courier import SmtpCourier
 from postier.delivery.transport import Destination, DestinationKind, Hop, TlsPolicy
 from postier.smtp.client_events import ClientTimeouts
+from tests.integration.harness import free_port
 from tests.integration.loopback import is_free
 from tests.integration.peers import AiosmtpdPeer, SmtpSink, StaticResolver, loopback_address, outbound, rcpt
 
@@ -198,10 +199,7 @@ async def test_a_and_aaaa_addresses_are_both_tried(
     family comes first (``Resolver.addresses`` gives A then AAAA)."""
     port = 0
     while not port:  # one port free on both ::1 and a fresh 127.0.0.N
-        probe = await asyncio.get_running_loop().create_server(asyncio.Protocol, "::1", 0)
-        candidate = probe.sockets[0].getsockname()[1]
-        probe.close()
-        await probe.wait_closed()
+        candidate = free_port("::1")  # below the ephemeral range: see harness.free_port
         v4 = loopback_address(candidate)
         port = candidate if is_free(v4, candidate) else 0
     peer: AiosmtpdPeer = await aiosmtpd_peer(address="::1" if live == "ipv6" else v4, port=port)

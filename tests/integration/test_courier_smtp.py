@@ -15,6 +15,7 @@ from postier.delivery.courier import SmtpCourier
 from postier.delivery.transport import Destination, DestinationKind, Hop, TlsPolicy
 from postier.mail.envelope import Notify
 from postier.smtp.client_events import ClientTimeouts
+from tests.integration.harness import free_port
 from tests.integration.peers import AiosmtpdPeer, SmtpSink, StaticResolver, loopback_address, outbound, rcpt
 
 BODY = b"From: a@sender.test\r\nTo: x@dest.test\r\nSubject: hi\r\n\r\nHello.\r\n.leading dot\r\n"
@@ -215,10 +216,7 @@ async def test_dsn_parameters_go_to_a_dsn_peer(smtp_sink: SinkFactory, make_cour
 
 
 async def test_ipv6_address(aiosmtpd_peer: PeerFactory, make_courier: CourierFactory) -> None:
-    probe = await asyncio.get_running_loop().create_server(asyncio.Protocol, "::1", 0)
-    port = probe.sockets[0].getsockname()[1]
-    probe.close()
-    await probe.wait_closed()
+    port = free_port("::1")  # not a released ephemeral port: anything may take one of those
     peer: AiosmtpdPeer = await aiosmtpd_peer(address="::1", port=port)
     courier = make_courier({"mx6.dest.test": ["::1"]})
     (attempt,) = await courier.deliver(mx("mx6.dest.test", port=port), outbound([X], BODY), [X])
