@@ -6,6 +6,10 @@ events, a decision of policy/queue for the others) and collects the reply bytes.
 one batch when the engine needs more input or before the task awaits something slow (the queue), so a
 pipelining client (RFC 2920) gets its replies in few segments and never waits on a reply we hold back.
 
+Each wait for input has the RFC 5321 §4.5.3.2 timeout of what is awaited (a command, a DATA block),
+kept by one timer per session (``inputwait.py``). The end of DATA is handled by ``intake.py``, MAIL and
+RCPT checks by ``rcpt_checks.py``, AUTH by ``auth_flow.py``.
+
 Reading is paused while more than ``_READ_HIGH_WATER`` octets wait unprocessed, and the task stops
 taking commands while the transport's write buffer is full, so neither a fast sender nor a client
 that does not read its replies can grow our memory without bound.
