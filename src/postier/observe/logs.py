@@ -101,17 +101,21 @@ def format_kv(pairs: Mapping[str, object]) -> str:
 
 
 def _timestamp(record: logging.LogRecord) -> str:
-    """``2026-11-29T06:40:20.123Z``; made once per millisecond, its date part once per second."""
+    """``2026-11-29T06:40:20.123Z``; made once per millisecond, its date part once per second.
+    Each cache is one tuple, read once and replaced whole: threads that log at once never mix them."""
     global _second, _milli
     second = int(record.created)
     micro = round((record.created - second) * 1e6)  # to the µs as datetime.fromtimestamp, then down
     milli = second * 1000 + micro // 1000
-    if milli != _milli[0]:
-        second = milli // 1000
-        if second != _second[0]:
-            _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
-        _milli = (milli, f"{_second[1]}{milli % 1000:03d}Z")
-    return _milli[1]
+    cached = _milli
+    if milli == cached[0]:
+        return cached[1]
+    second, day = milli // 1000, _second
+    if second != day[0]:
+        day = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
+    stamp = f"{day[1]}{milli % 1000:03d}Z"
+    _milli = (milli, stamp)
+    return stamp
 
 
 def _record_fields(record: logging.LogRecord) -> dict[str, object]:
