@@ -75,10 +75,10 @@ def _for_address(address: Address) -> str:
 def _header_date(now: datetime) -> str:
     """RFC 5322 §3.3 date-time; formatted once per second (messages in the same second share it)."""
     global _date_cache
-    key = (int(now.timestamp()), now.tzinfo)
-    if _date_cache[0] != key:
-        _date_cache = (key, format_datetime(now.replace(microsecond=0)))
-    return _date_cache[1]
+    key, cached = (int(now.timestamp()), now.tzinfo), _date_cache
+    if cached[0] != key:
+        cached = _date_cache = (key, format_datetime(now.replace(microsecond=0)))
+    return cached[1]
 
 
 def hop_count(message: bytes) -> int:
