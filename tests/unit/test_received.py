@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -117,3 +117,26 @@ def test_the_for_address_stays_ascii_when_it_can(recipient: Address, shown: byte
         now=NOW,
     )
     assert shown in header
+
+
+def test_the_date_follows_the_clock_across_seconds_and_offsets() -> None:
+    def date_of(now: datetime) -> str:
+        header = received_header(
+            helo="c",
+            client_ip="192.0.2.1",
+            hostname="mx",
+            protocol="ESMTP",
+            queue_id="X",
+            tls=None,
+            recipients=(),
+            now=now,
+        )
+        return header.decode().rsplit("\t", 1)[1].strip()
+
+    later = NOW + timedelta(seconds=1, microseconds=500)
+    paris = NOW.astimezone(timezone(timedelta(hours=1)))
+    assert date_of(NOW) == "Sun, 29 Nov 2026 06:40:20 +0000"
+    assert date_of(NOW.replace(microsecond=999_999)) == "Sun, 29 Nov 2026 06:40:20 +0000"
+    assert date_of(later) == "Sun, 29 Nov 2026 06:40:21 +0000"
+    assert date_of(NOW) == "Sun, 29 Nov 2026 06:40:20 +0000"
+    assert date_of(paris) == "Sun, 29 Nov 2026 07:40:20 +0100"
