@@ -56,3 +56,15 @@ def test_authenticated_clients_relay() -> None:
 
 def test_garbage_ip_is_not_trusted() -> None:
     assert not POLICY.is_trusted("not-an-ip")
+
+
+def test_is_trusted_answers_stay_right_past_the_cache_bound_and_per_policy() -> None:
+    policy = RelayPolicy.build(["example.test"], ["10.0.0.0/9"])
+    for _ in range(2):  # the second pass reads what the first one cached (and emptied on the way)
+        for n in range(6000):
+            ip = f"10.{n % 256}.{n // 256}.1"  # 10.0–127.x.x.x trusted, 10.128–255.x.x.x not
+            assert policy.is_trusted(ip) is (n % 256 < 128), ip
+    assert policy.is_trusted("10.1.2.3")
+    reloaded = RelayPolicy.build(["example.test"], ["192.0.2.0/24"])  # a reload builds a new policy
+    assert not reloaded.is_trusted("10.1.2.3") and reloaded.is_trusted("192.0.2.9")
+    assert policy == RelayPolicy.build(["example.test"], ["10.0.0.0/9"])  # the cache is not compared
