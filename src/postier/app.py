@@ -365,8 +365,11 @@ async def serve(
     finally:
         # Handlers stay installed while stopping: a second SIGTERM must not kill a graceful shutdown.
         await app.stop()
+        # Stopped: from here on a late SIGTERM/SIGINT (sent again while the loop and interpreter wind
+        # down) is ignored rather than fatal, so a clean stop still exits 0, not "killed by SIGTERM".
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _reloader(app: Application, load: Callable[[], Config] | None) -> Callable[[], None]:

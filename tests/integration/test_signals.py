@@ -62,6 +62,23 @@ async def test_sigterm_ends_idle_sessions_with_421(tmp_path: Path) -> None:
         process.kill()
 
 
+async def test_sigterm_sent_again_while_stopping_still_exits_0(tmp_path: Path) -> None:
+    """An impatient operator (or a supervisor) repeating SIGTERM while the server stops must not turn
+    a clean stop into "killed by SIGTERM": the handlers stay until the stop is done, then the signal
+    is ignored while the process winds down."""
+    process = PostierProcess(tmp_path, make_config(tmp_path / "var", server={"shutdown_grace_s": 0.5}))
+    try:
+        await asyncio.to_thread(process.start)
+        assert process.proc is not None
+        while process.proc.poll() is None:
+            process.signal(signal.SIGTERM)
+            await asyncio.sleep(0.002)
+        assert process.proc.wait() == 0, process.log()
+        assert "event=stopped" in process.log()
+    finally:
+        process.kill()
+
+
 async def test_log_format_json_flag_wins_over_the_file_also_after_a_reload(tmp_path: Path) -> None:
     process = PostierProcess(tmp_path, make_config(tmp_path / "var", log={"format": "kv"}))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -71,9 +88,10 @@ async def test_log_format_json_flag_wins_over_the_file_also_after_a_reload(tmp_p
             process.proc = subprocess.Popen(
                 [sys.executable, "-m", "postier", *args], stdout=log, stderr=subprocess.STDOUT, env=env
             )
-        await asyncio.to_thread(wait_for_port, process.ports["smtp"])
+        smtp, child = process.ports["smtp"], process.proc
+        await asyncio.to_thread(wait_for_port, smtp, alive=child, log=process.log_path)
         process.signal(signal.SIGHUP)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # generous: a loaded machine
         while "configuration reloaded" not in process.log() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert await asyncio.to_thread(process.stop) == 0
