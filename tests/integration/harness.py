@@ -197,6 +197,16 @@ class PostierProcess:
             self.proc.kill()
             self.proc.wait(timeout=10)
 
+    def wait(self, timeout_s: float = 60.0) -> int:
+        """Wait for a child already told to stop (no second signal); killed if it does not stop in
+        time, and that fails."""
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
     def stop(self, timeout_s: float = 60.0) -> int:
         """SIGTERM and wait; one that does not stop in time is killed (never left behind) and fails."""
         assert self.proc is not None
