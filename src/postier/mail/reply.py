@@ -79,7 +79,17 @@ class Reply:
         return self.text.split("\n") if self.text else [""]
 
     def to_bytes(self) -> bytes:
-        """The reply as sent on the wire, CRLF-terminated, ``-`` on all lines but the last."""
+        """The reply as sent on the wire, CRLF-terminated, ``-`` on all lines but the last. The wire
+        form of the first ``_WIRE_CACHE_MAX`` distinct replies is kept (the catalogue's replies are
+        sent for every message; encoding one costs ~1 µs, finding it ~0.2 µs)."""
+        wire = _wire_cache.get(self)
+        if wire is None:
+            wire = self._encode()
+            if len(_wire_cache) < _WIRE_CACHE_MAX:
+                _wire_cache[self] = wire
+        return wire
+
+    def _encode(self) -> bytes:
         prefix = f"{self.status} " if self.status is not None else ""
         lines = self.lines()
         last = len(lines) - 1
@@ -92,3 +102,7 @@ class Reply:
     def __str__(self) -> str:
         prefix = f"{self.status} " if self.status is not None else ""
         return f"{self.code} {prefix}{self.text}".replace("\n", " / ")
+
+
+_WIRE_CACHE_MAX = 512
+_wire_cache: dict[Reply, bytes] = {}
