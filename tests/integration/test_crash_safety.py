@@ -43,8 +43,9 @@ async def _client(port: int, worker: int, acked: dict[str, bytes], sent: set[byt
     try:
         await reader.readline()
         writer.write(b"EHLO crash.example\r\n")
-        while (await reader.readline())[3:4] != b" ":
-            pass
+        while (line := await reader.readline())[3:4] != b" ":
+            if not line:  # killed before the EHLO reply ended: readline returns b"" at once, forever
+                return
         n = 0
         while True:
             n += 1
