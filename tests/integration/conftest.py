@@ -29,8 +29,8 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
         return RunningServer(app, config)
 
     yield start
-    for app in apps:
-        await app.stop()
+    for app in reversed(apps):  # last started first: a client (say, a relay) before its next hop,
+        await app.stop()  # which then has no idle pooled session to wait out for its grace period
 
 
 @pytest.fixture
