@@ -167,6 +167,18 @@ async def test_claim_groups_by_domain_and_leases(queue: Queue, clock: Clock) -> 
     assert sum(len(c.recipients) for c in again) == 4
 
 
+async def test_unlease_makes_claimed_recipients_due_again_early(queue: Queue, clock: Clock) -> None:
+    a = await queue.enqueue(envelope("1@a.test", "2@a.test"), b"m")
+    await queue.claim(clock.now, 900, 10)
+    soon = clock.now + timedelta(seconds=1)
+    await queue.record([RecipientResult(a, 0, RecipientState.DELIVERED, "250 ok")])
+    assert await queue.unlease([(a, 0), (a, 1)], soon) == 1  # the recorded one is left alone
+    assert await queue.claim(clock.now, 900, 10) == []  # still leased for a second
+    clock.advance(1)
+    [again] = await queue.claim(clock.now, 900, 10)
+    assert [(r.message_id, r.index) for r in again.recipients] == [(a, 1)]
+
+
 async def test_claim_respects_limit(queue: Queue, clock: Clock) -> None:
     for _ in range(5):
         await queue.enqueue(envelope("1@a.test"), b"m")

@@ -537,6 +537,34 @@ async def test_a_slow_destination_with_a_big_backlog_does_not_starve_the_others(
     assert len(stuck) == 10
 
 
+async def _all_delivered(w: World, qids: list[QueueId]) -> bool:
+    for qid in qids:
+        if any(state is not RecipientState.DELIVERED for state, _ in await w.states(qid)):
+            return False
+    return True
+
+
+async def test_a_burst_beyond_a_domain_share_drains_without_waiting_for_the_lease(
+    queue: SqliteQueue, clock: Clock
+) -> None:
+    """A claim that brings more recipients of one domain than its share hands the rest back due in a
+    second, not at the end of the 900 s lease (a burst of 10,000 messages to one relay once stalled for
+    fifteen minutes after the first share was delivered)."""
+    w = World(queue, clock, claim_batch=10, max_in_flight_per_destination=2, poll_s=0.02)
+    qids = [await w.send(bob(i)) for i in range(10)]
+    task = asyncio.create_task(w.scheduler.run_forever())
+    try:
+        async with asyncio.timeout(60):
+            while not await _all_delivered(w, qids):
+                clock.advance(0.5)  # the queue's time; the full lease is 900 s of it
+                await asyncio.sleep(0.02)
+    finally:
+        await w.scheduler.stop()
+        await asyncio.wait_for(task, timeout=10)
+    assert clock.now - T0 < timedelta(seconds=120)
+    assert len(w.remote.calls) == 10
+
+
 async def test_deliveries_are_recorded_when_their_transaction_ends(queue: SqliteQueue, clock: Clock) -> None:
     """A delivered recipient is recorded as soon as its transaction ends, not when the message's
     slowest transaction does: a crash meanwhile must not deliver it a second time."""

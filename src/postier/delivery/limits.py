@@ -11,9 +11,10 @@ attempt a 4xx without a remote MTA: connection refused, timed out, temporary DNS
 hosts) for ``dead_s`` seconds; transactions waiting for it meanwhile are deferred with the same
 reply without connecting (Postfix's "dead destination"), so a backlog for a dead site drains fast.
 
-``DomainShares`` caps the recipients of one domain in progress at once: what a claim brings beyond
-the cap is left leased and untouched until the lease ends, so that the backlog of one slow
-destination never fills the scheduler's whole ``max_in_flight``.
+``DomainShares`` caps the recipients of one domain in progress at once, so that the backlog of one
+slow destination never fills the scheduler's whole ``max_in_flight``: what a claim brings beyond the
+cap is handed back to the queue with a lease of a second (``Queue.unlease``) and claimed again once
+there is room — other domains' recipients, behind it in the queue, are claimed meanwhile.
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ class DomainShares:
         """The part of ``items`` there is room for (now counted as in progress); the rest is logged."""
         room = max(self.limit - self._in_progress[domain], 0)
         if len(items) > room:
-            _log.info(
-                "%d recipients for %s wait for their lease to end: %d are in progress already",
+            _log.debug(
+                "%d recipients for %s wait for a share: %d are in progress already",
                 len(items) - room,
                 domain,
                 self._in_progress[domain],

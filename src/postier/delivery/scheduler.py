@@ -38,7 +38,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from postier.delivery.bounces import Bouncer, Expand
@@ -59,6 +59,11 @@ _log = logging.getLogger(__name__)
 # RFC 3463 X.3.0 / X.3.5: other or undefined mail system status / system incorrectly configured.
 INTERNAL_ERROR = Reply(451, EnhancedStatus(4, 3, 0), "Local error during delivery, will retry")
 NO_COURIER = Reply(451, EnhancedStatus(4, 3, 5), "No courier for this destination, will retry")
+
+
+# Recipients a claim brought beyond their domain's share are made due again after this long (a short
+# lease instead of the full one), so a burst to one domain drains as fast as its share allows.
+_WAIT_FOR_SHARE_S = 1.0
 
 
 def _utcnow() -> datetime:
@@ -190,18 +195,25 @@ class Scheduler:
                 return []
             claims = await self._queue.claim(self._clock(), self._settings.lease_s, limit)
             # Started even if stop() came meanwhile: it waits for this lock, then for the tasks.
-            return self._start(claims, limit)
+            tasks, waiting = self._start(claims, limit)
+            if waiting:  # beyond their domain's share: due again soon, not at the end of the lease
+                until = self._clock() + timedelta(seconds=_WAIT_FOR_SHARE_S)
+                await self._queue.unlease([(i.message_id, i.index) for i in waiting], until)
+            return tasks
 
-    def _start(self, claims: Sequence[Claim], limit: int) -> list[asyncio.Task[int]]:
+    def _start(
+        self, claims: Sequence[Claim], limit: int
+    ) -> tuple[list[asyncio.Task[int]], list[ClaimedRecipient]]:
         self._starved = sum(len(c.recipients) for c in claims) >= limit
-        tasks = []
+        tasks, waiting = [], []
         for claim in claims:
             items = [i for i in claim.recipients if (i.message_id, i.index) not in self._in_flight]
-            items = self._shares.take(claim.domain, items)
-            if items:
-                self._in_flight.update((i.message_id, i.index) for i in items)
-                tasks.append(self._spawn(self._run_claim(claim.domain, items)))
-        return tasks
+            taken = self._shares.take(claim.domain, items)
+            waiting += items[len(taken) :]
+            if taken:
+                self._in_flight.update((i.message_id, i.index) for i in taken)
+                tasks.append(self._spawn(self._run_claim(claim.domain, taken)))
+        return tasks, waiting
 
     def _spawn(self, coro: Coroutine[Any, Any, int]) -> asyncio.Task[int]:
         task = asyncio.get_running_loop().create_task(coro)

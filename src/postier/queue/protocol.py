@@ -48,6 +48,11 @@ class Queue(Protocol):
         """Lease up to ``limit`` due recipients, grouped by destination domain."""
         ...
 
+    async def unlease(self, items: Sequence[tuple[str, int]], until: datetime) -> int:
+        """Make claimed recipients (message id, index) due again at ``until``, before their lease ends:
+        the caller claimed more than it can start now. Recorded or released recipients are untouched."""
+        ...
+
     async def record(self, results: Sequence[RecipientResult], now: datetime | None = None) -> int:
         """Record attempt outcomes; outcomes for final or vanished recipients are ignored."""
         ...

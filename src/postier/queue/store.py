@@ -28,7 +28,7 @@ from postier.queue.model import (
 )
 from postier.queue.sql import filter_clause
 
-__all__ = ["Target", "claim", "delete", "hold", "insert", "purge", "record", "release", "retry"]
+__all__ = ["Target", "claim", "delete", "hold", "insert", "purge", "record", "release", "retry", "unlease"]
 
 Target = QueueId | QueueFilter
 """One message by id, or every message a filter matches (``QueueFilter()``: all)."""
@@ -162,6 +162,17 @@ def hold(conn: Conn, target: Target) -> int:
     return _update_each(
         conn, "UPDATE messages SET status = 'held' WHERE id = ? AND status = 'active'", [(i,) for i in ids]
     )
+
+
+def unlease(conn: Conn, items: tuple[tuple[str, int], ...], until: float) -> int:
+    """Shorten the lease of claimed recipients the caller will not start now: they are due again at
+    ``until`` (not at the end of the full lease), unless they were recorded meanwhile."""
+    cur = conn.executemany(
+        "UPDATE recipients SET lease_until = ? WHERE message_id = ? AND idx = ?"
+        " AND state IN ('queued', 'deferred') AND lease_until > ?",
+        [(until, mid, idx, until) for mid, idx in items],
+    )
+    return cur.rowcount
 
 
 def release(conn: Conn, target: Target) -> int:
