@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import errno
 import itertools
 import os
 import random
@@ -21,6 +20,7 @@ from typing import Any
 from postier.app import Application
 from postier.config import Config, parse_config
 from postier.users import UserStore, users_path
+from tests.integration.loopback import is_free
 
 __all__ = [
     "PostierProcess",
@@ -58,21 +58,9 @@ def free_port(host: str = "127.0.0.1", *, udp: bool = False) -> int:
     kinds = (socket.SOCK_STREAM, socket.SOCK_DGRAM) if udp else (socket.SOCK_STREAM,)
     for _ in range(len(_PORTS)):
         port = _PORTS[next(_next_port) % len(_PORTS)]
-        if all(_can_bind(host, port, kind) for kind in kinds):
+        if all(is_free(host, port, kind) for kind in kinds):
             return port
     raise RuntimeError(f"no free port on {host}")
-
-
-def _can_bind(host: str, port: int, kind: socket.SocketKind) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return False
-            raise
-        return True
 
 
 def wait_for_port(

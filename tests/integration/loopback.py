@@ -15,8 +15,9 @@ _START = random.SystemRandom().randrange(253)
 _HOSTS = itertools.cycle([*range(2 + _START, 255), *range(2, 2 + _START)])
 
 
-def is_free(address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+def is_free(address: str, port: int, kind: socket.SocketKind = socket.SOCK_STREAM) -> bool:
+    """Whether ``address:port`` can be bound now (IPv4 or IPv6, TCP or UDP)."""
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, kind) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((address, port))

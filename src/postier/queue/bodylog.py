@@ -34,12 +34,13 @@ from pathlib import Path
 
 from postier.queue.writer import map_error
 
-__all__ = ["BodyLog"]
+__all__ = ["BodyLog", "fsync_dir"]
 
 _SUFFIX = ".log"
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a file created, renamed or removed in it) durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -72,7 +73,7 @@ class BodyLog:
         created = not self.directory.exists()
         self.directory.mkdir(exist_ok=True)
         if created:
-            _fsync_path(self.directory.parent)
+            fsync_dir(self.directory.parent)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -165,7 +166,7 @@ class BodyLog:
         if self._batch_start is not None and self._size > self._batch_start:
             os.fdatasync(self._fd)
         if self._created:
-            _fsync_path(self.directory)
+            fsync_dir(self.directory)
 
     def after_commit(self) -> None:
         self._batch_start, self._created = None, False

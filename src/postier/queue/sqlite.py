@@ -14,7 +14,6 @@ fsync'd once the WAL exists, so the file itself survives a power cut. ``busy_tim
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from typing import Any, TypeVar
 from postier.mail.envelope import Envelope
 from postier.mail.errors import QueueError
 from postier.queue import reads, store
-from postier.queue.bodylog import BodyLog
+from postier.queue.bodylog import BodyLog, fsync_dir
 from postier.queue.codec import to_epoch
 from postier.queue.ids import IdGenerator
 from postier.queue.model import (
@@ -52,14 +51,6 @@ BODY_LOG_MIN_BYTES = 8 * 1024
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class SqliteQueue:
@@ -111,7 +102,7 @@ class SqliteQueue:
         self._writer.start()
         try:
             await self._submit(self._init_schema)
-            await asyncio.to_thread(_fsync_dir, self.path)
+            await asyncio.to_thread(fsync_dir, self.path)
             await self._submit(self._sweep)
         except BaseException:
             await self.close()
