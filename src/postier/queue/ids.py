@@ -2,9 +2,12 @@
 
 An id is 16 characters of Crockford base32 (digits and capitals without I, L, O, U): the arrival
 time in milliseconds since the epoch (50 bits, enough until the year 37648) followed by a 30-bit
-counter. Within one millisecond, and when the clock steps back, the generator keeps the last time
-and bumps the counter, so ids from one generator strictly increase. The counter starts each
-millisecond at a random value below 2**29, so two processes minting ids in the same millisecond
+counter. The counter's top 5 bits are the generator's *shard* (0 to 31): the processes that share a
+queue directory each mint with a different shard (the server's worker index), so their ids never
+collide, even in the same millisecond. Its low 25 bits start each millisecond at a random value
+below 2**24; within one millisecond, and when the clock steps back, the generator keeps the last
+time and bumps them (2**25 ids in one millisecond borrow the next one), so ids from one generator
+strictly increase. Two generators with the same shard (a ``postier queue`` tool beside a server)
 are unlikely to collide; the store's primary key refuses a collision anyway.
 """
 
@@ -17,11 +20,15 @@ from datetime import datetime
 
 from postier.queue.model import QueueId
 
-__all__ = ["IdGenerator", "is_queue_id"]
+__all__ = ["SHARDS", "IdGenerator", "is_queue_id"]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _TIME_CHARS = 10
 _COUNTER_BITS = 30
+_SHARD_BITS = 5
+_LOW_BITS = _COUNTER_BITS - _SHARD_BITS
+SHARDS = 1 << _SHARD_BITS
+"""How many generators can mint ids that never collide: shards 0 to 31."""
 _LENGTH = 16
 
 
@@ -39,11 +46,17 @@ def is_queue_id(text: str) -> bool:
 
 
 class IdGenerator:
-    """Mints ids from an injected clock and random source; safe to call from several threads."""
+    """Mints ids from an injected clock and random source; safe to call from several threads.
+    Generators with different ``shard`` values never mint the same id."""
 
-    def __init__(self, clock: Callable[[], datetime], rng: random.Random | None = None) -> None:
+    def __init__(
+        self, clock: Callable[[], datetime], rng: random.Random | None = None, *, shard: int = 0
+    ) -> None:
+        if not 0 <= shard < SHARDS:
+            raise ValueError(f"shard must be 0 to {SHARDS - 1}, not {shard}")
         self._clock = clock
         self._rng = rng or random.SystemRandom()
+        self._shard = shard << _LOW_BITS
         self._lock = threading.Lock()
         self._last_ms = -1
         self._counter = 0
@@ -54,11 +67,11 @@ class IdGenerator:
             if ms <= self._last_ms:
                 ms = self._last_ms
                 self._counter += 1
-                if self._counter >= 1 << _COUNTER_BITS:  # 2**29 ids in one ms: borrow the next ms
+                if self._counter >= 1 << _LOW_BITS:  # 2**24 ids or more in one ms: borrow the next
                     ms += 1
                     self._counter = 0
             else:
-                self._counter = self._rng.randrange(1 << (_COUNTER_BITS - 1))
+                self._counter = self._rng.randrange(1 << (_LOW_BITS - 1))
             self._last_ms = ms
-            counter = self._counter
+            counter = self._shard | self._counter
         return QueueId(_encode(ms, _TIME_CHARS) + _encode(counter, _LENGTH - _TIME_CHARS))
