@@ -7,8 +7,12 @@ written once instead of twice (WAL, then checkpoint), with one fdatasync per gro
 docs/benchmarks.md).
 
 Durability: ``synchronous=FULL`` makes each COMMIT fsync the WAL before it returns; the directory is
-fsync'd once the WAL exists, so the file itself survives a power cut. ``busy_timeout`` lets the
-``postier queue`` tools work on the same file while a server runs.
+fsync'd once the WAL exists, so the file itself survives a power cut.
+
+Several processes (the workers of one server, the ``postier queue`` tools) may open the same queue,
+each with its own ``SqliteQueue``: their writers take turns on ``<dir>/writer.lock`` (``writer.py``),
+each appends to a body log segment of its own (``bodylog.py``), and each mints ids with its own
+``shard`` (``ids.py``) so two of them never make the same id. ``busy_timeout`` stays as a backstop.
 """
 
 from __future__ import annotations
@@ -41,10 +45,11 @@ from postier.queue.protocol import DEFAULT_KEEP_BODY_S, DEFAULT_KEEP_S, Target
 from postier.queue.sql import SCHEMA, SCHEMA_VERSION
 from postier.queue.writer import Writer
 
-__all__ = ["BODY_LOG_MIN_BYTES", "DB_NAME", "SqliteQueue"]
+__all__ = ["BODY_LOG_MIN_BYTES", "DB_NAME", "LOCK_NAME", "SqliteQueue"]
 
 T = TypeVar("T")
 DB_NAME = "queue.db"
+LOCK_NAME = "writer.lock"
 BODY_LOG_MIN_BYTES = 8 * 1024
 """Bodies of at least this many octets go to the body log (bodylog.py); 0: every body inline."""
 
@@ -55,7 +60,9 @@ def _utcnow() -> datetime:
 
 class SqliteQueue:
     """``path`` is the queue directory (``data_dir / "queue"``). ``create=False`` refuses to make a
-    new queue (the tools use it, so a wrong ``--data-dir`` is an error, not an empty queue)."""
+    new queue (the tools use it, so a wrong ``--data-dir`` is an error, not an empty queue).
+    ``shard`` (0 to 31) goes into every id this queue mints: processes sharing a queue directory
+    each take a different one (the server's worker index)."""
 
     def __init__(
         self,
@@ -67,6 +74,7 @@ class SqliteQueue:
         busy_timeout_s: float = 10.0,
         body_log_min_bytes: int = BODY_LOG_MIN_BYTES,
         body_log_segment_bytes: int = 64 << 20,
+        shard: int = 0,
     ) -> None:
         self.path = Path(path)
         self._log = BodyLog(self.path / "bodies", body_log_min_bytes, body_log_segment_bytes)
@@ -74,7 +82,7 @@ class SqliteQueue:
         self._clock = clock
         self._create = create
         self._busy_timeout_s = busy_timeout_s
-        self._new_id = IdGenerator(clock)
+        self._new_id = IdGenerator(clock, shard=shard)
         self._writer: Writer | None = None
         self._batch_max = batch_max
 
@@ -97,7 +105,11 @@ class SqliteQueue:
             raise QueueError(f"cannot create the queue directory {self.path}: {exc.strerror}") from None
         await asyncio.to_thread(self._log.open)
         self._writer = Writer(
-            self._connect, batch_max=self._batch_max, name="postier-queue-writer", hooks=self._log
+            self._connect,
+            batch_max=self._batch_max,
+            name="postier-queue-writer",
+            hooks=self._log,
+            lock_path=self.path / LOCK_NAME,
         )
         self._writer.start()
         try:

@@ -13,6 +13,14 @@ With the body log (``bodylog.py``) the writer calls ``hooks.before_commit`` betw
 ``COMMIT`` (the log's fdatasync), ``after_commit`` once it returned and ``after_rollback`` when a batch
 fails.
 
+Several processes (``[server] workers``, and the ``postier queue`` tools) may each run a writer on the
+same queue. With ``lock_path`` every batch — ``BEGIN IMMEDIATE``, the jobs, the hooks, ``COMMIT`` or
+the rollback — runs under an exclusive ``flock`` of that file (``<queue dir>/writer.lock``), released
+right after. A writer that finds it held sleeps in the kernel until it is free (the GIL released)
+instead of in SQLite's busy handler, which polls in steps of 1, 2, 5, 10 … ms. ``busy_timeout`` stays
+as a backstop for a writer without the lock. The lock also makes each batch's body log work (a new
+segment, a removal) atomic with respect to every other writer.
+
 A job that fails on its own (unknown id, duplicate id, a bug) is rolled back to its savepoint and
 only its future gets the error. A failure of the store itself — disk full, an I/O error, a lock
 held too long — rolls back the whole batch: every job in it fails (``QueueFullError`` for a full
@@ -25,10 +33,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
+import os
 import queue
 import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from postier.mail.errors import QueueError, QueueFullError
@@ -97,7 +108,9 @@ def _post(job: Job, ok: bool, value: Any) -> None:
 
 
 class Writer:
-    """The thread that owns the store's connection. ``connect`` runs in the thread."""
+    """The thread that owns the store's connection. ``connect`` runs in the thread. With ``lock_path``
+    each batch holds an exclusive ``flock`` of that file (created 0600 when missing): one batch at a
+    time among all the writers of a queue, in every process."""
 
     def __init__(
         self,
@@ -106,11 +119,14 @@ class Writer:
         batch_max: int,
         name: str,
         hooks: CommitHooks | None = None,
+        lock_path: Path | None = None,
     ) -> None:
         if batch_max < 1:
             raise ValueError("batch_max must be at least 1")
         self._connect = connect
         self._hooks = hooks
+        self._lock_path = lock_path
+        self._lock_fd = -1  # opened in the thread with the first batch, closed when it ends
         self._batch_max = batch_max
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -131,20 +147,30 @@ class Writer:
     def _run(self) -> None:
         conn: Conn | None = None
         running = True
-        while running:
-            batch, running = self._next_batch()
-            if not batch:
-                continue
-            if conn is None:
-                try:
-                    conn = self._connect()
-                except (sqlite3.Error, OSError) as exc:
-                    for job in batch:
-                        _post(job, False, map_error(exc))
+        try:
+            while running:
+                batch, running = self._next_batch()
+                if not batch:
                     continue
-            conn = self._run_batch(conn, batch)
-        if conn is not None:
-            conn.close()
+                if conn is None:
+                    try:
+                        self._open_lock()
+                        conn = self._connect()
+                    except (sqlite3.Error, OSError) as exc:
+                        for job in batch:
+                            _post(job, False, map_error(exc))
+                        continue
+                conn = self._run_batch(conn, batch)
+        finally:
+            if conn is not None:
+                conn.close()
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
+
+    def _open_lock(self) -> None:
+        if self._lock_path is not None and self._lock_fd < 0:
+            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def _next_batch(self) -> tuple[list[Job], bool]:
         first = self._jobs.get()
@@ -162,8 +188,35 @@ class Writer:
         return batch, True
 
     def _run_batch(self, conn: Conn, batch: list[Job]) -> Conn | None:
-        """Run a batch in one transaction; returns the connection to use next (None: reconnect)."""
-        results: list[tuple[bool, Any]] = []
+        """Run a batch in one transaction, under the writer lock; returns the connection to use next
+        (None: reconnect). The futures are resolved once the lock is released."""
+        fd = self._lock_fd
+        try:
+            if fd >= 0:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            lock_error = map_error(exc)
+            for job in batch:
+                _post(job, False, lock_error)
+            return conn
+        try:
+            results, error = self._transact(conn, batch)
+            next_conn = conn if error is None else self._rollback(conn)
+        finally:
+            if fd >= 0:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        if error is not None:
+            for job in batch:
+                _post(job, False, error)
+            return next_conn
+        self.commits += 1
+        self.jobs_done += len(batch)
+        _post_all(batch, results)
+        return next_conn
+
+    def _transact(self, conn: Conn, batch: list[Job]) -> tuple[list[tuple[bool, Any]], BaseException | None]:
+        """BEGIN IMMEDIATE, the jobs, the hooks, COMMIT: the results, or the error that failed the
+        whole batch (then ``after_rollback`` has run; the caller rolls the transaction back)."""
         hooks = self._hooks
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -172,18 +225,12 @@ class Writer:
                 hooks.before_commit()
             conn.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
-            error = map_error(exc)
-            for job in batch:
-                _post(job, False, error)
             if hooks is not None:
                 hooks.after_rollback()
-            return self._rollback(conn)
+            return [], map_error(exc)
         if hooks is not None:
             hooks.after_commit()
-        self.commits += 1
-        self.jobs_done += len(batch)
-        _post_all(batch, results)
-        return conn
+        return results, None
 
     @staticmethod
     def _run_job(conn: Conn, job: Job) -> tuple[bool, Any]:
