@@ -109,3 +109,54 @@ async def test_reopening_starts_a_new_segment_and_sweeps_unused_ones(tmp_path: P
         assert len(await q.list_messages(QueueFilter())) == 2
     finally:
         await q.close()
+
+
+async def test_a_segment_another_queue_appends_to_is_never_removed(tmp_path: Path) -> None:
+    # Two queues on one directory, as two worker processes (flock locks conflict between open files
+    # in one process too): each appends to a segment of its own.
+    path = tmp_path / "queue"
+    first, second = (SqliteQueue(path, body_log_min_bytes=1000, shard=k) for k in (0, 1))
+    await first.open()
+    await second.open()
+    try:
+        a = await first.enqueue(ENV, b"a" * 2000)  # segment 1, first's
+        b = await second.enqueue(ENV, b"b" * 2000)  # segment 2, second's: the newest
+        await second.delete(a)  # no row points into segment 1, but first still appends to it
+        assert segments(first) == ["00000001.log", "00000002.log"]
+        sweeper = SqliteQueue(path, body_log_min_bytes=1000, shard=2)
+        await sweeper.open()  # sweeps: segment 1 is unused and not the newest, but locked
+        await sweeper.close()
+        c = await first.enqueue(ENV, b"c" * 2000)
+        assert segments(first) == ["00000001.log", "00000002.log"]
+        assert (await first.read_body(c), await second.read_body(b)) == (b"c" * 2000, b"b" * 2000)
+        await first.delete(c)  # first's own segment: kept while first has it open
+        assert segments(first) == ["00000001.log", "00000002.log"]
+    finally:
+        await first.close()
+        await second.close()
+    sweeper = SqliteQueue(path, body_log_min_bytes=1000)
+    await sweeper.open()  # nobody appends to segment 1 any more
+    await sweeper.close()
+    assert segments(sweeper) == ["00000002.log"]
+
+
+async def test_each_queue_appends_to_its_own_new_segment(tmp_path: Path) -> None:
+    path = tmp_path / "queue"
+    queues = [
+        SqliteQueue(path, body_log_min_bytes=1000, body_log_segment_bytes=4000, shard=k) for k in range(3)
+    ]
+    for q in queues:
+        await q.open()
+    try:
+        bodies = {}
+        for round_no in range(3):
+            for k, q in enumerate(queues):
+                body = bytes([65 + k]) * (2000 + round_no)
+                bodies[await q.enqueue(ENV, body)] = body
+        # 3 bodies each, a segment full after 2: segments 1-3 (one each), then 4-6.
+        assert segments(queues[0]) == [f"{n:08d}.log" for n in range(1, 7)]
+        for qid, body in bodies.items():
+            assert await queues[0].read_body(qid) == body
+    finally:
+        for q in queues:
+            await q.close()

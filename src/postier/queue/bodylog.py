@@ -16,18 +16,28 @@ transaction says where it is. The order of events in the writer thread keeps "25
 A crash before 3 leaves bytes no row points to at the end of a segment: harmless garbage. A job that
 fails after its append, or a batch that rolls back, truncates the segment back to where it was.
 
-Segments. The writer appends to the newest segment only, and starts a new one (the highest number
-in the directory, plus one) at its first large body after opening the queue and whenever the
-current one has reached ``segment_bytes``. A segment other than the newest is removed once no
-``body_refs`` row points into it (checked when rows are deleted, and at open); the newest is never
-removed by anyone, so a ``postier queue`` tool working on the same queue can never remove the
-segment a running server is appending to. A message deferred for days keeps its whole segment on
-disk until it is done: the price of writing each byte once.
+Segments. Each process that has the queue open (the workers of a server, a ``postier queue`` tool)
+appends to a segment of its own, which it starts — the highest number in the directory plus one,
+created with ``O_EXCL`` (taken already: the next number) — at its first large body after opening
+the queue and whenever its current one has reached ``segment_bytes``. It holds an exclusive
+``flock`` on the segment it appends to, taken right after creating it and released when it moves on
+or closes (or dies: the kernel releases it). A segment is removed once no ``body_refs`` row points
+into it (checked when rows are deleted, and at open), unless it is the newest in the directory or
+somebody holds its lock: the remover opens it and tries ``flock(LOCK_EX | LOCK_NB)`` first, which
+fails while any appender — this process included, the lock belongs to the other open file — has it.
+A message deferred for days keeps its whole segment on disk until it is done: the price of writing
+each byte once.
+
+Several processes. Creating a segment (inside a job) and removing one (inside a job, or in
+``after_commit``) both happen in the writer thread while it holds the queue's writer lock
+(``writer.py``), so no other process runs a batch meanwhile: a segment is never seen between its
+creation and its lock, and a check "no row points into it" stays true until the removal.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 from pathlib import Path
@@ -46,6 +56,22 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _remove_unlocked(path: Path) -> bool:
+    """Remove a segment unless an appender holds its lock (or it is gone already); True: removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink()
+    except OSError:  # held (BlockingIOError), or removed meanwhile
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 class BodyLog:
@@ -77,7 +103,7 @@ class BodyLog:
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.close(self._fd)
+            os.close(self._fd)  # releases its lock
             self._fd = -1
 
     def _segments(self) -> list[int]:
@@ -91,10 +117,24 @@ class BodyLog:
     def _start_segment(self) -> None:
         if self._fd >= 0:  # full: make what this batch wrote to it durable before leaving it
             os.fdatasync(self._fd)
-            os.close(self._fd)
+            os.close(self._fd)  # and its lock: once unused, it may go
             self._fd = -1
         segment = max(self._segments(), default=0) + 1
-        self._fd = os.open(self.segment_path(segment), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        while True:
+            try:
+                fd = os.open(
+                    self.segment_path(segment), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
+                )
+            except FileExistsError:  # another process took this number first
+                segment += 1
+                continue
+            break
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else has it open
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd = fd
         self._segment, self._size, self._created = segment, 0, True
         self._batch_start = 0
 
@@ -136,12 +176,11 @@ class BodyLog:
                 self._doomed.append(self.segment_path(segment))
 
     def sweep(self, conn: sqlite3.Connection) -> None:
-        """At open: remove the segments no row points into (but the newest)."""
+        """At open: remove the segments no row points into (but the newest, and those appended to)."""
         used = {row[0] for row in conn.execute("SELECT DISTINCT segment FROM body_refs")}
         for segment in self._segments()[:-1]:
             if segment not in used:
-                with contextlib.suppress(OSError):
-                    self.segment_path(segment).unlink()
+                _remove_unlocked(self.segment_path(segment))
 
     def read(self, conn: sqlite3.Connection, qid: str) -> bytes | None:
         """The body of ``qid`` from its segment, or None when it has no ``body_refs`` row."""
@@ -172,8 +211,7 @@ class BodyLog:
         self._batch_start, self._created = None, False
         doomed, self._doomed = self._doomed, []
         for path in doomed:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            _remove_unlocked(path)
 
     def after_rollback(self) -> None:
         if self._batch_start is not None and self._fd >= 0:
