@@ -5,11 +5,11 @@
     enqueues COUNT messages from 8 tasks and prints ``qid index`` for each (body and domain follow
     from SHARD and index: ``message(shard, index)``).
 ``python -m tests.integration.queue_procs reap DIR STOP_FILE``
-    prints ``ready``, waits for a line on stdin, then until STOP_FILE exists (and once more after):
-    opens the queue (which sweeps the body log),
-    claims what is due, reads the body of each message to ``drop.test`` (prints ``read qid sha256``),
-    records it delivered or deletes it (prints ``deleted qid``), purges the bodies of done messages,
-    closes the queue.
+    prints ``ready``, waits for a line on stdin, then in rounds until STOP_FILE exists (and after
+    it, until a round finds nothing due): opens the queue (which sweeps the body log), claims what
+    is due, reads the body of each message to ``drop.test`` (prints ``read qid sha256``), records
+    it delivered or deletes it (prints ``deleted qid``), purges the bodies of done messages, closes
+    the queue.
 ``python -m tests.integration.queue_procs writer LOCK LOG DB JOBS``
     a bare ``Writer`` with the writer lock ``LOCK``: each job appends ``E pid held`` to LOG, the
     ``after_commit`` hook — after SQLite's own lock is released — appends ``X pid held`` (fsync'd);
@@ -74,7 +74,8 @@ async def enqueue(path: Path, shard: int, count: int, segment_bytes: int) -> Non
     print("\n".join(done), flush=True)
 
 
-async def _reap_once(path: Path) -> None:
+async def _reap_once(path: Path) -> int:
+    """One round; returns how many recipients it claimed."""
     queue = SqliteQueue(path, shard=31, create=False)
     await queue.open()
     try:
@@ -97,6 +98,7 @@ async def _reap_once(path: Path) -> None:
     finally:
         await queue.close()
     sys.stdout.flush()
+    return sum(len(claim.recipients) for claim in claims)
 
 
 async def reap(path: Path, stop_file: Path) -> None:
@@ -104,7 +106,8 @@ async def reap(path: Path, stop_file: Path) -> None:
     await asyncio.to_thread(sys.stdin.readline)
     while not stop_file.exists():
         await _reap_once(path)
-    await _reap_once(path)
+    while await _reap_once(path):  # until nothing is due any more
+        pass
 
 
 def _held(lock: Path) -> int:
