@@ -23,8 +23,11 @@ logged and left leased (tried again when the lease ends) while the others of the
 ``wake()`` (after an enqueue), when a finished batch frees room after a full claim, or every
 ``poll_s``. A recipient still in progress is never started twice, even if its lease ran out and a
 later claim returned it. One domain has at most ``max_in_flight_per_destination`` recipients in
-progress: more are left leased and untouched until their lease ends, so that the backlog of a slow
-destination never fills ``max_in_flight`` and holds up mail for every other domain.
+progress: more are handed back due in a second (``Queue.unlease``), so that the backlog of a slow
+destination never fills ``max_in_flight`` and holds up mail for every other domain. A claim that
+started nothing (every recipient it brought was beyond its domain's share) makes the scheduler
+*saturated*: until a batch finishes or that second has passed it does not claim again, however much
+mail arrives — otherwise each enqueue's wake-up would lease and hand back the same backlog again.
 
 A destination where no server answered at all (a 4xx without a remote MTA) is *dead* for
 ``dead_s`` (``limits.DeadDestinations``): its waiting transactions are deferred with the same reply
@@ -103,6 +106,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._claiming = asyncio.Lock()  # stop() waits for a claim in progress to spawn its tasks
         self._starved = False
+        self._saturated = False  # the last claim started nothing: every due domain is at its share
+        self._freed = asyncio.Event()  # a batch finished (room for a saturated domain), or stop()
         self._stopping = False
         self._retiring: set[asyncio.Task[None]] = set()  # closing couriers a reload replaced
 
@@ -136,6 +141,7 @@ class Scheduler:
             self._retiring.add(task := asyncio.get_running_loop().create_task(self._close(courier)))
             task.add_done_callback(self._retiring.discard)
         self.wake()  # a larger max_in_flight may leave room now
+        self._freed.set()
 
     def wake(self) -> None:
         """Claim now (after an enqueue) instead of at the next poll."""
@@ -151,21 +157,26 @@ class Scheduler:
         must not die and leave mail undelivered) is logged and tried again after ``poll_s``."""
         while not self._stopping:
             self._wake.clear()
+            self._freed.clear()
             try:
                 await self._claim()
             except Exception:
                 _log.exception("claiming due recipients failed; retrying")
-                self._starved = False
-            if self._starved and len(self._in_flight) < self._settings.max_in_flight:
+                self._starved = self._saturated = False
+            event, timeout = self._wake, self._settings.poll_s
+            if self._saturated:  # a full claim of it would lease and hand back the same backlog
+                event, timeout = self._freed, min(timeout, _WAIT_FOR_SHARE_S)
+            elif self._starved and len(self._in_flight) < self._settings.max_in_flight:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._settings.poll_s)
+                await asyncio.wait_for(event.wait(), timeout=timeout)
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop claiming; let batches in progress finish for ``grace_s``, cancel the rest (their
         leases give them back), then close the couriers' idle connections."""
         self._stopping = True
         self._wake.set()
+        self._freed.set()
         async with self._claiming:  # a claim that was out when stop() came has started its tasks
             pass
         if self._tasks:
@@ -191,11 +202,12 @@ class Scheduler:
             room = self._settings.max_in_flight - len(self._in_flight)
             limit = min(room, self._settings.claim_batch)
             if limit <= 0 or self._stopping:
-                self._starved = room <= 0
+                self._starved, self._saturated = room <= 0, False
                 return []
             claims = await self._queue.claim(self._clock(), self._settings.lease_s, limit)
             # Started even if stop() came meanwhile: it waits for this lock, then for the tasks.
             tasks, waiting = self._start(claims, limit)
+            self._saturated = bool(waiting) and not tasks
             if waiting:  # beyond their domain's share: due again soon, not at the end of the lease
                 until = self._clock() + timedelta(seconds=_WAIT_FOR_SHARE_S)
                 await self._queue.unlease([(i.message_id, i.index) for i in waiting], until)
@@ -223,6 +235,7 @@ class Scheduler:
 
     def _finished(self, task: asyncio.Task[int]) -> None:
         self._tasks.discard(task)
+        self._freed.set()
         if self._starved:
             self._wake.set()
 
