@@ -169,16 +169,12 @@ class SqliteQueue:
         if not envelope.recipients:
             raise QueueError("a message needs at least one recipient")
         qid = self.new_id() if queue_id is None else QueueId(queue_id)
-        await self._submit(
-            partial(
-                store.insert,
-                qid=qid,
-                envelope=envelope,
-                body=bytes(body),
-                now=self._now(None),
-                log=self._log,
-            )
-        )
+        body, now = bytes(body), self._now(None)
+        if self._log.wants(body):
+            job = partial(store.insert, qid=qid, envelope=envelope, body=body, now=now, log=self._log)
+            await self._submit(job)
+        else:  # inline: grouped with the other inline enqueues of the same commit (store.Insert)
+            await self._submit(store.Insert(qid, envelope, body, now))
         return qid
 
     async def claim(self, now: datetime, lease_s: float, limit: int) -> list[Claim]:

@@ -28,7 +28,19 @@ from postier.queue.model import (
 )
 from postier.queue.sql import filter_clause
 
-__all__ = ["Target", "claim", "delete", "hold", "insert", "purge", "record", "release", "retry", "unlease"]
+__all__ = [
+    "Insert",
+    "Target",
+    "claim",
+    "delete",
+    "hold",
+    "insert",
+    "purge",
+    "record",
+    "release",
+    "retry",
+    "unlease",
+]
 
 Target = QueueId | QueueFilter
 """One message by id, or every message a filter matches (``QueueFilter()``: all)."""
@@ -71,12 +83,63 @@ def insert(
     _insert_recipients(conn, qid, envelope, now)
 
 
+class Insert:
+    """One enqueue as a writer job (``writer.py``): ``job(conn)`` stores the message alone, and
+    ``Insert.many(conn, jobs)`` stores several at once — three ``executemany`` for a whole group
+    commit instead of five statements per message, each of which drops and takes back the GIL in
+    the writer thread while the event loop wants it. For bodies stored inline only (a body for the
+    body log goes through ``insert``, which appends it to the log)."""
+
+    __slots__ = ("body", "envelope", "now", "qid")
+
+    def __init__(self, qid: QueueId, envelope: Envelope, body: bytes, now: float) -> None:
+        self.qid, self.envelope, self.body, self.now = qid, envelope, body, now
+
+    def __call__(self, conn: Conn) -> None:
+        insert(conn, self.qid, self.envelope, self.body, self.now)
+
+    @staticmethod
+    def many(conn: Conn, jobs: Sequence[Insert]) -> list[None]:
+        active = MessageStatus.ACTIVE.value
+        conn.executemany(
+            "INSERT INTO messages (id, arrived_at, sender, envelope, size, body_sha256, status, done_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+            [
+                (
+                    j.qid,
+                    j.now,
+                    "" if j.envelope.sender is None else str(j.envelope.sender),
+                    encode_envelope(j.envelope),
+                    len(j.body),
+                    hashlib.sha256(j.body).hexdigest(),
+                    active,
+                )
+                for j in jobs
+            ],
+        )
+        bodies = [(j.qid, j.body) for j in jobs]
+        conn.executemany("INSERT INTO bodies (message_id, data) VALUES (?, ?)", bodies)
+        conn.executemany(
+            _INSERT_RECIPIENT,
+            [
+                (j.qid, i, *encode_recipient(r), j.now)
+                for j in jobs
+                for i, r in enumerate(j.envelope.recipients)
+            ],
+        )
+        return [None] * len(jobs)
+
+
+_INSERT_RECIPIENT = (
+    "INSERT INTO recipients (message_id, idx, local_part, domain, domain_key, notify, orcpt, state,"
+    " attempts, next_attempt_at, lease_until, last_attempt_at, last_reply)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, NULL, NULL, NULL)"
+)
+
+
 def _insert_recipients(conn: Conn, qid: QueueId, envelope: Envelope, now: float) -> None:
     conn.executemany(
-        "INSERT INTO recipients (message_id, idx, local_part, domain, domain_key, notify, orcpt, state,"
-        " attempts, next_attempt_at, lease_until, last_attempt_at, last_reply)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, NULL, NULL, NULL)",
-        [(qid, i, *encode_recipient(r), now) for i, r in enumerate(envelope.recipients)],
+        _INSERT_RECIPIENT, [(qid, i, *encode_recipient(r), now) for i, r in enumerate(envelope.recipients)]
     )
 
 

@@ -220,7 +220,7 @@ class Writer:
         hooks = self._hooks
         try:
             conn.execute("BEGIN IMMEDIATE")
-            results = [self._run_job(conn, job) for job in batch]
+            results = self._run_jobs(conn, batch)
             if hooks is not None:
                 hooks.before_commit()
             conn.execute("COMMIT")
@@ -231,6 +231,41 @@ class Writer:
         if hooks is not None:
             hooks.after_commit()
         return results, None
+
+    def _run_jobs(self, conn: Conn, batch: list[Job]) -> list[tuple[bool, Any]]:
+        """Each job in its savepoint; but neighbours that share a ``many`` function (``store.Insert``)
+        run as one call, in one savepoint. If that call fails on a job's account (a duplicate id),
+        the group is rolled back and run again job by job, so only the culprit fails."""
+        results: list[tuple[bool, Any]] = []
+        i = 0
+        while i < len(batch):
+            many = getattr(batch[i][0], "many", None)
+            j = i + 1
+            while many is not None and j < len(batch) and getattr(batch[j][0], "many", None) is many:
+                j += 1
+            if j - i > 1:
+                results += self._run_group(conn, batch[i:j], many)
+            else:
+                results.append(self._run_job(conn, batch[i]))
+            i = j
+        return results
+
+    def _run_group(self, conn: Conn, group: list[Job], many: Any) -> list[tuple[bool, Any]]:
+        conn.execute("SAVEPOINT grouped")
+        try:
+            values = many(conn, [job[0] for job in group])
+        except sqlite3.Error as exc:
+            if not isinstance(exc, _PER_JOB_SQL_ERRORS):
+                raise  # the store itself failed: the whole batch goes
+            conn.execute("ROLLBACK TO grouped")
+            conn.execute("RELEASE grouped")
+            return [self._run_job(conn, job) for job in group]
+        except Exception:
+            conn.execute("ROLLBACK TO grouped")
+            conn.execute("RELEASE grouped")
+            return [self._run_job(conn, job) for job in group]
+        conn.execute("RELEASE grouped")
+        return [(True, value) for value in values]
 
     @staticmethod
     def _run_job(conn: Conn, job: Job) -> tuple[bool, Any]:
