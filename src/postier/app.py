@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from postier.config import Config, parse_hostport
 from postier.config.model import ListenerConfig
@@ -44,7 +46,7 @@ from postier.smtp.settings import EngineSettings
 from postier.users import Authenticator, AuthThrottle, UserStore, users_path
 from postier.users.directory import LocalDirectory
 
-__all__ = ["Application", "run"]
+__all__ = ["Application", "Role", "reloader", "run", "run_loop", "serve"]
 
 _log = get_logger("postier.app")
 
@@ -144,18 +146,37 @@ def _delivery_parts(
     return _DeliveryParts(resolver, table, directory, smtp, maildir, delivery_settings(config))
 
 
+@dataclass(frozen=True, slots=True)
+class Role:
+    """The part of the work this process does (``server.workers``, postier/supervisor.py)."""
+
+    index: int = 0
+    """0: the primary (receives, delivers, purges, serves metrics); above 0: a worker that receives only."""
+    sockets: tuple[socket.socket, ...] = ()
+    """Listening sockets the primary bound, one per listener in order; empty: bind them here."""
+    notify: Callable[[], None] | None = None
+    """A receiving worker's word to the primary that mail was queued (the primary wakes delivery)."""
+
+    @property
+    def delivers(self) -> bool:
+        return self.index == 0
+
+
 class Application:
     """The running MTA. ``start()`` binds every listener; ``stop()`` shuts down gracefully."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, role: Role | None = None) -> None:
         self.config = config
+        self.role = role = role or Role()
         self.data_dir = Path(config.server.data_dir)
-        self.queue = SqliteQueue(self.data_dir / "queue", batch_max=config.queue.commit_batch_max)
+        self.queue = SqliteQueue(
+            self.data_dir / "queue", batch_max=config.queue.commit_batch_max, shard=role.index
+        )
         self.tls = self._tls_store()
         self.users = UserStore(users_path(self.data_dir))
         self._purger: asyncio.Task[None] | None = None
         self._deliverer: asyncio.Task[None] | None = None
-        self.metrics = self._metrics_service(config)
+        self.metrics = self._metrics_service(config) if role.delivers else None
         self._own = OwnAddresses(
             parse_hostport(lc.address) for lc in config.listeners
         )  # never mail ourselves
@@ -167,7 +188,7 @@ class Application:
         )
         self.server = SmtpServer(
             hostname=config.server.hostname,
-            queue=_WakingSink(self.queue, self.delivery.wake),
+            queue=_WakingSink(self.queue, role.notify or self.delivery.wake),
             relay=RelayPolicy.build(config.relay.local_domains, config.relay.trusted_networks),
             tls_context=self.tls.current,
             authenticator=Authenticator(self.users, max_concurrent=config.auth.max_concurrent_verifies),
@@ -233,15 +254,16 @@ class Application:
         try:
             if self.metrics is not None:
                 await self.metrics.start()
-            await self.server.start(self._listeners())
+            await self.server.start(self._listeners(), self.role.sockets)
         except BaseException:
             if self.metrics is not None:
                 await self.metrics.close()
             await self.queue.close()
             raise
         loop = asyncio.get_running_loop()
-        self._purger = loop.create_task(self._purge_forever(), name="queue-purge")
-        self._deliverer = loop.create_task(self.delivery.run_forever(), name="delivery")
+        if self.role.delivers:
+            self._purger = loop.create_task(self._purge_forever(), name="queue-purge")
+            self._deliverer = loop.create_task(self.delivery.run_forever(), name="delivery")
         addresses = " ".join(f"{lc.mode}={lc.address}" for lc in self.config.listeners)
         mail_event("ready", listeners=addresses, hostname=self.config.server.hostname)
 
@@ -348,18 +370,30 @@ async def serve(
     *,
     started: Callable[[Application], None] | None = None,
     load: Callable[[], Config] | None = None,
+    role: Role | None = None,
+    on_signal: Callable[[signal.Signals], None] | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT. SIGHUP reads the configuration again with ``load`` (the embedded
-    defaults' TLS pair only, without one) and applies it with ``Application.reload``."""
-    app = Application(config)
+    defaults' TLS pair only, without one) and applies it with ``Application.reload``. ``on_signal``
+    hears each of these signals first (the primary passes them on to its workers)."""
+    app = Application(config, role)
     await app.start()
     if started is not None:
         started(app)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, _reloader(app, load))
+    reload = reloader(app, load)
+
+    def handle(sig: signal.Signals) -> None:
+        if on_signal is not None:
+            on_signal(sig)
+        if sig == signal.SIGHUP:
+            reload()
+        else:
+            stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, handle, sig)
     try:
         await stop.wait()
     finally:
@@ -372,7 +406,7 @@ async def serve(
             signal.signal(sig, signal.SIG_IGN)
 
 
-def _reloader(app: Application, load: Callable[[], Config] | None) -> Callable[[], None]:
+def reloader(app: Application, load: Callable[[], Config] | None) -> Callable[[], None]:
     def reload() -> None:
         _log.info("SIGHUP: reloading the configuration")
         try:
@@ -386,13 +420,17 @@ def _reloader(app: Application, load: Callable[[], Config] | None) -> Callable[[
 
 
 def run(config: Config, load: Callable[[], Config] | None = None) -> int:
-    """Run the server on uvloop when it is installed, else on the stdlib loop. ``load`` reads the
-    configuration again on SIGHUP."""
+    """Run the server in this one process. ``load`` reads the configuration again on SIGHUP."""
+    run_loop(serve(config, load=load))
+    return 0
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop when it is installed, else on the stdlib loop."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(config, load=load))
+        asyncio.run(main)
     else:
         with contextlib.suppress(KeyboardInterrupt):
-            uvloop.run(serve(config, load=load))
-    return 0
+            uvloop.run(main)

@@ -77,6 +77,9 @@ nameservers = ["127.0.0.1:5353"]
         ({"server": {"max_message_bytes": "big"}}, "server.max_message_bytes", "Expected `int`"),
         ({"tls": {"cert": "a.pem"}}, "tls", "both"),
         ({"dns": {"nameservers": ["127.0.0.1:x"]}}, "dns.nameservers[0]", "invalid port"),
+        ({"server": {"workers": 0}}, "server.workers", "between 1 and 32"),
+        ({"server": {"workers": 33}}, "server.workers", "between 1 and 32"),
+        ({"server": {"workers": 2}, "metrics": {"address": "127.0.0.1:9"}}, "metrics.address", "workers = 1"),
     ],
 )
 def test_bad_configuration_names_the_key(data: dict[str, object], path: str, fragment: str) -> None:

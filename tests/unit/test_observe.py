@@ -258,3 +258,22 @@ def test_kv_timestamp_is_utc_to_the_millisecond(created: float, stamp: str) -> N
     record.created = created
     assert KvFormatter().format(record).startswith(f"{stamp} info ")
     assert json.loads(JsonFormatter().format(record))["ts"] == stamp
+
+
+def test_worker_index_on_every_line_with_several_workers(kv_log: io.StringIO) -> None:
+    from postier.observe.logs import set_worker
+
+    set_worker(1)
+    try:
+        mail_event("queued", sid="s1", id="Q1", size=3, nrcpt=1)
+        get_logger("postier.test").warning("plain")
+        kv = _lines(kv_log)
+        record = logging.LogRecord("postier.x", logging.INFO, "", 0, "m", None, None)
+        json_line = JsonFormatter().format(record)
+    finally:
+        set_worker(None)
+    assert [_keys(_body(line))[0] for line in kv] == ["worker", "worker"]
+    assert kv[0].split(" ", 3)[2:3] == ["worker=1"] and "event=queued sid=s1 id=Q1" in kv[0]
+    assert list(json.loads(json_line))[:3] == ["ts", "level", "worker"]
+    mail_event("queued", sid="s2", id="Q2", size=3, nrcpt=1)  # one process again: nothing added
+    assert "worker=" not in _lines(kv_log)[-1]

@@ -8,6 +8,7 @@ address already in use; ``send``: the message was refused); 2 usage or configura
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import msgspec
@@ -39,20 +40,39 @@ def _load_for_serve(args: argparse.Namespace) -> Config:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from postier.app import run
     from postier.observe import setup_logging
+    from postier.supervisor import WORKER_ENV, run, run_worker
 
+    def load() -> Config:
+        return _load_for_serve(args)
+
+    spec = os.environ.pop(WORKER_ENV, None)
     try:
-        config = _load_for_serve(args)
+        if spec is not None:  # a receiving worker started by the primary (postier/supervisor.py)
+            return run_worker(spec, load)
+        config = load()
     except ConfigError as exc:
         print(f"postier: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    except (OSError, PostierError) as exc:  # a worker's queue that cannot open
+        print(f"postier: cannot start: {exc}", file=sys.stderr)
+        return 1
     setup_logging(config.log.level, config.log.format)
     try:
-        return run(config, load=lambda: _load_for_serve(args))
+        return run(config, load, _serve_args(args))
     except (OSError, PostierError) as exc:  # a listener address in use, a queue that cannot open
         print(f"postier: cannot start: {exc}", file=sys.stderr)
         return 1
+
+
+def _serve_args(args: argparse.Namespace) -> list[str]:
+    """``serve`` and its options, as each worker process is started with them."""
+    out = ["serve"]
+    options = {"--config": args.config, "--log-format": args.log_format, "--log-level": args.log_level}
+    for flag, value in options.items():
+        if value is not None:
+            out += [flag, value]
+    return out
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -96,6 +96,12 @@ def _check(config: Config) -> None:
             parse_hostport(config.metrics.address)
         except ValueError as exc:
             raise ConfigError("metrics.address", str(exc)) from None
+    if not 1 <= config.server.workers <= 32:
+        raise ConfigError("server.workers", "must be between 1 and 32")
+    if config.server.workers > 1 and config.metrics.address:
+        raise ConfigError(
+            "metrics.address", "needs server.workers = 1 (metrics over several workers are not built yet)"
+        )
     if config.server.max_recipients < 100:
         raise ConfigError("server.max_recipients", "RFC 5321 §4.5.3.1.8 requires at least 100")
     for key in ("connections_per_minute_per_ip", "messages_per_hour_per_ip", "messages_per_hour_per_user"):

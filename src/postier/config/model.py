@@ -63,6 +63,13 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """On SIGTERM: how long open sessions may go on before they get 421 4.3.2."""
     early_talker_delay_s: float = 0.0
     """Pause before the greeting on `smtp` listeners; a client that talks first gets 554 5.5.0. 0: off."""
+    workers: int = 1
+    """Processes that receive mail, sharing the listening sockets and the queue: 1 to 32. With 1, one
+    process does everything. With N > 1 (e.g. one per CPU core, for throughput: docs/operations.md,
+    "Workers"), the first process receives, delivers, purges and supervises N - 1 more that receive
+    only. Counters kept in memory are per process: with N workers a client can reach N times
+    max_connections, max_connections_per_ip, the [limits] rates and auth.max_failures. Needs a
+    restart; not with [metrics] (one process's counters would pass for all)."""
 
 
 class ListenerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

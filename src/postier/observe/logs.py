@@ -36,6 +36,7 @@ __all__ = [
     "fields",
     "format_kv",
     "get_logger",
+    "set_worker",
     "setup_logging",
 ]
 
@@ -48,6 +49,7 @@ _SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t
 _safe_keys: set[str] = set()  # keys seen to match _KEY (a fixed vocabulary: stays small)
 _second: tuple[int, str] = (-1, "")  # the last second's "YYYY-MM-DDTHH:MM:SS."
 _milli: tuple[int, str] = (-1, "")  # the last millisecond's whole timestamp
+_worker: int | None = None  # with server.workers > 1: this process's index, on every line
 
 
 def fields(**values: object) -> dict[str, Any]:
@@ -136,11 +138,20 @@ def _record_fields(record: logging.LogRecord) -> dict[str, object]:
     return out
 
 
+def set_worker(index: int | None) -> None:
+    """With several worker processes, every line says which one wrote it (``worker=0`` is the
+    primary), as Postfix's lines carry a process id. None: single process, nothing added."""
+    global _worker
+    _worker = index
+
+
 class KvFormatter(logging.Formatter):
     """``<UTC timestamp> <level> key=value …`` on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
         head = f"{_timestamp(record)} {record.levelname.lower()}"
+        if _worker is not None:
+            head = f"{head} worker={_worker}"
         body = format_kv(_record_fields(record))
         return f"{head} {body}" if body else head
 
@@ -150,6 +161,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         obj: dict[str, object] = {"ts": _timestamp(record), "level": record.levelname.lower()}
+        if _worker is not None:
+            obj["worker"] = _worker
         for key, value in _record_fields(record).items():
             if value is None:
                 continue

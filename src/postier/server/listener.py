@@ -10,12 +10,13 @@ Modes (RFC 6409, RFC 8314):
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from postier.mail.address import Address
 from postier.mail.envelope import Envelope
@@ -113,18 +114,25 @@ class SmtpServer:
         self._sessions: set[Session] = set()
         self._per_ip: Counter[str] = Counter()
 
-    async def start(self, listeners: list[Listener]) -> None:
+    async def start(self, listeners: list[Listener], sockets: Sequence[socket.socket] = ()) -> None:
+        """Listen on each listener's address; or, with ``sockets`` (one per listener, in order,
+        already bound and listening: several worker processes share them), accept from those."""
+        if sockets and len(sockets) != len(listeners):
+            raise ValueError(f"{len(sockets)} listening sockets for {len(listeners)} listeners")
         loop = asyncio.get_running_loop()
-        for listener in listeners:
+        for i, listener in enumerate(listeners):
             context = self._implicit_tls_context() if listener.implicit_tls else None
+            where: dict[str, Any] = (
+                {"sock": sockets[i]}
+                if sockets
+                else {"host": listener.host, "port": listener.port, "reuse_address": True}
+            )
             server = await loop.create_server(
                 lambda listener=listener: Session(self, listener),
-                listener.host,
-                listener.port,
                 ssl=context,
                 ssl_handshake_timeout=self.handshake_timeout_s if context else None,
-                reuse_address=True,
                 backlog=1024,
+                **where,
             )
             self._servers.append(server)
 
