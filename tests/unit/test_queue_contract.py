@@ -148,6 +148,22 @@ async def test_duplicate_id_fails_alone(queue: Queue) -> None:
     assert await queue.read_body(qid) == b"first"
 
 
+async def test_a_duplicate_among_many_concurrent_enqueues_fails_alone(queue: Queue) -> None:
+    """Enqueues that share a group commit are stored together (store.Insert.many); one with a
+    duplicate id makes the group run again one by one, so the others are stored all the same."""
+    qid = await queue.enqueue(envelope("b@x.test"), b"first")
+    bodies = [f"message {i}".encode() for i in range(40)]
+    jobs = [queue.enqueue(envelope("c@x.test", "d@y.test"), body) for body in bodies]
+    jobs.insert(20, queue.enqueue(envelope("b@x.test"), b"second", queue_id=qid))
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    assert isinstance(results.pop(20), QueueError)
+    assert all(isinstance(r, str) for r in results)
+    for new, body in zip(results, bodies, strict=True):
+        assert await queue.read_body(str(new)) == body
+        assert [r.domain for r in (await queue.get(str(new))).recipients] == ["x.test", "y.test"]
+    assert await queue.read_body(qid) == b"first"
+
+
 async def test_unknown_id(queue: Queue) -> None:
     for call in (queue.get, queue.read_body, queue.hold, queue.release, queue.retry, queue.delete):
         with pytest.raises(UnknownMessageError):

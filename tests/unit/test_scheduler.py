@@ -565,6 +565,53 @@ async def test_a_burst_beyond_a_domain_share_drains_without_waiting_for_the_leas
     assert len(w.remote.calls) == 10
 
 
+class CountedClaims(SqliteQueue):
+    """A real queue that counts the claims made of it."""
+
+    claims = 0
+
+    async def claim(self, now: datetime, lease_s: float, limit: int) -> Any:
+        self.claims += 1
+        return await super().claim(now, lease_s, limit)
+
+
+async def test_a_saturated_destination_is_not_claimed_again_at_each_new_message(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """While every due recipient is for a destination at its share, new mail does not make the
+    scheduler lease and hand back the same backlog again and again (once it did so after every
+    enqueue: a fifth of the queue's time while a burst waited for a slow relay). It claims again
+    when a batch finishes, and the backlog then drains."""
+    queue = CountedClaims(tmp_path / "queue", clock=clock)
+    await queue.open()
+    w = World(queue, clock, claim_batch=20, max_in_flight_per_destination=2, poll_s=30)
+    w.remote.gate = asyncio.Event()  # the destination takes its two and never answers, for now
+    task = asyncio.create_task(w.scheduler.run_forever())
+    try:
+        qids = [await w.send(bob(i)) for i in range(5)]
+        w.scheduler.wake()
+        async with asyncio.timeout(10):
+            while w.remote.active < 2:
+                await asyncio.sleep(0.01)
+        before = queue.claims
+        for i in range(5, 60):  # each enqueue wakes the scheduler, as the server's does
+            qids.append(await w.send(bob(i)))
+            w.scheduler.wake()
+            await asyncio.sleep(0.002)
+        assert queue.claims - before <= 2  # not one per message
+        w.remote.gate.set()
+        async with asyncio.timeout(60):
+            while not await _all_delivered(w, qids):
+                clock.advance(1.0)  # the handed-back recipients come due again,
+                w.scheduler.wake()  # and the poll (1 s in production, 30 s here) finds them
+                await asyncio.sleep(0.02)
+    finally:
+        await w.scheduler.stop()
+        await asyncio.wait_for(task, timeout=10)
+        await queue.close()
+    assert len(w.remote.calls) == 60
+
+
 async def test_deliveries_are_recorded_when_their_transaction_ends(queue: SqliteQueue, clock: Clock) -> None:
     """A delivered recipient is recorded as soon as its transaction ends, not when the message's
     slowest transaction does: a crash meanwhile must not deliver it a second time."""

@@ -25,9 +25,9 @@ logged and left leased (tried again when the lease ends) while the others of the
 later claim returned it. One domain has at most ``max_in_flight_per_destination`` recipients in
 progress: more are handed back due in a second (``Queue.unlease``), so that the backlog of a slow
 destination never fills ``max_in_flight`` and holds up mail for every other domain. A claim that
-started nothing (every recipient it brought was beyond its domain's share) makes the scheduler
-*saturated*: until a batch finishes or that second has passed it does not claim again, however much
-mail arrives — otherwise each enqueue's wake-up would lease and hand back the same backlog again.
+handed recipients back (and was not a full claim that started some) makes the scheduler
+*saturated*: it claims again when a batch finishes or when that second has passed, not at each
+enqueue's wake-up — otherwise every new message would lease and hand back the same backlog again.
 
 A destination where no server answered at all (a 4xx without a remote MTA) is *dead* for
 ``dead_s`` (``limits.DeadDestinations``): its waiting transactions are deferred with the same reply
@@ -207,7 +207,9 @@ class Scheduler:
             claims = await self._queue.claim(self._clock(), self._settings.lease_s, limit)
             # Started even if stop() came meanwhile: it waits for this lock, then for the tasks.
             tasks, waiting = self._start(claims, limit)
-            self._saturated = bool(waiting) and not tasks
+            # Recipients handed back come due in a second, or sooner room frees: claim then, not at the
+            # next enqueue (unless the claim was full and started some: more may be due elsewhere).
+            self._saturated = bool(waiting) and not (tasks and self._starved)
             if waiting:  # beyond their domain's share: due again soon, not at the end of the lease
                 until = self._clock() + timedelta(seconds=_WAIT_FOR_SHARE_S)
                 await self._queue.unlease([(i.message_id, i.index) for i in waiting], until)
