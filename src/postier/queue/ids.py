@@ -13,6 +13,7 @@ are unlikely to collide; the store's primary key refuses a collision anyway.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 from collections.abc import Callable
@@ -32,11 +33,15 @@ SHARDS = 1 << _SHARD_BITS
 _LENGTH = 16
 
 
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits → two characters
+
+
 def _encode(value: int, chars: int) -> str:
+    """The low ``5 * chars`` bits of ``value``, most significant first (``chars`` even)."""
     out = []
-    for _ in range(chars):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
+    for _ in range(chars // 2):
+        out.append(_PAIRS[value & 1023])
+        value >>= 10
     return "".join(reversed(out))
 
 
@@ -55,7 +60,9 @@ class IdGenerator:
         if not 0 <= shard < SHARDS:
             raise ValueError(f"shard must be 0 to {SHARDS - 1}, not {shard}")
         self._clock = clock
-        self._rng = rng or random.SystemRandom()
+        # Seeded once from the OS: the random start only spreads generators of the same shard apart
+        # (ids are no secret: they carry the arrival time); a getrandom call per id cost 10 µs.
+        self._rng = rng or random.Random(os.urandom(16))
         self._shard = shard << _LOW_BITS
         self._lock = threading.Lock()
         self._last_ms = -1
