@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import tracemalloc
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from postier.mail.replies import S
 from postier.smtp.framing import ChunkReader, DataReader, dot_stuff, dot_unstuff
@@ -70,6 +73,16 @@ def test_byte_by_byte_feeding() -> None:
 @pytest.mark.parametrize("wire", [b"a\rb\r\n.\r\n", b"a\nb\r\n.\r\n", b"a\r\r\n.\r\n", b"\n.\r\n.\r\n"])
 def test_bare_cr_or_lf_is_refused(wire: bytes) -> None:
     assert read(wire)[1] == "550 5.6.0"
+
+
+@given(st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n"]), max_size=40))
+def test_line_endings_are_refused_exactly_when_a_cr_or_lf_stands_alone(pieces: list[bytes]) -> None:
+    text = b"".join(pieces)
+    wire = text + b"\r\n.\r\n"
+    bare = re.search(rb"\r(?!\n)|(?<!\r)\n", b"\r\n" + text + b"\r\n") is not None
+    if b"\r\n.\r\n" in b"\r\n" + text:
+        return  # the data ends earlier: another case
+    assert (read(wire)[1] == "550 5.6.0") == bare
 
 
 def test_oversized_message_is_read_to_its_end_then_refused() -> None:
