@@ -18,6 +18,7 @@ __all__ = ["LABELS", "machine", "markdown", "write_chart"]
 LABELS = {
     "postier": "Postier",
     "postier1": "Postier, 1 fsync/msg",
+    "postierw1": "Postier, 1 worker",
     "postfix": "Postfix",
     "aiosmtpd": "aiosmtpd+fsync",
     "sink": "smtp-sink (no durability)",
@@ -93,8 +94,9 @@ def _table(results: Results, scenario: str) -> list[str]:
         k for k in LABELS if any(k in results.values[m] or k in results.notes.get(m, {}) for m in metrics)
     ]
     ratios = [p for p in PEERS if p in servers] if "postier" in servers else []
-    if "postier1" in servers and "postier" in servers:
-        ratios.append("postier1")
+    for reference in ("postier1", "postierw1"):
+        if reference in servers and "postier" in servers:
+            ratios.append(reference)
     head = ["case", "unit", *(LABELS[s] for s in servers), *(f"Postier / {LABELS[p]}" for p in ratios)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in metrics:

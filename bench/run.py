@@ -23,7 +23,7 @@ from bench import scenarios as sc
 from bench.procs import PortPool
 from bench.report import machine, markdown, write_chart
 from bench.results import Metric, Results
-from bench.servers import Kind, kinds
+from bench.servers import WORKERS, Kind, kinds
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIO_NAMES = ("limits", "acceptance", "relay", "idle", "latency")
@@ -224,7 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(rounds):
             _say(f"round {r + 1}/{rounds}")
             _round(results, plan, active, chosen, relay_off)
-        facts = [*machine(workdir), ("Postier event loop", args.postier_loop)]
+        workers = WORKERS if args.postier_loop == "default" else 1
+        facts = [
+            *machine(workdir),
+            ("Postier event loop", args.postier_loop),
+            ("Postier workers", str(workers)),
+        ]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return _write(args, results, facts, rounds, broken)

@@ -45,7 +45,14 @@ class Kind:
     durable: bool = True
 
 
-def _postier_toml(root: Path, port: int, route_port: int, *, hold: bool, batch_max: int | None) -> str:
+WORKERS = min(os.cpu_count() or 1, 32)
+"""``[server] workers`` of the "postier" server: one process per core, as an operator of a busy MX
+would run it (Postfix runs one smtpd process per connection, on every core)."""
+
+
+def _postier_toml(
+    root: Path, port: int, route_port: int, *, hold: bool, batch_max: int | None, workers: int
+) -> str:
     """Every non-local domain (``bench.test``, ``relay.test``) is routed to 127.0.0.1:``route_port``:
     the sink in the relay scenario, else a port that never greets (``held_port``). Held, the
     scheduler opens one connection, takes at most 100 recipients (1 per transaction) and waits on
@@ -58,6 +65,7 @@ def _postier_toml(root: Path, port: int, route_port: int, *, hold: bool, batch_m
         "max_connections = 5000",
         "max_connections_per_ip = 5000",
         "shutdown_grace_s = 1.0",
+        f"workers = {workers}",
         "[[listener]]",
         f'address = "127.0.0.1:{port}"',
         'mode = "smtp"',
@@ -105,7 +113,9 @@ def _child(root: Path, port: int, argv: list[str]) -> Iterator[int]:
         log.close()
 
 
-def _postier(batch_max: int | None, loop: str) -> Launch:
+def _postier(batch_max: int | None, loop: str, workers: int = WORKERS) -> Launch:
+    """``loop`` "asyncio" (``bench.postier_asyncio``) always runs one process, whatever ``workers``."""
+
     @contextlib.contextmanager
     def launch(root: Path, port: int, relay_port: int | None) -> Iterator[int]:
         root.mkdir(parents=True)
@@ -113,7 +123,9 @@ def _postier(batch_max: int | None, loop: str) -> Launch:
             with contextlib.ExitStack() as stack:
                 route_port = relay_port if relay_port is not None else stack.enter_context(held_port())
                 config = root / "postier.toml"
-                toml = _postier_toml(root, port, route_port, hold=relay_port is None, batch_max=batch_max)
+                toml = _postier_toml(
+                    root, port, route_port, hold=relay_port is None, batch_max=batch_max, workers=workers
+                )
                 config.write_text(toml)
                 module = ["postier", "serve"] if loop == "default" else ["bench.postier_asyncio"]
                 argv = [sys.executable, "-m", *module, "--config", str(config)]
@@ -160,6 +172,7 @@ def kinds(postier_loop: str = "default") -> list[Kind]:
         Kind("postfix", "Postfix", postfix_instance),
         Kind("aiosmtpd", "aiosmtpd+fsync", _aiosmtpd),
         Kind("postier1", "Postier, 1 fsync/msg", _postier(1, postier_loop), is_postier=True),
+        Kind("postierw1", "Postier, 1 worker", _postier(None, postier_loop, 1), is_postier=True),
         Kind("sink", "smtp-sink (no durability)", _sink_only, durable=False),
     ]
 
