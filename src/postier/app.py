@@ -15,26 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from postier.assembly import DeliveryParts, delivery_parts
 from postier.config import Config, parse_hostport
 from postier.config.model import ListenerConfig
 from postier.config.reloadable import plan_reload
-from postier.delivery import (
-    Courier,
-    DeliverySettings,
-    DestinationKind,
-    Router,
-    RoutingTable,
-    Scheduler,
-    delivery_settings,
-    routes_from_config,
-)
-from postier.delivery.courier import SmtpCourier
-from postier.delivery.local import MaildirCourier
-from postier.delivery.maildir import mailbox_size
+from postier.delivery import Router, Scheduler
 from postier.delivery.ownaddresses import OwnAddresses
-from postier.dns import DnsPythonResolver
 from postier.mail.envelope import Envelope
-from postier.mail.errors import ConfigError
 from postier.observe import fields, get_logger, mail_event, setup_logging
 from postier.observe.metrics import MetricsService
 from postier.policy.ratelimit import RateLimits
@@ -44,7 +31,6 @@ from postier.server.listener import Listener, SmtpServer, listener_settings
 from postier.server.tls import TlsStore, ensure_self_signed
 from postier.smtp.settings import EngineSettings
 from postier.users import Authenticator, AuthThrottle, UserStore, users_path
-from postier.users.directory import LocalDirectory
 
 __all__ = ["Application", "Role", "reloader", "run", "run_loop", "serve"]
 
@@ -66,84 +52,6 @@ class _WakingSink:
         queue_id = await self._queue.enqueue(envelope, body, queue_id=queue_id)
         self._wake()
         return queue_id
-
-
-def _resolver(config: Config) -> DnsPythonResolver:
-    """``dns.nameservers`` ("host:port", port 53 by default); none: the system's resolv.conf."""
-    servers = [parse_hostport(ns, default_port=53) for ns in config.dns.nameservers]
-    return DnsPythonResolver(servers or None)
-
-
-def _smtp_courier(config: Config, resolver: DnsPythonResolver, own: OwnAddresses) -> SmtpCourier:
-    """One SMTP/LMTP courier (one connection pool) for every network destination. A ``ca_file``
-    that does not load is a ``ConfigError`` now (at start, or refusing a reload)."""
-    d = config.delivery
-    try:
-        return SmtpCourier(
-            resolver,
-            helo_name=d.helo_name or config.server.hostname,
-            connect_timeout_s=d.connect_timeout_s,
-            ca_file=d.ca_file,
-            reuse_idle_s=d.reuse_idle_s,
-            reuse_max_messages=d.reuse_max_messages,
-            own=own,
-        )
-    except OSError as exc:  # ssl.SSLError included
-        raise ConfigError("delivery.ca_file", f"cannot load {d.ca_file}: {exc}") from None
-
-
-@dataclass(frozen=True, slots=True)
-class _DeliveryParts:
-    """The delivery side of one configuration, built whole before it is used (at start, or by a
-    reload, which swaps it in only once every part was built: nothing is ever half-applied)."""
-
-    resolver: DnsPythonResolver
-    table: RoutingTable
-    directory: LocalDirectory
-    smtp: SmtpCourier
-    maildir: MaildirCourier
-    settings: DeliverySettings
-
-    def couriers(self) -> dict[DestinationKind, Courier]:
-        """Maildir for local domains; the SMTP/LMTP courier for everything else."""
-        kinds = (DestinationKind.MX, DestinationKind.RELAY, DestinationKind.LMTP)
-        return {DestinationKind.MAILDIR: self.maildir, **dict.fromkeys(kinds, self.smtp)}
-
-
-def _delivery_parts(
-    config: Config,
-    users: UserStore,
-    own: OwnAddresses,
-    running: tuple[Config, _DeliveryParts] | None = None,
-) -> _DeliveryParts:
-    """Build what delivery runs with for ``config``. Raises ``ConfigError`` (a password file that
-    cannot be read, a bad key), ``AliasesError`` or ``OSError``. On a reload (``running``: the
-    configuration and parts in use), parts whose settings did not change are kept — the resolver's
-    cache, the directory's caches, the courier's idle connections — but password files are always
-    read again (a rotated password needs no other change) and the courier is new when a relay
-    changed, so no connection logged in with an old password is reused."""
-    table = routes_from_config(config)
-    if running is None:
-        resolver = _resolver(config)
-        directory = LocalDirectory.from_config(config, users, mailbox_size=mailbox_size)
-        return _DeliveryParts(
-            resolver,
-            table,
-            directory,
-            _smtp_courier(config, resolver, own),
-            MaildirCourier(directory, hostname=config.server.hostname),
-            delivery_settings(config),
-        )
-    old, was = running
-    resolver = was.resolver if old.dns == config.dns else _resolver(config)
-    directory, maildir = was.directory, was.maildir
-    if (old.local, old.relay.local_domains) != (config.local, config.relay.local_domains):
-        directory = LocalDirectory.from_config(config, users, mailbox_size=mailbox_size)
-        maildir = MaildirCourier(directory, hostname=config.server.hostname)
-    smtp = was.smtp
-    if (resolver, table.relays, config.delivery) != (was.resolver, was.table.relays, old.delivery):
-        smtp = _smtp_courier(config, resolver, own)
-    return _DeliveryParts(resolver, table, directory, smtp, maildir, delivery_settings(config))
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +88,7 @@ class Application:
         self._own = OwnAddresses(
             parse_hostport(lc.address) for lc in config.listeners
         )  # never mail ourselves
-        parts = self._parts = _delivery_parts(config, self.users, self._own)
+        parts = self._parts = delivery_parts(config, self.users, self._own)
         self.directory = parts.directory
         self.router = Router(parts.table, parts.resolver)
         self.delivery = Scheduler(
@@ -304,7 +212,7 @@ class Application:
                 old.relay.trusted_networks,
             ):
                 relay = RelayPolicy.build(cfg.relay.local_domains, cfg.relay.trusted_networks)
-            parts = _delivery_parts(cfg, self.users, self._own, (old, self._parts))
+            parts = delivery_parts(cfg, self.users, self._own, (old, self._parts))
         except Exception as exc:
             _log.error("reload refused, the running configuration stays: %s", exc)
             return False
@@ -318,7 +226,7 @@ class Application:
         _log.info("configuration reloaded", extra=fields(changed=changed, restart=len(plan.needs_restart)))
         return True
 
-    def _swap_delivery(self, parts: _DeliveryParts) -> None:
+    def _swap_delivery(self, parts: DeliveryParts) -> None:
         """Swap in the delivery side a reload built: the router's table and resolver (the next
         route), the scheduler's couriers and settings (the next transactions), and the directory
         the server checks RCPT against and expands recipients with (the next sessions' commands)."""

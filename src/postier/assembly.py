@@ -1,0 +1,105 @@
+"""The delivery side of one configuration, built whole: the resolver, the routing table, the local
+directory, the couriers and the scheduler's settings (``app.py`` builds them at start and again on
+each reload, and swaps them in only once every part was built)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from postier.config import Config, parse_hostport
+from postier.delivery import (
+    Courier,
+    DeliverySettings,
+    DestinationKind,
+    RoutingTable,
+    delivery_settings,
+    routes_from_config,
+)
+from postier.delivery.courier import SmtpCourier
+from postier.delivery.local import MaildirCourier
+from postier.delivery.maildir import mailbox_size
+from postier.delivery.ownaddresses import OwnAddresses
+from postier.dns import DnsPythonResolver
+from postier.mail.errors import ConfigError
+from postier.users import UserStore
+from postier.users.directory import LocalDirectory
+
+__all__ = ["DeliveryParts", "delivery_parts"]
+
+
+def _resolver(config: Config) -> DnsPythonResolver:
+    """``dns.nameservers`` ("host:port", port 53 by default); none: the system's resolv.conf."""
+    servers = [parse_hostport(ns, default_port=53) for ns in config.dns.nameservers]
+    return DnsPythonResolver(servers or None)
+
+
+def _smtp_courier(config: Config, resolver: DnsPythonResolver, own: OwnAddresses) -> SmtpCourier:
+    """One SMTP/LMTP courier (one connection pool) for every network destination. A ``ca_file``
+    that does not load is a ``ConfigError`` now (at start, or refusing a reload)."""
+    d = config.delivery
+    try:
+        return SmtpCourier(
+            resolver,
+            helo_name=d.helo_name or config.server.hostname,
+            connect_timeout_s=d.connect_timeout_s,
+            ca_file=d.ca_file,
+            reuse_idle_s=d.reuse_idle_s,
+            reuse_max_messages=d.reuse_max_messages,
+            own=own,
+        )
+    except OSError as exc:  # ssl.SSLError included
+        raise ConfigError("delivery.ca_file", f"cannot load {d.ca_file}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryParts:
+    """The delivery side of one configuration, built whole before it is used (at start, or by a
+    reload, which swaps it in only once every part was built: nothing is ever half-applied)."""
+
+    resolver: DnsPythonResolver
+    table: RoutingTable
+    directory: LocalDirectory
+    smtp: SmtpCourier
+    maildir: MaildirCourier
+    settings: DeliverySettings
+
+    def couriers(self) -> dict[DestinationKind, Courier]:
+        """Maildir for local domains; the SMTP/LMTP courier for everything else."""
+        kinds = (DestinationKind.MX, DestinationKind.RELAY, DestinationKind.LMTP)
+        return {DestinationKind.MAILDIR: self.maildir, **dict.fromkeys(kinds, self.smtp)}
+
+
+def delivery_parts(
+    config: Config,
+    users: UserStore,
+    own: OwnAddresses,
+    running: tuple[Config, DeliveryParts] | None = None,
+) -> DeliveryParts:
+    """Build what delivery runs with for ``config``. Raises ``ConfigError`` (a password file that
+    cannot be read, a bad key), ``AliasesError`` or ``OSError``. On a reload (``running``: the
+    configuration and parts in use), parts whose settings did not change are kept — the resolver's
+    cache, the directory's caches, the courier's idle connections — but password files are always
+    read again (a rotated password needs no other change) and the courier is new when a relay
+    changed, so no connection logged in with an old password is reused."""
+    table = routes_from_config(config)
+    if running is None:
+        resolver = _resolver(config)
+        directory = LocalDirectory.from_config(config, users, mailbox_size=mailbox_size)
+        return DeliveryParts(
+            resolver,
+            table,
+            directory,
+            _smtp_courier(config, resolver, own),
+            MaildirCourier(directory, hostname=config.server.hostname),
+            delivery_settings(config),
+        )
+    old, was = running
+    resolver = was.resolver if old.dns == config.dns else _resolver(config)
+    directory, maildir = was.directory, was.maildir
+    if (old.local, old.relay.local_domains) != (config.local, config.relay.local_domains):
+        directory = LocalDirectory.from_config(config, users, mailbox_size=mailbox_size)
+        maildir = MaildirCourier(directory, hostname=config.server.hostname)
+    smtp = was.smtp
+    if (resolver, table.relays, config.delivery) != (was.resolver, was.table.relays, old.delivery):
+        smtp = _smtp_courier(config, resolver, own)
+    return DeliveryParts(resolver, table, directory, smtp, maildir, delivery_settings(config))
