@@ -10,11 +10,9 @@ its own task, so a slow or dead destination never holds up the others:
    and hand each to the courier of the destination's kind — at most
    ``max_connections_per_destination`` at once per destination key and ``max_connections`` overall
    (``limits.Slots``);
-3. judge each ``Attempt`` (``outcomes.judge``). An outcome that needs no DSN is recorded as soon
-   as its transaction ends; the others wait until the message's last transaction to the
-   destination is done, then the DSNs due are enqueued (``bounces.Bouncer``: one per message,
-   however many transactions it took) and only then are those outcomes recorded (a crash in
-   between may duplicate a bounce, never lose one). A message deleted meanwhile gets no DSN.
+3. settle each ``Attempt`` (``settle.Settler``: judged, DSNs enqueued, logged, recorded). An
+   outcome that needs no DSN is settled as soon as its transaction ends; the others once the
+   message's last transaction to the destination is done, so the sender gets one DSN for all.
 
 Errors stay with their message: one whose body cannot be read, or whose DSN cannot be built, is
 logged and left leased (tried again when the lease ends) while the others of the claim go on.
@@ -47,13 +45,12 @@ from typing import Any
 from postier.delivery.bounces import Bouncer, Expand
 from postier.delivery.limits import DeadDestinations, DomainShares, Slots
 from postier.delivery.loaded import Carried, Loaded, LoadOnce
-from postier.delivery.outcomes import Judgement, judge, log_attempt
 from postier.delivery.routes import Router
 from postier.delivery.settings import DeliverySettings
+from postier.delivery.settle import Settler, load
 from postier.delivery.transport import Attempt, Courier, Destination, DestinationKind, OutboundMessage
-from postier.mail.errors import QueueError, UnknownMessageError
 from postier.mail.reply import EnhancedStatus, Reply
-from postier.queue.model import Claim, ClaimedRecipient, QueueId, RecipientState
+from postier.queue.model import Claim, ClaimedRecipient, QueueId
 from postier.queue.protocol import Queue
 
 __all__ = ["INTERNAL_ERROR", "NO_COURIER", "DeliverySettings", "Scheduler"]
@@ -94,9 +91,12 @@ class Scheduler:
         self._couriers = dict(couriers)
         self._settings = settings
         self._clock = clock
-        self._rng = rng if rng is not None else random.Random()
-        self._bouncer = Bouncer(
-            queue, settings.bounces, clock=clock, on_enqueued=self.wake, expand=expand or tuple
+        self._settler = Settler(
+            queue,
+            self._new_bouncer(settings, expand),
+            settings.retry,
+            clock=clock,
+            rng=rng if rng is not None else random.Random(),
         )
         self._slots = Slots(settings.max_connections, settings.max_connections_per_destination)
         self._in_flight: set[tuple[QueueId, int]] = set()
@@ -133,15 +133,18 @@ class Scheduler:
         self._shares.limit = settings.max_in_flight_per_destination
         if settings.dead_s != old.dead_s:
             self._dead = DeadDestinations(settings.dead_s, self._clock)
-        self._bouncer = Bouncer(
-            self._queue, settings.bounces, clock=self._clock, on_enqueued=self.wake, expand=expand or tuple
-        )
+        self._settler.reconfigure(self._new_bouncer(settings, expand), settings.retry)
         self._settings = settings
         for courier in gone.values():
             self._retiring.add(task := asyncio.get_running_loop().create_task(self._close(courier)))
             task.add_done_callback(self._retiring.discard)
         self.wake()  # a larger max_in_flight may leave room now
         self._freed.set()
+
+    def _new_bouncer(self, settings: DeliverySettings, expand: Expand | None) -> Bouncer:
+        return Bouncer(
+            self._queue, settings.bounces, clock=self._clock, on_enqueued=self.wake, expand=expand or tuple
+        )
 
     def wake(self) -> None:
         """Claim now (after an enqueue) instead of at the next poll."""
@@ -263,15 +266,6 @@ class Scheduler:
             _log.exception("routing %s failed", domain)
             return INTERNAL_ERROR
 
-    async def _load(self, message_id: QueueId, *, body: bool = True) -> Loaded | None:
-        """The message (its body only with ``body``); None when it was deleted since the claim."""
-        try:
-            record = await self._queue.get(message_id)
-            data = await self._queue.read_body(message_id) if body else None
-        except UnknownMessageError:
-            return None  # deleted since the claim: nothing to deliver, nothing to record
-        return Loaded(record, data)
-
     async def _message(
         self, route: Destination | Reply, message_id: QueueId, items: list[ClaimedRecipient]
     ) -> None:
@@ -280,25 +274,25 @@ class Scheduler:
         An error is logged and leaves the recipients leased: they are tried again when it ends."""
         try:
             if isinstance(route, Reply):
-                await self._settle_now(message_id, items, route, None)
+                await self._settler.settle_now(message_id, items, route, None)
                 return
             courier = self._couriers.get(route.kind)
             if courier is None:
-                await self._settle_now(message_id, items, NO_COURIER, route)
+                await self._settler.settle_now(message_id, items, NO_COURIER, route)
                 return
             size = self._settings.max_recipients_per_transaction
             batches = [items[i : i + size] for i in range(0, len(items), size)]
-            message = LoadOnce(lambda: self._load(message_id))
+            message = LoadOnce(lambda: load(self._queue, message_id))
             carried = await asyncio.gather(*(self._batch(route, courier, message, b) for b in batches))
             done = [c for c in carried if c is not None and c.items]
             loaded = message.loaded  # None: deleted, or every batch met a dead destination
             if done and loaded is None:
-                loaded = await self._load(message_id, body=False)
+                loaded = await load(self._queue, message_id, body=False)
             if done and loaded is not None:
                 items = [i for c in done for i in c.items]
                 attempts = [a for c in done for a in c.attempts]
                 durations = [d for c in done for d in c.durations]
-                await self._settle(loaded, items, attempts, route, durations)
+                await self._settler.settle(loaded, items, attempts, route, durations)
         except Exception:
             _log.exception("delivering %s failed; its recipients are retried when the lease ends", message_id)
 
@@ -323,18 +317,10 @@ class Scheduler:
                 duration_s = (self._clock() - started).total_seconds()
                 self._dead.note(route, attempts)  # before the slot goes to the next one waiting
             durations: list[float | None] = [duration_s] * len(items)
-            return await self._settle(loaded, items, attempts, route, durations, quiet_only=True)
+            return await self._settler.settle(loaded, items, attempts, route, durations, quiet_only=True)
         except Exception:
             _log.exception("a transaction of %s failed; retried when the lease ends", items[0].message_id)
             return None
-
-    async def _settle_now(
-        self, message_id: QueueId, items: list[ClaimedRecipient], reply: Reply, route: Destination | None
-    ) -> None:
-        """Settle ``items`` with ``reply`` without asking a courier (nor reading the body)."""
-        loaded = await self._load(message_id, body=False)
-        if loaded is not None:
-            await self._settle(loaded, items, [Attempt(i.recipient, reply) for i in items], route)
 
     async def _carry(
         self, courier: Courier, destination: Destination, loaded: Loaded, items: list[ClaimedRecipient]
@@ -356,77 +342,3 @@ class Scheduler:
             )
             return [Attempt(r, INTERNAL_ERROR) for r in recipients]
         return attempts
-
-    # --- outcomes -------------------------------------------------------------------------------
-
-    async def _settle(
-        self,
-        loaded: Loaded,
-        items: Sequence[ClaimedRecipient],
-        attempts: Sequence[Attempt],
-        destination: Destination | None,
-        durations: Sequence[float | None] | None = None,
-        *,
-        quiet_only: bool = False,
-    ) -> Carried:
-        """Judge, send the DSNs due, log, then record (DSN first: see the module docstring).
-        ``durations``: each recipient's transaction time (None: no courier was asked). With
-        ``quiet_only``, only outcomes that need no DSN are settled; the others are returned."""
-        now = self._clock()
-        previous = {r.index: r.last_attempt_at for r in loaded.record.recipients}
-        kind = None if destination is None else destination.kind
-        judged = [
-            judge(
-                item,
-                attempt,
-                kind=kind,
-                now=now,
-                last_attempt_at=previous.get(item.index),
-                policy=self._settings.retry,
-                rng=self._rng,
-            )
-            for item, attempt in zip(items, attempts, strict=True)
-        ]
-        times = list(durations) if durations is not None else [None] * len(items)
-        later = [k for k, j in enumerate(judged) if j.report is not None] if quiet_only else []
-        keep = [j.report is None for j in judged] if quiet_only else await self._notify(loaded, judged)
-        relay = "none" if destination is None else destination.key
-        results = []
-        for item, attempt, judgement, kept, duration_s in zip(
-            items, attempts, judged, keep, times, strict=True
-        ):
-            if kept:
-                log_attempt(item, attempt, judgement, now, relay, duration_s)
-                results.append(judgement.result)
-        if results:
-            try:
-                await self._queue.record(results, self._clock())
-            except QueueError:
-                _log.exception(
-                    "recording outcomes of %s failed; retried when the lease ends", loaded.record.id
-                )
-        return Carried([items[k] for k in later], [attempts[k] for k in later], [times[k] for k in later])
-
-    async def _notify(self, loaded: Loaded, judged: Sequence[Judgement]) -> list[bool]:
-        """Enqueue the DSNs due; which judgements may be recorded. If a bounce cannot be queued,
-        its failures stay unrecorded (the attempt is made again); other outcomes are recorded."""
-        reports = [j.report for j in judged if j.report is not None]
-        body = await self._body(loaded) if reports else None
-        if reports and body is not None:
-            try:
-                await self._bouncer.notify(loaded.record, body, reports)
-            except QueueError:
-                _log.exception("queueing a DSN for %s failed; its failures are retried", loaded.record.id)
-                return [j.result.state is not RecipientState.FAILED for j in judged]
-        return [True] * len(judged)
-
-    async def _body(self, loaded: Loaded) -> bytes | None:
-        """The body a DSN returns; None when the message was deleted meanwhile (`postier queue
-        delete` while it was in flight): then nobody is told."""
-        try:
-            if loaded.body is None:
-                return await self._queue.read_body(loaded.record.id)
-            await self._queue.get(loaded.record.id)
-        except UnknownMessageError:
-            return None
-        return loaded.body
