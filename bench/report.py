@@ -12,13 +12,14 @@ from pathlib import Path
 
 from bench.postfix import postfix_version
 from bench.results import Metric, Results
+from bench.servers import WORKERS
 
 __all__ = ["LABELS", "machine", "markdown", "write_chart"]
 
 LABELS = {
     "postier": "Postier",
     "postier1": "Postier, 1 fsync/msg",
-    "postierw1": "Postier, 1 worker",
+    "postierw": f"Postier, {WORKERS} workers",
     "postfix": "Postfix",
     "aiosmtpd": "aiosmtpd+fsync",
     "sink": "smtp-sink (no durability)",
@@ -94,7 +95,7 @@ def _table(results: Results, scenario: str) -> list[str]:
         k for k in LABELS if any(k in results.values[m] or k in results.notes.get(m, {}) for m in metrics)
     ]
     ratios = [p for p in PEERS if p in servers] if "postier" in servers else []
-    for reference in ("postier1", "postierw1"):
+    for reference in ("postier1", "postierw"):
         if reference in servers and "postier" in servers:
             ratios.append(reference)
     head = ["case", "unit", *(LABELS[s] for s in servers), *(f"Postier / {LABELS[p]}" for p in ratios)]

@@ -46,8 +46,8 @@ class Kind:
 
 
 WORKERS = min(os.cpu_count() or 1, 32)
-"""``[server] workers`` of the "postier" server: one process per core, as an operator of a busy MX
-would run it (Postfix runs one smtpd process per connection, on every core)."""
+"""``[server] workers`` of the "postierw" reference server: one process per core (Postfix runs one
+smtpd process per connection, on every core). "postier" itself runs as shipped: one process."""
 
 
 def _postier_toml(
@@ -113,7 +113,7 @@ def _child(root: Path, port: int, argv: list[str]) -> Iterator[int]:
         log.close()
 
 
-def _postier(batch_max: int | None, loop: str, workers: int = WORKERS) -> Launch:
+def _postier(batch_max: int | None, loop: str, workers: int = 1) -> Launch:
     """``loop`` "asyncio" (``bench.postier_asyncio``) always runs one process, whatever ``workers``."""
 
     @contextlib.contextmanager
@@ -172,7 +172,9 @@ def kinds(postier_loop: str = "default") -> list[Kind]:
         Kind("postfix", "Postfix", postfix_instance),
         Kind("aiosmtpd", "aiosmtpd+fsync", _aiosmtpd),
         Kind("postier1", "Postier, 1 fsync/msg", _postier(1, postier_loop), is_postier=True),
-        Kind("postierw1", "Postier, 1 worker", _postier(None, postier_loop, 1), is_postier=True),
+        Kind(
+            "postierw", f"Postier, {WORKERS} workers", _postier(None, postier_loop, WORKERS), is_postier=True
+        ),
         Kind("sink", "smtp-sink (no durability)", _sink_only, durable=False),
     ]
 
