@@ -66,7 +66,9 @@ class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 def bind_listeners(config: Config) -> tuple[socket.socket, ...]:
     """Bind and listen on every ``[[listener]]`` address, in order, as asyncio's ``create_server``
-    would (SO_REUSEADDR; IPv6 sockets IPv6 only). Raises ``OSError`` (address in use)."""
+    would (SO_REUSEADDR; IPv6 sockets IPv6 only) — but on the first address a host *name* resolves
+    to, where ``create_server`` takes them all (listener addresses are IP addresses in practice).
+    Raises ``OSError`` (address in use)."""
     bound: list[socket.socket] = []
     try:
         for lc in config.listeners:
