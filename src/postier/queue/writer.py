@@ -3,7 +3,8 @@
 Theory of operation. Every operation on the store (enqueue, claim, outcome, admin, read) is a job:
 a function of the connection plus the asyncio future waiting for its result. The thread takes the
 first waiting job, then every other job already waiting (at most ``batch_max``), and runs them all in
-one transaction — ``BEGIN IMMEDIATE`` … ``COMMIT`` — each inside its own savepoint. With WAL and
+one transaction — ``BEGIN IMMEDIATE`` … ``COMMIT`` — each inside its own savepoint (neighbours that
+share a ``many`` function, the inline enqueues, run as one call in one savepoint). With WAL and
 ``synchronous=FULL`` the commit is one fsync of the WAL, shared by the whole batch; only after it
 returns are the futures resolved (``loop.call_soon_threadsafe``), so a session says 250 only once its
 message is on stable storage. There is no timer: while one batch is being synced the next one
