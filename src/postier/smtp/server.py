@@ -9,6 +9,10 @@ answered in order and the meaning of later bytes (commands, message data, AUTH r
 the replies before them. The engine does no I/O, keeps no clock and never raises on client input: bad
 input becomes a ``Rejected`` event carrying the RFC's reply.
 
+Where things are: this module reads lines and message data and moves the state on as replies are sent;
+``server_commands`` turns each command line into its event (the verb table and one handler per verb);
+``state`` holds the transition table, ``grammar`` the command syntax, ``framing`` the DATA and BDAT readers.
+
 Choices worth knowing (see also ``framing`` for DATA):
 
 - EXPN is answered 502 5.5.1: Postier does not expand lists (and VRFY never confirms: 252).
@@ -22,14 +26,10 @@ Choices worth knowing (see also ``framing`` for DATA):
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from postier.mail.address import Address
 from postier.mail.envelope import Recipient
-from postier.mail.errors import RemoteProtocolError
 from postier.mail.replies import S
 from postier.mail.reply import Reply
-from postier.smtp import commands, grammar
 from postier.smtp.events import (
     NEED_DATA,
     AuthCancelled,
@@ -50,6 +50,7 @@ from postier.smtp.events import (
     _NeedData,
 )
 from postier.smtp.framing import ChunkReader, DataReader
+from postier.smtp.server_commands import dispatch
 from postier.smtp.settings import EngineSettings
 from postier.smtp.state import OUT_OF_SEQUENCE, Mode, Phase, phase_after
 
@@ -79,7 +80,11 @@ class _Transaction:
 
 
 class ServerConnection:
-    """One SMTP server session, without I/O. See the module docstring for the protocol."""
+    """One SMTP server session, without I/O. See the module docstring for the protocol.
+
+    The handlers in ``server_commands`` read its session state (``_txn``, ``_is_esmtp``, ``_mechanisms``)
+    and call back ``_reject`` and ``_read_chunk``; nothing outside the ``smtp`` package does.
+    """
 
     def __init__(self, settings: EngineSettings) -> None:
         if settings.lmtp:
@@ -293,7 +298,7 @@ class ServerConnection:
             return self._line_error(S.BARE_LINE_ENDING)
         if self._mode is Mode.AUTH:
             return self._auth_line(line[:-2])
-        return self._command(line[:-2])
+        return dispatch(self, line[:-2])
 
     def _line_error(self, reply: Reply) -> Rejected:
         command = "AUTH" if self._mode is Mode.AUTH else ""
@@ -331,55 +336,8 @@ class ServerConnection:
             return self._reject(error or S.BAD_SEQUENCE, "DATA")
         return txn.message(body)
 
-    # --- commands ----------------------------------------------------------------------------------
-
-    def _command(self, line: bytes) -> Event | _NeedData:
-        verb, arg = grammar.split_command(line)
-        if self._phase is Phase.REFUSED and verb != "QUIT":
-            return self._reject(S.SESSION_REFUSED, verb)
-        handler = _HANDLERS.get(verb)
-        if handler is None:
-            return self._reject(S.UNKNOWN_COMMAND, verb)
-        out_of_sequence = OUT_OF_SEQUENCE.get(verb, {}).get(self._phase)
-        if out_of_sequence is not None and verb != "BDAT":  # BDAT reads its chunk first
-            return self._reject(out_of_sequence, verb)
-        try:
-            return handler(self, arg)
-        except RemoteProtocolError as exc:
-            return self._reject(exc.reply, verb)
-
-    def _ehlo(self, arg: bytes) -> Event:
-        name, well_formed = grammar.parse_hello(arg)
-        return Hello("EHLO", name, is_well_formed=well_formed)
-
-    def _helo(self, arg: bytes) -> Event:
-        name, well_formed = grammar.parse_hello(arg)
-        return Hello("HELO", name, is_well_formed=well_formed)
-
-    def _mail(self, arg: bytes) -> Event:
-        if self.settings.mail_requires_auth and not self._is_authenticated:
-            raise RemoteProtocolError(S.AUTH_REQUIRED)  # RFC 4954 §6
-        sender, params = grammar.parse_mail(arg, max_message_bytes=self.settings.max_message_bytes)
-        return MailFrom(sender, params)
-
-    def _rcpt(self, arg: bytes) -> Event:
-        txn = self._txn
-        assert txn is not None
-        if len(txn.recipients) >= self.settings.max_recipients:  # RFC 5321 §4.5.3.1.10
-            return self._reject(S.TOO_MANY_RECIPIENTS, "RCPT", counts=False)
-        return RcptTo(grammar.parse_rcpt(arg, allow_utf8=txn.params.smtputf8))
-
-    def _data(self, arg: bytes) -> Event:
-        txn = self._txn
-        assert txn is not None
-        return commands.data_start(arg, used_bdat=txn.used_bdat, body=txn.params.body)
-
-    def _bdat(self, arg: bytes) -> Event | _NeedData:
-        """RFC 3030 §2: the chunk is read (kept or dropped) before any reply, whatever the state."""
-        parsed = grammar.parse_bdat(arg)
-        if parsed is None:
-            raise RemoteProtocolError(S.SYNTAX_ERROR)  # the chunk size is unknown: nothing to skip
-        size, last = parsed
+    def _read_chunk(self, size: int, *, last: bool) -> Event | _NeedData:
+        """Start reading a BDAT chunk of ``size`` octets (kept only if it may join the transaction)."""
         txn = self._txn
         keep = (
             txn is not None
@@ -415,47 +373,7 @@ class ServerConnection:
         self._end_transaction()
         return txn.message(b"".join(txn.chunks))
 
-    def _starttls(self, arg: bytes) -> Event:
-        return commands.starttls(arg, is_tls=self._is_tls, can_starttls=self.settings.can_starttls)
-
-    def _auth(self, arg: bytes) -> Event:
-        return commands.auth_start(
-            arg,
-            mechanisms=self._mechanisms,
-            is_esmtp=self._is_esmtp,
-            is_authenticated=self._is_authenticated,
-            in_transaction=self._txn is not None,
-            tls_ok=self._is_tls or not self.settings.auth_requires_tls,
-        )
-
-    def _expn(self, arg: bytes) -> Event:
-        return self._reject(S.NOT_IMPLEMENTED, "EXPN")  # lists are not expanded to strangers
-
     def _end_transaction(self) -> None:
         self._txn = None
         if self._phase in (Phase.MAIL, Phase.RCPT):
             self._phase = Phase.HELLO
-
-
-_C = ServerConnection
-_HANDLERS: dict[str, Callable[[ServerConnection, bytes], Event | _NeedData]] = {
-    "EHLO": _C._ehlo,
-    "HELO": _C._helo,
-    "MAIL": _C._mail,
-    "RCPT": _C._rcpt,
-    "DATA": _C._data,
-    "BDAT": _C._bdat,
-    "STARTTLS": _C._starttls,
-    "AUTH": _C._auth,
-    "EXPN": _C._expn,
-}
-
-
-def _simple(verb: str) -> Callable[[ServerConnection, bytes], Event]:
-    def handle(conn: ServerConnection, arg: bytes) -> Event:
-        return commands.simple(verb, arg)
-
-    return handle
-
-
-_HANDLERS.update((verb, _simple(verb)) for verb in commands.SIMPLE)
