@@ -32,7 +32,7 @@ from postier.server.tls import TlsStore, ensure_self_signed
 from postier.smtp.settings import EngineSettings
 from postier.users import Authenticator, AuthThrottle, UserStore, users_path
 
-__all__ = ["Application", "Role", "reloader", "run", "run_loop", "serve"]
+__all__ = ["Application", "Role", "run_loop", "serve"]
 
 _log = get_logger("postier.app")
 
@@ -290,7 +290,7 @@ async def serve(
         started(app)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    reload = reloader(app, load)
+    reload = _reloader(app, load)
 
     def handle(sig: signal.Signals) -> None:
         if on_signal is not None:
@@ -314,7 +314,7 @@ async def serve(
             signal.signal(sig, signal.SIG_IGN)
 
 
-def reloader(app: Application, load: Callable[[], Config] | None) -> Callable[[], None]:
+def _reloader(app: Application, load: Callable[[], Config] | None) -> Callable[[], None]:
     def reload() -> None:
         _log.info("SIGHUP: reloading the configuration")
         try:
@@ -325,12 +325,6 @@ def reloader(app: Application, load: Callable[[], Config] | None) -> Callable[[]
         app.reload(new)
 
     return reload
-
-
-def run(config: Config, load: Callable[[], Config] | None = None) -> int:
-    """Run the server in this one process. ``load`` reads the configuration again on SIGHUP."""
-    run_loop(serve(config, load=load))
-    return 0
 
 
 def run_loop(main: Coroutine[Any, Any, None]) -> None:

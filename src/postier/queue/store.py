@@ -53,20 +53,7 @@ def insert(
 ) -> None:
     """Store one message, every recipient queued and due now. With ``log``, a large body goes to the
     body log (appended after the row that refuses a duplicate id)."""
-    sender = "" if envelope.sender is None else str(envelope.sender)
-    conn.execute(
-        "INSERT INTO messages (id, arrived_at, sender, envelope, size, body_sha256, status, done_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-        (
-            qid,
-            now,
-            sender,
-            encode_envelope(envelope),
-            len(body),
-            hashlib.sha256(body).hexdigest(),
-            MessageStatus.ACTIVE.value,
-        ),
-    )
+    conn.execute(_INSERT_MESSAGE, _message_row(qid, envelope, body, now))
     if log is not None and log.wants(body):
         segment, start = log.append(body)
         try:
@@ -79,7 +66,7 @@ def insert(
             log.forget(segment, start)
             raise
         return
-    conn.execute("INSERT INTO bodies (message_id, data) VALUES (?, ?)", (qid, body))
+    conn.execute(_INSERT_BODY, (qid, body))
     _insert_recipients(conn, qid, envelope, now)
 
 
@@ -100,36 +87,18 @@ class Insert:
 
     @staticmethod
     def many(conn: Conn, jobs: Sequence[Insert]) -> list[None]:
-        active = MessageStatus.ACTIVE.value
-        conn.executemany(
-            "INSERT INTO messages (id, arrived_at, sender, envelope, size, body_sha256, status, done_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-            [
-                (
-                    j.qid,
-                    j.now,
-                    "" if j.envelope.sender is None else str(j.envelope.sender),
-                    encode_envelope(j.envelope),
-                    len(j.body),
-                    hashlib.sha256(j.body).hexdigest(),
-                    active,
-                )
-                for j in jobs
-            ],
-        )
-        bodies = [(j.qid, j.body) for j in jobs]
-        conn.executemany("INSERT INTO bodies (message_id, data) VALUES (?, ?)", bodies)
-        conn.executemany(
-            _INSERT_RECIPIENT,
-            [
-                (j.qid, i, *encode_recipient(r), j.now)
-                for j in jobs
-                for i, r in enumerate(j.envelope.recipients)
-            ],
-        )
+        conn.executemany(_INSERT_MESSAGE, [_message_row(j.qid, j.envelope, j.body, j.now) for j in jobs])
+        conn.executemany(_INSERT_BODY, [(j.qid, j.body) for j in jobs])
+        recipients = [row for j in jobs for row in _recipient_rows(j.qid, j.envelope, j.now)]
+        conn.executemany(_INSERT_RECIPIENT, recipients)
         return [None] * len(jobs)
 
 
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (id, arrived_at, sender, envelope, size, body_sha256, status, done_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, NULL)"
+)
+_INSERT_BODY = "INSERT INTO bodies (message_id, data) VALUES (?, ?)"
 _INSERT_RECIPIENT = (
     "INSERT INTO recipients (message_id, idx, local_part, domain, domain_key, notify, orcpt, state,"
     " attempts, next_attempt_at, lease_until, last_attempt_at, last_reply)"
@@ -138,9 +107,20 @@ _INSERT_RECIPIENT = (
 
 
 def _insert_recipients(conn: Conn, qid: QueueId, envelope: Envelope, now: float) -> None:
-    conn.executemany(
-        _INSERT_RECIPIENT, [(qid, i, *encode_recipient(r), now) for i, r in enumerate(envelope.recipients)]
-    )
+    conn.executemany(_INSERT_RECIPIENT, _recipient_rows(qid, envelope, now))
+
+
+def _message_row(qid: QueueId, envelope: Envelope, body: bytes, now: float) -> tuple[object, ...]:
+    """The ``messages`` row of a new message (``_INSERT_MESSAGE``): active, not done."""
+    sender = "" if envelope.sender is None else str(envelope.sender)
+    digest = hashlib.sha256(body).hexdigest()
+    active = MessageStatus.ACTIVE.value
+    return (qid, now, sender, encode_envelope(envelope), len(body), digest, active)
+
+
+def _recipient_rows(qid: QueueId, envelope: Envelope, now: float) -> list[tuple[object, ...]]:
+    """The ``recipients`` rows of a new message (``_INSERT_RECIPIENT``): each queued, due ``now``."""
+    return [(qid, i, *encode_recipient(r), now) for i, r in enumerate(envelope.recipients)]
 
 
 def claim(conn: Conn, now: float, lease_s: float, limit: int) -> list[Claim]:
