@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from postier.mail.address import Address
 from postier.mail.envelope import Envelope, Recipient
 from postier.queue import QueueError, QueueFilter, RecipientResult, RecipientState, SqliteQueue
+from postier.queue.bodylog import BodyLog
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 ENV = Envelope(Address("a", "x.test"), (Recipient(Address("b", "y.test")),))
@@ -37,6 +41,43 @@ async def test_small_bodies_stay_inline_and_large_ones_go_to_the_log(queue: Sqli
     assert await queue.read_body(b) == large
     assert segments(queue) == ["00000001.log"]
     assert (queue.path / "bodies" / "00000001.log").stat().st_size == 5000
+
+
+async def test_a_group_commit_stores_large_and_small_bodies_together(tmp_path: Path) -> None:
+    """Concurrent enqueues share group commits (store.Insert.many): the large bodies of a group
+    are appended in one write, the small ones stay inline, and each reads back as it was sent."""
+    q = SqliteQueue(tmp_path / "queue", body_log_min_bytes=1000)
+    await q.open()
+    try:
+        bodies = [os.urandom(2000 + i) if i % 3 else os.urandom(500 + i) for i in range(60)]
+        ids = await asyncio.gather(*(q.enqueue(ENV, body) for body in bodies))
+        for qid, body in zip(ids, bodies, strict=True):
+            assert await q.read_body(qid) == body
+        logged = sum(len(b) for b in bodies if len(b) >= 1000)
+        assert sum(p.stat().st_size for p in (q.path / "bodies").iterdir()) == logged
+    finally:
+        await q.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.binary(max_size=64), max_size=1500), st.integers(0, 5))
+@example(bodies=[bytes([i % 256]) * (i % 7) for i in range(2100)], before=3)
+def test_append_many_writes_every_body_in_order_past_the_iovec_limit(
+    tmp_path_factory: pytest.TempPathFactory, bodies: list[bytes], before: int
+) -> None:
+    """One ``pwritev`` takes at most 1,024 buffers: a longer group is written in several, in order,
+    and each body starts where the one before it ended (empty bodies included)."""
+    log = BodyLog(tmp_path_factory.mktemp("bodies"), min_bytes=1)
+    log.open()
+    try:
+        if before:
+            log.append(b"x" * before)
+        segment, starts = log.append_many(bodies)
+        data = log.segment_path(segment).read_bytes()
+        assert data == b"x" * before + b"".join(bodies)
+        assert [data[start : start + len(b)] for start, b in zip(starts, bodies, strict=True)] == bodies
+    finally:
+        log.close()
 
 
 async def test_full_segments_roll_over_and_unused_ones_are_removed(queue: SqliteQueue) -> None:

@@ -7,8 +7,9 @@ body of at least ``min_bytes`` octets is instead appended, in one ``write``, to 
 of the body log, and a row ``body_refs(message_id, segment, start, length)`` in the same
 transaction says where it is. The order of events in the writer thread keeps "250 means durable":
 
-1. the job inserts the message row (a duplicate id fails here, before any byte is written), appends
-   the body to the segment and inserts its ``body_refs`` row;
+1. the jobs insert their message rows (a duplicate id fails here, before any byte is written),
+   append their bodies to the segment (``append_many``: the large bodies of a group commit in one
+   ``pwritev``) and insert their ``body_refs`` rows;
 2. ``before_commit``: one ``fdatasync`` of the segment for the whole group commit (and one fsync of
    the directory when the group created the segment);
 3. ``COMMIT`` (the WAL's fsync); only after it does a session answer 250.
@@ -72,6 +73,21 @@ def _remove_unlocked(path: Path) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def _pwrite_all(fd: int, buffers: list[bytes], offset: int) -> None:
+    """Write every buffer, in order, from ``offset`` (a short write goes on where it stopped)."""
+    views = [memoryview(b) for b in buffers if b]
+    while views:
+        done = os.pwritev(fd, views[:_IOV_MAX], offset)
+        offset += done
+        while views and done >= len(views[0]):
+            done -= len(views.pop(0))
+        if done:
+            views[0] = views[0][done:]
+
+
+_IOV_MAX = os.sysconf("SC_IOV_MAX")  # buffers per pwritev (1,024 on Linux)
 
 
 class BodyLog:
@@ -140,20 +156,28 @@ class BodyLog:
 
     def append(self, body: bytes) -> tuple[int, int]:
         """Append one body; returns (segment, start). Durable only after ``before_commit``."""
+        segment, starts = self.append_many([body])
+        return segment, starts[0]
+
+    def append_many(self, bodies: list[bytes]) -> tuple[int, list[int]]:
+        """Append several bodies in one ``pwritev`` (one GIL round trip for the writer thread);
+        returns the segment and each body's start. A segment may outgrow ``segment_bytes`` by one
+        group: the group is never split."""
         try:
             if self._fd < 0 or self._size >= self.segment_bytes:
                 self._start_segment()
             if self._batch_start is None:
                 self._batch_start = self._size
-            start = self._size
-            with memoryview(body) as view:
-                done = 0
-                while done < len(view):
-                    done += os.pwrite(self._fd, view[done:], start + done)
+            first = start = self._size
+            starts = []
+            for body in bodies:
+                starts.append(start)
+                start += len(body)
+            _pwrite_all(self._fd, bodies, first)
         except OSError as exc:
             raise map_error(exc) from None
-        self._size = start + len(body)
-        return self._segment, start
+        self._size = start
+        return self._segment, starts
 
     def forget(self, segment: int, start: int) -> None:
         """The job that appended at ``start`` failed: cut the segment back (it was the last append)."""

@@ -170,11 +170,8 @@ class SqliteQueue:
             raise QueueError("a message needs at least one recipient")
         qid = self.new_id() if queue_id is None else QueueId(queue_id)
         body, now = bytes(body), self._now(None)
-        if self._log.wants(body):
-            job = partial(store.insert, qid=qid, envelope=envelope, body=body, now=now, log=self._log)
-            await self._submit(job)
-        else:  # inline: grouped with the other inline enqueues of the same commit (store.Insert)
-            await self._submit(store.Insert(qid, envelope, body, now))
+        # grouped with the other enqueues of the same commit (store.Insert.many)
+        await self._submit(store.Insert(qid, envelope, body, now, self._log))
         return qid
 
     async def claim(self, now: datetime, lease_s: float, limit: int) -> list[Claim]:
