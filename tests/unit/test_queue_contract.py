@@ -164,6 +164,21 @@ async def test_a_duplicate_among_many_concurrent_enqueues_fails_alone(queue: Que
     assert await queue.read_body(qid) == b"first"
 
 
+async def test_a_group_commit_of_many_rows_keeps_every_recipient_in_order(queue: Queue) -> None:
+    """Rows go in by multi-row INSERTs of a bounded size (store._insert_rows): a message with more
+    recipients than one statement takes, among others in the same commit, keeps them all, in order."""
+    many = [f"r{i}@d{i % 7}.test" for i in range(1234)]
+    jobs = [queue.enqueue(envelope(*many), b"big list")]
+    jobs += [queue.enqueue(envelope(f"s{i}@x.test"), f"small {i}".encode()) for i in range(30)]
+    ids = await asyncio.gather(*jobs)
+    record = await queue.get(ids[0])
+    assert [str(r.recipient.address) for r in record.recipients] == many
+    assert [r.index for r in record.recipients] == list(range(1234))
+    for i, qid in enumerate(ids[1:]):
+        assert await queue.read_body(qid) == f"small {i}".encode()
+        assert [str(r.recipient.address) for r in (await queue.get(qid)).recipients] == [f"s{i}@x.test"]
+
+
 async def test_unknown_id(queue: Queue) -> None:
     for call in (queue.get, queue.read_body, queue.hold, queue.release, queue.retry, queue.delete):
         with pytest.raises(UnknownMessageError):

@@ -7,6 +7,7 @@ one ``BEGIN IMMEDIATE`` and one ``COMMIT`` (group commit). Times come in as epoc
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -68,7 +69,7 @@ def insert(conn: Conn, job: Insert) -> None:
 
 class Insert:
     """One enqueue as a writer job (``writer.py``): ``job(conn)`` stores the message alone, and
-    ``Insert.many(conn, jobs)`` stores several at once — one ``executemany`` per table and one
+    ``Insert.many(conn, jobs)`` stores several at once — one multi-row ``INSERT`` per table and one
     ``pwritev`` of the large bodies for a whole group commit instead of five statements and a
     savepoint per message. With ``log``, a body the log wants goes there, the others inline.
 
@@ -92,27 +93,50 @@ class Insert:
 
     @staticmethod
     def many(conn: Conn, jobs: Sequence[Insert]) -> list[None]:
-        conn.executemany(_INSERT_MESSAGE, [_message_row(j) for j in jobs])
+        _insert_rows(conn, _INSERT_MESSAGE, [_message_row(j) for j in jobs])
         log = jobs[0].log  # one queue's writer runs these jobs: one body log
         logged: list[Insert] = []
         inline: list[Insert] = []
         for j in jobs:
             (logged if log is not None and log.wants(j.body) else inline).append(j)
-        if inline:
-            conn.executemany(_INSERT_BODY, [(j.qid, j.body) for j in inline])
+        _insert_rows(conn, _INSERT_BODY, [(j.qid, j.body) for j in inline])
         recipients = [row for j in jobs for row in _recipient_rows(j.qid, j.envelope, j.now)]
         if log is None or not logged:
-            conn.executemany(_INSERT_RECIPIENT, recipients)
+            _insert_rows(conn, _INSERT_RECIPIENT, recipients)
             return [None] * len(jobs)
         segment, starts = log.append_many([j.body for j in logged])
         try:
             refs = [(j.qid, segment, start, len(j.body)) for j, start in zip(logged, starts, strict=True)]
-            conn.executemany(_INSERT_REF, refs)
-            conn.executemany(_INSERT_RECIPIENT, recipients)
+            _insert_rows(conn, _INSERT_REF, refs)
+            _insert_rows(conn, _INSERT_RECIPIENT, recipients)
         except BaseException:
             log.forget(segment, starts[0])
             raise
         return [None] * len(jobs)
+
+
+def _insert_rows(conn: Conn, insert: str, rows: Sequence[tuple[object, ...]]) -> None:
+    """``rows`` by multi-row ``INSERT … VALUES (…), (…), …`` statements of up to ``_ROWS_PER_INSERT``
+    rows: each statement is one ``sqlite3_step``, where ``executemany`` steps once per row — and
+    the sqlite3 module drops the GIL around every step, which the writer thread must then wait to
+    take back from the busy event loop (while holding the cross-process writer lock)."""
+    if not rows:
+        return
+    width = len(rows[0])
+    per = min(_ROWS_PER_INSERT, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width)
+    for i in range(0, len(rows), per):
+        chunk = rows[i : i + per]
+        conn.execute(_multi_row(insert, len(chunk)), [value for row in chunk for value in row])
+
+
+@functools.lru_cache(maxsize=256)
+def _multi_row(insert: str, count: int) -> str:
+    """``insert`` (one ``VALUES (…)`` row, at its end) with its row repeated ``count`` times."""
+    head, sep, row = insert.rpartition(" VALUES ")
+    return head + sep + ", ".join([row] * count)
+
+
+_ROWS_PER_INSERT = 500
 
 
 _INSERT_MESSAGE = (
@@ -129,7 +153,7 @@ _INSERT_RECIPIENT = (
 
 
 def _insert_recipients(conn: Conn, qid: QueueId, envelope: Envelope, now: float) -> None:
-    conn.executemany(_INSERT_RECIPIENT, _recipient_rows(qid, envelope, now))
+    _insert_rows(conn, _INSERT_RECIPIENT, _recipient_rows(qid, envelope, now))
 
 
 def _message_row(job: Insert) -> tuple[object, ...]:
