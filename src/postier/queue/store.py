@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -52,19 +53,19 @@ Conn = sqlite3.Connection
 def insert(conn: Conn, job: Insert) -> None:
     """Store one message, every recipient queued and due now. With the job's ``log``, a large body
     goes to the body log (appended after the row that refuses a duplicate id)."""
-    qid, envelope, body, now, log = job.qid, job.envelope, job.body, job.now, job.log
-    conn.execute(_INSERT_MESSAGE, _message_row(job))
+    qid, body, log = job.qid, job.body, job.log
+    conn.execute(_INSERT_MESSAGE, job.row)
     if log is not None and log.wants(body):
         segment, start = log.append(body)
         try:
             conn.execute(_INSERT_REF, (qid, segment, start, len(body)))
-            _insert_recipients(conn, qid, envelope, now)
+            _insert_rows(conn, _INSERT_RECIPIENT, job.recipients)
         except BaseException:
             log.forget(segment, start)
             raise
         return
     conn.execute(_INSERT_BODY, (qid, body))
-    _insert_recipients(conn, qid, envelope, now)
+    _insert_rows(conn, _INSERT_RECIPIENT, job.recipients)
 
 
 class Insert:
@@ -77,30 +78,33 @@ class Insert:
     writer thread, and taking it back means waiting for the busy event loop to let go. At 100 KiB
     that wait was most of the writer's time (8 ms per group commit of ten messages; its CPU time
     was a quarter of that), and the sessions waited for their 250 behind it. So the job does the
-    least it can in the writer, and the body's SHA-256 is taken here, in the caller's thread (the
-    event loop): hashlib drops the GIL there too, which lets the writer run meanwhile."""
+    least it can in the writer: the rows are built here, in the caller's thread (the event loop),
+    and so is the body's SHA-256 — hashlib drops the GIL there too, which lets the writer run."""
 
-    __slots__ = ("body", "digest", "envelope", "log", "now", "qid")
+    __slots__ = ("body", "log", "qid", "recipients", "row")
 
     def __init__(
         self, qid: QueueId, envelope: Envelope, body: bytes, now: float, log: BodyLog | None = None
     ) -> None:
-        self.qid, self.envelope, self.body, self.now, self.log = qid, envelope, body, now, log
-        self.digest = hashlib.sha256(body).hexdigest()
+        self.qid, self.body, self.log = qid, body, log
+        sender = "" if envelope.sender is None else str(envelope.sender)
+        digest = hashlib.sha256(body).hexdigest()
+        self.row = (qid, now, sender, encode_envelope(envelope), len(body), digest, _ACTIVE)
+        self.recipients = [(qid, i, *encode_recipient(r), now) for i, r in enumerate(envelope.recipients)]
 
     def __call__(self, conn: Conn) -> None:
         insert(conn, self)
 
     @staticmethod
     def many(conn: Conn, jobs: Sequence[Insert]) -> list[None]:
-        _insert_rows(conn, _INSERT_MESSAGE, [_message_row(j) for j in jobs])
+        _insert_rows(conn, _INSERT_MESSAGE, [j.row for j in jobs])
         log = jobs[0].log  # one queue's writer runs these jobs: one body log
         logged: list[Insert] = []
         inline: list[Insert] = []
         for j in jobs:
             (logged if log is not None and log.wants(j.body) else inline).append(j)
         _insert_rows(conn, _INSERT_BODY, [(j.qid, j.body) for j in inline])
-        recipients = [row for j in jobs for row in _recipient_rows(j.qid, j.envelope, j.now)]
+        recipients = [row for j in jobs for row in j.recipients]
         if log is None or not logged:
             _insert_rows(conn, _INSERT_RECIPIENT, recipients)
             return [None] * len(jobs)
@@ -126,7 +130,7 @@ def _insert_rows(conn: Conn, insert: str, rows: Sequence[tuple[object, ...]]) ->
     per = min(_ROWS_PER_INSERT, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width)
     for i in range(0, len(rows), per):
         chunk = rows[i : i + per]
-        conn.execute(_multi_row(insert, len(chunk)), [value for row in chunk for value in row])
+        conn.execute(_multi_row(insert, len(chunk)), list(itertools.chain.from_iterable(chunk)))
 
 
 @functools.lru_cache(maxsize=256)
@@ -152,21 +156,7 @@ _INSERT_RECIPIENT = (
 )
 
 
-def _insert_recipients(conn: Conn, qid: QueueId, envelope: Envelope, now: float) -> None:
-    _insert_rows(conn, _INSERT_RECIPIENT, _recipient_rows(qid, envelope, now))
-
-
-def _message_row(job: Insert) -> tuple[object, ...]:
-    """The ``messages`` row of a new message (``_INSERT_MESSAGE``): active, not done."""
-    envelope = job.envelope
-    sender = "" if envelope.sender is None else str(envelope.sender)
-    active = MessageStatus.ACTIVE.value
-    return (job.qid, job.now, sender, encode_envelope(envelope), len(job.body), job.digest, active)
-
-
-def _recipient_rows(qid: QueueId, envelope: Envelope, now: float) -> list[tuple[object, ...]]:
-    """The ``recipients`` rows of a new message (``_INSERT_RECIPIENT``): each queued, due ``now``."""
-    return [(qid, i, *encode_recipient(r), now) for i, r in enumerate(envelope.recipients)]
+_ACTIVE = MessageStatus.ACTIVE.value
 
 
 def claim(conn: Conn, now: float, lease_s: float, limit: int) -> list[Claim]:
