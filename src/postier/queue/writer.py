@@ -55,6 +55,16 @@ _SQLITE_FULL = 13
 _PER_JOB_SQL_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError)
 
 
+def _own_error(exc: Exception) -> BaseException:
+    """What a job that raised ``exc`` gets: its own failure (a constraint, a bug) as its error; a
+    failure of the store itself (an I/O error, a full disk) is raised again — the whole batch goes."""
+    if isinstance(exc, sqlite3.Error):
+        if not isinstance(exc, _PER_JOB_SQL_ERRORS):
+            raise exc
+        return map_error(exc)
+    return exc
+
+
 class _AloneFailed(Exception):
     """The only unit of a batch, run without a savepoint, failed on its own account (``error``)."""
 
@@ -284,24 +294,15 @@ class Writer:
             if many is None:
                 return [(True, batch[0][0](conn))]
             return [(True, value) for value in many(conn, [job[0] for job in batch])]
-        except sqlite3.Error as exc:
-            if not isinstance(exc, _PER_JOB_SQL_ERRORS):
-                raise  # the store itself failed: the whole batch goes
-            raise _AloneFailed(map_error(exc)) from None
         except Exception as exc:
-            raise _AloneFailed(exc) from None
+            raise _AloneFailed(_own_error(exc)) from None
 
     def _run_group(self, conn: Conn, group: list[Job], many: Any) -> list[tuple[bool, Any]]:
         conn.execute("SAVEPOINT grouped")
         try:
             values = many(conn, [job[0] for job in group])
-        except sqlite3.Error as exc:
-            if not isinstance(exc, _PER_JOB_SQL_ERRORS):
-                raise  # the store itself failed: the whole batch goes
-            conn.execute("ROLLBACK TO grouped")
-            conn.execute("RELEASE grouped")
-            return [self._run_job(conn, job) for job in group]
-        except Exception:
+        except Exception as exc:
+            _own_error(exc)  # the store's own failure goes on up
             conn.execute("ROLLBACK TO grouped")
             conn.execute("RELEASE grouped")
             return [self._run_job(conn, job) for job in group]
@@ -313,16 +314,11 @@ class Writer:
         conn.execute("SAVEPOINT job")
         try:
             value = job[0](conn)
-        except sqlite3.Error as exc:
-            if not isinstance(exc, _PER_JOB_SQL_ERRORS):
-                raise  # the store itself failed: the whole batch goes
-            conn.execute("ROLLBACK TO job")
-            conn.execute("RELEASE job")
-            return False, map_error(exc)
         except Exception as exc:
+            error = _own_error(exc)
             conn.execute("ROLLBACK TO job")
             conn.execute("RELEASE job")
-            return False, exc
+            return False, error
         conn.execute("RELEASE job")
         return True, value
 
