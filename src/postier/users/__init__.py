@@ -3,7 +3,7 @@ server's ``Authenticator``; the AUTH brute-force throttle (``docs/users.md``). L
 aliases file and ``LocalDirectory`` (who exists here, where their mail goes; ``docs/delivery.md``)."""
 
 from postier.users.aliases import Aliases, AliasesError, AliasFile, parse_aliases
-from postier.users.auth import Authenticator
+from postier.users.auth import Authenticator, Refused
 from postier.users.directory import LocalDirectory, mailbox_name
 from postier.users.model import (
     InvalidAddressError,
@@ -28,6 +28,7 @@ __all__ = [
     "InvalidAddressError",
     "InvalidPasswordError",
     "LocalDirectory",
+    "Refused",
     "ThrottleState",
     "UnknownUserError",
     "User",
