@@ -29,7 +29,7 @@ from postier.policy.relay import RelayPolicy
 from postier.queue import SqliteQueue
 from postier.server.listener import Listener, SmtpServer, listener_settings
 from postier.server.tls import TlsStore, ensure_self_signed
-from postier.smtp.settings import EngineSettings
+from postier.smtp.server.settings import EngineSettings
 from postier.users import Authenticator, AuthThrottle, UserStore, users_path
 
 __all__ = ["Application", "Role", "run_loop", "serve"]

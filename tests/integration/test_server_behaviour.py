@@ -20,7 +20,7 @@ from postier.mail.errors import QueueError, QueueFullError
 from postier.policy.ratelimit import RateLimits, SlidingWindow
 from postier.policy.relay import RelayPolicy
 from postier.server.listener import Listener, SmtpServer, listener_settings
-from postier.smtp.settings import EngineSettings
+from postier.smtp.server.settings import EngineSettings
 from postier.users import AuthThrottle
 
 pytestmark = pytest.mark.integration
