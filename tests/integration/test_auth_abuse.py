@@ -17,7 +17,7 @@ import pytest
 
 from postier.policy.relay import RelayPolicy
 from postier.server.listener import Listener, SmtpServer, listener_settings
-from postier.smtp.settings import EngineSettings
+from postier.smtp.server.settings import EngineSettings
 from postier.users import Authenticator, AuthThrottle, UserStore, users_path
 
 pytestmark = pytest.mark.integration
