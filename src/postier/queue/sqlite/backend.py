@@ -202,10 +202,14 @@ class SqliteQueue:
         return await self._submit(partial(reads.read_body, qid=QueueId(queue_id), log=self._log))
 
     async def list_messages(
-        self, where: QueueFilter | None = None, *, limit: int = 1000
+        self, where: QueueFilter | None = None, *, limit: int | None = 1000
     ) -> list[MessageSummary]:
         where = QueueFilter() if where is None else where
         return await self._submit(partial(reads.list_messages, where=where, limit=limit))
+
+    async def count_messages(self, where: QueueFilter | None = None) -> int:
+        where = QueueFilter() if where is None else where
+        return await self._submit(partial(reads.count_messages, where=where))
 
     async def stats(self, now: datetime | None = None) -> QueueStats:
         return await self._submit(partial(reads.stats, now=self._now(now)))
