@@ -26,8 +26,8 @@ from postier.delivery.security.mtasts_lookup import MtaSts
 from postier.delivery.security.plan import TlsPlanner
 from postier.dns import DnsPythonResolver
 from postier.mail.errors import ConfigError
+from postier.recipients.directory import LocalDirectory
 from postier.users import UserStore
-from postier.users.directory import LocalDirectory
 
 __all__ = ["DeliveryParts", "delivery_parts"]
 
