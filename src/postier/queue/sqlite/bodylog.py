@@ -43,6 +43,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+from postier.mail.errors import DamagedBodyError
 from postier.queue.sqlite.writer import map_error
 
 __all__ = ["BodyLog", "fsync_dir"]
@@ -216,12 +217,18 @@ class BodyLog:
         segment, start, length = row
         try:
             fd = os.open(self.segment_path(segment), os.O_RDONLY)
+        except FileNotFoundError:
+            lost = f"the body of {qid} is lost: body-log segment {segment} is missing"
+            raise DamagedBodyError(lost) from None
         except OSError as exc:
             raise map_error(exc) from None
         try:
-            return os.pread(fd, length, start)
+            data = os.pread(fd, length, start)
         finally:
             os.close(fd)
+        if len(data) != length:
+            raise DamagedBodyError(f"the body of {qid} is lost: body-log segment {segment} is too short")
+        return data
 
     # --- the writer's commit hooks ---------------------------------------------------------------
 
