@@ -55,13 +55,15 @@ def dkimpy_verify(message: bytes, dnsfunc: DnsFunc) -> list[bool]:
     return out
 
 
-def opendkim_verify(message: bytes, host: str, port: int, workdir: Path) -> dict[str, str]:
+def opendkim_verify(message: bytes, host: str, port: int, workdir: Path) -> tuple[dict[str, str], str]:
     """OpenDKIM's verdict per algorithm ({"ed25519-sha256": "pass", "rsa-sha256": "fail"}), from the
-    Authentication-Results field its test mode prints."""
+    Authentication-Results field its test mode prints; and that output, to show when it fails."""
     workdir.mkdir(parents=True, exist_ok=True)
     unbound = workdir / "unbound.conf"
     unbound.write_text(
-        f'server:\n  do-not-query-localhost: no\nforward-zone:\n  name: "."\n  forward-addr: {host}@{port}\n'
+        # unbound answers the special-use names of RFC 6761 (test., invalid., …) itself: not here.
+        'server:\n  do-not-query-localhost: no\n  local-zone: "test." nodefault\n'
+        f'forward-zone:\n  name: "."\n  forward-addr: {host}@{port}\n'
     )
     conf = workdir / "opendkim.conf"
     conf.write_text(f"Mode v\nSyslog no\nResolverConfiguration {unbound}\n")
@@ -75,4 +77,5 @@ def opendkim_verify(message: bytes, host: str, port: int, workdir: Path) -> dict
         check=False,
     )
     text = done.stdout + done.stderr
-    return {a: r for r, a in re.findall(r"dkim=(\w+)(?:[^;(]|\([^)]*\))*?header\.a=([\w-]+)", text)}
+    verdicts = re.findall(r"dkim=(\w+)(?:[^;(]|\([^)]*\))*?header\.a=([\w-]+)", text)
+    return {a: r for r, a in verdicts}, text
