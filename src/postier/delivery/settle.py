@@ -22,7 +22,7 @@ from datetime import datetime
 from postier.delivery.bounces import Bouncer
 from postier.delivery.loaded import Carried, Loaded
 from postier.delivery.outcomes import Judgement, RetryPolicy, judge, log_attempt
-from postier.delivery.transport import Attempt, Destination
+from postier.delivery.transport import Attempt, Destination, DestinationKind
 from postier.mail.errors import QueueError, UnknownMessageError
 from postier.mail.reply import Reply
 from postier.queue.model import ClaimedRecipient, QueueId, RecipientState
@@ -106,12 +106,13 @@ class Settler:
         later = [k for k, j in enumerate(judged) if j.report is not None] if quiet_only else []
         keep = [j.report is None for j in judged] if quiet_only else await self._notify(loaded, judged)
         relay = "none" if destination is None else destination.key
+        tls_default = _tls_default(destination)
         results = []
         for item, attempt, judgement, kept, duration_s in zip(
             items, attempts, judged, keep, times, strict=True
         ):
             if kept:
-                log_attempt(item, attempt, judgement, now, relay, duration_s)
+                log_attempt(item, attempt, judgement, now, relay, duration_s, tls_default)
                 results.append(judgement.result)
         if results:
             try:
@@ -145,3 +146,12 @@ class Settler:
         except UnknownMessageError:
             return None
         return loaded.body
+
+
+def _tls_default(destination: Destination | None) -> tuple[str, str]:
+    """The TLS policy and source logged for attempts that carry none of their own."""
+    if destination is None:
+        return "none", "unrouted"
+    if destination.kind in (DestinationKind.MAILDIR, DestinationKind.LMTP):
+        return "none", "local"
+    return destination.tls_label or destination.tls.value, destination.tls_source or "config"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from postier.mail.envelope import ClientInfo
 from postier.mailauth.dkim import signing_domain
-from postier.smtp.events import MessageReceived
+from postier.smtp.server.events import MessageReceived
 
 if TYPE_CHECKING:
     from postier.server.listener import SmtpServer

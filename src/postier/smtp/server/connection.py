@@ -3,14 +3,14 @@ ENHANCEDSTATUSCODES, CHUNKING, BINARYMIME, DSN, STARTTLS and AUTH).
 
 Theory of operation. The driver feeds received bytes to ``receive_data``, asks ``next_event`` for what
 they mean, and answers every event with exactly one ``send(reply)``, in order; ``send`` returns the wire
-bytes and moves the state on according to what the reply answers (``state.phase_after``). The engine
+bytes and moves the state on according to what the reply answers (``state.TRANSITIONS``). The engine
 yields the next event only once the previous one is answered, so pipelined commands (RFC 2920) are
 answered in order and the meaning of later bytes (commands, message data, AUTH responses) is decided by
 the replies before them. The engine does no I/O, keeps no clock and never raises on client input: bad
 input becomes a ``Rejected`` event carrying the RFC's reply.
 
 Where things are: this module reads lines and message data and moves the state on as replies are sent;
-``server_commands`` turns each command line into its event (the verb table and one handler per verb);
+``handlers`` turns each command line into its event (the verb table and one handler per verb);
 ``state`` holds the transition table, ``grammar`` the command syntax, ``framing`` the DATA and BDAT readers.
 
 Choices worth knowing (see also ``framing`` for DATA):
@@ -30,29 +30,23 @@ from postier.mail.address import Address
 from postier.mail.envelope import Recipient
 from postier.mail.replies import S
 from postier.mail.reply import Reply
-from postier.smtp.events import (
-    NEED_DATA,
+from postier.smtp.framing import ChunkReader, DataReader
+from postier.smtp.grammar import MailParams
+from postier.smtp.need_data import NEED_DATA, NeedData
+from postier.smtp.server.events import (
     AuthCancelled,
     AuthResponse,
-    AuthStart,
     ChunkReceived,
-    DataStart,
     Event,
     Hello,
     MailFrom,
-    MailParams,
     MessageReceived,
-    Quit,
     RcptTo,
     Rejected,
-    Reset,
-    StartTls,
-    _NeedData,
 )
-from postier.smtp.framing import ChunkReader, DataReader
-from postier.smtp.server_commands import dispatch
-from postier.smtp.settings import EngineSettings
-from postier.smtp.state import OUT_OF_SEQUENCE, Mode, Phase, phase_after
+from postier.smtp.server.handlers import ReadChunk, Refusal, TransactionView, dispatch
+from postier.smtp.server.settings import EngineSettings
+from postier.smtp.server.state import OUT_OF_SEQUENCE, Effect, Mode, Phase, phase_after, step_for
 
 __all__ = ["AUTH_LINE_MAX", "ServerConnection"]
 
@@ -82,8 +76,8 @@ class _Transaction:
 class ServerConnection:
     """One SMTP server session, without I/O. See the module docstring for the protocol.
 
-    The handlers in ``server_commands`` read its session state (``_txn``, ``_is_esmtp``, ``_mechanisms``)
-    and call back ``_reject`` and ``_read_chunk``; nothing outside the ``smtp`` package does.
+    The handlers in ``handlers`` read its session state through its read-only properties (it is their
+    ``CommandContext``) and answer with values: an event, a ``Refusal`` or a ``ReadChunk``.
     """
 
     def __init__(self, settings: EngineSettings) -> None:
@@ -136,6 +130,21 @@ class ServerConnection:
     def phase(self) -> Phase:
         return self._phase
 
+    @property
+    def is_esmtp(self) -> bool:
+        """The accepted hello was EHLO (not HELO)."""
+        return self._is_esmtp
+
+    @property
+    def auth_mechanisms(self) -> tuple[str, ...]:
+        """The SASL mechanisms the engine knows, upper case (offered in EHLO under the TLS rule)."""
+        return self._mechanisms
+
+    @property
+    def transaction(self) -> TransactionView | None:
+        """The open transaction (read-only), or None."""
+        return self._txn
+
     # --- input -------------------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
@@ -157,13 +166,13 @@ class ServerConnection:
             return
         self._buf += data
 
-    def next_event(self) -> Event | _NeedData:
+    def next_event(self) -> Event | NeedData:
         """The next event, or NEED_DATA when more bytes (or the answer to the last event) are needed."""
         if self._pending is not None or self._mode in (Mode.CLOSED, Mode.TLS):
             return NEED_DATA
         if self._phase is Phase.CONNECTED:
             return NEED_DATA  # the greeting comes first
-        event: Event | _NeedData
+        event: Event | NeedData
         self._counts_as_error = False
         if self._forced is not None:
             event, self._forced = self._forced, None
@@ -171,7 +180,7 @@ class ServerConnection:
             event = self._read_message()
         else:
             event = self._read_line()
-        if not isinstance(event, _NeedData):
+        if not isinstance(event, NeedData):
             self._pending = event
         return event
 
@@ -194,33 +203,41 @@ class ServerConnection:
         return data
 
     def _on_reply(self, event: Event, reply: Reply) -> None:
-        kind = type(event).__name__
-        self._phase = phase_after(kind, reply, self._phase)
-        if isinstance(event, Rejected):
-            self._on_rejected(event)
-        elif isinstance(event, Quit):
-            self._close()
-        elif isinstance(event, Reset):
-            self._txn = None
-        elif isinstance(event, Hello) and reply.code == 250:
+        step = step_for(event, reply)
+        self._phase = phase_after(step, self._phase)
+        if step.mode is not None:
+            self._mode = step.mode
+        if step.effect is not Effect.NONE:
+            self._apply(step.effect, event)
+
+    def _apply(self, effect: Effect, event: Event) -> None:
+        """The engine's bookkeeping for one answer (``state.Effect``)."""
+        if effect is Effect.HELLO:
+            assert isinstance(event, Hello)
             self._txn = None
             self._helo_name = event.name
             self._is_esmtp = event.verb == "EHLO"
-        elif isinstance(event, MailFrom) and reply.code == 250:
+        elif effect is Effect.OPEN_TRANSACTION:
+            assert isinstance(event, MailFrom)
             self._txn = _Transaction(event.sender, event.params)
-        elif isinstance(event, RcptTo) and reply.code < 300 and self._txn is not None:
-            self._txn.recipients.append(event.recipient)
-        elif isinstance(event, DataStart) and reply.code == 354:
-            self._mode = Mode.DATA
-            self._reader = DataReader(
-                max_message_bytes=self.settings.max_message_bytes,
-                max_text_line=self.settings.max_text_line,
-            )
-        elif isinstance(event, StartTls) and reply.code == 220:
-            self._mode = Mode.TLS
+        elif effect is Effect.ADD_RECIPIENT:
+            assert isinstance(event, RcptTo)
+            if self._txn is not None:
+                self._txn.recipients.append(event.recipient)
+        elif effect is Effect.DROP_TRANSACTION:
+            self._txn = None
+        elif effect is Effect.READ_DATA:
+            s = self.settings
+            self._reader = DataReader(max_message_bytes=s.max_message_bytes, max_text_line=s.max_text_line)
+        elif effect is Effect.START_TLS:
             self._buf.clear()  # RFC 3207 §4.2: nothing pipelined after STARTTLS survives
-        elif isinstance(event, AuthStart | AuthResponse):
-            self._on_auth_reply(reply)
+        elif effect is Effect.AUTHENTICATED:
+            self._is_authenticated = True
+        elif effect is Effect.REJECTED:
+            assert isinstance(event, Rejected)
+            self._on_rejected(event)
+        elif effect is Effect.CLOSE:
+            self._close()
 
     def _on_rejected(self, event: Rejected) -> None:
         if event.close:
@@ -230,14 +247,6 @@ class ServerConnection:
             self._errors += 1
             if self._errors >= self.settings.max_errors:
                 self._forced = Rejected(S.TOO_MANY_ERRORS, command=event.command, close=True)
-
-    def _on_auth_reply(self, reply: Reply) -> None:
-        if reply.code == 334:
-            self._mode = Mode.AUTH
-            return
-        self._mode = Mode.LINE
-        if reply.code == 235:
-            self._is_authenticated = True
 
     def _close(self) -> None:
         self._mode = Mode.CLOSED
@@ -273,7 +282,7 @@ class ServerConnection:
         self._counts_as_error = counts
         return Rejected(reply, command=command)
 
-    def _read_line(self) -> Event | _NeedData:
+    def _read_line(self) -> Event | NeedData:
         buf = self._buf
         newline = buf.find(b"\n")
         if self._skip_line:
@@ -298,7 +307,15 @@ class ServerConnection:
             return self._line_error(S.BARE_LINE_ENDING)
         if self._mode is Mode.AUTH:
             return self._auth_line(line[:-2])
-        return dispatch(self, line[:-2])
+        return self._command(line[:-2])
+
+    def _command(self, line: bytes) -> Event | NeedData:
+        outcome = dispatch(self, line)
+        if isinstance(outcome, Refusal):
+            return self._reject(outcome.reply, outcome.command, counts=outcome.counts)
+        if isinstance(outcome, ReadChunk):
+            return self._read_chunk(outcome.size, last=outcome.last)
+        return outcome
 
     def _line_error(self, reply: Reply) -> Rejected:
         command = "AUTH" if self._mode is Mode.AUTH else ""
@@ -314,7 +331,7 @@ class ServerConnection:
         self._mode = Mode.AUTH
         return AuthResponse(line.decode("ascii"))
 
-    def _read_message(self) -> Event | _NeedData:
+    def _read_message(self) -> Event | NeedData:
         reader = self._reader
         assert reader is not None
         if self._buf and not reader.is_done:
@@ -336,7 +353,7 @@ class ServerConnection:
             return self._reject(error or S.BAD_SEQUENCE, "DATA")
         return txn.message(body)
 
-    def _read_chunk(self, size: int, *, last: bool) -> Event | _NeedData:
+    def _read_chunk(self, size: int, *, last: bool) -> Event | NeedData:
         """Start reading a BDAT chunk of ``size`` octets (kept only if it may join the transaction)."""
         txn = self._txn
         keep = (
