@@ -23,24 +23,36 @@ from postier.delivery.bounces import Bouncer
 from postier.delivery.loaded import Carried, Loaded
 from postier.delivery.outcomes import Judgement, RetryPolicy, judge, log_attempt
 from postier.delivery.transport import Attempt, Destination, DestinationKind
-from postier.mail.errors import QueueError, UnknownMessageError
+from postier.mail.errors import DamagedBodyError, QueueError, UnknownMessageError
+from postier.mail.replies import S
 from postier.mail.reply import Reply
 from postier.queue.model import ClaimedRecipient, QueueId, RecipientState
 from postier.queue.protocol import Queue
 
-__all__ = ["Settler", "load"]
+__all__ = ["Settler", "damaged_reply", "load"]
 
 _log = logging.getLogger("postier.delivery.scheduler")  # one logger for the scheduler and its parts
 
 
 async def load(queue: Queue, message_id: QueueId, *, body: bool = True) -> Loaded | None:
-    """The message (its body only with ``body``); None when it was deleted since the claim."""
+    """The message (its body only with ``body``); None when it was deleted since the claim. A body that
+    cannot be read back (``DamagedBodyError``) leaves ``body`` None and says why in ``damaged``."""
     try:
         record = await queue.get(message_id)
         data = await queue.read_body(message_id) if body else None
     except UnknownMessageError:
         return None  # deleted since the claim: nothing to deliver, nothing to record
+    except DamagedBodyError as exc:
+        return Loaded(record, None, damaged=str(exc))
     return Loaded(record, data)
+
+
+def damaged_reply(loaded: Loaded, item: ClaimedRecipient) -> Reply:
+    """The outcome of a recipient whose message body cannot be read (issue 14, finding 9): deferred
+    once (the store may come back: a segment restored, a disk remounted), then failed with 5.3.0 — so
+    the sender (or, for a bounce, the postmaster) is told, and the recipient is never leased for ever."""
+    previous = {r.index: r.last_reply for r in loaded.record.recipients}.get(item.index)
+    return S.BODY_UNREADABLE if previous == str(S.BODY_UNREADABLE_RETRY) else S.BODY_UNREADABLE_RETRY
 
 
 class Settler:
@@ -138,14 +150,17 @@ class Settler:
 
     async def _body(self, loaded: Loaded) -> bytes | None:
         """The body a DSN returns; None when the message was deleted meanwhile (`postier queue
-        delete` while it was in flight): then nobody is told."""
+        delete` while it was in flight): then nobody is told. A body that cannot be read back is
+        returned as nothing: the DSN then carries the report alone."""
         try:
-            if loaded.body is None:
+            if loaded.body is None and loaded.damaged is None:
                 return await self._queue.read_body(loaded.record.id)
             await self._queue.get(loaded.record.id)
         except UnknownMessageError:
             return None
-        return loaded.body
+        except DamagedBodyError:
+            return b""
+        return b"" if loaded.body is None else loaded.body
 
 
 def _tls_default(destination: Destination | None) -> tuple[str, str]:

@@ -12,7 +12,6 @@ The JSON is optional: a PEM dropped in by hand counts as made at its modificatio
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from pathlib import Path
 from postier.config.dkim import DkimKeyConfig
 from postier.mail.domain import normalize_domain
 from postier.mailauth.dkim.keys import Algorithm, PrivateKey, algorithm_of, key_from_pem, key_to_pem
+from postier.safeio import atomic_write
 
 __all__ = ["KeyFile", "KeyProblem", "load_keys", "note_seen", "write_key"]
 
@@ -51,24 +51,6 @@ class KeyProblem:
     reason: str
 
 
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Temp file in the same directory → fsync → rename → fsync the directory."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)  # os.open's mode is filtered by the umask: set it exactly
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def _meta_path(pem: Path) -> Path:
     return pem.with_suffix(".json")
 
@@ -85,7 +67,7 @@ def _when(text: object) -> datetime | None:
 
 def _write_meta(key: KeyFile) -> None:
     meta = {"created_at": key.created_at.isoformat(), "seen_at": key.seen_at and key.seen_at.isoformat()}
-    _atomic_write(_meta_path(key.path), json.dumps(meta).encode() + b"\n", 0o600)
+    atomic_write(_meta_path(key.path), json.dumps(meta).encode() + b"\n", mode=0o600)
 
 
 def write_key(root: Path, domain: str, selector: str, key: PrivateKey, now: datetime) -> KeyFile:
@@ -98,7 +80,7 @@ def write_key(root: Path, domain: str, selector: str, key: PrivateKey, now: date
         raise FileExistsError(f"{path} exists: choose another selector")
     entry = KeyFile(normalize_domain(domain), selector, path, key, now)
     _write_meta(entry)
-    _atomic_write(path, key_to_pem(key), 0o600)
+    atomic_write(path, key_to_pem(key), mode=0o600)
     return entry
 
 
