@@ -12,10 +12,14 @@ from typing import Literal
 
 import msgspec
 
+from postier.config.dkim import DkimConfig, DkimKeyConfig
+
 __all__ = [
     "AuthConfig",
     "Config",
     "DeliveryConfig",
+    "DkimConfig",
+    "DkimKeyConfig",
     "DnsConfig",
     "LimitsConfig",
     "ListenerConfig",
@@ -229,6 +233,12 @@ class DeliveryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     """Most messages one outbound connection carries before it is closed."""
     postmaster: str = ""
     """Where a bounce that cannot be delivered goes. Empty: it is logged and dropped."""
+    dsn_max_returned_bytes: int = 100_000
+    """The most of the original message a DSN returns, in octets (Postfix: bounce_size_limit, 50 KB). A
+    larger message comes back as its header section only, itself cut at this size; with RET=HDRS, or a
+    body that has no blank line, only the lines that are header fields come back. Bounds what a forged
+    sender receives per bounce. Default 100 kB. NOTIFY=SUCCESS/DELAY is honoured only for messages from
+    relay.trusted_networks or an authenticated client (docs/security.md)."""
 
 
 class LocalConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -295,3 +305,4 @@ class Config(
     local: LocalConfig = msgspec.field(default_factory=LocalConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+    dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)
