@@ -17,7 +17,7 @@ from typing import Any
 
 from postier.assembly import DeliveryParts, delivery_parts
 from postier.config import Config, parse_hostport
-from postier.config.model import ListenerConfig
+from postier.config.model import AuthConfig, ListenerConfig
 from postier.config.reloadable import plan_reload
 from postier.delivery import Router, Scheduler
 from postier.delivery.ownaddresses import OwnAddresses
@@ -29,7 +29,7 @@ from postier.policy.relay import RelayPolicy
 from postier.queue import SqliteQueue
 from postier.server.listener import Listener, SmtpServer, listener_settings
 from postier.server.tls import TlsStore, ensure_self_signed
-from postier.smtp.settings import EngineSettings
+from postier.smtp.server.settings import EngineSettings
 from postier.users import Authenticator, AuthThrottle, UserStore, users_path
 
 __all__ = ["Application", "Role", "run_loop", "serve"]
@@ -99,8 +99,8 @@ class Application:
             queue=_WakingSink(self.queue, role.notify or self.delivery.wake),
             relay=RelayPolicy.build(config.relay.local_domains, config.relay.trusted_networks),
             tls_context=self.tls.current,
-            authenticator=Authenticator(self.users, max_concurrent=config.auth.max_concurrent_verifies),
-            auth_throttle=AuthThrottle(config.auth.max_failures, config.auth.window_s, config.auth.lockout_s),
+            authenticator=_authenticator(self.users, config.auth),
+            auth_throttle=_auth_throttle(config.auth),
             sender_rule=self.users.can_send_as,
             limits=RateLimits.build(
                 connections_per_minute_per_ip=config.limits.connections_per_minute_per_ip,
@@ -245,14 +245,13 @@ class Application:
                 messages_per_hour_per_user=limits.messages_per_hour_per_user,
                 exempt_trusted=limits.exempt_trusted_networks,
             )
-        if (auth.max_failures, auth.window_s, auth.lockout_s) != (
-            old.auth.max_failures,
-            old.auth.window_s,
-            old.auth.lockout_s,
+        if _auth_throttle(auth).settings != _auth_throttle(old.auth).settings:
+            server.auth_throttle = _auth_throttle(auth)
+        if (auth.max_concurrent_verifies, auth.max_waiting_verifies) != (
+            old.auth.max_concurrent_verifies,
+            old.auth.max_waiting_verifies,
         ):
-            server.auth_throttle = AuthThrottle(auth.max_failures, auth.window_s, auth.lockout_s)
-        if auth.max_concurrent_verifies != old.auth.max_concurrent_verifies:
-            server.authenticator = Authenticator(self.users, max_concurrent=auth.max_concurrent_verifies)
+            server.authenticator = _authenticator(self.users, auth)
         s = cfg.server
         server.max_connections, server.max_connections_per_ip = s.max_connections, s.max_connections_per_ip
         server.command_timeout_s, server.data_timeout_s = s.command_timeout_s, s.data_timeout_s
@@ -336,3 +335,15 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
     else:
         with contextlib.suppress(KeyboardInterrupt):
             uvloop.run(main)
+
+
+def _auth_throttle(auth: AuthConfig) -> AuthThrottle:
+    return AuthThrottle(
+        auth.max_failures, auth.window_s, auth.lockout_s, max_account_delay_s=auth.max_account_delay_s
+    )
+
+
+def _authenticator(users: UserStore, auth: AuthConfig) -> Authenticator:
+    return Authenticator(
+        users, max_concurrent=auth.max_concurrent_verifies, max_waiting=auth.max_waiting_verifies
+    )

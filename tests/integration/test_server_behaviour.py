@@ -20,7 +20,7 @@ from postier.mail.errors import QueueError, QueueFullError
 from postier.policy.ratelimit import RateLimits, SlidingWindow
 from postier.policy.relay import RelayPolicy
 from postier.server.listener import Listener, SmtpServer, listener_settings
-from postier.smtp.settings import EngineSettings
+from postier.smtp.server.settings import EngineSettings
 from postier.users import AuthThrottle
 
 pytestmark = pytest.mark.integration
@@ -50,7 +50,7 @@ class FakeSink:
 class Passwords:
     """An Authenticator with one user, as the real user store would answer."""
 
-    async def authenticate(self, username: str, password: str) -> str | None:
+    async def authenticate(self, username: str, password: str, *, admit: Any = None) -> str | None:
         return "alice@example.test" if (username, password) == ("alice@example.test", "s3cret") else None
 
 

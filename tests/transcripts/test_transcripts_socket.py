@@ -18,7 +18,7 @@ from transcript import Transcript, load_transcripts
 from postier.mail.envelope import Envelope
 from postier.policy.relay import RelayPolicy
 from postier.server.listener import Listener, SmtpServer
-from postier.smtp.settings import EngineSettings
+from postier.smtp.server.settings import EngineSettings
 
 _NEEDS_TLS_OR_AUTH = ("is_tls", "can_starttls", "auth_mechanisms", "mail_requires_auth")
 

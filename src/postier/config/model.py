@@ -151,6 +151,17 @@ class AuthConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True
     """How long a locked-out client's AUTH attempts get 421 4.7.0, in seconds."""
     max_concurrent_verifies: int = 2
     """Password checks (argon2id, about 150 ms of CPU each) run at once; others wait."""
+    max_waiting_verifies: int = 32
+    """Password checks that may wait for a turn beyond max_concurrent_verifies; one more AUTH gets
+    454 4.7.0 at once, without a check. Bounds the wait (32 x 150 ms / 2 = 2.4 s at the defaults) and the
+    work a burst of AUTH commands can queue up. Whether the client got locked out meanwhile is asked
+    again when a check's turn comes."""
+    max_account_delay_s: float = 20.0
+    """Per-account failure budget: each failed login at one account (from any client address) within
+    window_s delays the next attempt at that account by 1, 2, 4 ... s, up to this many seconds, before its
+    password is checked. Slows guessing spread over many addresses without ever locking the owner out
+    (a right password still gets in, after at most this delay, and clears the account's failures).
+    0: off."""
 
 
 class LimitsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -50,7 +50,16 @@ LIVE: dict[str, frozenset[str]] = {
             "smarthost_auth",
         }
     ),
-    "auth": frozenset({"max_failures", "window_s", "lockout_s", "max_concurrent_verifies"}),
+    "auth": frozenset(
+        {
+            "max_failures",
+            "window_s",
+            "lockout_s",
+            "max_concurrent_verifies",
+            "max_waiting_verifies",
+            "max_account_delay_s",
+        }
+    ),
     "limits": frozenset(
         {
             "connections_per_minute_per_ip",

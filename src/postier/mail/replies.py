@@ -95,6 +95,7 @@ class S:
     AUTH_REQUIRED = _r(530, "5.7.0", "Authentication required")
     ENCRYPTION_REQUIRED = _r(538, "5.7.11", "Encryption required for requested authentication mechanism")
     AUTH_FAILED = _r(535, "5.7.8", "Authentication credentials invalid")
+    AUTHZID_REFUSED = _r(535, "5.7.8", "Authorization identity must be empty or the same as the login")
     AUTH_CANCELLED = _r(501, "5.7.0", "Authentication cancelled")
     AUTH_MALFORMED = _r(501, "5.5.2", "Malformed authentication response")
     AUTH_MECHANISM_UNKNOWN = _r(504, "5.5.4", "Unrecognized authentication mechanism")

@@ -29,7 +29,7 @@ from postier.mail.reply import Reply
 from postier.observe import get_logger, mail_event
 from postier.server.rcpt_checks import count_message
 from postier.server.received import MAX_HOPS, hop_count, protocol_keyword, received_header
-from postier.smtp.events import MessageReceived
+from postier.smtp.server.events import MessageReceived
 
 if TYPE_CHECKING:
     from postier.server.listener import SmtpServer

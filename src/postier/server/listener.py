@@ -25,10 +25,10 @@ from postier.mail.reply import Reply
 from postier.observe import get_logger
 from postier.policy.ratelimit import RateLimits
 from postier.policy.relay import RelayPolicy
+from postier.recipients.directory import LocalDirectory
 from postier.server.sasl import MECHANISMS, Authenticator
 from postier.server.session import Session
-from postier.smtp.settings import EngineSettings
-from postier.users.directory import LocalDirectory
+from postier.smtp.server.settings import EngineSettings
 from postier.users.throttle import AuthThrottle
 
 __all__ = ["Listener", "MessageSink", "SmtpServer"]

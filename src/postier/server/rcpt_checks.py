@@ -7,7 +7,7 @@ At MAIL FROM: an authenticated user may send only as a sender the configured rul
 At RCPT TO:
 
 1. relay access (``policy.relay``): a non-local recipient needs a trusted client or AUTH → 554 5.7.1;
-2. the local directory (``users.directory``): an unknown local recipient → 550 5.1.1 now, never an
+2. the local directory (``recipients.directory``): an unknown local recipient → 550 5.1.1 now, never an
    accept-then-bounce (backscatter); a full mailbox → 452 4.2.2;
 3. at the first accepted recipient of a message, the messages-per-hour limits per client IP and per
    authenticated user → 450 4.7.1 (RFC 5321 §4.3.2 allows 450 at RCPT, not at MAIL).

@@ -34,7 +34,8 @@ from postier.server.auth_flow import SessionAuth
 from postier.server.inputwait import InputWait
 from postier.server.intake import client_info, queue_message
 from postier.server.rcpt_checks import check_recipient, check_sender
-from postier.smtp.events import (
+from postier.smtp.server.connection import ServerConnection
+from postier.smtp.server.events import (
     Answered,
     AuthResponse,
     AuthStart,
@@ -48,7 +49,6 @@ from postier.smtp.events import (
     Rejected,
     StartTls,
 )
-from postier.smtp.server import ServerConnection
 
 if TYPE_CHECKING:
     from postier.server.listener import Listener, SmtpServer

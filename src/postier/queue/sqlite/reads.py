@@ -7,7 +7,6 @@ import sqlite3
 from datetime import UTC, datetime
 
 from postier.mail.errors import QueueError, UnknownMessageError
-from postier.queue.bodylog import BodyLog
 from postier.queue.codec import decode_envelope, decode_recipient, from_epoch
 from postier.queue.model import (
     AGE_BUCKETS_MIN,
@@ -20,9 +19,10 @@ from postier.queue.model import (
     RecipientRecord,
     RecipientState,
 )
-from postier.queue.sql import filter_clause
+from postier.queue.sqlite.bodylog import BodyLog
+from postier.queue.sqlite.sql import filter_clause
 
-__all__ = ["get", "list_messages", "read_body", "stats"]
+__all__ = ["count_messages", "get", "list_messages", "read_body", "stats"]
 
 Conn = sqlite3.Connection
 
@@ -89,12 +89,20 @@ def read_body(conn: Conn, qid: QueueId, log: BodyLog | None = None) -> bytes:
     return body
 
 
-def list_messages(conn: Conn, where: QueueFilter, limit: int) -> list[MessageSummary]:
-    """Messages matching ``where``, oldest first, with their recipient counts and latest reply."""
+def list_messages(conn: Conn, where: QueueFilter, limit: int | None) -> list[MessageSummary]:
+    """Messages matching ``where``, oldest first, with their recipient counts and latest reply; at most
+    ``limit`` of them (None: all)."""
     clause, params = filter_clause(where)
     sql = f"SELECT m.id, m.status, m.arrived_at, m.sender, m.size FROM messages m WHERE {clause}"  # noqa: S608
-    rows = conn.execute(sql + " ORDER BY m.id LIMIT ?", [*params, limit]).fetchall()
+    rows = conn.execute(sql + " ORDER BY m.id LIMIT ?", [*params, -1 if limit is None else limit]).fetchall()
     return [_summary(conn, *row) for row in rows]
+
+
+def count_messages(conn: Conn, where: QueueFilter) -> int:
+    """How many messages match ``where`` (what ``list_messages`` would return without a limit)."""
+    clause, params = filter_clause(where)
+    row = conn.execute(f"SELECT COUNT(*) FROM messages m WHERE {clause}", params).fetchone()  # noqa: S608
+    return int(row[0])
 
 
 def _summary(conn: Conn, qid: str, status: str, arrived: float, sender: str, size: int) -> MessageSummary:
