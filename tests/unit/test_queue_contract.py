@@ -422,3 +422,16 @@ async def test_closed_queue_refuses_work(tmp_path: Path) -> None:
     q = SqliteQueue(tmp_path / "queue")
     with pytest.raises(QueueError, match="not open"):
         await q.enqueue(envelope("b@x.test"), b"m")
+
+
+async def test_renew_keeps_a_running_delivery_from_being_claimed_again(queue: Queue, clock: Clock) -> None:
+    a = await queue.enqueue(envelope("1@a.test", "2@a.test"), b"m")
+    await queue.claim(clock.now, 10, 10)
+    clock.advance(8)
+    await queue.record([RecipientResult(a, 1, RecipientState.DELIVERED, "250 ok")])
+    assert await queue.renew([(a, 0), (a, 1)], clock.now + timedelta(seconds=10)) == 1  # not the final one
+    clock.advance(5)  # past the first lease, within the renewed one
+    assert await queue.claim(clock.now, 10, 10) == []
+    clock.advance(6)  # the renewal ran out too (the node died): due again
+    [again] = await queue.claim(clock.now, 10, 10)
+    assert [(r.message_id, r.index) for r in again.recipients] == [(a, 0)]

@@ -281,9 +281,12 @@ class PostgresQueue:
         return await self._run(lambda c: reads.read_body(c, queue_id))
 
     async def list_messages(
-        self, where: QueueFilter | None = None, *, limit: int = 1000
+        self, where: QueueFilter | None = None, *, limit: int | None = 1000
     ) -> list[MessageSummary]:
         return await self._run(lambda c: reads.list_messages(c, where or QueueFilter(), limit))
+
+    async def count_messages(self, where: QueueFilter | None = None) -> int:
+        return await self._run(lambda c: reads.count_messages(c, where or QueueFilter()))
 
     async def stats(self, now: datetime | None = None) -> QueueStats:
         at = self._now(now)

@@ -22,7 +22,7 @@ from postier.queue.model import (
 )
 from postier.queue.postgres.ops import filter_clause
 
-__all__ = ["get", "leases", "list_messages", "read_body", "stats"]
+__all__ = ["count_messages", "get", "leases", "list_messages", "read_body", "stats"]
 
 _PENDING = "('queued', 'deferred')"
 
@@ -86,15 +86,16 @@ async def read_body(conn: Any, qid: str) -> bytes:
     return body
 
 
-async def list_messages(conn: Any, where: QueueFilter, limit: int) -> list[MessageSummary]:
-    """Messages matching ``where``, oldest first, with their recipient counts and latest reply."""
+async def list_messages(conn: Any, where: QueueFilter, limit: int | None) -> list[MessageSummary]:
+    """Messages matching ``where``, oldest first, with their recipient counts and latest reply; at
+    most ``limit`` of them (None: all)."""
     clause, params = filter_clause(where)
     async with conn.transaction(readonly=True, isolation="repeatable_read"):
         rows = await conn.fetch(
             f"SELECT m.id, m.status, m.arrived_at, m.sender, m.size FROM messages m WHERE {clause}"
             f" ORDER BY m.id LIMIT ${len(params) + 1}",
             *params,
-            limit,
+            limit,  # LIMIT NULL: no limit
         )
         recipients = await conn.fetch(
             "SELECT message_id, domain_key, state, attempts, next_attempt_at, last_attempt_at, last_reply"
@@ -105,6 +106,13 @@ async def list_messages(conn: Any, where: QueueFilter, limit: int) -> list[Messa
     for r in recipients:
         by_message.setdefault(r[0], []).append(r[1:])
     return [_summary(tuple(row), by_message.get(row[0], [])) for row in rows]
+
+
+async def count_messages(conn: Any, where: QueueFilter) -> int:
+    """How many messages match ``where``."""
+    clause, params = filter_clause(where)
+    count: int = await conn.fetchval(f"SELECT count(*) FROM messages m WHERE {clause}", *params)
+    return count
 
 
 def _summary(row: tuple[Any, ...], recipients: list[Any]) -> MessageSummary:

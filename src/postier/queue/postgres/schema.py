@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "current_version", "migrate"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "current_version", "migrate", "migrate_database"]
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # version 1
@@ -95,3 +95,16 @@ async def migrate(conn: Any, schema: str) -> tuple[int, int]:
         if before < SCHEMA_VERSION:
             await conn.execute("UPDATE schema_info SET version = $1", SCHEMA_VERSION)
     return before, SCHEMA_VERSION
+
+
+async def migrate_database(
+    dsn: str, schema: str, *, password: str | None, timeout_s: float
+) -> tuple[int, int]:
+    """``migrate`` on a connection of its own (``postier queue migrate``)."""
+    import asyncpg  # the optional extra, as everything in this package
+
+    conn = await asyncpg.connect(dsn, password=password, timeout=timeout_s, command_timeout=timeout_s)
+    try:
+        return await migrate(conn, schema)
+    finally:
+        await conn.close()
