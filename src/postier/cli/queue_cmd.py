@@ -268,7 +268,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add ``queue`` and its subcommands to the ``postier`` parser."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", metavar="DIR", help="data directory (default: from --config, else var)")
-    common.add_argument("--config", metavar="FILE", help="TOML configuration file (its data_dir, or its PostgreSQL queue)")
+    common.add_argument(
+        "--config", metavar="FILE", help="TOML configuration file (its data_dir, or its PostgreSQL queue)"
+    )
     queue = subparsers.add_parser("queue", help="list, show and act on queued messages")
     sub = queue.add_subparsers(dest="queue_command", required=True, metavar="ACTION")
 

@@ -50,6 +50,7 @@ from postier.delivery.routes import Router
 from postier.delivery.settings import DeliverySettings
 from postier.delivery.settle import Settler, load
 from postier.delivery.transport import Attempt, Courier, Destination, DestinationKind, OutboundMessage
+from postier.mail.errors import QueueError
 from postier.mail.reply import EnhancedStatus, Reply
 from postier.queue.model import Claim, ClaimedRecipient, QueueId
 from postier.queue.protocol import Queue
@@ -190,6 +191,9 @@ class Scheduler:
             self._freed.clear()
             try:
                 await self._claim()
+            except QueueError as exc:  # the queue's database away (PostgreSQL restarting): no traceback
+                _log.warning("claiming due recipients failed (%s); retrying", exc)
+                self._starved = self._saturated = False
             except Exception:
                 _log.exception("claiming due recipients failed; retrying")
                 self._starved = self._saturated = False

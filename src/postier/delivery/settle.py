@@ -14,6 +14,7 @@ that starts afterwards uses the new ones.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -25,12 +26,13 @@ from postier.delivery.outcomes import Judgement, RetryPolicy, judge, log_attempt
 from postier.delivery.transport import Attempt, Destination
 from postier.mail.errors import QueueError, UnknownMessageError
 from postier.mail.reply import Reply
-from postier.queue.model import ClaimedRecipient, QueueId, RecipientState
+from postier.queue.model import ClaimedRecipient, QueueId, RecipientResult, RecipientState
 from postier.queue.protocol import Queue
 
 __all__ = ["Settler", "load"]
 
 _log = logging.getLogger("postier.delivery.scheduler")  # one logger for the scheduler and its parts
+_RECORD_PATIENCE_S = 60.0  # how long a failing record() is tried again before the lease is left to act
 
 
 async def load(queue: Queue, message_id: QueueId, *, body: bool = True) -> Loaded | None:
@@ -114,13 +116,30 @@ class Settler:
                 log_attempt(item, attempt, judgement, now, relay, duration_s)
                 results.append(judgement.result)
         if results:
+            await self._record(loaded.record.id, results)
+        return Carried([items[k] for k in later], [attempts[k] for k in later], [times[k] for k in later])
+
+    async def _record(self, message_id: QueueId, results: list[RecipientResult]) -> None:
+        """Record outcomes, trying again for ``_RECORD_PATIENCE_S`` while the queue fails (a
+        PostgreSQL queue restarting): the attempt happened, and an outcome not recorded makes the
+        recipient due again when its lease ends — a second delivery. The scheduler keeps renewing
+        the lease meanwhile. Past that, it is logged and left to the lease."""
+        waited, pause = 0.0, 0.25
+        while True:
             try:
                 await self._queue.record(results, self._clock())
-            except QueueError:
-                _log.exception(
-                    "recording outcomes of %s failed; retried when the lease ends", loaded.record.id
-                )
-        return Carried([items[k] for k in later], [attempts[k] for k in later], [times[k] for k in later])
+                return
+            except QueueError as exc:
+                if waited >= _RECORD_PATIENCE_S:
+                    _log.error(
+                        "recording outcomes of %s failed (%s); retried when the lease ends", message_id, exc
+                    )
+                    return
+                if waited == 0.0:
+                    _log.warning("recording outcomes of %s failed (%s); trying again", message_id, exc)
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 5.0)
 
     async def _notify(self, loaded: Loaded, judged: Sequence[Judgement]) -> list[bool]:
         """Enqueue the DSNs due; which judgements may be recorded. If a bounce cannot be queued,
