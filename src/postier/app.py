@@ -94,7 +94,7 @@ class Application:
         )  # never mail ourselves
         parts = self._parts = delivery_parts(config, self.users, self._own)
         self.directory = parts.directory
-        self.router = Router(parts.table, parts.resolver)
+        self.router = Router(parts.table, parts.resolver, planner=parts.planner)
         self.delivery = Scheduler(
             self.queue, self.router, parts.couriers(), parts.settings, expand=parts.directory.expand
         )
@@ -235,7 +235,7 @@ class Application:
         route), the scheduler's couriers and settings (the next transactions), and the directory
         the server checks RCPT against and expands recipients with (the next sessions' commands)."""
         self._parts = parts
-        self.router.set_table(parts.table, parts.resolver)
+        self.router.set_table(parts.table, parts.resolver, parts.planner)
         self.delivery.reconfigure(parts.couriers(), parts.settings, expand=parts.directory.expand)
         self.directory = self.server.directory = parts.directory
 

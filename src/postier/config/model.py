@@ -178,6 +178,10 @@ class LimitsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
 class DnsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     nameservers: tuple[str, ...] = ()
     """"host:port" DNS servers to ask. Empty: the system resolver (/etc/resolv.conf)."""
+    dnssec: bool = False
+    """Declares the resolvers above DNSSEC-validating (a local unbound, say): their AD bit is then
+    trusted, and DANE (RFC 7672) applies to MX hosts whose TLSA records are secure. Only set it for a
+    resolver you trust on a path you trust (loopback): the AD bit is not itself protected."""
 
 
 class RouteConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -206,7 +210,16 @@ class DeliveryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     tls_policy: dict[str, TlsMode] = msgspec.field(default_factory=dict)
     """Per recipient domain overrides of tls, e.g. { "bank.example" = "verify" }."""
     ca_file: str = ""
-    """PEM bundle of trusted CAs for verify. Empty: the system's trust store."""
+    """PEM bundle of trusted CAs for verify, MTA-STS MX certificates and MTA-STS policy fetches. Empty:
+    the system's trust store."""
+    mta_sts: bool = True
+    """Apply MTA-STS (RFC 8461) policies of recipient domains: enforce → only the MX hosts the policy
+    names, with a verified certificate, else deferred (4.7.5); testing → delivered as usual and logged."""
+    mta_sts_timeout_s: float = 10.0
+    """Time allowed for fetching one MTA-STS policy over HTTPS (its size is limited to 64 KiB)."""
+    mta_sts_refresh_s: float = 86400.0
+    """Age after which a cached MTA-STS policy is fetched again when used, even with an unchanged id
+    (the cache is kept in data_dir/mta-sts.json until the policy's max_age runs out)."""
     helo_name: str = ""
     """Name sent in EHLO/LHLO. Empty: server.hostname."""
     connect_timeout_s: float = 30.0
@@ -236,6 +249,12 @@ class DeliveryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     """Most messages one outbound connection carries before it is closed."""
     postmaster: str = ""
     """Where a bounce that cannot be delivered goes. Empty: it is logged and dropped."""
+    dsn_max_returned_bytes: int = 100_000
+    """The most of the original message a DSN returns, in octets (Postfix: bounce_size_limit, 50 KB). A
+    larger message comes back as its header section only, itself cut at this size; with RET=HDRS, or a
+    body that has no blank line, only the lines that are header fields come back. Bounds what a forged
+    sender receives per bounce. Default 100 kB. NOTIFY=SUCCESS/DELAY is honoured only for messages from
+    relay.trusted_networks or an authenticated client (docs/security.md)."""
 
 
 class LocalConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -140,10 +140,13 @@ def log_attempt(
     now: datetime,
     relay: str,
     duration_s: float | None,
+    tls_default: tuple[str, str] = ("none", "unrouted"),
 ) -> None:
     """The mail-log line of one attempt (``event=delivery``; ``expired`` too when it ended the
     message's time in the queue): queue id, recipient, the server (host [ip]:port) or the
-    destination, TLS, the reply, the result and the next attempt's time."""
+    destination, TLS, the TLS policy that applied and its source (``tls_default`` when the courier
+    set none: the destination's, or ``none``/``unrouted``), the reply, the result and the next
+    attempt's time."""
     result = judgement.result
     age_s = round((now - item.arrived_at).total_seconds(), 3)
     status = judgement.reply.status
@@ -154,6 +157,8 @@ def log_attempt(
         result=result.state.value,
         relay=attempt.remote_mta or relay,
         tls=attempt.tls,
+        tls_policy=attempt.tls_policy or tls_default[0],
+        source=attempt.tls_source or tls_default[1],
         reply=result.reply,
         attempt=item.attempts + 1,
         next=None if result.next_attempt_at is None else result.next_attempt_at.isoformat(timespec="seconds"),

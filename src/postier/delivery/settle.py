@@ -23,26 +23,38 @@ from datetime import datetime
 from postier.delivery.bounces import Bouncer
 from postier.delivery.loaded import Carried, Loaded
 from postier.delivery.outcomes import Judgement, RetryPolicy, judge, log_attempt
-from postier.delivery.transport import Attempt, Destination
-from postier.mail.errors import QueueError, UnknownMessageError
+from postier.delivery.transport import Attempt, Destination, DestinationKind
+from postier.mail.errors import DamagedBodyError, QueueError, UnknownMessageError
+from postier.mail.replies import S
 from postier.mail.reply import Reply
 from postier.queue.model import ClaimedRecipient, QueueId, RecipientResult, RecipientState
 from postier.queue.protocol import Queue
 
-__all__ = ["Settler", "load"]
+__all__ = ["Settler", "damaged_reply", "load"]
 
 _log = logging.getLogger("postier.delivery.scheduler")  # one logger for the scheduler and its parts
 _RECORD_PATIENCE_S = 60.0  # how long a failing record() is tried again before the lease is left to act
 
 
 async def load(queue: Queue, message_id: QueueId, *, body: bool = True) -> Loaded | None:
-    """The message (its body only with ``body``); None when it was deleted since the claim."""
+    """The message (its body only with ``body``); None when it was deleted since the claim. A body that
+    cannot be read back (``DamagedBodyError``) leaves ``body`` None and says why in ``damaged``."""
     try:
         record = await queue.get(message_id)
         data = await queue.read_body(message_id) if body else None
     except UnknownMessageError:
         return None  # deleted since the claim: nothing to deliver, nothing to record
+    except DamagedBodyError as exc:
+        return Loaded(record, None, damaged=str(exc))
     return Loaded(record, data)
+
+
+def damaged_reply(loaded: Loaded, item: ClaimedRecipient) -> Reply:
+    """The outcome of a recipient whose message body cannot be read (issue 14, finding 9): deferred
+    once (the store may come back: a segment restored, a disk remounted), then failed with 5.3.0 — so
+    the sender (or, for a bounce, the postmaster) is told, and the recipient is never leased for ever."""
+    previous = {r.index: r.last_reply for r in loaded.record.recipients}.get(item.index)
+    return S.BODY_UNREADABLE if previous == str(S.BODY_UNREADABLE_RETRY) else S.BODY_UNREADABLE_RETRY
 
 
 class Settler:
@@ -108,12 +120,13 @@ class Settler:
         later = [k for k, j in enumerate(judged) if j.report is not None] if quiet_only else []
         keep = [j.report is None for j in judged] if quiet_only else await self._notify(loaded, judged)
         relay = "none" if destination is None else destination.key
+        tls_default = _tls_default(destination)
         results = []
         for item, attempt, judgement, kept, duration_s in zip(
             items, attempts, judged, keep, times, strict=True
         ):
             if kept:
-                log_attempt(item, attempt, judgement, now, relay, duration_s)
+                log_attempt(item, attempt, judgement, now, relay, duration_s, tls_default)
                 results.append(judgement.result)
         if results:
             await self._record(loaded.record.id, results)
@@ -156,11 +169,23 @@ class Settler:
 
     async def _body(self, loaded: Loaded) -> bytes | None:
         """The body a DSN returns; None when the message was deleted meanwhile (`postier queue
-        delete` while it was in flight): then nobody is told."""
+        delete` while it was in flight): then nobody is told. A body that cannot be read back is
+        returned as nothing: the DSN then carries the report alone."""
         try:
-            if loaded.body is None:
+            if loaded.body is None and loaded.damaged is None:
                 return await self._queue.read_body(loaded.record.id)
             await self._queue.get(loaded.record.id)
         except UnknownMessageError:
             return None
-        return loaded.body
+        except DamagedBodyError:
+            return b""
+        return b"" if loaded.body is None else loaded.body
+
+
+def _tls_default(destination: Destination | None) -> tuple[str, str]:
+    """The TLS policy and source logged for attempts that carry none of their own."""
+    if destination is None:
+        return "none", "unrouted"
+    if destination.kind in (DestinationKind.MAILDIR, DestinationKind.LMTP):
+        return "none", "local"
+    return destination.tls_label or destination.tls.value, destination.tls_source or "config"

@@ -58,6 +58,7 @@ class S:
     TLS_UNAVAILABLE = _r(454, "4.7.0", "TLS not available due to temporary reason")
     MAILBOX_FULL = _r(452, "4.2.2", "Mailbox full, try again later")
     MAILBOX_WRITE_ERROR = _r(451, "4.3.0", "Cannot write to the mailbox, try again later")
+    BODY_UNREADABLE_RETRY = _r(451, "4.3.0", "The queued message body cannot be read; trying once more")
 
     # --- 5xx: syntax and sequence --------------------------------------------------------------------
     UNKNOWN_COMMAND = _r(500, "5.5.1", "Command unrecognized")
@@ -104,6 +105,7 @@ class S:
     UNKNOWN_USER = _r(550, "5.1.1", "No such user here")
     MAILBOX_OVER_QUOTA = _r(552, "5.2.2", "Mailbox full: the message does not fit in the quota")
     TOO_MANY_HOPS = _r(554, "5.4.6", "Too many hops: the message is in a mail loop")
+    BODY_UNREADABLE = _r(554, "5.3.0", "The queued message body cannot be read back (storage damaged)")
     TLS_ALREADY = _r(503, "5.5.1", "TLS already active")
     AUTH_NEEDS_EHLO = _r(503, "5.5.1", "Send EHLO before AUTH")
 

@@ -41,9 +41,10 @@ from postier.queue.model import (
 )
 from postier.queue.protocol import DEFAULT_KEEP_BODY_S, DEFAULT_KEEP_S, Target
 from postier.queue.sqlite import reads, store
-from postier.queue.sqlite.bodylog import BodyLog, fsync_dir
+from postier.queue.sqlite.bodylog import BodyLog
 from postier.queue.sqlite.sql import SCHEMA, SCHEMA_VERSION
 from postier.queue.sqlite.writer import Writer
+from postier.safeio import fsync_dir
 
 __all__ = ["BODY_LOG_MIN_BYTES", "DB_NAME", "LOCK_NAME", "SqliteQueue"]
 

@@ -6,7 +6,7 @@ import hashlib
 import sqlite3
 from datetime import UTC, datetime
 
-from postier.mail.errors import QueueError, UnknownMessageError
+from postier.mail.errors import DamagedBodyError, UnknownMessageError
 from postier.queue.codec import decode_envelope, decode_recipient, from_epoch
 from postier.queue.model import (
     AGE_BUCKETS_MIN,
@@ -82,10 +82,10 @@ def read_body(conn: Conn, qid: QueueId, log: BodyLog | None = None) -> bytes:
     if data is None and log is not None:
         data = log.read(conn, qid)
     if data is None:
-        raise QueueError(f"the body of {qid} was purged (retention)")
+        raise DamagedBodyError(f"the body of {qid} is missing (purged by retention, or lost)")
     body = bytes(data)
     if hashlib.sha256(body).hexdigest() != sha:
-        raise QueueError(f"the body of {qid} does not match its hash: storage is damaged")
+        raise DamagedBodyError(f"the body of {qid} does not match its hash: storage is damaged")
     return body
 
 
