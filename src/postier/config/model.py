@@ -12,10 +12,14 @@ from typing import Literal
 
 import msgspec
 
+from postier.config.dkim import DkimConfig, DkimKeyConfig
+
 __all__ = [
     "AuthConfig",
     "Config",
     "DeliveryConfig",
+    "DkimConfig",
+    "DkimKeyConfig",
     "DnsConfig",
     "LimitsConfig",
     "ListenerConfig",
@@ -321,3 +325,4 @@ class Config(
     local: LocalConfig = msgspec.field(default_factory=LocalConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+    dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)
