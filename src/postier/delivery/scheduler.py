@@ -1,7 +1,8 @@
 """The delivery scheduler: due recipients from the queue → routes → couriers → outcomes and bounces.
 
 Theory of operation. The queue hands out due recipients as claims, one per destination domain,
-leased for ``lease_s`` (a scheduler that dies gives them back when the lease ends). Each claim runs as
+leased for ``lease_s`` and renewed while their delivery runs (a scheduler that dies stops renewing and
+gives them back when the lease ends: another node takes them over). Each claim runs as
 its own task, so a slow or dead destination never holds up the others:
 
 1. route the domain once (``Router``): a ``Destination``, or a ``Reply`` that settles every recipient
@@ -45,13 +46,14 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from postier.delivery.bounces import Bouncer, Expand
+from postier.delivery.bounces import Bouncer, Expand, Sign
 from postier.delivery.limits import DeadDestinations, DomainShares, Slots
 from postier.delivery.loaded import Carried, Loaded, LoadOnce
 from postier.delivery.routes import Router
 from postier.delivery.settings import DeliverySettings
 from postier.delivery.settle import Settler, damaged_reply, load
 from postier.delivery.transport import Attempt, Courier, Destination, DestinationKind, OutboundMessage
+from postier.mail.errors import QueueError
 from postier.mail.reply import EnhancedStatus, Reply
 from postier.queue.model import Claim, ClaimedRecipient, QueueId
 from postier.queue.protocol import Queue
@@ -88,7 +90,9 @@ class Scheduler:
         clock: Callable[[], datetime] = _utcnow,
         rng: random.Random | None = None,
         expand: Expand | None = None,
+        sign: Sign | None = None,
     ) -> None:
+        self._sign = sign  # DKIM for the DSNs we write (Bouncer)
         self._queue = queue
         self._router = router
         self._couriers = dict(couriers)
@@ -146,7 +150,12 @@ class Scheduler:
 
     def _new_bouncer(self, settings: DeliverySettings, expand: Expand | None) -> Bouncer:
         return Bouncer(
-            self._queue, settings.bounces, clock=self._clock, on_enqueued=self.wake, expand=expand or tuple
+            self._queue,
+            settings.bounces,
+            clock=self._clock,
+            on_enqueued=self.wake,
+            expand=expand or tuple,
+            sign=self._sign,
         )
 
     def wake(self) -> None:
@@ -160,12 +169,41 @@ class Scheduler:
 
     async def run_forever(self) -> None:
         """Claim and deliver until ``stop()``. A failed claim (a queue error, or any other: the loop
-        must not die and leave mail undelivered) is logged and tried again after ``poll_s``."""
+        must not die and leave mail undelivered) is logged and tried again after ``poll_s``. The
+        leases of recipients in progress are renewed meanwhile (``_renew_forever``)."""
+        renewer = asyncio.get_running_loop().create_task(self._renew_forever(), name="lease-renewal")
+        try:
+            await self._claim_forever()
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    async def _renew_forever(self) -> None:
+        """Every third of ``lease_s``, extend the leases of every recipient still in progress by a
+        whole ``lease_s``: a delivery that outlasts its lease is not claimed again by another node
+        (or after a restart of this one), while a node that dies stops renewing and its recipients
+        come due within ``lease_s``. A failed renewal (the database away) is tried at the next turn."""
+        lease_s = self._settings.lease_s
+        while True:
+            await asyncio.sleep(lease_s / 3)
+            items = list(self._in_flight)
+            if not items:
+                continue
+            try:
+                await self._queue.renew(items, self._clock() + timedelta(seconds=lease_s))
+            except Exception:
+                _log.exception("renewing the leases of %d recipients failed; trying again", len(items))
+
+    async def _claim_forever(self) -> None:
         while not self._stopping:
             self._wake.clear()
             self._freed.clear()
             try:
                 await self._claim()
+            except QueueError as exc:  # the queue's database away (PostgreSQL restarting): no traceback
+                _log.warning("claiming due recipients failed (%s); retrying", exc)
+                self._starved = self._saturated = False
             except Exception:
                 _log.exception("claiming due recipients failed; retrying")
                 self._starved = self._saturated = False
