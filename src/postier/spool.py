@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["CHUNK_OCTETS", "MessageBody", "SpoolFile", "as_bytes"]
+__all__ = ["CHUNK_OCTETS", "MessageBody", "SpoolFile", "as_bytes", "prepend"]
 
 CHUNK_OCTETS = 1 << 20
 """Reads of a spool file are at most this long: the memory a reader of a large body costs."""
@@ -111,6 +111,23 @@ class MessageBody:
             offset += len(piece)
             yield piece
 
+    def header_section(self, limit: int = 1 << 20) -> bytes:
+        """The header section (up to, not including, the empty line that ends it; RFC 5322 §2.1),
+        read from the start in bounded pieces, at most ``limit`` octets (the engine refused longer
+        sections already). A body without an empty line is all header: its first ``limit`` octets."""
+        data = bytearray()
+        for piece in self.chunks(size=64 * 1024):
+            scan_from = max(len(data) - 3, 0)
+            data += piece
+            if data.startswith(b"\r\n"):
+                return b""  # an empty first line: no header fields
+            hit = data.find(b"\r\n\r\n", scan_from)
+            if hit >= 0:
+                return bytes(data[:hit])
+            if len(data) > limit:
+                break
+        return bytes(data[:limit])
+
     def read(self) -> bytes:
         """The whole body in memory: a copy, for those who need one (avoid it for large bodies)."""
         if not self.is_spooled:
@@ -170,3 +187,11 @@ def _copy_range(src: int, dst: int, count: int, src_offset: int, dst_offset: int
 def as_bytes(body: bytes | MessageBody) -> bytes:
     """The body as ``bytes`` (a backend that cannot stream a spooled body; copies it)."""
     return body if isinstance(body, bytes) else body.read()
+
+
+def prepend(head: bytes, body: bytes | MessageBody) -> bytes | MessageBody:
+    """``head`` then ``body`` (trace and added header fields before a message), without copying a
+    spooled body: the result shares its spool file."""
+    if isinstance(body, bytes):
+        return head + body
+    return MessageBody(head + body.head, body.spool)

@@ -73,6 +73,17 @@ class AbuseServer:
     def log(self) -> str:
         return self.proc.log()
 
+    def wait_delivered(self, timeout_s: float = 120.0) -> None:
+        """Wait until every queued message is delivered (delivery reads a body whole: measures of
+        receiving must not see it)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            log = self.log()
+            if log.count("event=queued") <= log.count("result=delivered"):
+                return
+            time.sleep(0.1)
+        raise AssertionError("messages still undelivered")
+
     def settle(self, *, fds_at_most: int, timeout_s: float = 20.0) -> int:
         """Wait until the server has at most ``fds_at_most`` descriptors open (sessions closing take a
         moment); returns the count."""

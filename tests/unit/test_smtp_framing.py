@@ -209,6 +209,13 @@ def test_a_large_message_streams_with_bounded_memory() -> None:
     assert peak < 1_000_000
 
 
+@pytest.mark.parametrize("cut", [997, 998, 999, 1000, 1001])
+def test_a_line_of_the_limit_split_before_its_lf_is_accepted(cut: int) -> None:
+    wire = b"x\r\n" + b"y" * 998 + b"\r\n" + b"z\r\n.\r\n"
+    assert read(wire[: cut + 3], wire[cut + 3 :])[1] is None
+    assert read(b"x\r\n" + b"y" * 999 + b"\r\n.\r\n")[1] == "550 5.6.0"
+
+
 def test_a_line_without_end_fails_at_once_and_is_not_kept() -> None:
     reader = DataReader(max_message_bytes=1 << 30, max_text_line=1000)
     for _ in range(1000):

@@ -89,7 +89,7 @@ class DataReader:
             if self._failed:
                 del buf[:-4]  # discarding: keep only what may start the terminator
                 self._scan = 0
-            elif len(buf) > self._max_line and buf.rfind(b"\n", len(buf) - self._max_line + 1) == -1:
+            elif len(buf) > self._max_line and buf.rfind(b"\n", len(buf) - self._max_line) == -1:
                 self._fail(S.DATA_LINE_TOO_LONG)  # the line is too long before its CRLF even comes
             elif len(buf) > _SETTLE_OCTETS:
                 self._settle(buf.rfind(b"\r\n"))
