@@ -197,7 +197,7 @@ def _plan(args: argparse.Namespace, workdir: Path) -> sc.Plan:
 def _relay_availability(plan: sc.Plan, active: list[Kind], chosen: set[str]) -> dict[str, str]:
     off: dict[str, str] = {}
     for kind in active:
-        if "relay" in chosen and kind.key in ("postier", "postierw", "postierdkim"):
+        if "relay" in chosen and kind.key in ("postier", "postierw", "postierdkim", "postierdkim2"):
             reason = sc.relay_probe(kind, plan)
             if reason:
                 off[kind.key] = reason

@@ -123,9 +123,9 @@ def _child(root: Path, port: int, argv: list[str]) -> Iterator[int]:
         log.close()
 
 
-def _postier(batch_max: int | None, loop: str, workers: int = 1, *, dkim: bool = False) -> Launch:
+def _postier(batch_max: int | None, loop: str, workers: int = 1, *, dkim: tuple[str, ...] = ()) -> Launch:
     """``loop`` "asyncio" (``bench.postier_asyncio``) always runs one process, whatever ``workers``.
-    ``dkim``: every message is DKIM-signed, with an Ed25519 and an RSA key (``bench/dkim_keys.py``)."""
+    ``dkim``: every message is DKIM-signed with a key of each of these algorithms (``bench/dkim_keys.py``)."""
 
     @contextlib.contextmanager
     def launch(root: Path, port: int, relay_port: int | None) -> Iterator[int]:
@@ -134,7 +134,7 @@ def _postier(batch_max: int | None, loop: str, workers: int = 1, *, dkim: bool =
             with contextlib.ExitStack() as stack:
                 route_port = relay_port if relay_port is not None else stack.enter_context(held_port())
                 config = root / "postier.toml"
-                dns = stack.enter_context(dkim_dns(root / "data")) if dkim else None
+                dns = stack.enter_context(dkim_dns(root / "data", dkim)) if dkim else None
                 toml = _postier_toml(
                     root,
                     port,
@@ -194,7 +194,16 @@ def kinds(postier_loop: str = "default") -> list[Kind]:
             "postierw", f"Postier, {WORKERS} workers", _postier(None, postier_loop, WORKERS), is_postier=True
         ),
         Kind(
-            "postierdkim", "Postier, DKIM-signing", _postier(None, postier_loop, dkim=True), is_postier=True
+            "postierdkim",
+            "Postier, DKIM Ed25519",
+            _postier(None, postier_loop, dkim=("ed25519",)),
+            is_postier=True,
+        ),
+        Kind(
+            "postierdkim2",
+            "Postier, DKIM Ed25519 + RSA",
+            _postier(None, postier_loop, dkim=("ed25519", "rsa")),
+            is_postier=True,
         ),
         Kind("sink", "smtp-sink (no durability)", _sink_only, durable=False),
     ]

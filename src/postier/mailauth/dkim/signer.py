@@ -174,6 +174,10 @@ class DkimSigner:
         """No domain has a key at all: nothing to sign, nothing to log."""
         return not self.keyed
 
+    def has_rsa(self, domain: str) -> bool:
+        """An RSA key signs for ``domain``: hundreds of µs (worth a thread), not tens as Ed25519."""
+        return any(k.algorithm == "rsa-sha256" for k in self._table.get(domain, ()))
+
     def keys_for(self, domain: str) -> tuple[SigningKey, ...]:
         return self._table.get(domain, ())
 
