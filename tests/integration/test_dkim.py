@@ -364,3 +364,24 @@ async def test_smtputf8_headers_relayed_to_aiosmtpd_verify(
     assert dkimpy_verify(message, dnsfunc_for(dns.host, dns.port)) == [True, True]
     verdicts, text = await asyncio.to_thread(opendkim_verify, message, dns.host, dns.port, tmp_path / "odk")
     assert verdicts == {"ed25519-sha256": "pass", "rsa-sha256": "pass"}, text
+
+
+async def test_a_new_key_signs_once_the_periodic_check_sees_its_record(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    tmp_path: Path,
+) -> None:
+    dns = dns_server_factory(
+        {"far.test": {"MX": ["10 mx.far.test"]}, "mx.far.test": {"A": ["127.0.0.1"]}}, soa_minimum=0
+    )
+    config = _cli_config(tmp_path, tmp_path / "var0", dns)
+    output = _postier("dkim", "keygen", "example.test", "--algorithm", "ed25519", "--config", str(config))
+    server = await start(start_server, dns, dkim={"check_interval_s": 0.2})
+    assert _tags(await _queued(server)) == []  # not published yet: not used
+    [selector] = publish(dns, output)
+    async with asyncio.timeout(30):  # no reload: the periodic check finds it
+        while not server.app.server.dkim.keys_for("example.test"):
+            await asyncio.sleep(0.05)
+    message = await _queued(server)
+    assert [t["s"] for t in _tags(message)] == [selector]
+    assert dkimpy_verify(message, dnsfunc_for(dns.host, dns.port)) == [True]
