@@ -145,7 +145,9 @@ def _postier(batch_max: int | None, loop: str, workers: int = 1, *, dkim: tuple[
                     dns=dns,
                 )
                 config.write_text(toml)
-                module = ["postier", "serve"] if loop == "default" else ["bench.postier_asyncio"]
+                module = (
+                    ["postier", "serve", "--allow-root"] if loop == "default" else ["bench.postier_asyncio"]
+                )
                 argv = [sys.executable, "-m", *module, "--config", str(config)]
                 pid = stack.enter_context(_child(root, port, argv))
                 yield pid
