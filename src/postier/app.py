@@ -193,7 +193,10 @@ class Application:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "spool").mkdir(mode=0o700, exist_ok=True)  # large messages being received
         await self.queue.open()
-        await self.dkim.refresh()
+        try:
+            await self.dkim.refresh()  # keys whose records match sign from the first message on
+        except Exception:  # never keep the server from starting: the periodic check tries again
+            _log.exception("dkim: checking the keys at start failed; mail is not signed until a check works")
         try:
             if self.metrics is not None:
                 await self.metrics.start()
