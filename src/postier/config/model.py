@@ -46,6 +46,15 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Name this server gives in the greeting, EHLO reply and Received headers."""
     data_dir: str = "var"
     """Directory for the queue, the self-signed certificate and mailboxes; relative to the working dir."""
+    user: str = ""
+    """Started as root, the user to become once the listeners are bound, before the queue is opened or
+    any client byte is read (docs/security.md, "Privileges"). data_dir and everything in it is given to
+    that user at each start. Empty: as root, `postier serve` refuses to start unless --allow-root is
+    given; as another user, it runs as that user (set it to that user, or leave it empty). Needs a
+    restart."""
+    group: str = ""
+    """The group to become with user. Empty: the user's primary group. The user's supplementary groups
+    are kept (e.g. ssl-cert, to read the TLS key)."""
     max_message_bytes: int = 50 * 1024 * 1024
     """Largest message accepted, in octets (advertised as SIZE). Default 50 MiB."""
     max_recipients: int = 1000
