@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 import trustme
 
 from postier.observe.maillog import subscribe
@@ -211,3 +214,46 @@ async def test_policy_server_certificate_must_name_the_policy_host(
     qid = await send(server, "bob@dest.test")
     assert await wait_final(server, qid) == [RecipientState.DELIVERED]  # no policy: opportunistic
     assert sts.requests == []  # the handshake failed before any request
+
+
+def explain_tls(tmp_path: Path, domain: str, config: dict[str, Any]) -> str:
+    path = tmp_path / "explain.toml"
+    path.write_text(tomli_w.dumps(config))
+    argv = [sys.executable, "-m", "postier", "explain", "tls", domain, "-c", str(path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_explain_tls_tells_enforce_testing_and_none_apart(
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811
+    policy_server: Callable[..., Any],  # noqa: F811
+    tls_ca: trustme.CA,
+    ca_file: str,
+    tmp_path: Path,
+) -> None:
+    sts: PolicyServer = await policy_server(tls_ca, "dest.test", ENFORCE)
+    dns = dns_server_factory(
+        {
+            "dest.test": {"MX": ["10 mx1.dest.test", "20 rogue.dest.test"]},
+            "mx1.dest.test": {"A": ["127.0.0.200"]},
+            "rogue.dest.test": {"A": ["127.0.0.201"]},
+            "_mta-sts.dest.test": {"TXT": ["v=STSv1; id=20261207"]},
+            "mta-sts.dest.test": {"A": [sts.address]},
+            "plain.test": {"MX": ["10 mx.plain.test"]},
+            "mx.plain.test": {"A": ["127.0.0.202"]},
+            "_mta-sts.plain.test": {"TXT": ["v=STSv1; id=a", "v=STSv1; id=b"]},
+        }
+    )
+    config = {"dns": {"nameservers": [f"{dns.host}:{dns.port}"]}, "delivery": {"ca_file": ca_file}}
+    out = await asyncio.to_thread(explain_tls, tmp_path, "dest.test", config)
+    assert "MTA-STS policy: mode enforce, mx mx1.dest.test, max_age 86400 s, id 20261207" in out
+    mx1, rogue = out.split("  mx1.dest.test [")[1], out.split("  rogue.dest.test [")[1]
+    assert "policy: mta-sts (source mta-sts:id=20261207)" in mx1
+    assert "a delivery needs: STARTTLS, and a certificate for mx1.dest.test from a trusted CA" in mx1
+    assert "a REQUIRETLS message: yes, if the server offers REQUIRETLS" in mx1
+    assert "not usable: 451 4.7.5 MTA-STS: rogue.dest.test is not an MX host the policy" in rogue
+    plain = await asyncio.to_thread(explain_tls, tmp_path, "plain.test", config)
+    assert "MTA-STS problem: 2 TXT records start with v=STSv1" in plain
+    assert "policy: opportunistic (source config:delivery.tls)" in plain
+    assert "a REQUIRETLS message: no: bounced 5.7.30" in plain
