@@ -183,7 +183,10 @@ class Application:
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         await self.queue.open()
-        await self.dkim.refresh()
+        try:
+            await self.dkim.refresh()  # keys whose records match sign from the first message on
+        except Exception:  # never keep the server from starting: the periodic check tries again
+            _log.exception("dkim: checking the keys at start failed; mail is not signed until a check works")
         try:
             if self.metrics is not None:
                 await self.metrics.start()
