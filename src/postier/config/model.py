@@ -13,6 +13,7 @@ from typing import Literal
 import msgspec
 
 from postier.config.dkim import DkimConfig, DkimKeyConfig
+from postier.config.tlsrpt import TlsRptConfig
 
 __all__ = [
     "AuthConfig",
@@ -367,3 +368,4 @@ class Config(
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)
+    tlsrpt: TlsRptConfig = msgspec.field(default_factory=TlsRptConfig)
