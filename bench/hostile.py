@@ -35,6 +35,9 @@ from bench.servers import _child, _postier_toml, held_port
 
 MIB = 1 << 20
 RCPT = "user@bench.test"
+SLOW_IP, FLOOD_IP, TLS_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"  # attackers; smtp-source: 127.0.0.1
+# A deployment's per-IP limits, applied to the attackers' addresses as to everyone's.
+LIMITS = "[limits]\nconnections_per_minute_per_ip = 120\n"
 
 
 @contextlib.contextmanager
@@ -69,8 +72,8 @@ async def _expect(reader: asyncio.StreamReader, code: bytes) -> bytes:
             return line
 
 
-async def _open(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _open(port: int, source: str = "127.0.0.1") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
     await _expect(reader, b"220")
     writer.write(b"EHLO attacker.test\r\nMAIL FROM:<a@attacker.test>\r\nRCPT TO:<" + RCPT.encode() + b">\r\n")
     for code in (b"250", b"250", b"250"):
@@ -136,7 +139,7 @@ async def _slow_client(port: int, stop: asyncio.Event) -> None:
     """Open a message and trickle a line every 5 s (about 6 octets/s); start over when cut."""
     while not stop.is_set():
         try:
-            reader, writer = await _open(port)
+            reader, writer = await _open(port, SLOW_IP)
             writer.write(b"DATA\r\n")
             await _expect(reader, b"354")
             while not stop.is_set() and not reader.at_eof():
@@ -154,7 +157,7 @@ async def _bdat_flood(port: int, stop: asyncio.Event, counter: list[int]) -> Non
     batch = b"BDAT 0\r\n" * 200
     while not stop.is_set():
         try:
-            reader, writer = await _open(port)
+            reader, writer = await _open(port, FLOOD_IP)
             while not stop.is_set():
                 writer.write(batch)
                 for _ in range(200):
@@ -173,7 +176,9 @@ async def _tls_flood(port: int, stop: asyncio.Event, counter: list[int]) -> None
     context.verify_mode = ssl.CERT_NONE
     while not stop.is_set():
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=context, local_addr=(TLS_IP, 0)
+            )
             await reader.readline()
             writer.close()
             counter[0] += 1
@@ -263,7 +268,7 @@ def main() -> None:
             rows.append(("  their throughput", f"{big['mb_per_s']:.0f} MB/s"))
         if args.only in (None, "hostile"):
             port, tls_port = ports.take(), ports.take()
-            with postier(Path(tmp) / "hostile", port, tls_port) as pid:
+            with postier(Path(tmp) / "hostile", port, tls_port, LIMITS) as pid:
                 hostile = measure_hostile(port, tls_port, pid, args)
             print("hostile:", {k: round(v, 2) for k, v in hostile.items()}, flush=True)
             rows.append(("smtp-source alone", f"{hostile['unloaded_msg_s']:.0f} msg/s"))
