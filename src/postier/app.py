@@ -22,6 +22,7 @@ from postier.config.reloadable import plan_reload
 from postier.delivery import Router, Scheduler
 from postier.delivery.ownaddresses import OwnAddresses
 from postier.mail.envelope import Envelope
+from postier.mailauth.dkim import DkimKeys, DkimSigner, host_domain
 from postier.observe import fields, get_logger, mail_event, setup_logging
 from postier.observe.metrics import MetricsService
 from postier.policy.ratelimit import RateLimits
@@ -84,6 +85,7 @@ class Application:
         self.users = UserStore(users_path(self.data_dir))
         self._purger: asyncio.Task[None] | None = None
         self._deliverer: asyncio.Task[None] | None = None
+        self._dkim_checker: asyncio.Task[None] | None = None
         self.metrics = self._metrics_service(config) if role.delivers else None
         self._own = OwnAddresses(
             parse_hostport(lc.address) for lc in config.listeners
@@ -92,8 +94,14 @@ class Application:
         self.directory = parts.directory
         self.router = Router(parts.table, parts.resolver, planner=parts.planner)
         self.delivery = Scheduler(
-            self.queue, self.router, parts.couriers(), parts.settings, expand=parts.directory.expand
+            self.queue,
+            self.router,
+            parts.couriers(),
+            parts.settings,
+            expand=parts.directory.expand,
+            sign=self._sign_own,
         )
+        self.dkim = DkimKeys(config.dkim, self.data_dir, parts.resolver, on_change=self._dkim_changed)
         self.server = SmtpServer(
             hostname=config.server.hostname,
             queue=_WakingSink(self.queue, role.notify or self.delivery.wake),
@@ -114,6 +122,17 @@ class Application:
             command_timeout_s=config.server.command_timeout_s,
             data_timeout_s=config.server.data_timeout_s,
         )
+
+    def _dkim_changed(self, signer: DkimSigner) -> None:
+        self.server.dkim = signer  # new sessions' messages sign with it
+
+    def _sign_own(self, message: bytes) -> bytes:
+        """DKIM for mail Postier writes (DSNs): the key of ``server.hostname``'s domain, if any."""
+        signer = self.server.dkim
+        if signer.is_empty:
+            return b""
+        domain = host_domain(signer, self.config.server.hostname)
+        return b"" if domain is None else signer.sign(message, domain)
 
     def _tls_store(self, config: Config | None = None) -> TlsStore:
         config = config or self.config
@@ -159,6 +178,7 @@ class Application:
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         await self.queue.open()
+        await self.dkim.refresh()
         try:
             if self.metrics is not None:
                 await self.metrics.start()
@@ -169,6 +189,7 @@ class Application:
             await self.queue.close()
             raise
         loop = asyncio.get_running_loop()
+        self._dkim_checker = loop.create_task(self.dkim.run_forever(), name="dkim-keys")
         if self.role.delivers:
             self._purger = loop.create_task(self._purge_forever(), name="queue-purge")
             self._deliverer = loop.create_task(self.delivery.run_forever(), name="delivery")
@@ -220,6 +241,7 @@ class Application:
             _log.warning("%s changed: needs a restart, the running value stays", key, extra=fields(key=key))
         self.tls, self.server.tls_context, self.server.relay = tls, tls.current, relay
         self._swap_delivery(parts)
+        self.dkim.reconfigure(cfg.dkim, parts.resolver)  # keys read and checked again, now
         self._apply_live(old, cfg)
         self.config = cfg
         changed = " ".join(plan.applied) or "none"
@@ -261,7 +283,7 @@ class Application:
     async def stop(self) -> None:
         await self.server.shutdown(self.config.server.shutdown_grace_s)
         await self.delivery.stop()
-        for task in (self._purger, self._deliverer):
+        for task in (self._purger, self._deliverer, self._dkim_checker):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -51,6 +51,8 @@ def _smtp_courier(config: Config, resolver: DnsPythonResolver, own: OwnAddresses
             reuse_idle_s=d.reuse_idle_s,
             reuse_max_messages=d.reuse_max_messages,
             own=own,
+            max_addresses=d.mx_address_limit,
+            max_sessions=d.mx_session_limit,
         )
     except OSError as exc:  # ssl.SSLError included
         raise ConfigError("delivery.ca_file", f"cannot load {d.ca_file}: {exc}") from None

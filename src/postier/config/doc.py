@@ -35,6 +35,8 @@ _SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("local", model.LocalConfig, "[local] (local domains: recipients, aliases, mailboxes)"),
     ("metrics", model.MetricsConfig, "[metrics] (Prometheus endpoint)"),
     ("log", model.LogConfig, "[log]"),
+    ("dkim", model.DkimConfig, "[dkim] (DKIM signing of outgoing mail: docs/dkim.md)"),
+    ("dkim.key", model.DkimKeyConfig, "[[dkim.key]] (a DKIM key kept outside data_dir/dkim)"),
 ]
 
 _INTRO = """# Configuration

@@ -12,10 +12,14 @@ from typing import Literal
 
 import msgspec
 
+from postier.config.dkim import DkimConfig, DkimKeyConfig
+
 __all__ = [
     "AuthConfig",
     "Config",
     "DeliveryConfig",
+    "DkimConfig",
+    "DkimKeyConfig",
     "DnsConfig",
     "LimitsConfig",
     "ListenerConfig",
@@ -204,6 +208,15 @@ class DeliveryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     """Name sent in EHLO/LHLO. Empty: server.hostname."""
     connect_timeout_s: float = 30.0
     """Time allowed to open a TCP connection to one address."""
+    mx_address_limit: int = 5
+    """Addresses tried per delivery attempt, over all the destination's hosts (MX hosts or a relay's
+    addresses), connected to or not (Postfix: smtp_mx_address_limit = 5). The others wait for the next
+    attempt. Bounds what a domain publishing many MX hosts and addresses costs: at most this many
+    connect timeouts per attempt. At least 1."""
+    mx_session_limit: int = 2
+    """SMTP sessions per delivery attempt that got through greeting, EHLO and TLS and were given the
+    message (Postfix: smtp_mx_session_limit = 2); a session reused from the pool is not counted. At
+    least 1."""
     retry_base_s: float = 300.0
     """First retry delay after a temporary failure; doubles each attempt (with ±10 % jitter)."""
     retry_cap_s: float = 3600.0
@@ -301,3 +314,4 @@ class Config(
     local: LocalConfig = msgspec.field(default_factory=LocalConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+    dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)

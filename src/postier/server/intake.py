@@ -7,7 +7,9 @@ Theory of operation, in order (docs/flow.md, end of data):
 2. the envelope: the recipients as accepted, expanded by the local directory (aliases), the ESMTP
    parameters (RFC 6152 BODY, RFC 6531 SMTPUTF8, RFC 3461 RET/ENVID, RFC 1870 SIZE) and what the
    session knows of the client (``ClientInfo``);
-3. the trace header (``received.py``) is prepended under the queue id the message will have;
+3. the trace header (``received.py``) is prepended under the queue id the message will have, and
+   above it the DKIM signatures for our own users' mail (``signing.py``; the trace header need not
+   be signed, RFC 6376 §5.4);
 4. the replies the session still holds are flushed, because the enqueue waits for a group commit;
 5. ``Queue.enqueue`` returns once the message is on stable storage: only then ``250 … queued as ID``
    (STYLE: say 250 only after fsync). Out of space → ``452 4.3.1``; any other queue error →
@@ -29,6 +31,7 @@ from postier.mail.reply import Reply
 from postier.observe import get_logger, mail_event
 from postier.server.rcpt_checks import count_message
 from postier.server.received import MAX_HOPS, hop_count, protocol_keyword, received_header
+from postier.server.signing import UNSIGNED, dkim_sign
 from postier.smtp.server.events import MessageReceived
 
 if TYPE_CHECKING:
@@ -84,9 +87,10 @@ async def queue_message(
         recipients=tuple(r.address for r in event.recipients),
         now=datetime.now(UTC),
     )
+    signed = UNSIGNED if server.dkim.is_empty else await dkim_sign(server, event, client)
     flush()
     try:
-        await server.queue.enqueue(envelope, header + event.body, queue_id=queue_id)
+        await server.queue.enqueue(envelope, signed.fields + header + event.body, queue_id=queue_id)
     except QueueFullError:
         _log.error("session %s: queue is out of space", sid)
         return S.QUEUE_FULL
@@ -104,6 +108,8 @@ async def queue_message(
         proto=client.protocol,
         user=client.auth_user,
         duration_s=round(time.monotonic() - mail_at, 4),
+        dkim=signed.result,
+        dkim_reason=signed.reason,
     )
     return queued(queue_id)
 

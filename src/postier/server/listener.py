@@ -22,6 +22,7 @@ from postier.mail.address import Address
 from postier.mail.envelope import Envelope
 from postier.mail.replies import S
 from postier.mail.reply import Reply
+from postier.mailauth.dkim import DkimSigner
 from postier.observe import get_logger
 from postier.policy.ratelimit import RateLimits
 from postier.policy.relay import RelayPolicy
@@ -90,6 +91,7 @@ class SmtpServer:
         sender_rule: Callable[[str, Address | None], bool] | None = None,
         limits: RateLimits | None = None,
         directory: LocalDirectory | None = None,
+        dkim: DkimSigner | None = None,
         max_connections: int = 1000,
         max_connections_per_ip: int = 50,
         command_timeout_s: float = 300.0,
@@ -105,6 +107,7 @@ class SmtpServer:
         self.sender_rule = sender_rule  # may this authenticated user send as this sender?
         self.limits = limits or RateLimits()
         self.directory = directory  # local recipients checked at RCPT and expanded; None: no checks
+        self.dkim = dkim or DkimSigner()  # swapped whole when keys or their records change
         self.max_connections = max_connections
         self.max_connections_per_ip = max_connections_per_ip
         self.command_timeout_s = command_timeout_s
