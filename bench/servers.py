@@ -127,7 +127,9 @@ def _postier(batch_max: int | None, loop: str, workers: int = 1) -> Launch:
                     root, port, route_port, hold=relay_port is None, batch_max=batch_max, workers=workers
                 )
                 config.write_text(toml)
-                module = ["postier", "serve"] if loop == "default" else ["bench.postier_asyncio"]
+                module = (
+                    ["postier", "serve", "--allow-root"] if loop == "default" else ["bench.postier_asyncio"]
+                )
                 argv = [sys.executable, "-m", *module, "--config", str(config)]
                 pid = stack.enter_context(_child(root, port, argv))
                 yield pid
