@@ -22,7 +22,7 @@ reject         sid (absent when refused before a session began), remote? (connec
                (a sender rule or a rate limit), reply ("550 5.1.1 …"), reason?
 queued         sid, id, from (<sender>, ``<>`` for bounces), size (octets), nrcpt, proto
                (the RFC 3848 "with" keyword: SMTP, ESMTPSA, UTF8SMTPS …), user?, duration_s (MAIL to
-               queued), dkim? (signed or why not), dkim_reason?
+               queued), dkim? (the signing domain, or unsigned), dkim_reason?
 delivery       id, rcpt, result (delivered|deferred|failed), relay (the server "host [ip]:port", or
                the destination), tls?, tls_policy, source (where the policy came from), reply,
                attempt, next? (the next attempt, deferred only), delay_s (time in queue), duration_s?
