@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from postier.config.dkim import check_dkim
+from postier.config.mailauth import check_mailauth
 from postier.config.model import Config
 from postier.mail.errors import ConfigError
 
@@ -130,6 +131,7 @@ def _check(config: Config) -> None:
         raise ConfigError("tls", "give both cert and key, or neither")
     _check_delivery(config)
     check_dkim(config.dkim)
+    check_mailauth(config.mailauth)
 
 
 def _check_delivery(config: Config) -> None:

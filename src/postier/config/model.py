@@ -13,6 +13,7 @@ from typing import Literal
 import msgspec
 
 from postier.config.dkim import DkimConfig, DkimKeyConfig
+from postier.config.mailauth import MailauthConfig
 
 __all__ = [
     "AuthConfig",
@@ -25,6 +26,7 @@ __all__ = [
     "ListenerConfig",
     "LocalConfig",
     "LogConfig",
+    "MailauthConfig",
     "MetricsConfig",
     "QueueConfig",
     "RelayConfig",
@@ -306,3 +308,4 @@ class Config(
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)
+    mailauth: MailauthConfig = msgspec.field(default_factory=MailauthConfig)
