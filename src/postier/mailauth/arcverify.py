@@ -65,7 +65,7 @@ class _Quiet:
 
 def _verify(data: bytes, keys: KeyAnswers, min_rsa_bits: int) -> tuple[str, str]:
     try:
-        cv, _results, reason = dkim.ARC(data, logger=_Quiet(), minkey=min_rsa_bits).verify(  # type: ignore[arg-type]
+        cv, _results, reason = dkim.ARC(data, logger=_Quiet(), minkey=min_rsa_bits).verify(
             dnsfunc=keys.dnsfunc
         )
     except dkim.DKIMException as exc:

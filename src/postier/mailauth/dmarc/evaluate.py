@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from postier.mailauth.dkimverify import DkimResult
 from postier.mailauth.dmarc.discover import PolicyAnswer
+from postier.mailauth.dmarc.record import DmarcRecord
 from postier.mailauth.orgdomain import org_domain
 from postier.mailauth.spf import SpfResult
 
@@ -41,6 +42,8 @@ class DmarcResult:
     dkim_domain: str = ""
     """The d= of the aligned DKIM signature that passed, else ""."""
     reason: str = ""
+    record: DmarcRecord | None = None
+    """The record that applied (for aggregate reports), else None."""
 
     @property
     def is_pass(self) -> bool:
@@ -65,17 +68,18 @@ def evaluate_dmarc(
         return DmarcResult("none", domain, reason="no DMARC record")
     spf_aligned = spf is not None and spf.result == "pass" and is_aligned(spf.domain, domain, record.aspf)
     passed = [d for d in dkim if d.result == "pass" and is_aligned(d.domain, domain, record.adkim)]
-    policy = record.p
+    policy: str = record.p
     if answer.is_subdomain:
         policy = record.sp if answer.from_exists else record.np
-    common = {"policy_domain": answer.policy_domain, "policy": policy}
+    where = answer.policy_domain
     if spf_aligned or passed:
         dkim_domain = passed[0].domain if passed else ""
-        return DmarcResult("pass", domain, spf_aligned=spf_aligned, dkim_domain=dkim_domain, **common)
+        return DmarcResult("pass", domain, where, policy, "none", spf_aligned, dkim_domain, "", record)
     spf_temp = spf is not None and spf.result == "temperror" and is_aligned(spf.domain, domain, record.aspf)
     dkim_temp = any(d.result == "temperror" and is_aligned(d.domain, domain, record.adkim) for d in dkim)
     if spf_temp or dkim_temp:
-        return DmarcResult("temperror", domain, reason="an aligned identifier could not be checked", **common)
+        why = "an aligned identifier could not be checked"
+        return DmarcResult("temperror", domain, where, policy, "none", reason=why, record=record)
     disposition = policy
     sampled = roll * 100 < record.pct
     if record.testing or not sampled:
@@ -83,4 +87,4 @@ def evaluate_dmarc(
     why = "no aligned SPF or DKIM pass"
     if disposition != policy:
         why += " (testing, t=y)" if record.testing else f" (outside pct={record.pct})"
-    return DmarcResult("fail", domain, disposition=disposition, reason=why, **common)
+    return DmarcResult("fail", domain, where, policy, disposition, reason=why, record=record)

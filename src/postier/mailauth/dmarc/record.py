@@ -107,9 +107,10 @@ def parse_record(text: str) -> DmarcRecord | None:
             return None
         p = "none"
     sp = _policy(t.get("sp")) or p
-    adkim = "s" if t.get("adkim", "").lower() == "s" else "r"
-    aspf = "s" if t.get("aspf", "").lower() == "s" else "r"
-    psd = t.get("psd", "u").lower()
+    adkim: Literal["r", "s"] = "s" if t.get("adkim", "").lower() == "s" else "r"
+    aspf: Literal["r", "s"] = "s" if t.get("aspf", "").lower() == "s" else "r"
+    psd_tag = t.get("psd", "u").lower()
+    psd: Literal["y", "n", "u"] = "y" if psd_tag == "y" else "n" if psd_tag == "n" else "u"
     return DmarcRecord(
         p=p,
         sp=sp,
@@ -122,6 +123,6 @@ def parse_record(text: str) -> DmarcRecord | None:
         ruf=_uris(t.get("ruf")),
         fo=t.get("fo", "0"),
         ri=_int(t.get("ri"), 86400, 1, 2**31 - 1),
-        psd=psd if psd in ("y", "n") else "u",
+        psd=psd,
         text=text,
     )
