@@ -51,6 +51,10 @@ class Observation:
     envelope_from: str
     """The domain of the envelope sender (the HELO name for ``<>``)."""
     results: MailauthResults
+    disposition: str = ""
+    """What was done with a DMARC failure: none, quarantine or reject ("": as the policy said)."""
+    override: str = ""
+    """Why the policy was not applied (RFC 7489 PolicyOverrideType): local_policy, trusted_forwarder."""
 
 
 class MailauthCheck:
@@ -117,11 +121,11 @@ class MailauthCheck:
         )
         line = summary(results)
         txn.auth_results = line
-        if self.observe is not None and results.dmarc is not None and results.dmarc.record is not None:
-            spf = results.spf
-            self.observe(Observation(client.ip, spf.domain if spf else "", results))
         header = ("Authentication-Results", authentication_results(self.hostname, results))
-        return self._verdict(results.dmarc, results.arc, header, line)
+        verdict = self._verdict(results.dmarc, results.arc, header, line)
+        if self.observe is not None and results.dmarc is not None and results.dmarc.record is not None:
+            self.observe(_observation(client, results, verdict))
+        return verdict
 
     async def _results(self, txn: Transaction, message: Message) -> MailauthResults:
         c = self.config
@@ -168,6 +172,20 @@ class MailauthCheck:
     def _vouched(self, arc: ArcResult | None) -> bool:
         trusted = {d.lower().rstrip(".") for d in self.config.arc_trusted_sealers}
         return arc is not None and arc.result == "pass" and bool(arc.sealers) and arc.sealers[0] in trusted
+
+
+def _observation(client: Client, results: MailauthResults, verdict: Verdict) -> Observation:
+    dmarc = results.dmarc
+    assert dmarc is not None
+    spf = results.spf
+    done, override = "none", ""
+    if verdict.action is Action.REJECT:
+        done = "reject"
+    elif verdict.action is Action.QUARANTINE or QUARANTINE_HEADER in verdict.headers:
+        done = "quarantine"
+    if dmarc.result == "fail" and done != dmarc.disposition:
+        override = "trusted_forwarder" if "ARC sealer" in verdict.reason else "local_policy"
+    return Observation(client.ip, spf.domain if spf else "", results, done, override)
 
 
 async def _nothing() -> None:

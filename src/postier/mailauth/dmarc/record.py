@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["DmarcRecord", "ReportUri", "parse_record"]
+__all__ = ["DmarcRecord", "ReportUri", "parse_record", "parse_uris"]
 
 Policy = Literal["none", "quarantine", "reject"]
 _POLICIES: tuple[Policy, ...] = ("none", "quarantine", "reject")
@@ -70,7 +70,8 @@ def _policy(value: str | None) -> Policy | None:
     return next((p for p in _POLICIES if p == value), None)
 
 
-def _uris(value: str | None) -> tuple[ReportUri, ...]:
+def parse_uris(value: str | None) -> tuple[ReportUri, ...]:
+    """A comma-separated list of DMARC URIs (``mailto:a@example.com!10m``); invalid items are left out."""
     uris = []
     for item in (value or "").split(","):
         item = item.strip()
@@ -100,7 +101,7 @@ def parse_record(text: str) -> DmarcRecord | None:
     if not eq or name.strip().lower() != "v" or version.strip() != "DMARC1":
         return None
     t = _tags(text)
-    rua = _uris(t.get("rua"))
+    rua = parse_uris(t.get("rua"))
     p = _policy(t.get("p"))
     if p is None:
         if not rua:
@@ -120,7 +121,7 @@ def parse_record(text: str) -> DmarcRecord | None:
         pct=_int(t.get("pct"), 100, 0, 100),
         testing=t.get("t", "n").lower() == "y",
         rua=rua,
-        ruf=_uris(t.get("ruf")),
+        ruf=parse_uris(t.get("ruf")),
         fo=t.get("fo", "0"),
         ri=_int(t.get("ri"), 86400, 1, 2**31 - 1),
         psd=psd,
