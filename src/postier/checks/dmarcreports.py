@@ -28,7 +28,6 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
-from postier.checks.mailauth import Observation
 from postier.dns import TemporaryDnsError
 from postier.mail.address import Address
 from postier.mail.envelope import ClientInfo, Envelope, Recipient
@@ -36,6 +35,7 @@ from postier.mailauth.dmarc.aggregate import ReportMeta, ReportRow, build_report
 from postier.mailauth.dmarc.record import parse_uris
 from postier.mailauth.lookup import RecordLookup, txt_or_none
 from postier.mailauth.orgdomain import org_domain
+from postier.mailauth.results import Observation
 from postier.observe import get_logger, mail_event
 
 __all__ = ["ReportSender", "ReportStore", "report_row"]

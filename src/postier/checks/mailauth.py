@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from postier.config.mailauth import MailauthConfig
 from postier.mail.replies import S
@@ -31,7 +30,13 @@ from postier.mailauth.arcverify import ArcResult, check_arc
 from postier.mailauth.dkimverify import DkimResult, check_dkim
 from postier.mailauth.dmarc import DmarcResult, discover_policy, evaluate_dmarc, from_domains
 from postier.mailauth.lookup import RecordLookup
-from postier.mailauth.results import MailauthResults, authentication_results, authserv_id, summary
+from postier.mailauth.results import (
+    MailauthResults,
+    Observation,
+    authentication_results,
+    authserv_id,
+    summary,
+)
 from postier.mailauth.spf import SpfIdentity, SpfResult, check_spf
 from postier.policy import ACCEPT, Action, Client, Message, Transaction, Verdict, defer, quarantine, reject, tag
 
@@ -41,20 +46,6 @@ QUARANTINE_HEADER = ("X-Postier-Quarantine", "dmarc")
 """Added to a p=quarantine DMARC failure under ``dmarc = "enforce"`` (for a Sieve rule: docs/mailauth.md)."""
 
 _NOTE = "mailauth.spf"
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """One checked message, for the DMARC aggregate reports."""
-
-    source_ip: str
-    envelope_from: str
-    """The domain of the envelope sender (the HELO name for ``<>``)."""
-    results: MailauthResults
-    disposition: str = ""
-    """What was done with a DMARC failure: none, quarantine or reject ("": as the policy said)."""
-    override: str = ""
-    """Why the policy was not applied (RFC 7489 PolicyOverrideType): local_policy, trusted_forwarder."""
 
 
 class MailauthCheck:

@@ -20,7 +20,7 @@ from postier.mailauth.dkimverify import DkimResult
 from postier.mailauth.dmarc.evaluate import DmarcResult
 from postier.mailauth.spf import SpfResult
 
-__all__ = ["MailauthResults", "authentication_results", "authserv_id", "summary"]
+__all__ = ["MailauthResults", "Observation", "authentication_results", "authserv_id", "summary"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,20 @@ class MailauthResults:
     dkim: tuple[DkimResult, ...] = field(default=())
     dmarc: DmarcResult | None = None
     arc: ArcResult | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One checked message, for the DMARC aggregate reports."""
+
+    source_ip: str
+    envelope_from: str
+    """The domain of the envelope sender (the HELO name for ``<>``)."""
+    results: MailauthResults
+    disposition: str = ""
+    """What was done with a DMARC failure: none, quarantine or reject ("": as the policy said)."""
+    override: str = ""
+    """Why the policy was not applied (RFC 7489 PolicyOverrideType): local_policy, trusted_forwarder."""
 
 
 def _text(reason: str) -> str | None:

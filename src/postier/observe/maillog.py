@@ -17,7 +17,8 @@ tls            sid, version (TLSv1.3), cipher
 auth           sid, mechanism, user, result (ok|failed|cancelled) — never the password or payload
 reject         sid, stage (connect|helo|auth|mail|rcpt|data), reply ("550 5.1.1 …"), from, rcpt, reason
 queued         sid, id, from (<sender>, ``<>`` for bounces), size (octets), nrcpt, msgid, duration_s,
-               dkim (the signing domain, or unsigned), dkim_reason
+               dkim (the signing domain, or unsigned), dkim_reason, mailauth (what mail authentication
+               found: "spf=pass dkim=pass:example.com dmarc=pass arc=none"; absent for our own clients)
 delivery       id, rcpt, result (delivered|deferred|failed), reply, mx (host[ip]), attempt, delay_s,
                duration_s (the attempt itself)
 bounce         id, rcpt, reply, bounce_id (queue id of the DSN sent), reason
@@ -26,6 +27,7 @@ removed        id, by (cli|api|expiry), reason
 disconnect     sid, remote, commands (count), duration_s, reason (quit|timeout|error|shutdown)
 ready          listeners ("smtp=127.0.0.1:2525 submission=…"), hostname — the server accepts mail
 stopped        (no fields) — the server has shut down
+dmarc_report   id (of the report message queued), domain (the policy domain), to (<rua address>), rows
 =============  ==============================================================================
 
 Never pass passwords, AUTH payloads, keys or message bodies as fields.
@@ -65,6 +67,7 @@ EVENTS = frozenset(
         "disconnect",
         "ready",
         "stopped",
+        "dmarc_report",
     }
 )
 
