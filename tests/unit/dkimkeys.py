@@ -27,7 +27,9 @@ def rsa_key(bits: int = 2048) -> SigningKey:
     else:
         key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
     )
     public = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -37,6 +39,8 @@ def rsa_key(bits: int = 2048) -> SigningKey:
 
 def ed25519_key() -> SigningKey:
     key = ed25519.Ed25519PrivateKey.generate()
-    raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    raw = key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
     public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return SigningKey(base64.b64encode(raw), "v=DKIM1; k=ed25519; p=" + base64.b64encode(public).decode())

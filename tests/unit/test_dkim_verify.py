@@ -20,10 +20,15 @@ ED = ed25519_key()
 WEAK = rsa_key(768)
 
 
-def _sign(message: bytes, selector: str, domain: str, key: SigningKey, algorithm: bytes = b"rsa-sha256") -> bytes:
-    return dkim.sign(  # type: ignore[no-any-return]
-        message, selector.encode(), domain.encode(), key.private, signature_algorithm=algorithm
-    ) + message
+def _sign(
+    message: bytes, selector: str, domain: str, key: SigningKey, algorithm: bytes = b"rsa-sha256"
+) -> bytes:
+    return (
+        dkim.sign(  # type: ignore[no-any-return]
+            message, selector.encode(), domain.encode(), key.private, signature_algorithm=algorithm
+        )
+        + message
+    )
 
 
 ZONE = {
@@ -120,6 +125,10 @@ async def test_arc_chain_of_two_forwarders_passes() -> None:
 async def test_no_arc_is_none_and_dns_failure_temperror() -> None:
     assert (await check_arc(ZoneLookup(ZONE), MESSAGE)).result == "none"
     sealed = _arc_seal(
-        b"Authentication-Results: slow.example; none\r\n" + MESSAGE, "example.com", "slow", RSA, b"slow.example"
+        b"Authentication-Results: slow.example; none\r\n" + MESSAGE,
+        "example.com",
+        "slow",
+        RSA,
+        b"slow.example",
     )
     assert (await check_arc(ZoneLookup(ZONE), sealed)).result == "temperror"

@@ -23,7 +23,15 @@ RECORDS = [
     ("v=DMARC1 ; p = reject ; ", {"p": "reject"}),
 ]
 
-INVALID = ["", "p=reject", "v=DMARC2; p=reject", "v=dmarc1; p=reject", "v=DMARC1; p=bogus", "v=DMARC1", "x; v=DMARC1"]
+INVALID = [
+    "",
+    "p=reject",
+    "v=DMARC2; p=reject",
+    "v=dmarc1; p=reject",
+    "v=DMARC1; p=bogus",
+    "v=DMARC1",
+    "x; v=DMARC1",
+]
 
 
 @pytest.mark.parametrize(("text", "expected"), RECORDS)
@@ -128,8 +136,22 @@ EVALUATIONS = [
     ("v=DMARC1; p=reject", None, [_dkim("pass", "example.com")], 0.0, "pass", "none"),
     ("v=DMARC1; p=reject; adkim=s", None, [_dkim("pass", "example.com")], 0.0, "fail", "reject"),
     ("v=DMARC1; p=reject; adkim=s", None, [_dkim("pass", "news.example.com")], 0.0, "pass", "none"),
-    ("v=DMARC1; p=reject", _spf("pass", "evil.example"), [_dkim("pass", "evil.example")], 0.0, "fail", "reject"),
-    ("v=DMARC1; p=reject", _spf("fail", "example.com"), [_dkim("fail", "example.com")], 0.0, "fail", "reject"),
+    (
+        "v=DMARC1; p=reject",
+        _spf("pass", "evil.example"),
+        [_dkim("pass", "evil.example")],
+        0.0,
+        "fail",
+        "reject",
+    ),
+    (
+        "v=DMARC1; p=reject",
+        _spf("fail", "example.com"),
+        [_dkim("fail", "example.com")],
+        0.0,
+        "fail",
+        "reject",
+    ),
     ("v=DMARC1; p=reject", None, [_dkim("temperror", "example.com")], 0.0, "temperror", "none"),
     ("v=DMARC1; p=reject", _spf("temperror", "example.com"), [], 0.0, "temperror", "none"),
     ("v=DMARC1; p=reject; pct=50", None, [], 0.49, "fail", "reject"),

@@ -11,11 +11,10 @@ import parsedmarc
 from mailauthzone import ZoneLookup
 
 from postier.checks.dmarcreports import ReportSender, ReportStore
-from postier.mailauth.results import Observation
 from postier.mail.envelope import Envelope
 from postier.mailauth.dkimverify import DkimResult
 from postier.mailauth.dmarc import PolicyAnswer, evaluate_dmarc, parse_record
-from postier.mailauth.results import MailauthResults
+from postier.mailauth.results import MailauthResults, Observation
 from postier.mailauth.spf import SpfIdentity, SpfResult
 
 DAY = 86400
@@ -42,7 +41,9 @@ def _seen(record: str, ip: str, dkim_result: str, from_domain: str = "example.co
 async def test_a_day_of_results_becomes_one_report_per_authorized_rua(tmp_path: Path) -> None:
     clock = Clock(20 * DAY + 100)
     store = ReportStore(tmp_path / "dmarc", DAY, clock)
-    record = "v=DMARC1; p=reject; rua=mailto:d@example.com,mailto:agg@reports.example.net,mailto:x@other.example"
+    record = (
+        "v=DMARC1; p=reject; rua=mailto:d@example.com,mailto:agg@reports.example.net,mailto:x@other.example"
+    )
     for _ in range(3):
         store.add(_seen(record, "192.0.2.1", "pass"))
     store.add(_seen(record, "198.51.100.9", "fail"))
@@ -54,7 +55,12 @@ async def test_a_day_of_results_becomes_one_report_per_authorized_rua(tmp_path: 
         return f"Q{len(queued)}"
 
     sender = ReportSender(
-        store, ZoneLookup(ZONE), enqueue, hostname="mx.example.test", sender="dmarc@example.test", org_name="Test"
+        store,
+        ZoneLookup(ZONE),
+        enqueue,
+        hostname="mx.example.test",
+        sender="dmarc@example.test",
+        org_name="Test",
     )
     assert await sender.send_due() == 0  # the day is not over
     clock.now += DAY
@@ -71,5 +77,7 @@ async def test_a_day_of_results_becomes_one_report_per_authorized_rua(tmp_path: 
     parsed = report["report"]
     assert parsed["policy_published"]["domain"] == "example.com"
     assert parsed["policy_published"]["p"] == "reject"
-    rows = sorted((r["source"]["ip_address"], r["count"], r["policy_evaluated"]["dkim"]) for r in parsed["records"])
+    rows = sorted(
+        (r["source"]["ip_address"], r["count"], r["policy_evaluated"]["dkim"]) for r in parsed["records"]
+    )
     assert rows == [("192.0.2.1", 3, "pass"), ("198.51.100.9", 1, "fail")]

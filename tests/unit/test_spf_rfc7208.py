@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
+from mailauthzone import TIMEOUT, ZoneLookup
 
 from postier.mailauth.spf import check_spf
-from mailauthzone import TIMEOUT, ZoneLookup
 
 SUITE = Path(__file__).parent.parent / "data" / "spf" / "rfc7208-tests.yml"
 

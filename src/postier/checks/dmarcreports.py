@@ -72,7 +72,9 @@ def report_row(seen: Observation) -> ReportRow | None:
         spf="pass" if dmarc.spf_aligned else "fail",
         override=seen.override or override,
         auth_dkim=tuple((d.domain, d.selector, d.result) for d in r.dkim),
-        auth_spf=(spf.domain, "helo" if spf.identity == "helo" else "mfrom", spf.result) if spf else ("", "mfrom", "none"),
+        auth_spf=(spf.domain, "helo" if spf.identity == "helo" else "mfrom", spf.result)
+        if spf
+        else ("", "mfrom", "none"),
         published=published,
         rua=tuple(u.uri + (f"!{u.max_bytes}" if u.max_bytes else "") for u in record.rua),
     )
@@ -191,7 +193,9 @@ class ReportSender:
         message = EmailMessage()
         message["From"] = self.sender
         message["To"] = address
-        message["Subject"] = f"Report Domain: {domain} Submitter: {self.hostname} Report-ID: <{meta.report_id}>"
+        message["Subject"] = (
+            f"Report Domain: {domain} Submitter: {self.hostname} Report-ID: <{meta.report_id}>"
+        )
         message["Date"] = format_datetime(datetime.now(UTC))
         message["Message-ID"] = make_msgid(domain=self.hostname)
         message.set_content(f"DMARC aggregate report for {domain} from {self.hostname}.\n")
@@ -202,4 +206,3 @@ class ReportSender:
             filename=report_filename(self.hostname, domain, meta),
         )
         return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-

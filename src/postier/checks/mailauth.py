@@ -38,7 +38,18 @@ from postier.mailauth.results import (
     summary,
 )
 from postier.mailauth.spf import SpfIdentity, SpfResult, check_spf
-from postier.policy import ACCEPT, Action, Client, Message, Transaction, Verdict, defer, quarantine, reject, tag
+from postier.policy import (
+    ACCEPT,
+    Action,
+    Client,
+    Message,
+    Transaction,
+    Verdict,
+    defer,
+    quarantine,
+    reject,
+    tag,
+)
 
 __all__ = ["QUARANTINE_HEADER", "MailauthCheck", "Observation"]
 

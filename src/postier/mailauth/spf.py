@@ -124,9 +124,7 @@ async def check_spf(
             return SpfResult("none", identity, helo, "", "HELO is not a domain name")
         sender = f"postmaster@{helo}"
     domain = sender.rpartition("@")[2].lower()
-    evaluator = _Evaluator(
-        _Lookups(lookup), spftrace.Limits(time_limit=time_limit_s), receiver=receiver
-    )
+    evaluator = _Evaluator(_Lookups(lookup), spftrace.Limits(time_limit=time_limit_s), receiver=receiver)
     outcome = await evaluator.evaluate(ip, sender, helo)
     result = outcome.result if outcome.result in _RESULTS else "permerror"
     return SpfResult(result, identity, domain, sender, _reason(outcome), outcome.explanation)

@@ -30,7 +30,8 @@ class ReportRow:
     spf: str
     """pass when SPF passed for an aligned domain, else fail."""
     override: str = ""
-    """RFC 7489 PolicyOverrideType when the policy was not applied: sampled_out, trusted_forwarder, local_policy."""
+    """Why the policy was not applied (RFC 7489 PolicyOverrideType): sampled_out, trusted_forwarder,
+    local_policy."""
     auth_dkim: tuple[tuple[str, str, str], ...] = ()
     """Every DKIM signature checked: (domain, selector, result)."""
     auth_spf: tuple[str, str, str] = ("", "mfrom", "none")
