@@ -132,3 +132,22 @@ async def test_no_arc_is_none_and_dns_failure_temperror() -> None:
         b"slow.example",
     )
     assert (await check_arc(ZoneLookup(ZONE), sealed)).result == "temperror"
+
+
+async def test_our_arc_seal_verifies_and_extends_a_chain() -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from postier.mailauth.arcseal import arc_seal
+    from postier.mailauth.dkim import SigningKey
+
+    private = serialization.load_pem_private_key(RSA.private, None)
+    key = SigningKey("fwd.example", "arc", private)  # type: ignore[arg-type]
+    zone = {**ZONE, "arc._domainkey.fwd.example": {"TXT": [RSA.record]}}
+    ours = b"Authentication-Results: mx.fwd.example; spf=pass smtp.mailfrom=a@example.com; arc=none\r\n"
+    first = arc_seal(ours + MESSAGE, key, "mx.fwd.example") + ours + MESSAGE
+    assert (await check_arc(ZoneLookup(zone), first)).result == "pass"
+    again = ours.replace(b"arc=none", b"arc=pass") + first
+    second = arc_seal(again, key, "mx.fwd.example") + again
+    result = await check_arc(ZoneLookup(zone), second)
+    assert (result.result, result.instances) == ("pass", 2)
+    assert arc_seal(MESSAGE, key, "mx.fwd.example") == b""  # no results of ours to seal
