@@ -146,8 +146,9 @@ async def test_our_arc_seal_verifies_and_extends_a_chain() -> None:
     ours = b"Authentication-Results: mx.fwd.example; spf=pass smtp.mailfrom=a@example.com; arc=none\r\n"
     first = arc_seal(ours + MESSAGE, key, "mx.fwd.example") + ours + MESSAGE
     assert (await check_arc(ZoneLookup(zone), first)).result == "pass"
-    again = ours.replace(b"arc=none", b"arc=pass") + first
-    second = arc_seal(again, key, "mx.fwd.example") + again
+    hop2 = b"Authentication-Results: mx2.fwd.example; arc=pass\r\n"  # the next forwarder's
+    again = hop2 + first
+    second = arc_seal(again, key, "mx2.fwd.example") + again
     result = await check_arc(ZoneLookup(zone), second)
     assert (result.result, result.instances) == ("pass", 2)
     assert arc_seal(MESSAGE, key, "mx.fwd.example") == b""  # no results of ours to seal
