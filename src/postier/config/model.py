@@ -14,6 +14,7 @@ import msgspec
 
 from postier.config.dkim import DkimConfig, DkimKeyConfig
 from postier.config.mailauth import MailauthConfig
+from postier.config.tlsrpt import TlsRptConfig
 
 __all__ = [
     "AuthConfig",
@@ -347,3 +348,4 @@ class Config(
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)
     mailauth: MailauthConfig = msgspec.field(default_factory=MailauthConfig)
+    tlsrpt: TlsRptConfig = msgspec.field(default_factory=TlsRptConfig)

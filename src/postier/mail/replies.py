@@ -94,6 +94,7 @@ class S:
     # --- 5xx: policy ---------------------------------------------------------------------------------
     RELAY_DENIED = _r(554, "5.7.1", "Relay access denied")
     AUTH_REQUIRED = _r(530, "5.7.0", "Authentication required")
+    REQUIRETLS_NEEDS_TLS = _r(530, "5.7.10", "REQUIRETLS needs an encrypted connection (RFC 8689)")
     ENCRYPTION_REQUIRED = _r(538, "5.7.11", "Encryption required for requested authentication mechanism")
     AUTH_FAILED = _r(535, "5.7.8", "Authentication credentials invalid")
     AUTHZID_REFUSED = _r(535, "5.7.8", "Authorization identity must be empty or the same as the login")

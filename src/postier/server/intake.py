@@ -125,4 +125,5 @@ def _envelope(server: SmtpServer, event: MessageReceived, client: ClientInfo) ->
         envid=event.params.envid,
         declared_size=event.params.size,
         client=client,
+        requiretls=event.params.requiretls,
     )

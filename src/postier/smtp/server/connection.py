@@ -272,6 +272,8 @@ class ServerConnection:
         lines += ["SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "BINARYMIME", "DSN"]
         if s.can_starttls and not self._is_tls:
             lines.append("STARTTLS")
+        if self._is_tls:  # RFC 8689 §4: REQUIRETLS only on a TLS session
+            lines.append("REQUIRETLS")
         if self._mechanisms and (self._is_tls or not s.auth_requires_tls):
             lines.append("AUTH " + " ".join(self._mechanisms))
         return Reply(250, None, "\n".join(lines))
