@@ -18,6 +18,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -134,6 +135,16 @@ class ReportSender:
         self.sender = sender
         self.org_name = org_name
         self.sign = sign
+
+    async def run_forever(self, check_every_s: float = 3600.0) -> None:
+        """Send what is due now and then every ``check_every_s`` (a period's reports go out within
+        that time of its end)."""
+        while True:
+            try:
+                await self.send_due()
+            except Exception:
+                _log.exception("sending DMARC reports failed; will try again")
+            await asyncio.sleep(check_every_s)
 
     async def send_due(self) -> int:
         """Queue the reports of every ended period; returns how many messages were queued."""
