@@ -31,7 +31,9 @@ def arc_seal(message: bytes, key: SigningKey, authserv_id: str) -> bytes:
     if not isinstance(key.key, rsa.RSAPrivateKey):
         return b""
     pem = key.key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
     )
     try:
         fields = dkim.arc_sign(
