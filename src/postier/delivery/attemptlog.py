@@ -46,6 +46,7 @@ def log_attempt(
         dsn=None if status is None else str(status),
         tls_policy=attempt.tls_policy or tls_default[0],  # last: lines stay greppable as before
         source=attempt.tls_source or tls_default[1],
+        tls_failure=attempt.tls_failure,
     )
     if judgement.expired:
         mail_event(
