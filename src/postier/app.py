@@ -32,6 +32,7 @@ from postier.queue.configured import build_queue
 from postier.server.listener import Listener, SmtpServer, listener_settings
 from postier.server.tls import TlsStore, ensure_self_signed
 from postier.smtp.server.settings import EngineSettings
+from postier.spool import MessageBody
 from postier.users import Authenticator, AuthThrottle, UserStore, users_path
 
 __all__ = ["Application", "Role", "run_loop", "serve"]
@@ -50,7 +51,9 @@ class _WakingSink:
     def new_id(self) -> str:
         return self._queue.new_id()
 
-    async def enqueue(self, envelope: Envelope, body: bytes, *, queue_id: str | None = None) -> str:
+    async def enqueue(
+        self, envelope: Envelope, body: bytes | MessageBody, *, queue_id: str | None = None
+    ) -> str:
         queue_id = await self._queue.enqueue(envelope, body, queue_id=queue_id)
         self._wake()
         return queue_id
@@ -126,6 +129,9 @@ class Application:
             max_connections_per_ip=config.server.max_connections_per_ip,
             command_timeout_s=config.server.command_timeout_s,
             data_timeout_s=config.server.data_timeout_s,
+            min_data_bytes_per_s=config.server.min_data_bytes_per_s,
+            memory_budget_bytes=config.server.memory_budget_bytes,
+            spool_dir=self.data_dir / "spool",
         )
 
     def _dkim_changed(self, signer: DkimSigner) -> None:
@@ -171,6 +177,10 @@ class Application:
             max_recipients=s.max_recipients,
             max_errors=s.max_errors,
             max_text_line=s.max_line_octets,
+            hold_message_octets=s.hold_message_bytes,
+            max_header_octets=s.max_header_bytes,
+            bdat_min_chunk_octets=s.bdat_min_chunk_bytes,
+            bdat_max_small_chunks=s.bdat_max_small_chunks,
         )
         return [self._listener(lc, base) for lc in self.config.listeners]
 
@@ -182,6 +192,7 @@ class Application:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "spool").mkdir(mode=0o700, exist_ok=True)  # large messages being received
         await self.queue.open()
         try:
             await self.dkim.refresh()  # keys whose records match sign from the first message on

@@ -9,7 +9,8 @@ import pytest
 
 from postier.cli import explain_cmd
 from postier.mail.explain import explain, group_queries, replies_using
-from postier.mail.explain_data import BASIC, ENHANCED
+from postier.mail.explain_data import BASIC
+from postier.mail.explain_enhanced import ENHANCED
 from postier.mail.replies import S
 from postier.mail.reply import Reply
 

@@ -84,6 +84,8 @@ class S:
 
     # --- 5xx: addresses, size, content ---------------------------------------------------------------
     MESSAGE_TOO_BIG = _r(552, "5.3.4", "Message size exceeds fixed maximum message size")
+    HEADER_TOO_BIG = _r(552, "5.3.4", "Message header section exceeds the maximum size")
+    TOO_MANY_CHUNKS = _r(552, "5.3.4", "Too many small BDAT chunks in one message")
     UTF8_NOT_ALLOWED = _r(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
     BAD_DATA_LINE_ENDING = _r(
         550, "5.6.0", "Message contains a bare CR or LF; lines end with CRLF (RFC 5321 §2.3.8)"
