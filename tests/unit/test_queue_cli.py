@@ -210,3 +210,42 @@ def test_data_dir_from_config_and_missing_queue(tmp_path: Path, capsys: pytest.C
     assert not (tmp_path / "empty").exists()
     config.write_text("[server]\nnope = 1\n")
     assert run("queue", "stats", "--config", str(config)) == 2
+
+
+def test_show_body_on_a_terminal_is_escaped_and_piped_is_raw(tmp_path: Path) -> None:
+    """``--body`` is the message byte for byte when piped; on a terminal, its escapes are shown."""
+    import os
+    import subprocess
+    import sys
+
+    async def main() -> QueueId:
+        q = SqliteQueue(tmp_path / "var" / "queue")
+        await q.open()
+        qid = await q.enqueue(
+            Envelope(None, (Recipient(Address("dan", "d.test")),)), b"X: \x1b[2J\r\n\r\nz\r\n"
+        )
+        await q.close()
+        return qid
+
+    qid = asyncio.run(main())
+    argv = [
+        sys.executable,
+        "-m",
+        "postier",
+        "queue",
+        "show",
+        qid,
+        "--body",
+        "--data-dir",
+        str(tmp_path / "var"),
+    ]
+    piped = subprocess.run(argv, capture_output=True, check=True, timeout=60)
+    assert piped.stdout == b"X: \x1b[2J\r\n\r\nz\r\n"
+    master, slave = os.openpty()
+    try:
+        subprocess.run(argv, stdout=slave, check=True, timeout=60)
+        shown = os.read(master, 4096)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert b"\x1b" not in shown and b"\\x1b[2J" in shown
