@@ -35,7 +35,12 @@ def populate(data_dir: Path) -> tuple[QueueId, QueueId]:
             Address("alice", "example.org"),
             (Recipient(Address("bob", "b.test")), Recipient(Address("carol", "c.test"))),
             envid="ENV1",
-            client=ClientInfo(ip="192.0.2.7", helo="mua.example", auth_user="alice"),
+            client=ClientInfo(
+                ip="192.0.2.7",
+                helo="mua.example",
+                auth_user="alice",
+                mailauth="spf=pass dkim=none dmarc=none",
+            ),
         )
         first = await q.enqueue(env, BODY)
         await q.record([RecipientResult(first, 0, RecipientState.FAILED, "550 5.1.1 unknown user")])
@@ -127,9 +132,11 @@ def test_show_headers_not_body_unless_asked(
     out = capsys.readouterr().out
     assert "Subject: hello" in out and "secret body line" not in out
     assert "<bob@b.test>  failed" in out and "550 5.1.1 unknown user" in out and "192.0.2.7" in out
+    assert "mailauth:  spf=pass dkim=none dmarc=none" in out
     assert run("queue", "show", first.lower(), "--data-dir", str(var), "--json") == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["envid"] == "ENV1" and shown["client"]["auth_user"] == "alice"
+    assert shown["client"]["mailauth"] == "spf=pass dkim=none dmarc=none"
     assert [r["state"] for r in shown["recipients"]] == ["failed", "queued"]
 
 

@@ -167,6 +167,8 @@ def _print_record(data: dict[str, Any], headers: bytes | None) -> None:
         f"client:    {client['ip']}  helo={client['helo']}  proto={client['protocol']}  "
         f"tls={client['tls']}  user={client['auth_user']}"
     )
+    if client.get("mailauth"):
+        print(f"mailauth:  {client['mailauth']}")
     if data["done_at"]:
         print(f"done:      {data['done_at']}")
     for r in data["recipients"]:

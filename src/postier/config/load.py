@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from postier.config.dkim import check_dkim
+from postier.config.mailauth import check_mailauth
 from postier.config.model import Config
 from postier.mail.errors import ConfigError
 
@@ -128,6 +129,7 @@ def _check(config: Config) -> None:
     _check_delivery(config)
     _check_session_bounds(config)
     check_dkim(config.dkim)
+    check_mailauth(config.mailauth)
 
 
 def _check_session_bounds(config: Config) -> None:

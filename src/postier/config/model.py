@@ -13,6 +13,7 @@ from typing import Literal
 import msgspec
 
 from postier.config.dkim import DkimConfig, DkimKeyConfig
+from postier.config.mailauth import MailauthConfig
 from postier.config.tlsrpt import TlsRptConfig
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "ListenerConfig",
     "LocalConfig",
     "LogConfig",
+    "MailauthConfig",
     "MetricsConfig",
     "QueueConfig",
     "RelayConfig",
@@ -368,4 +370,5 @@ class Config(
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)
+    mailauth: MailauthConfig = msgspec.field(default_factory=MailauthConfig)
     tlsrpt: TlsRptConfig = msgspec.field(default_factory=TlsRptConfig)

@@ -22,7 +22,8 @@ reject         sid (absent when refused before a session began), remote? (connec
                (a sender rule or a rate limit), reply ("550 5.1.1 …"), reason?
 queued         sid, id, from (<sender>, ``<>`` for bounces), size (octets), nrcpt, proto
                (the RFC 3848 "with" keyword: SMTP, ESMTPSA, UTF8SMTPS …), user?, duration_s (MAIL to
-               queued), dkim? (the signing domain, or unsigned), dkim_reason?
+               queued), dkim? (the signing domain, or unsigned), dkim_reason?, mailauth? (what mail
+               authentication found: "spf=pass dkim=pass:example.com dmarc=pass arc=none")
 delivery       id, rcpt, result (delivered|deferred|failed), relay (the server "host [ip]:port", or
                the destination), tls?, tls_policy, source (where the policy came from), reply,
                attempt, next? (the next attempt, deferred only), delay_s (time in queue), duration_s?
@@ -35,6 +36,7 @@ removed        reserved: not written yet (``postier queue delete`` logs nothing 
 disconnect     sid, remote, commands (count), duration_s, reason (quit|timeout|error|shutdown|closed)
 ready          listeners ("smtp=127.0.0.1:2525 submission=…"), hostname — the server accepts mail
 stopped        (no fields) — the server has shut down
+dmarc_report   id (of the report message queued), domain (the policy domain), to (<rua address>), rows
 =============  ==============================================================================
 
 Never pass passwords, AUTH payloads, keys or message bodies as fields.
@@ -74,6 +76,7 @@ EVENTS = frozenset(
         "disconnect",
         "ready",
         "stopped",
+        "dmarc_report",
     }
 )
 
