@@ -24,10 +24,9 @@ from postier.delivery.ownaddresses import OwnAddresses
 from postier.mail.envelope import Envelope
 from postier.observe import fields, get_logger, mail_event, setup_logging
 from postier.observe.metrics import MetricsService
-from postier.policy.ratelimit import RateLimits
-from postier.policy.relay import RelayPolicy
+from postier.policy import build_policy
 from postier.queue import SqliteQueue
-from postier.server.listener import Listener, SmtpServer, listener_settings
+from postier.server.listener import Listener, Live, SmtpServer, listener_settings
 from postier.server.tls import TlsStore, ensure_self_signed
 from postier.smtp.settings import EngineSettings
 from postier.users import Authenticator, AuthThrottle, UserStore, users_path
@@ -48,9 +47,12 @@ class _WakingSink:
     def new_id(self) -> str:
         return self._queue.new_id()
 
-    async def enqueue(self, envelope: Envelope, body: bytes, *, queue_id: str | None = None) -> str:
-        queue_id = await self._queue.enqueue(envelope, body, queue_id=queue_id)
-        self._wake()
+    async def enqueue(
+        self, envelope: Envelope, body: bytes, *, queue_id: str | None = None, held: bool = False
+    ) -> str:
+        queue_id = await self._queue.enqueue(envelope, body, queue_id=queue_id, held=held)
+        if not held:
+            self._wake()
         return queue_id
 
 
@@ -97,22 +99,49 @@ class Application:
         self.server = SmtpServer(
             hostname=config.server.hostname,
             queue=_WakingSink(self.queue, role.notify or self.delivery.wake),
-            relay=RelayPolicy.build(config.relay.local_domains, config.relay.trusted_networks),
-            tls_context=self.tls.current,
-            authenticator=Authenticator(self.users, max_concurrent=config.auth.max_concurrent_verifies),
-            auth_throttle=AuthThrottle(config.auth.max_failures, config.auth.window_s, config.auth.lockout_s),
+            live=self._live(config, self.tls, parts),
+        )
+
+    def _live(
+        self, config: Config, tls: TlsStore, parts: DeliveryParts, previous: Live | None = None
+    ) -> Live:
+        """What the receiving side obeys under ``config``, built whole: the policy (with the local
+        directory of ``parts``), TLS, AUTH and the timeouts. ``previous``: the running one, whose
+        counters (rate limits, the AUTH throttle) are kept where their settings did not change."""
+        auth, s = config.auth, config.server
+        old_auth = self.config.auth if previous is not None else None
+        throttle = previous.auth_throttle if previous is not None else None
+        if (
+            throttle is None
+            or old_auth is None
+            or (auth.max_failures, auth.window_s, auth.lockout_s)
+            != (
+                old_auth.max_failures,
+                old_auth.window_s,
+                old_auth.lockout_s,
+            )
+        ):
+            throttle = AuthThrottle(auth.max_failures, auth.window_s, auth.lockout_s)
+        authenticator = previous.authenticator if previous is not None else None
+        if (
+            authenticator is None
+            or old_auth is None
+            or auth.max_concurrent_verifies != old_auth.max_concurrent_verifies
+        ):
+            authenticator = Authenticator(self.users, max_concurrent=auth.max_concurrent_verifies)
+        policy = build_policy(
+            config,
+            directory=parts.directory,
             sender_rule=self.users.can_send_as,
-            limits=RateLimits.build(
-                connections_per_minute_per_ip=config.limits.connections_per_minute_per_ip,
-                messages_per_hour_per_ip=config.limits.messages_per_hour_per_ip,
-                messages_per_hour_per_user=config.limits.messages_per_hour_per_user,
-                exempt_trusted=config.limits.exempt_trusted_networks,
-            ),
-            directory=self.directory,
-            max_connections=config.server.max_connections,
-            max_connections_per_ip=config.server.max_connections_per_ip,
-            command_timeout_s=config.server.command_timeout_s,
-            data_timeout_s=config.server.data_timeout_s,
+            previous=previous.policy if previous is not None else None,
+        )
+        return Live(
+            policy=policy,
+            tls_context=tls.current,
+            authenticator=authenticator,
+            auth_throttle=throttle,
+            command_timeout_s=s.command_timeout_s,
+            data_timeout_s=s.data_timeout_s,
         )
 
     def _tls_store(self, config: Config | None = None) -> TlsStore:
@@ -206,21 +235,18 @@ class Application:
         old, cfg = self.config, plan.effective
         try:
             tls = self._tls_store(cfg)
-            relay = self.server.relay
-            if (cfg.relay.local_domains, cfg.relay.trusted_networks) != (
-                old.relay.local_domains,
-                old.relay.trusted_networks,
-            ):
-                relay = RelayPolicy.build(cfg.relay.local_domains, cfg.relay.trusted_networks)
             parts = delivery_parts(cfg, self.users, self._own, (old, self._parts))
+            live = self._live(cfg, tls, parts, previous=self.server.live)
         except Exception as exc:
             _log.error("reload refused, the running configuration stays: %s", exc)
             return False
         for key in plan.needs_restart:
             _log.warning("%s changed: needs a restart, the running value stays", key, extra=fields(key=key))
-        self.tls, self.server.tls_context, self.server.relay = tls, tls.current, relay
+        self.tls = tls
         self._swap_delivery(parts)
-        self._apply_live(old, cfg)
+        self.server.live = live  # one reference: new sessions and new transactions see all of it
+        if cfg.log != old.log:
+            setup_logging(cfg.log.level, cfg.log.format)
         self.config = cfg
         changed = " ".join(plan.applied) or "none"
         _log.info("configuration reloaded", extra=fields(changed=changed, restart=len(plan.needs_restart)))
@@ -229,35 +255,11 @@ class Application:
     def _swap_delivery(self, parts: DeliveryParts) -> None:
         """Swap in the delivery side a reload built: the router's table and resolver (the next
         route), the scheduler's couriers and settings (the next transactions), and the directory
-        the server checks RCPT against and expands recipients with (the next sessions' commands)."""
+        recipients are expanded with at delivery."""
         self._parts = parts
         self.router.set_table(parts.table, parts.resolver)
         self.delivery.reconfigure(parts.couriers(), parts.settings, expand=parts.directory.expand)
-        self.directory = self.server.directory = parts.directory
-
-    def _apply_live(self, old: Config, cfg: Config) -> None:
-        """Swap in the live objects whose settings changed (unchanged ones keep their counters)."""
-        server, limits, auth = self.server, cfg.limits, cfg.auth
-        if limits != old.limits:
-            server.limits = RateLimits.build(
-                connections_per_minute_per_ip=limits.connections_per_minute_per_ip,
-                messages_per_hour_per_ip=limits.messages_per_hour_per_ip,
-                messages_per_hour_per_user=limits.messages_per_hour_per_user,
-                exempt_trusted=limits.exempt_trusted_networks,
-            )
-        if (auth.max_failures, auth.window_s, auth.lockout_s) != (
-            old.auth.max_failures,
-            old.auth.window_s,
-            old.auth.lockout_s,
-        ):
-            server.auth_throttle = AuthThrottle(auth.max_failures, auth.window_s, auth.lockout_s)
-        if auth.max_concurrent_verifies != old.auth.max_concurrent_verifies:
-            server.authenticator = Authenticator(self.users, max_concurrent=auth.max_concurrent_verifies)
-        s = cfg.server
-        server.max_connections, server.max_connections_per_ip = s.max_connections, s.max_connections_per_ip
-        server.command_timeout_s, server.data_timeout_s = s.command_timeout_s, s.data_timeout_s
-        if cfg.log != old.log:
-            setup_logging(cfg.log.level, cfg.log.format)
+        self.directory = parts.directory
 
     async def stop(self) -> None:
         await self.server.shutdown(self.config.server.shutdown_grace_s)

@@ -7,8 +7,15 @@ one batch when the engine needs more input or before the task awaits something s
 pipelining client (RFC 2920) gets its replies in few segments and never waits on a reply we hold back.
 
 Each wait for input has the RFC 5321 §4.5.3.2 timeout of what is awaited (a command, a DATA block),
-kept by one timer per session (``inputwait.py``). The end of DATA is handled by ``intake.py``, MAIL and
-RCPT checks by ``rcpt_checks.py``, AUTH by ``auth_flow.py``.
+kept by one timer per session (``inputwait.py``). Every accept/refuse decision is the policy's
+(``postier.policy``): the session asks its pipeline at connect, HELO, MAIL, RCPT and the end of data
+(``intake.py``) and obeys the answer; AUTH is ``auth_flow.py``. The session takes the server's ``Live``
+(policy, TLS, AUTH, timeouts) at connect and again at each MAIL FROM, and keeps it to the end of the
+transaction, so a reload never changes the rules under a transaction.
+
+Admission (connection limits) is counted in ``connection_made``, before anything else — before the TLS
+handshake of an implicit-TLS listener, which the session then runs itself, under the handshake
+timeout.
 
 Reading is paused while more than ``_READ_HIGH_WATER`` octets wait unprocessed, and the task stops
 taking commands while the transport's write buffer is full, so neither a fast sender nor a client
@@ -25,15 +32,16 @@ import base64
 import os
 import ssl
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, cast
 
 from postier.mail.replies import S, greeting
 from postier.mail.reply import Reply
 from postier.observe import get_logger, mail_event
+from postier.policy import Client, Decision, Policy, Stage, Transaction
 from postier.server.auth_flow import SessionAuth
 from postier.server.inputwait import InputWait
 from postier.server.intake import client_info, queue_message
-from postier.server.rcpt_checks import check_recipient, check_sender
 from postier.smtp.events import (
     Answered,
     AuthResponse,
@@ -51,7 +59,7 @@ from postier.smtp.events import (
 from postier.smtp.server import ServerConnection
 
 if TYPE_CHECKING:
-    from postier.server.listener import Listener, SmtpServer
+    from postier.server.listener import Listener, Live, SmtpServer
 
 __all__ = ["Session", "new_session_id"]
 
@@ -93,8 +101,11 @@ class Session(asyncio.Protocol):
         self._end_reason = "closed"  # quit | timeout | error | shutdown | closed (by the client)
         self._auth = SessionAuth(source=server, sid=self.sid, client_ip="", flush=self._flush)
         self._handshaking: list[bytes] | None = None
-        self._accepted_rcpts = 0
         self._mail_at = 0.0  # monotonic time of the MAIL FROM that began the transaction
+        self.admission_key = ""  # the key the server counted this connection under
+        self._live: Live = server.live
+        self._client: Client | None = None
+        self._txn: Transaction | None = None
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -104,29 +115,33 @@ class Session(asyncio.Protocol):
         peer = transport.get_extra_info("peername") or ("", 0)
         self.client_ip, self.client_port = str(peer[0]), int(peer[1])
         self._auth.client_ip = self.client_ip
-        ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is not None:
-            self._tls = _tls_description(ssl_object)
-        refusal = self.server.admit(self)
+        refusal = self.server.admit(self, self._live.policy)
         if refusal is not None:
             mail_event(
-                "reject", remote=f"{self.client_ip}:{self.client_port}", stage="connect", reply=str(refusal)
+                "reject",
+                remote=f"{self.client_ip}:{self.client_port}",
+                stage="connect",
+                reply=str(refusal),
+                check="admission",
             )
             self._transport.write(refusal.to_bytes())
             self._transport.close()
             return
-        self._conn = ServerConnection(self.listener.engine_settings(is_tls=self._tls is not None))
+        if self.listener.implicit_tls:
+            self._handshaking = []  # the engine starts once the handshake is done (_run)
+        else:
+            self._conn = ServerConnection(self.listener.engine_settings(is_tls=False))
         loop = asyncio.get_running_loop()
         self._input = InputWait(loop)
         self._task = loop.create_task(self._run(), name=f"smtp-{self.sid}")
 
     def data_received(self, data: bytes) -> None:
-        if self._conn is None:
-            return
         if self._handshaking is not None:
             # Decrypted bytes that arrive before start_tls() returns: keep them for the engine until
             # tls_established(), which would otherwise drop them as pre-handshake plaintext.
             self._handshaking.append(data)
+            return
+        if self._conn is None:
             return
         if not self._greeted:
             self._early = True
@@ -149,8 +164,6 @@ class Session(asyncio.Protocol):
         self._lost = True
         self._wake()
         self._can_write.set()
-        if self._conn is None:
-            return
         self.server.release(self)
 
     def pause_writing(self) -> None:
@@ -184,10 +197,18 @@ class Session(asyncio.Protocol):
             listener=self.listener.mode,
             local=self.listener.address,
         )
-        if self._tls is not None:
-            self._log_tls()
         try:
-            if await self._refuse_early_talker():
+            if self.listener.implicit_tls and not await self._implicit_tls():
+                return
+            self._client = self._live.policy.client(
+                sid=self.sid,
+                ip=self.client_ip,
+                port=self.client_port,
+                listener=self.listener.mode,
+                local=self.listener.address,
+                tls=self._tls,
+            )
+            if not await self._connect_checks() or await self._refuse_early_talker():
                 return
             await self._serve()
         except Exception:
@@ -242,7 +263,7 @@ class Session(asyncio.Protocol):
             if isinstance(event, Quit) or reply.code == 421 or conn.is_closed:
                 self._end_reason = "quit" if isinstance(event, Quit) else "error"
                 return
-            if isinstance(event, StartTls) and reply.code == 220 and not await self._start_tls():
+            if isinstance(event, StartTls) and reply.code == 220 and not await self._starttls():
                 return
 
     async def _wait_input(self) -> bool:
@@ -253,7 +274,8 @@ class Session(asyncio.Protocol):
             self._transport.resume_reading()
             self._paused = False
         reading_data = self._conn is not None and self._conn.is_reading_data
-        timeout = self.server.data_timeout_s if reading_data else self.server.command_timeout_s
+        live = self._live
+        timeout = live.data_timeout_s if reading_data else live.command_timeout_s
         if self._stopping:
             self._end_reason = "shutdown"
             self._write_now(S.SERVICE_UNAVAILABLE)
@@ -281,81 +303,170 @@ class Session(asyncio.Protocol):
             return event.reply
         self._commands += 1
         if isinstance(event, Hello):
-            return self._hello(event)
+            return await self._hello(event)
         if isinstance(event, MailFrom):
-            return self._mail(event)
+            return await self._mail(event)
         if isinstance(event, RcptTo):
-            return self._rcpt(event)
+            return await self._rcpt(event)
         if isinstance(event, DataStart):
             return S.START_DATA
         if isinstance(event, MessageReceived):
             return await self._queue_message(event)
         if isinstance(event, StartTls):
-            return S.TLS_READY if self.server.tls_context() is not None else S.TLS_UNAVAILABLE
+            return S.TLS_READY if self._live.tls_context() is not None else S.TLS_UNAVAILABLE
         if isinstance(event, AuthStart):
             return await self._auth.start(event)
         if isinstance(event, AuthResponse):
             return await self._auth.respond(event)
         raise AssertionError(f"unhandled event {event!r}")
 
-    def _hello(self, event: Hello) -> Reply:
+    # --- the policy's stages ------------------------------------------------------------------------
+
+    @property
+    def _policy(self) -> Policy:
+        return self._live.policy
+
+    def _client_now(self) -> Client:
+        """The client as the checks see it now (a new frozen value when HELO, TLS or AUTH changed it)."""
+        client = self._client
+        assert client is not None
+        user = self._auth.user
+        if (client.helo, client.esmtp, client.tls, client.auth_user) != (
+            self._helo,
+            self._esmtp,
+            self._tls,
+            user,
+        ):
+            client = self._client = replace(
+                client, helo=self._helo, esmtp=self._esmtp, tls=self._tls, auth_user=user
+            )
+        return client
+
+    def _refused(self, stage: Stage, decision: Decision, **fields: object) -> Reply | None:
+        """The reply when the stage refused (logged as one ``reject``), else None; other verdicts logged."""
+        verdict = decision.verdict
+        if verdict.is_refusal:
+            assert verdict.reply is not None
+            mail_event(
+                "reject",
+                sid=self.sid,
+                stage=stage.value,
+                reply=str(verdict.reply),
+                check=verdict.check,
+                reason=verdict.reason or None,
+                **fields,
+            )
+            return verdict.reply
+        for noted in decision.verdicts:
+            mail_event(
+                "verdict",
+                sid=self.sid,
+                stage=stage.value,
+                check=noted.check,
+                action=noted.action.value,
+                reason=noted.reason or None,
+                score=noted.score or None,
+            )
+        return None
+
+    async def _connect_checks(self) -> bool:
+        """The connect stage; False when a check refused the client (told, and the session ends)."""
+        decision = await self._policy.pipeline.run(Stage.CONNECT, self._client_now())
+        refusal = self._refused(Stage.CONNECT, decision, remote=f"{self.client_ip}:{self.client_port}")
+        if refusal is None:
+            return True
+        self._end_reason = "error"
+        self._write_now(refusal)
+        return False
+
+    async def _hello(self, event: Hello) -> Reply:
         assert self._conn is not None
         self._helo = event.name
         self._esmtp = event.verb.upper() != "HELO"
         mail_event("helo", sid=self.sid, name=event.name, verb=event.verb.upper())
+        decision = await self._policy.pipeline.run(Stage.HELO, self._client_now(), event.name)
+        refusal = self._refused(Stage.HELO, decision)
+        if refusal is not None:
+            self._helo, self._esmtp = "", False
+            return refusal
         return self._conn.ehlo_reply() if self._esmtp else Reply(250, None, self.server.hostname)
 
-    def _mail(self, event: MailFrom) -> Reply:
-        self._accepted_rcpts = 0
+    async def _mail(self, event: MailFrom) -> Reply:
+        self._live = self.server.live  # each transaction runs under the policy of its MAIL FROM
         self._mail_at = time.monotonic()
-        return check_sender(self.server, event.sender, sid=self.sid, user=self._auth_user)
+        txn = self._txn = Transaction(event.sender, event.params)
+        decision = await self._policy.pipeline.run(Stage.MAIL, self._client_now(), txn)
+        from_ = f"<{'' if event.sender is None else str(event.sender)}>"
+        refusal = self._refused(Stage.MAIL, decision, from_=from_, user=self._auth.user)
+        return S.SENDER_OK if refusal is None else refusal
 
-    @property
-    def _auth_user(self) -> str | None:
-        return self._auth.user
-
-    def _rcpt(self, event: RcptTo) -> Reply:
-        reply = check_recipient(
-            self.server,
-            event.recipient.address,
-            sid=self.sid,
-            client_ip=self.client_ip,
-            user=self._auth_user,
-            is_first=self._accepted_rcpts == 0,
-        )
-        if reply.is_positive:
-            self._accepted_rcpts += 1
-        return reply
+    async def _rcpt(self, event: RcptTo) -> Reply:
+        txn = self._txn
+        assert txn is not None  # the engine sends RCPT only inside a transaction
+        decision = await self._policy.pipeline.run(Stage.RCPT, self._client_now(), txn, event.recipient)
+        refusal = self._refused(Stage.RCPT, decision, rcpt=f"<{event.recipient.address}>")
+        if refusal is not None:
+            return refusal
+        txn.recipients.append(event.recipient)
+        return S.RECIPIENT_OK
 
     async def _queue_message(self, event: MessageReceived) -> Reply:
-        client = client_info(
+        client = self._client_now()
+        txn = self._txn or Transaction(event.sender, event.params)
+        self._txn = None
+        info = client_info(
             ip=self.client_ip,
             port=self.client_port,
             helo=self._helo,
             esmtp=self._esmtp,
             tls=self._tls,
-            auth_user=self._auth_user,
+            auth_user=client.auth_user,
             listener=self.listener.address,
             smtputf8=event.params.smtputf8,
         )
         return await queue_message(
-            self.server, event, client, sid=self.sid, mail_at=self._mail_at, flush=self._flush
+            self.server, self._policy, event, info, client, txn, mail_at=self._mail_at, flush=self._flush
         )
 
+    # --- TLS -----------------------------------------------------------------------------------------
+
+    async def _implicit_tls(self) -> bool:
+        """An implicit-TLS listener (RFC 8314): the handshake first, then the engine starts under TLS."""
+        if not await self._start_tls():
+            return False
+        self._conn = ServerConnection(self.listener.engine_settings(is_tls=True))
+        early, self._handshaking = self._handshaking, None
+        for data in early or ():
+            self.data_received(data)
+        return True
+
+    async def _starttls(self) -> bool:
+        """STARTTLS accepted: the handshake, then the engine starts again from EHLO (RFC 3207)."""
+        assert self._conn is not None
+        self._handshaking = []
+        if not await self._start_tls():
+            return False
+        self._helo, self._esmtp = "", False
+        self._conn.tls_established()
+        early, self._handshaking = self._handshaking, None
+        for data in early or ():
+            self.data_received(data)
+        return True
+
     async def _start_tls(self) -> bool:
-        context = self.server.tls_context()
+        context = self._live.tls_context()
         transport = self._transport
-        assert context is not None and transport is not None and self._conn is not None
+        if context is None or transport is None:
+            return False
         self._flush()
         loop = asyncio.get_running_loop()
-        self._handshaking = []
         try:
             new_transport = await loop.start_tls(
                 transport,
                 self,
                 context,
                 server_side=True,
-                ssl_handshake_timeout=self.server.handshake_timeout_s,
+                ssl_handshake_timeout=self._live.handshake_timeout_s,
             )
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             mail_event("tls", sid=self.sid, result="failed", error=type(exc).__name__)
@@ -365,11 +476,6 @@ class Session(asyncio.Protocol):
             return False
         self._transport = new_transport
         self._tls = _tls_description(new_transport.get_extra_info("ssl_object"))
-        self._helo, self._esmtp = "", False
-        self._conn.tls_established()
-        early, self._handshaking = self._handshaking, None
-        for data in early or ():
-            self.data_received(data)
         self._log_tls()
         return True
 
