@@ -28,7 +28,7 @@ from postier.policy import build_policy
 from postier.queue import SqliteQueue
 from postier.server.listener import Listener, Live, SmtpServer, listener_settings
 from postier.server.tls import TlsStore, ensure_self_signed
-from postier.smtp.settings import EngineSettings
+from postier.smtp.server.settings import EngineSettings
 from postier.users import Authenticator, AuthThrottle, UserStore, users_path
 
 __all__ = ["Application", "Role", "run_loop", "serve"]

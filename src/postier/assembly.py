@@ -21,8 +21,8 @@ from postier.delivery.maildir import mailbox_size
 from postier.delivery.ownaddresses import OwnAddresses
 from postier.dns import DnsPythonResolver
 from postier.mail.errors import ConfigError
+from postier.recipients.directory import LocalDirectory
 from postier.users import UserStore
-from postier.users.directory import LocalDirectory
 
 __all__ = ["DeliveryParts", "delivery_parts"]
 

@@ -11,7 +11,8 @@ import sys
 
 from postier.mail.replies import S, greeting, queued
 from postier.mail.reply import Reply
-from postier.smtp.events import (
+from postier.smtp.server.connection import ServerConnection
+from postier.smtp.server.events import (
     NEED_DATA,
     Answered,
     AuthResponse,
@@ -22,8 +23,7 @@ from postier.smtp.events import (
     MessageReceived,
     StartTls,
 )
-from postier.smtp.server import ServerConnection
-from postier.smtp.settings import EngineSettings
+from postier.smtp.server.settings import EngineSettings
 
 SETTINGS = EngineSettings(
     max_message_bytes=2000,

@@ -33,7 +33,7 @@ from typing import Any
 from postier.mail.address import Address
 from postier.mail.envelope import Envelope, Recipient
 from postier.queue import QueueId, RecipientResult, RecipientState, SqliteQueue
-from postier.queue.writer import Writer
+from postier.queue.sqlite.writer import Writer
 
 TASKS = 8
 SMALL, LARGE = 1024, 20 * 1024

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from postier.delivery.courier import SmtpCourier
 from postier.delivery.transport import Destination, DestinationKind, Hop, TlsPolicy
-from postier.smtp.client_events import ClientTimeouts
+from postier.smtp.client.events import ClientTimeouts
 from tests.integration.conftest import StartServer
 from tests.integration.harness import add_users
 from tests.integration.peers import StaticResolver, loopback_address, outbound, rcpt

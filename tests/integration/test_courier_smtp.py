@@ -14,7 +14,7 @@ import pytest
 from postier.delivery.courier import SmtpCourier
 from postier.delivery.transport import Destination, DestinationKind, Hop, TlsPolicy
 from postier.mail.envelope import Notify
-from postier.smtp.client_events import ClientTimeouts
+from postier.smtp.client.events import ClientTimeouts
 from tests.integration.harness import free_port
 from tests.integration.peers import AiosmtpdPeer, SmtpSink, StaticResolver, loopback_address, outbound, rcpt
 

@@ -13,7 +13,7 @@ import trustme
 
 from postier.delivery.courier import SmtpCourier
 from postier.delivery.transport import Credentials, Destination, DestinationKind, Hop, TlsPolicy
-from postier.smtp.client_events import ClientTimeouts
+from postier.smtp.client.events import ClientTimeouts
 from tests.integration.peers import AiosmtpdPeer, StaticResolver, outbound, rcpt, server_context
 
 BODY = b"Subject: tls\r\n\r\nSecret.\r\n"

@@ -16,7 +16,7 @@ import uvloop
 
 from postier.delivery.courier import SmtpCourier
 from postier.delivery.transport import Attempt, Credentials, Destination, DestinationKind, Hop, TlsPolicy
-from postier.smtp.client_events import ClientTimeouts
+from postier.smtp.client.events import ClientTimeouts
 from tests.integration.dovecot import DovecotLmtp
 from tests.integration.peers import (
     AiosmtpdPeer,

@@ -3,7 +3,7 @@ and check that every message that got a 250 is in the queue with its exact bytes
 the queue is partial (every queued body is one a client sent, whole).
 
 Every third message is large (8 to 64 KiB): bodies of 8 KiB and more go to the queue's body log
-(``queue/bodylog.py``, appended and fdatasync'd before the commit that references them), the others
+(``queue/sqlite/bodylog.py``, appended and fdatasync'd before the commit that references them), the others
 inline in SQLite, so a kill can land in either write path, or between them."""
 
 from __future__ import annotations

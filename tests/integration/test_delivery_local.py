@@ -22,8 +22,8 @@ from postier.mail.envelope import Envelope, Recipient
 from postier.mail.replies import S
 from postier.queue.model import RecipientState
 from postier.queue.sqlite import SqliteQueue
+from postier.recipients.directory import LocalDirectory
 from postier.users import UserStore
-from postier.users.directory import LocalDirectory
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 BODY = b"Subject: test\r\n\r\nHello\r\n..leading dot kept as queued\r\n"

@@ -23,7 +23,7 @@ from postier.app import Application
 from postier.config import parse_config
 from postier.observe.logs import FIELDS_ATTR
 from postier.queue import RecipientState
-from postier.users import AliasesError
+from postier.recipients import AliasesError
 from tests.integration.conftest import StartServer
 from tests.integration.dnsserver import DnsServer, dns_server_factory  # noqa: F401 (fixture)
 from tests.integration.harness import (

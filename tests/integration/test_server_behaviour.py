@@ -20,7 +20,7 @@ from postier.mail.envelope import Envelope
 from postier.mail.errors import QueueError, QueueFullError
 from postier.policy import build_policy
 from postier.server.listener import Listener, Live, SmtpServer, listener_settings
-from postier.smtp.settings import EngineSettings
+from postier.smtp.server.settings import EngineSettings
 from postier.users import AuthThrottle
 
 pytestmark = pytest.mark.integration

@@ -13,10 +13,11 @@ from postier.mail.address import Address
 from postier.mail.envelope import Notify, Recipient
 from postier.mail.replies import S, greeting, queued
 from postier.mail.reply import Reply
-from postier.smtp.client import ClientConnection
-from postier.smtp.client_events import ClientEvent, CommandReply, ExtensionsKnown, Greeting, TransactionResult
-from postier.smtp.client_message import normalise_line_endings
-from postier.smtp.events import (
+from postier.smtp.client.connection import ClientConnection
+from postier.smtp.client.events import ClientEvent, CommandReply, ExtensionsKnown, Greeting, TransactionResult
+from postier.smtp.client.message import normalise_line_endings
+from postier.smtp.server.connection import ServerConnection
+from postier.smtp.server.events import (
     NEED_DATA,
     Answered,
     DataStart,
@@ -26,8 +27,7 @@ from postier.smtp.events import (
     MessageReceived,
     RcptTo,
 )
-from postier.smtp.server import ServerConnection
-from postier.smtp.settings import EngineSettings
+from postier.smtp.server.settings import EngineSettings
 
 
 @dataclass

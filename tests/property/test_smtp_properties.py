@@ -7,7 +7,10 @@ from hypothesis import strategies as st
 
 from postier.mail.replies import S, greeting, queued
 from postier.mail.reply import Reply
-from postier.smtp.events import (
+from postier.smtp.framing import DataReader, dot_stuff, dot_unstuff
+from postier.smtp.grammar import xtext_decode, xtext_encode
+from postier.smtp.server.connection import ServerConnection
+from postier.smtp.server.events import (
     NEED_DATA,
     Answered,
     AuthResponse,
@@ -18,10 +21,7 @@ from postier.smtp.events import (
     MessageReceived,
     StartTls,
 )
-from postier.smtp.framing import DataReader, dot_stuff, dot_unstuff
-from postier.smtp.grammar import xtext_decode, xtext_encode
-from postier.smtp.server import ServerConnection
-from postier.smtp.settings import EngineSettings
+from postier.smtp.server.settings import EngineSettings
 
 SETTINGS = EngineSettings(
     max_message_bytes=500,

@@ -19,7 +19,7 @@ from postier.config import parse_config
 from postier.mail.envelope import Envelope
 from postier.policy import build_policy
 from postier.server.listener import Listener, Live, SmtpServer
-from postier.smtp.settings import EngineSettings
+from postier.smtp.server.settings import EngineSettings
 
 _NEEDS_TLS_OR_AUTH = ("is_tls", "can_starttls", "auth_mechanisms", "mail_requires_auth")
 

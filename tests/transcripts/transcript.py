@@ -34,7 +34,8 @@ from pathlib import Path
 
 from postier.mail.replies import S, greeting, queued
 from postier.mail.reply import Reply
-from postier.smtp.events import (
+from postier.smtp.server.connection import ServerConnection
+from postier.smtp.server.events import (
     NEED_DATA,
     Answered,
     AuthResponse,
@@ -47,8 +48,7 @@ from postier.smtp.events import (
     RcptTo,
     StartTls,
 )
-from postier.smtp.server import ServerConnection
-from postier.smtp.settings import EngineSettings
+from postier.smtp.server.settings import EngineSettings
 
 __all__ = [
     "DEFAULT_DECISIONS",

@@ -10,7 +10,7 @@ import pytest
 
 from postier.cli.main import main
 from postier.mail.address import Address
-from postier.users.aliases import AliasesError, AliasFile, parse_aliases
+from postier.recipients.aliases import AliasesError, AliasFile, parse_aliases
 
 TEXT = """\
 # the aliases of the test domains

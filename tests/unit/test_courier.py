@@ -16,7 +16,7 @@ from postier.dns import MxRecord, NoData, NxDomain, TemporaryDnsError
 from postier.mail.address import Address
 from postier.mail.envelope import Envelope, Recipient
 from postier.mail.reply import EnhancedStatus, Reply
-from postier.smtp.client_events import TransactionResult
+from postier.smtp.client.events import TransactionResult
 
 A, B = Recipient(Address("a", "dest.test")), Recipient(Address("b", "dest.test"))
 

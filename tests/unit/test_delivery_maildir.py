@@ -17,8 +17,8 @@ from postier.delivery.transport import Destination, DestinationKind, Hop, Outbou
 from postier.mail.address import Address
 from postier.mail.envelope import Envelope, Recipient
 from postier.mail.replies import S
+from postier.recipients.directory import LocalDirectory
 from postier.users import UserStore
-from postier.users.directory import LocalDirectory
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 BODY = b"Subject: hi\r\nFrom: <a@example.org>\r\n\r\nline one\r\n.dot\r\n\xff\x00binary\r\n"

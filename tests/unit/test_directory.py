@@ -13,9 +13,9 @@ from postier.mail.envelope import Notify, Recipient
 from postier.mail.errors import ConfigError
 from postier.mail.replies import S
 from postier.mail.reply import Reply
+from postier.recipients.aliases import parse_aliases
+from postier.recipients.directory import LocalDirectory
 from postier.users import UserStore
-from postier.users.aliases import parse_aliases
-from postier.users.directory import LocalDirectory
 
 FAST = {"time_cost": 1, "memory_cost": 8192, "parallelism": 1}
 USERS = ("alice@example.org", "Bob@example.org", "carol@bücher.example", "dave@elsewhere.test")

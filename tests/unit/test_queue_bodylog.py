@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from postier.mail.address import Address
 from postier.mail.envelope import Envelope, Recipient
 from postier.queue import QueueError, QueueFilter, RecipientResult, RecipientState, SqliteQueue
-from postier.queue.bodylog import BodyLog
+from postier.queue.sqlite.bodylog import BodyLog
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 ENV = Envelope(Address("a", "x.test"), (Recipient(Address("b", "y.test")),))

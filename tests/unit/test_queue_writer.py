@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from postier.mail.errors import QueueError
-from postier.queue.writer import Writer
+from postier.queue.sqlite.writer import Writer
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from postier.mail.address import Address
 from postier.mail.envelope import Recipient
 from postier.mail.errors import RemoteProtocolError
-from postier.smtp.client import ClientConnection, ClientStateError
-from postier.smtp.client_events import (
+from postier.smtp.client.connection import ClientConnection, ClientStateError
+from postier.smtp.client.events import (
     AuthResult,
     ClientEvent,
     CommandReply,
@@ -24,7 +24,7 @@ from postier.smtp.client_events import (
     Greeting,
     TransactionResult,
 )
-from postier.smtp.events import NEED_DATA
+from postier.smtp.need_data import NEED_DATA
 
 EXTENSIONS = ("PIPELINING", "SIZE 10000", "8BITMIME", "ENHANCEDSTATUSCODES", "DSN", "AUTH PLAIN LOGIN")
 NO_PIPELINING = ("SIZE 10000", "8BITMIME", "ENHANCEDSTATUSCODES")

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from postier.mail.address import Address
 from postier.mail.envelope import Notify, Recipient, Ret
-from postier.smtp.client import ClientConnection
-from postier.smtp.client_events import TransactionResult
-from postier.smtp.client_message import normalise_line_endings, prepare_message
+from postier.smtp.client.connection import ClientConnection
+from postier.smtp.client.events import TransactionResult
+from postier.smtp.client.message import normalise_line_endings, prepare_message
 from postier.smtp.framing import DataReader
 
 SENDER = Address("sender", "origin.test")

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from postier.mail.errors import RemoteProtocolError
 from postier.mail.reply import EnhancedStatus, Reply
-from postier.smtp.client import ClientConnection
-from postier.smtp.client_replies import ReplyReader, parse_extensions
+from postier.smtp.client.connection import ClientConnection
+from postier.smtp.client.replies import ReplyReader, parse_extensions
 
 # (wire, the one reply it is)
 GOOD = [

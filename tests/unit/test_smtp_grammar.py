@@ -7,7 +7,6 @@ import pytest
 from postier.mail.address import Address
 from postier.mail.envelope import BodyType, Notify, Ret
 from postier.mail.errors import RemoteProtocolError
-from postier.smtp.events import MailParams
 from postier.smtp.grammar import (
     parse_bdat,
     parse_hello,
@@ -17,6 +16,7 @@ from postier.smtp.grammar import (
     xtext_decode,
     xtext_encode,
 )
+from postier.smtp.server.events import MailParams
 
 MAIL_OK = [
     (b"FROM:<a@example.org>", Address("a", "example.org"), MailParams()),

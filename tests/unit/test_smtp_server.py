@@ -9,7 +9,8 @@ import pytest
 from postier.mail.address import Address
 from postier.mail.replies import S, greeting, queued
 from postier.mail.reply import Reply
-from postier.smtp.events import (
+from postier.smtp.server.connection import ServerConnection
+from postier.smtp.server.events import (
     NEED_DATA,
     Answered,
     AuthCancelled,
@@ -25,8 +26,7 @@ from postier.smtp.events import (
     Rejected,
     StartTls,
 )
-from postier.smtp.server import ServerConnection
-from postier.smtp.settings import EngineSettings
+from postier.smtp.server.settings import EngineSettings
 
 Decide = Callable[[ServerConnection, Event], Reply]
 

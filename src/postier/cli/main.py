@@ -19,7 +19,7 @@ from postier.cli.send_cmd import register as register_send
 from postier.cli.user_cmd import register as register_user
 from postier.config import Config, load_config
 from postier.mail.errors import ConfigError, PostierError
-from postier.users.aliases import AliasesError
+from postier.recipients.aliases import AliasesError
 
 __all__ = ["main"]
 
@@ -77,7 +77,7 @@ def _serve_args(args: argparse.Namespace) -> list[str]:
 
 def _check_config(args: argparse.Namespace) -> int:
     from postier.delivery import delivery_settings, routes_from_config
-    from postier.users.directory import check_local_config
+    from postier.recipients.directory import check_local_config
 
     try:
         config = load_config(args.config)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from postier.delivery.transport import Attempt
 from postier.mail.envelope import Recipient
 from postier.mail.reply import EnhancedStatus, Reply
-from postier.smtp.client_events import TransactionResult
+from postier.smtp.client.events import TransactionResult
 
 __all__ = ["NO_HOSTS", "AttemptBook", "is_site_failure", "judge"]
 

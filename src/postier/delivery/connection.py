@@ -37,9 +37,9 @@ from postier.delivery.transport import Credentials, OutboundMessage
 from postier.mail.envelope import Recipient
 from postier.mail.errors import RemoteProtocolError
 from postier.mail.reply import EnhancedStatus, Reply
-from postier.smtp.client import ClientConnection
-from postier.smtp.client_events import ClientEvent, ConnectionClosed, TransactionResult
-from postier.smtp.events import _NeedData
+from postier.smtp.client.connection import ClientConnection
+from postier.smtp.client.events import ClientEvent, ConnectionClosed, TransactionResult
+from postier.smtp.need_data import NeedData
 
 __all__ = ["LOST", "QUIT_TIMEOUT_S", "Endpoint", "SmtpConnection", "connect_failure"]
 
@@ -195,7 +195,7 @@ class SmtpConnection:
                 self.engine.receive_data(data)
                 if self._stream.is_eof:
                     self.engine.receive_data(b"")
-                while not isinstance(self.engine.next_event(), _NeedData | ConnectionClosed):
+                while not isinstance(self.engine.next_event(), NeedData | ConnectionClosed):
                     pass
             except RemoteProtocolError as exc:
                 self._fail(exc.reply)
@@ -298,7 +298,7 @@ class SmtpConnection:
             out = self.engine.data_to_send()
             if out and not await self._write(out):
                 return self._fail(_timed_out("sending to the remote server"))
-            if not isinstance(event, _NeedData):
+            if not isinstance(event, NeedData):
                 return event
             timeout_s = self.engine.timeout_s or self.engine.timeouts.command_s
             try:
@@ -337,7 +337,7 @@ class SmtpConnection:
                 event = self.engine.next_event()
             except RemoteProtocolError:
                 continue
-            if not isinstance(event, _NeedData):
+            if not isinstance(event, NeedData):
                 return event
         return ConnectionClosed()
 

@@ -51,8 +51,8 @@ from postier.dns import Clock, DnsError, NoData, NxDomain, Resolver
 from postier.mail.envelope import Recipient
 from postier.mail.reply import EnhancedStatus, Reply
 from postier.observe import fields, get_logger
-from postier.smtp.client import ClientConnection
-from postier.smtp.client_events import ClientTimeouts
+from postier.smtp.client.connection import ClientConnection
+from postier.smtp.client.events import ClientTimeouts
 
 __all__ = ["SmtpCourier"]
 

@@ -24,7 +24,7 @@ from postier.delivery.transport import Attempt, Destination, DestinationKind, Ou
 from postier.mail.envelope import Recipient
 from postier.mail.replies import S
 from postier.mail.reply import Reply
-from postier.users.directory import LocalDirectory
+from postier.recipients.directory import LocalDirectory
 
 __all__ = ["MaildirCourier"]
 

@@ -36,7 +36,7 @@ from datetime import datetime
 from pathlib import Path
 
 from postier.mail.errors import DeliveryError
-from postier.users.directory import mailbox_name
+from postier.recipients.directory import mailbox_name
 
 __all__ = ["MailboxFullError", "deliver_to_maildir", "mailbox_name", "mailbox_size", "unique_name"]
 

@@ -14,7 +14,7 @@ from functools import cached_property
 
 from postier.mail.address import Address
 from postier.mail.envelope import Recipient
-from postier.smtp.events import MailParams
+from postier.smtp.server.events import MailParams
 
 __all__ = ["Client", "Message", "Transaction", "split_header"]
 

@@ -20,7 +20,7 @@ from postier.mail.replies import S
 from postier.mail.reply import Reply
 from postier.observe import mail_event
 from postier.server.sasl import Authenticator, Challenge, Credentials, SaslExchange
-from postier.smtp.events import AuthResponse, AuthStart
+from postier.smtp.server.events import AuthResponse, AuthStart
 from postier.users.throttle import AuthThrottle
 
 __all__ = ["AuthSource", "SessionAuth"]

@@ -31,7 +31,7 @@ from postier.mail.reply import Reply
 from postier.observe import get_logger, mail_event
 from postier.policy import Action, Client, Message, Policy, Stage, Transaction
 from postier.server.received import protocol_keyword, received_header
-from postier.smtp.events import MessageReceived
+from postier.smtp.server.events import MessageReceived
 
 if TYPE_CHECKING:
     from postier.server.listener import SmtpServer

@@ -24,7 +24,7 @@ from postier.policy import Policy
 from postier.policy.admission import Admission
 from postier.server.sasl import MECHANISMS, Authenticator
 from postier.server.session import Session
-from postier.smtp.settings import EngineSettings
+from postier.smtp.server.settings import EngineSettings
 from postier.users.throttle import AuthThrottle
 
 __all__ = ["Listener", "Live", "MessageSink", "SmtpServer"]

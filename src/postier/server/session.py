@@ -42,7 +42,8 @@ from postier.policy import Client, Decision, Policy, Stage, Transaction
 from postier.server.auth_flow import SessionAuth
 from postier.server.inputwait import InputWait
 from postier.server.intake import client_info, queue_message
-from postier.smtp.events import (
+from postier.smtp.server.connection import ServerConnection
+from postier.smtp.server.events import (
     Answered,
     AuthResponse,
     AuthStart,
@@ -56,7 +57,6 @@ from postier.smtp.events import (
     Rejected,
     StartTls,
 )
-from postier.smtp.server import ServerConnection
 
 if TYPE_CHECKING:
     from postier.server.listener import Listener, Live, SmtpServer

@@ -12,6 +12,7 @@ send it; parameter keywords and values such as ``BODY=8bitmime`` are case-insens
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import TypeVar
 
 from postier.mail.address import Address, parse_domain, parse_forward_path, parse_reverse_path
@@ -19,9 +20,9 @@ from postier.mail.envelope import BodyType, Notify, Recipient, Ret
 from postier.mail.errors import AddressError, RemoteProtocolError
 from postier.mail.replies import S
 from postier.mail.reply import Reply
-from postier.smtp.events import MailParams
 
 __all__ = [
+    "MailParams",
     "parse_bdat",
     "parse_hello",
     "parse_mail",
@@ -40,6 +41,19 @@ _XTEXT = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-Fa-f]{2})*")
 _HEXCHAR = re.compile(r"\+([0-9A-Fa-f]{2})")
 _ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+")
 _SIZE = re.compile(r"[0-9]{1,20}")
+
+
+@dataclass(frozen=True, slots=True)
+class MailParams:
+    """ESMTP parameters of MAIL FROM, validated by the engine."""
+
+    size: int | None = None  # RFC 1870 SIZE=
+    body: BodyType | None = None  # RFC 6152 BODY= (None: not given, i.e. 7BIT)
+    smtputf8: bool = False  # RFC 6531
+    ret: Ret | None = None  # RFC 3461 RET=
+    envid: str | None = None  # RFC 3461 ENVID=, decoded from xtext
+    auth: str | None = None  # RFC 4954 AUTH=, decoded from xtext; "<>" when given as <>
+
 
 _T = TypeVar("_T")
 

@@ -1,10 +1,8 @@
-"""SASL credential store and password hashing: users, their argon2id hashes and sender rules; the
-server's ``Authenticator``; the AUTH brute-force throttle (``docs/users.md``). Local recipients: the
-aliases file and ``LocalDirectory`` (who exists here, where their mail goes; ``docs/delivery.md``)."""
+"""SASL accounts: users, their argon2id hashes and sender rules (``docs/users.md``); the server's
+``Authenticator``; the AUTH brute-force throttle. Who exists at the local domains and where their mail
+goes is ``postier.recipients`` (it reads the users from here)."""
 
-from postier.users.aliases import Aliases, AliasesError, AliasFile, parse_aliases
 from postier.users.auth import Authenticator
-from postier.users.directory import LocalDirectory, mailbox_name
 from postier.users.model import (
     InvalidAddressError,
     InvalidPasswordError,
@@ -20,14 +18,10 @@ from postier.users.throttle import AuthThrottle, ThrottleState, client_key
 
 __all__ = [
     "USERS_FILE",
-    "AliasFile",
-    "Aliases",
-    "AliasesError",
     "AuthThrottle",
     "Authenticator",
     "InvalidAddressError",
     "InvalidPasswordError",
-    "LocalDirectory",
     "ThrottleState",
     "UnknownUserError",
     "User",
@@ -35,9 +29,7 @@ __all__ = [
     "UserStore",
     "UserStoreError",
     "client_key",
-    "mailbox_name",
     "normalize_login",
     "normalize_sender_rule",
-    "parse_aliases",
     "users_path",
 ]

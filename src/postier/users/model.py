@@ -26,6 +26,7 @@ __all__ = [
     "User",
     "UserExistsError",
     "UserStoreError",
+    "canonical_local",
     "normalize_login",
     "normalize_sender_rule",
     "sender_matches",
@@ -78,7 +79,7 @@ def normalize_login(address: str) -> str:
         mailbox = parse_mailbox(address.strip(), allow_utf8=True)
         if mailbox.is_literal:
             raise InvalidAddressError(f"not a login name (address literal): {address!r}")
-        return f"{_canonical_local(mailbox.local_part)}@{normalize_domain(mailbox.domain)}"
+        return f"{canonical_local(mailbox.local_part)}@{normalize_domain(mailbox.domain)}"
     except (AddressError, ValueError):
         raise InvalidAddressError(f"not a valid address: {address!r}") from None
 
@@ -102,7 +103,7 @@ _ATEXT = r"A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\U0010ffff"
 _DOT_STRING = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*")
 
 
-def _canonical_local(local_part: str) -> str:
+def canonical_local(local_part: str) -> str:
     """``"john"`` and ``john`` are one mailbox (RFC 5321 §4.1.2): drop quotes that quote nothing special."""
     if not (local_part.startswith('"') and local_part.endswith('"')):
         return local_part
@@ -123,5 +124,5 @@ def sender_matches(rules: tuple[str, ...], sender: Address) -> bool:
         domain = sender.domain_key
     except ValueError:
         return False
-    address = f"{_canonical_local(sender.local_part)}@{domain}"
+    address = f"{canonical_local(sender.local_part)}@{domain}"
     return any(rule == address or rule == "@" + domain for rule in rules)

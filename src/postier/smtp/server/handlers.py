@@ -1,6 +1,6 @@
 """The server engine's command table: from a command line to its event, one handler per verb.
 
-Kept apart from ``server`` so the engine reads as the reading and answering of the dialogue and this as
+Kept apart from ``connection`` so the engine reads as the reading and answering of the dialogue and this as
 what each command means. Unlike the pure functions of ``commands`` (argument and a few flags in, event
 out), these handlers read the session they run in (its phase, transaction, TLS and AUTH state, settings);
 only BDAT changes it, by handing its chunk to the engine to read before any reply (RFC 3030 §2).
@@ -15,17 +15,19 @@ from typing import TYPE_CHECKING
 
 from postier.mail.errors import RemoteProtocolError
 from postier.mail.replies import S
-from postier.smtp import commands, grammar
-from postier.smtp.events import Event, Hello, MailFrom, RcptTo, _NeedData
-from postier.smtp.state import OUT_OF_SEQUENCE, Phase
+from postier.smtp import grammar
+from postier.smtp.need_data import NeedData
+from postier.smtp.server import commands
+from postier.smtp.server.events import Event, Hello, MailFrom, RcptTo
+from postier.smtp.server.state import OUT_OF_SEQUENCE, Phase
 
 if TYPE_CHECKING:
-    from postier.smtp.server import ServerConnection
+    from postier.smtp.server.connection import ServerConnection
 
 __all__ = ["dispatch"]
 
 
-def dispatch(conn: ServerConnection, line: bytes) -> Event | _NeedData:
+def dispatch(conn: ServerConnection, line: bytes) -> Event | NeedData:
     """The event for one command line (CRLF removed): refusals by phase, then the verb's handler."""
     verb, arg = grammar.split_command(line)
     if conn.phase is Phase.REFUSED and verb != "QUIT":
@@ -73,7 +75,7 @@ def _data(conn: ServerConnection, arg: bytes) -> Event:
     return commands.data_start(arg, used_bdat=txn.used_bdat, body=txn.params.body)
 
 
-def _bdat(conn: ServerConnection, arg: bytes) -> Event | _NeedData:
+def _bdat(conn: ServerConnection, arg: bytes) -> Event | NeedData:
     """RFC 3030 §2: the chunk is read (kept or dropped) before any reply, whatever the state."""
     parsed = grammar.parse_bdat(arg)
     if parsed is None:
@@ -101,7 +103,7 @@ def _expn(conn: ServerConnection, arg: bytes) -> Event:
     return conn._reject(S.NOT_IMPLEMENTED, "EXPN")  # lists are not expanded to strangers
 
 
-_HANDLERS: dict[str, Callable[[ServerConnection, bytes], Event | _NeedData]] = {
+_HANDLERS: dict[str, Callable[[ServerConnection, bytes], Event | NeedData]] = {
     "EHLO": _ehlo,
     "HELO": _helo,
     "MAIL": _mail,

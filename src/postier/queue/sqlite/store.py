@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 
 from postier.mail.envelope import Envelope
 from postier.mail.errors import UnknownMessageError
-from postier.queue.bodylog import BodyLog
 from postier.queue.codec import decode_recipient, encode_envelope, encode_recipient, opt_epoch
 from postier.queue.model import (
     Claim,
@@ -28,7 +27,8 @@ from postier.queue.model import (
     RecipientResult,
     RecipientState,
 )
-from postier.queue.sql import filter_clause
+from postier.queue.sqlite.bodylog import BodyLog
+from postier.queue.sqlite.sql import filter_clause
 
 __all__ = [
     "Insert",

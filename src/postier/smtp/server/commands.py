@@ -6,7 +6,7 @@ from __future__ import annotations
 from postier.mail.envelope import BodyType
 from postier.mail.errors import RemoteProtocolError
 from postier.mail.replies import S
-from postier.smtp.events import AuthStart, DataStart, Event, Noop, Quit, Reset, StartTls
+from postier.smtp.server.events import AuthStart, DataStart, Event, Noop, Quit, Reset, StartTls
 
 __all__ = ["SIMPLE", "auth_start", "data_start", "simple", "starttls"]
 

@@ -27,8 +27,6 @@ from typing import Any, TypeVar
 
 from postier.mail.envelope import Envelope
 from postier.mail.errors import QueueError
-from postier.queue import reads, store
-from postier.queue.bodylog import BodyLog, fsync_dir
 from postier.queue.codec import to_epoch
 from postier.queue.ids import IdGenerator
 from postier.queue.model import (
@@ -42,8 +40,10 @@ from postier.queue.model import (
     RecipientResult,
 )
 from postier.queue.protocol import DEFAULT_KEEP_BODY_S, DEFAULT_KEEP_S, Target
-from postier.queue.sql import SCHEMA, SCHEMA_VERSION
-from postier.queue.writer import Writer
+from postier.queue.sqlite import reads, store
+from postier.queue.sqlite.bodylog import BodyLog, fsync_dir
+from postier.queue.sqlite.sql import SCHEMA, SCHEMA_VERSION
+from postier.queue.sqlite.writer import Writer
 
 __all__ = ["BODY_LOG_MIN_BYTES", "DB_NAME", "LOCK_NAME", "SqliteQueue"]
 

@@ -7,7 +7,6 @@ import sqlite3
 from datetime import UTC, datetime
 
 from postier.mail.errors import QueueError, UnknownMessageError
-from postier.queue.bodylog import BodyLog
 from postier.queue.codec import decode_envelope, decode_recipient, from_epoch
 from postier.queue.model import (
     AGE_BUCKETS_MIN,
@@ -20,7 +19,8 @@ from postier.queue.model import (
     RecipientRecord,
     RecipientState,
 )
-from postier.queue.sql import filter_clause
+from postier.queue.sqlite.bodylog import BodyLog
+from postier.queue.sqlite.sql import filter_clause
 
 __all__ = ["get", "list_messages", "read_body", "stats"]
 

@@ -10,7 +10,7 @@ the replies before them. The engine does no I/O, keeps no clock and never raises
 input becomes a ``Rejected`` event carrying the RFC's reply.
 
 Where things are: this module reads lines and message data and moves the state on as replies are sent;
-``server_commands`` turns each command line into its event (the verb table and one handler per verb);
+``handlers`` turns each command line into its event (the verb table and one handler per verb);
 ``state`` holds the transition table, ``grammar`` the command syntax, ``framing`` the DATA and BDAT readers.
 
 Choices worth knowing (see also ``framing`` for DATA):
@@ -30,8 +30,10 @@ from postier.mail.address import Address
 from postier.mail.envelope import Recipient
 from postier.mail.replies import S
 from postier.mail.reply import Reply
-from postier.smtp.events import (
-    NEED_DATA,
+from postier.smtp.framing import ChunkReader, DataReader
+from postier.smtp.grammar import MailParams
+from postier.smtp.need_data import NEED_DATA, NeedData
+from postier.smtp.server.events import (
     AuthCancelled,
     AuthResponse,
     AuthStart,
@@ -40,19 +42,16 @@ from postier.smtp.events import (
     Event,
     Hello,
     MailFrom,
-    MailParams,
     MessageReceived,
     Quit,
     RcptTo,
     Rejected,
     Reset,
     StartTls,
-    _NeedData,
 )
-from postier.smtp.framing import ChunkReader, DataReader
-from postier.smtp.server_commands import dispatch
-from postier.smtp.settings import EngineSettings
-from postier.smtp.state import OUT_OF_SEQUENCE, Mode, Phase, phase_after
+from postier.smtp.server.handlers import dispatch
+from postier.smtp.server.settings import EngineSettings
+from postier.smtp.server.state import OUT_OF_SEQUENCE, Mode, Phase, phase_after
 
 __all__ = ["AUTH_LINE_MAX", "ServerConnection"]
 
@@ -82,7 +81,7 @@ class _Transaction:
 class ServerConnection:
     """One SMTP server session, without I/O. See the module docstring for the protocol.
 
-    The handlers in ``server_commands`` read its session state (``_txn``, ``_is_esmtp``, ``_mechanisms``)
+    The handlers in ``handlers`` read its session state (``_txn``, ``_is_esmtp``, ``_mechanisms``)
     and call back ``_reject`` and ``_read_chunk``; nothing outside the ``smtp`` package does.
     """
 
@@ -157,13 +156,13 @@ class ServerConnection:
             return
         self._buf += data
 
-    def next_event(self) -> Event | _NeedData:
+    def next_event(self) -> Event | NeedData:
         """The next event, or NEED_DATA when more bytes (or the answer to the last event) are needed."""
         if self._pending is not None or self._mode in (Mode.CLOSED, Mode.TLS):
             return NEED_DATA
         if self._phase is Phase.CONNECTED:
             return NEED_DATA  # the greeting comes first
-        event: Event | _NeedData
+        event: Event | NeedData
         self._counts_as_error = False
         if self._forced is not None:
             event, self._forced = self._forced, None
@@ -171,7 +170,7 @@ class ServerConnection:
             event = self._read_message()
         else:
             event = self._read_line()
-        if not isinstance(event, _NeedData):
+        if not isinstance(event, NeedData):
             self._pending = event
         return event
 
@@ -273,7 +272,7 @@ class ServerConnection:
         self._counts_as_error = counts
         return Rejected(reply, command=command)
 
-    def _read_line(self) -> Event | _NeedData:
+    def _read_line(self) -> Event | NeedData:
         buf = self._buf
         newline = buf.find(b"\n")
         if self._skip_line:
@@ -314,7 +313,7 @@ class ServerConnection:
         self._mode = Mode.AUTH
         return AuthResponse(line.decode("ascii"))
 
-    def _read_message(self) -> Event | _NeedData:
+    def _read_message(self) -> Event | NeedData:
         reader = self._reader
         assert reader is not None
         if self._buf and not reader.is_done:
@@ -336,7 +335,7 @@ class ServerConnection:
             return self._reject(error or S.BAD_SEQUENCE, "DATA")
         return txn.message(body)
 
-    def _read_chunk(self, size: int, *, last: bool) -> Event | _NeedData:
+    def _read_chunk(self, size: int, *, last: bool) -> Event | NeedData:
         """Start reading a BDAT chunk of ``size`` octets (kept only if it may join the transaction)."""
         txn = self._txn
         keep = (

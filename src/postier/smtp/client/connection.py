@@ -16,7 +16,7 @@ anyway, a lone ``.`` ends the empty data (RFC 2920 §3.1). A transaction the ser
 accepted) that ends without data is closed with RSET before its ``TransactionResult`` is given. In
 LMTP the end of data has one reply per accepted recipient (RFC 2033 §4.2).
 
-Misbehaviour of the server raises ``RemoteProtocolError`` (see ``client_replies``): malformed or
+Misbehaviour of the server raises ``RemoteProtocolError`` (see ``replies``): malformed or
 unexpected replies. A 421 at any point, or the connection closing while replies are awaited, ends the
 engine; whatever was still awaited gets that 421 (a synthetic ``421 4.4.2`` for a lost connection), so
 every recipient still gets a reply to be judged by. Calling a method in the wrong state is a bug of
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from postier.mail.address import Address
 from postier.mail.envelope import Recipient, Ret
 from postier.mail.reply import EnhancedStatus, Reply
-from postier.smtp.client_events import (
+from postier.smtp.client.events import (
     AuthResult,
     ClientEvent,
     ClientTimeouts,
@@ -42,14 +42,14 @@ from postier.smtp.client_events import (
     Greeting,
     TransactionResult,
 )
-from postier.smtp.client_message import (
+from postier.smtp.client.message import (
     check_message,
     mail_line,
     needs_smtputf8,
     prepare_message,
     rcpt_line,
 )
-from postier.smtp.client_replies import (
+from postier.smtp.client.replies import (
     MAX_REPLY_LINE,
     MAX_REPLY_LINES,
     Extensions,
@@ -57,8 +57,8 @@ from postier.smtp.client_replies import (
     parse_extensions,
     protocol_error,
 )
-from postier.smtp.client_txn import TXN_KINDS, Kind, Transaction, fill
-from postier.smtp.events import NEED_DATA, _NeedData
+from postier.smtp.client.txn import TXN_KINDS, Kind, Transaction, fill
+from postier.smtp.need_data import NEED_DATA, NeedData
 
 __all__ = ["ClientConnection", "ClientStateError"]
 
@@ -158,7 +158,7 @@ class ClientConnection:
             if len(self._replies) > len(self._expect) + 1:
                 raise protocol_error("Unexpected reply from the remote server")
 
-    def next_event(self) -> ClientEvent | _NeedData:
+    def next_event(self) -> ClientEvent | NeedData:
         """The next event, or NEED_DATA. Once the peer has closed and every event is out, always
         ``ConnectionClosed``. Raises RemoteProtocolError when the peer misbehaved."""
         while not self._events and self._replies:
@@ -256,7 +256,7 @@ class ClientConnection:
         envid: str | None = None,
     ) -> bytes:
         """Start one transaction; its ``TransactionResult`` comes as an event. When the peer cannot take
-        the message (SIZE, SMTPUTF8, 8BITMIME; see ``client_message``) nothing is sent: the result
+        the message (SIZE, SMTPUTF8, 8BITMIME; see ``message``) nothing is sent: the result
         comes at once, ``is_local``, with the refusal as the MAIL reply."""
         extensions = self._ready()
         if not recipients:

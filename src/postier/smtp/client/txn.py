@@ -1,6 +1,6 @@
 """The state of one client mail transaction: which reply answers what, and what each step got.
 
-Kept apart from ``client`` so the engine reads as the dialogue and this as the bookkeeping.
+Kept apart from ``connection`` so the engine reads as the dialogue and this as the bookkeeping.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from enum import Enum, auto
 
 from postier.mail.envelope import Recipient
 from postier.mail.reply import Reply
-from postier.smtp.client_events import TransactionResult
-from postier.smtp.client_message import Message
+from postier.smtp.client.events import TransactionResult
+from postier.smtp.client.message import Message
 
 __all__ = ["TXN_KINDS", "Kind", "Transaction", "fill"]
 

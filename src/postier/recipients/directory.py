@@ -46,8 +46,8 @@ from postier.mail.domain import normalize_domain
 from postier.mail.envelope import Recipient
 from postier.mail.replies import S
 from postier.mail.reply import Reply
-from postier.users.aliases import Aliases, AliasFile, alias_key
-from postier.users.local_settings import check_template, config_address, lmtp_domains, local_domain_key
+from postier.recipients.aliases import Aliases, AliasFile, alias_key
+from postier.recipients.local_settings import check_template, config_address, lmtp_domains, local_domain_key
 from postier.users.model import User
 
 if TYPE_CHECKING:

@@ -4,6 +4,9 @@ The driver answers every event with exactly one ``ServerConnection.send(reply)``
 the engine can answer alone are ``Answered`` subclasses: the driver sends ``event.reply`` (it may log
 them first). All other events are decisions for the driver and its policy: it picks the reply.
 
+``NEED_DATA`` (from ``postier.smtp.need_data``) and ``MailParams`` (from ``postier.smtp.grammar``) are
+re-exported here, as part of the engine's contract.
+
 AUTH is the one exchange of several steps: after ``AuthStart`` the driver may send ``334`` challenges;
 each client line in between arrives as ``AuthResponse``; a ``235`` or a 4xx/5xx reply ends the exchange.
 """
@@ -13,8 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from postier.mail.address import Address
-from postier.mail.envelope import BodyType, Recipient, Ret
+from postier.mail.envelope import Recipient
 from postier.mail.reply import Reply
+from postier.smtp.grammar import MailParams
+from postier.smtp.need_data import NEED_DATA
 
 __all__ = [
     "NEED_DATA",
@@ -36,27 +41,6 @@ __all__ = [
     "Reset",
     "StartTls",
 ]
-
-
-class _NeedData:
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-NEED_DATA = _NeedData()
-"""Returned by ``next_event`` when the engine needs more bytes (or a reply) to go on."""
-
-
-@dataclass(frozen=True, slots=True)
-class MailParams:
-    """ESMTP parameters of MAIL FROM, validated by the engine."""
-
-    size: int | None = None  # RFC 1870 SIZE=
-    body: BodyType | None = None  # RFC 6152 BODY= (None: not given, i.e. 7BIT)
-    smtputf8: bool = False  # RFC 6531
-    ret: Ret | None = None  # RFC 3461 RET=
-    envid: str | None = None  # RFC 3461 ENVID=, decoded from xtext
-    auth: str | None = None  # RFC 4954 AUTH=, decoded from xtext; "<>" when given as <>
 
 
 # --- decisions for the driver ---------------------------------------------------------------------
@@ -103,7 +87,7 @@ class MessageReceived:
 
     body: bytes
     sender: Address | None = None
-    params: MailParams = MailParams()
+    params: MailParams = MailParams()  # noqa: RUF009 (frozen, immutable)
     recipients: tuple[Recipient, ...] = ()
 
 

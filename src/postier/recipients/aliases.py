@@ -34,7 +34,7 @@ from pathlib import Path
 from postier.mail.address import Address, parse_mailbox
 from postier.mail.domain import normalize_domain
 from postier.mail.errors import AddressError, PostierError
-from postier.users.model import _canonical_local
+from postier.users.model import canonical_local
 
 __all__ = ["AliasFile", "Aliases", "AliasesError", "alias_key", "parse_aliases"]
 
@@ -55,7 +55,7 @@ class AliasesError(PostierError):
 def alias_key(local_part: str, domain: str = "") -> str:
     """The lookup key: the local part lowercased (quotes that quote nothing special dropped), and
     ``@`` + the domain as its lowercase A-label when there is one."""
-    local = _canonical_local(local_part).lower()
+    local = canonical_local(local_part).lower()
     return f"{local}@{normalize_domain(domain)}" if domain else local
 
 

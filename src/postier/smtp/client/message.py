@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from postier.mail.address import Address
 from postier.mail.envelope import Notify, Recipient, Ret
 from postier.mail.reply import EnhancedStatus, Reply
-from postier.smtp.client_replies import Extensions
+from postier.smtp.client.replies import Extensions
 from postier.smtp.framing import dot_stuff
 from postier.smtp.grammar import xtext_encode
 

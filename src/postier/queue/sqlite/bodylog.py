@@ -43,7 +43,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from postier.queue.writer import map_error
+from postier.queue.sqlite.writer import map_error
 
 __all__ = ["BodyLog", "fsync_dir"]
 

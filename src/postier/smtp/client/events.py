@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from postier.mail.envelope import Recipient
 from postier.mail.reply import EnhancedStatus, Reply
-from postier.smtp.client_replies import Extensions
+from postier.smtp.client.replies import Extensions
 
 # Never expected (the engine fills every reply it waits for); a defensive "try again later".
 _NOT_TRIED = Reply(451, EnhancedStatus(4, 4, 0), "No reply from the remote server for this step")
