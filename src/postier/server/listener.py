@@ -24,6 +24,7 @@ from postier.policy import Policy
 from postier.policy.admission import Admission
 from postier.server.sasl import MECHANISMS, Authenticator
 from postier.server.session import Session
+from postier.server.tlsaccept import ImplicitTlsAcceptor
 from postier.smtp.server.settings import EngineSettings
 from postier.users.throttle import AuthThrottle
 
@@ -97,6 +98,7 @@ class SmtpServer:
         self.live = live
         self.admission = Admission()
         self._servers: list[asyncio.Server] = []
+        self._acceptors: list[ImplicitTlsAcceptor] = []
         self._sessions: set[Session] = set()
 
     # AuthSource (server/auth_flow.py): read at each attempt, so a reload applies to the next one.
@@ -120,6 +122,9 @@ class SmtpServer:
         if any(listener.implicit_tls for listener in listeners) and self.tls_context() is None:
             raise RuntimeError("a submissions listener needs a TLS certificate")
         for i, listener in enumerate(listeners):
+            if listener.implicit_tls:
+                self._start_implicit_tls(listener, sockets[i] if sockets else _listening_socket(listener))
+                continue
             where: dict[str, Any] = (
                 {"sock": sockets[i]}
                 if sockets
@@ -132,12 +137,33 @@ class SmtpServer:
             )
             self._servers.append(server)
 
+    def _start_implicit_tls(self, listener: Listener, sock: socket.socket) -> None:
+        def admit(ip: str) -> tuple[str, Reply | None]:
+            policy = self.live.policy
+            return self.admission.admit(ip, policy.connections, rate_limited=policy.is_rate_limited(ip))
+
+        acceptor = ImplicitTlsAcceptor(
+            sock,
+            admit=admit,
+            release=self.admission.release,
+            protocol=lambda key: Session(self, listener, admission_key=key),
+            context=self.tls_context,
+            handshake_timeout_s=lambda: self.live.handshake_timeout_s,
+        )
+        acceptor.start()
+        self._acceptors.append(acceptor)
+
     @property
     def sockets(self) -> list[tuple[str, int]]:
-        return [s.getsockname()[:2] for server in self._servers for s in server.sockets]
+        servers = [s.getsockname()[:2] for server in self._servers for s in server.sockets]
+        return servers + [a.sock.getsockname()[:2] for a in self._acceptors]
 
     def admit(self, session: Session, policy: Policy) -> Reply | None:
-        """Count a new connection in (before any TLS handshake); the refusal reply at a limit."""
+        """Count a new connection in; the refusal reply at a limit. A session admitted before its TLS
+        handshake (``tlsaccept.py``) is only registered."""
+        if session.is_admitted:
+            self._sessions.add(session)
+            return None
         key, refusal = self.admission.admit(
             session.client_ip, policy.connections, rate_limited=policy.is_rate_limited(session.client_ip)
         )
@@ -159,6 +185,8 @@ class SmtpServer:
         """Stop accepting; let sessions finish for ``grace_s``; then end the rest with 421 4.3.2."""
         for server in self._servers:
             server.close()
+        for acceptor in self._acceptors:
+            await acceptor.close()
         sessions = list(self._sessions)
         if sessions:
             _log.info("shutdown: waiting up to %.0fs for %d sessions", grace_s, len(sessions))
@@ -170,3 +198,8 @@ class SmtpServer:
                 await asyncio.wait(pending, timeout=5.0)
             for waiter in pending:
                 waiter.cancel()
+
+
+def _listening_socket(listener: Listener) -> socket.socket:
+    family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
+    return socket.create_server((listener.host, listener.port), family=family, backlog=1024)

@@ -13,9 +13,9 @@ kept by one timer per session (``inputwait.py``). Every accept/refuse decision i
 (policy, TLS, AUTH, timeouts) at connect and again at each MAIL FROM, and keeps it to the end of the
 transaction, so a reload never changes the rules under a transaction.
 
-Admission (connection limits) is counted in ``connection_made``, before anything else — before the TLS
-handshake of an implicit-TLS listener, which the session then runs itself, under the handshake
-timeout.
+Admission (connection limits) is counted in ``connection_made``, before anything else; on an
+implicit-TLS listener it was counted before the handshake (``tlsaccept.py``) and the session starts
+after it.
 
 Reading is paused while more than ``_READ_HIGH_WATER`` octets wait unprocessed, and the task stops
 taking commands while the transport's write buffer is full, so neither a fast sender nor a client
@@ -73,7 +73,7 @@ def new_session_id() -> str:
 
 
 class Session(asyncio.Protocol):
-    def __init__(self, server: SmtpServer, listener: Listener) -> None:
+    def __init__(self, server: SmtpServer, listener: Listener, admission_key: str | None = None) -> None:
         self.server = server
         self.listener = listener
         self.sid = new_session_id()
@@ -102,7 +102,10 @@ class Session(asyncio.Protocol):
         self._auth = SessionAuth(source=server, sid=self.sid, client_ip="", flush=self._flush)
         self._handshaking: list[bytes] | None = None
         self._mail_at = 0.0  # monotonic time of the MAIL FROM that began the transaction
-        self.admission_key = ""  # the key the server counted this connection under
+        # The key the server counted this connection under; given when it was admitted before the
+        # TLS handshake (implicit TLS, server/tlsaccept.py), else counted in connection_made.
+        self.admission_key = admission_key or ""
+        self.is_admitted = admission_key is not None
         self._live: Live = server.live
         self._client: Client | None = None
         self._txn: Transaction | None = None
@@ -115,6 +118,9 @@ class Session(asyncio.Protocol):
         peer = transport.get_extra_info("peername") or ("", 0)
         self.client_ip, self.client_port = str(peer[0]), int(peer[1])
         self._auth.client_ip = self.client_ip
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self._tls = _tls_description(ssl_object)
         refusal = self.server.admit(self, self._live.policy)
         if refusal is not None:
             mail_event(
@@ -127,21 +133,18 @@ class Session(asyncio.Protocol):
             self._transport.write(refusal.to_bytes())
             self._transport.close()
             return
-        if self.listener.implicit_tls:
-            self._handshaking = []  # the engine starts once the handshake is done (_run)
-        else:
-            self._conn = ServerConnection(self.listener.engine_settings(is_tls=False))
+        self._conn = ServerConnection(self.listener.engine_settings(is_tls=self._tls is not None))
         loop = asyncio.get_running_loop()
         self._input = InputWait(loop)
         self._task = loop.create_task(self._run(), name=f"smtp-{self.sid}")
 
     def data_received(self, data: bytes) -> None:
+        if self._conn is None:
+            return
         if self._handshaking is not None:
             # Decrypted bytes that arrive before start_tls() returns: keep them for the engine until
             # tls_established(), which would otherwise drop them as pre-handshake plaintext.
             self._handshaking.append(data)
-            return
-        if self._conn is None:
             return
         if not self._greeted:
             self._early = True
@@ -197,9 +200,9 @@ class Session(asyncio.Protocol):
             listener=self.listener.mode,
             local=self.listener.address,
         )
+        if self._tls is not None:
+            self._log_tls()
         try:
-            if self.listener.implicit_tls and not await self._implicit_tls():
-                return
             self._client = self._live.policy.client(
                 sid=self.sid,
                 ip=self.client_ip,
@@ -429,16 +432,6 @@ class Session(asyncio.Protocol):
         )
 
     # --- TLS -----------------------------------------------------------------------------------------
-
-    async def _implicit_tls(self) -> bool:
-        """An implicit-TLS listener (RFC 8314): the handshake first, then the engine starts under TLS."""
-        if not await self._start_tls():
-            return False
-        self._conn = ServerConnection(self.listener.engine_settings(is_tls=True))
-        early, self._handshaking = self._handshaking, None
-        for data in early or ():
-            self.data_received(data)
-        return True
 
     async def _starttls(self) -> bool:
         """STARTTLS accepted: the handshake, then the engine starts again from EHLO (RFC 3207)."""
