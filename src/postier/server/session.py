@@ -32,16 +32,14 @@ import base64
 import os
 import ssl
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, cast
 
 from postier.mail.replies import S, greeting
 from postier.mail.reply import Reply
 from postier.observe import get_logger, mail_event
-from postier.policy import Client, Decision, Policy, Stage, Transaction
 from postier.server.auth_flow import SessionAuth
 from postier.server.inputwait import InputWait
-from postier.server.intake import client_info, queue_message
+from postier.server.stages import SessionStages
 from postier.smtp.server.connection import ServerConnection
 from postier.smtp.server.events import (
     Answered,
@@ -59,7 +57,7 @@ from postier.smtp.server.events import (
 )
 
 if TYPE_CHECKING:
-    from postier.server.listener import Listener, Live, SmtpServer
+    from postier.server.listener import Listener, SmtpServer
 
 __all__ = ["Session", "new_session_id"]
 
@@ -93,22 +91,16 @@ class Session(asyncio.Protocol):
         self._greeted = False
         self._early = False
         self._stopping = False
-        self._helo = ""
-        self._esmtp = False
-        self._tls: str | None = None
         self._commands = 0
         self._started = time.monotonic()
         self._end_reason = "closed"  # quit | timeout | error | shutdown | closed (by the client)
         self._auth = SessionAuth(source=server, sid=self.sid, client_ip="", flush=self._flush)
         self._handshaking: list[bytes] | None = None
-        self._mail_at = 0.0  # monotonic time of the MAIL FROM that began the transaction
         # The key the server counted this connection under; given when it was admitted before the
         # TLS handshake (implicit TLS, server/tlsaccept.py), else counted in connection_made.
         self.admission_key = admission_key or ""
         self.is_admitted = admission_key is not None
-        self._live: Live = server.live
-        self._client: Client | None = None
-        self._txn: Transaction | None = None
+        self._stages = SessionStages(server, self.sid, self._auth)
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -120,8 +112,8 @@ class Session(asyncio.Protocol):
         self._auth.client_ip = self.client_ip
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
-            self._tls = _tls_description(ssl_object)
-        refusal = self.server.admit(self, self._live.policy)
+            self._stages.tls = _tls_description(ssl_object)
+        refusal = self.server.admit(self, self._stages.live.policy)
         if refusal is not None:
             mail_event(
                 "reject",
@@ -133,7 +125,7 @@ class Session(asyncio.Protocol):
             self._transport.write(refusal.to_bytes())
             self._transport.close()
             return
-        self._conn = ServerConnection(self.listener.engine_settings(is_tls=self._tls is not None))
+        self._conn = ServerConnection(self.listener.engine_settings(is_tls=self._stages.tls is not None))
         loop = asyncio.get_running_loop()
         self._input = InputWait(loop)
         self._task = loop.create_task(self._run(), name=f"smtp-{self.sid}")
@@ -161,7 +153,7 @@ class Session(asyncio.Protocol):
             self._conn.receive_data(b"")
         self._wake()
         # Keep the write side open to answer what was pipelined before the EOF (not possible under TLS).
-        return self._tls is None
+        return self._stages.tls is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -200,18 +192,16 @@ class Session(asyncio.Protocol):
             listener=self.listener.mode,
             local=self.listener.address,
         )
-        if self._tls is not None:
+        if self._stages.tls is not None:
             self._log_tls()
         try:
-            self._client = self._live.policy.client(
-                sid=self.sid,
-                ip=self.client_ip,
-                port=self.client_port,
-                listener=self.listener.mode,
-                local=self.listener.address,
-                tls=self._tls,
-            )
-            if not await self._connect_checks() or await self._refuse_early_talker():
+            self._stages.start(self.client_ip, self.client_port, self.listener)
+            refusal = await self._stages.connect(f"{self.client_ip}:{self.client_port}")
+            if refusal is not None:
+                self._end_reason = "error"
+                self._write_now(refusal)
+                return
+            if await self._refuse_early_talker():
                 return
             await self._serve()
         except Exception:
@@ -277,7 +267,7 @@ class Session(asyncio.Protocol):
             self._transport.resume_reading()
             self._paused = False
         reading_data = self._conn is not None and self._conn.is_reading_data
-        live = self._live
+        live = self._stages.live
         timeout = live.data_timeout_s if reading_data else live.command_timeout_s
         if self._stopping:
             self._end_reason = "shutdown"
@@ -308,128 +298,32 @@ class Session(asyncio.Protocol):
         if isinstance(event, Hello):
             return await self._hello(event)
         if isinstance(event, MailFrom):
-            return await self._mail(event)
+            return await self._stages.mail(event)
         if isinstance(event, RcptTo):
-            return await self._rcpt(event)
+            return await self._stages.rcpt(event)
         if isinstance(event, DataStart):
             return S.START_DATA
         if isinstance(event, MessageReceived):
             return await self._queue_message(event)
         if isinstance(event, StartTls):
-            return S.TLS_READY if self._live.tls_context() is not None else S.TLS_UNAVAILABLE
+            return S.TLS_READY if self._stages.live.tls_context() is not None else S.TLS_UNAVAILABLE
         if isinstance(event, AuthStart):
             return await self._auth.start(event)
         if isinstance(event, AuthResponse):
             return await self._auth.respond(event)
         raise AssertionError(f"unhandled event {event!r}")
 
-    # --- the policy's stages ------------------------------------------------------------------------
-
-    @property
-    def _policy(self) -> Policy:
-        return self._live.policy
-
-    def _client_now(self) -> Client:
-        """The client as the checks see it now (a new frozen value when HELO, TLS or AUTH changed it)."""
-        client = self._client
-        assert client is not None
-        user = self._auth.user
-        if (client.helo, client.esmtp, client.tls, client.auth_user) != (
-            self._helo,
-            self._esmtp,
-            self._tls,
-            user,
-        ):
-            client = self._client = replace(
-                client, helo=self._helo, esmtp=self._esmtp, tls=self._tls, auth_user=user
-            )
-        return client
-
-    def _refused(self, stage: Stage, decision: Decision, **fields: object) -> Reply | None:
-        """The reply when the stage refused (logged as one ``reject``), else None; other verdicts logged."""
-        verdict = decision.verdict
-        if verdict.is_refusal:
-            assert verdict.reply is not None
-            mail_event(
-                "reject",
-                sid=self.sid,
-                stage=stage.value,
-                reply=str(verdict.reply),
-                check=verdict.check,
-                reason=verdict.reason or None,
-                **fields,
-            )
-            return verdict.reply
-        for noted in decision.verdicts:
-            mail_event(
-                "verdict",
-                sid=self.sid,
-                stage=stage.value,
-                check=noted.check,
-                action=noted.action.value,
-                reason=noted.reason or None,
-                score=noted.score or None,
-            )
-        return None
-
-    async def _connect_checks(self) -> bool:
-        """The connect stage; False when a check refused the client (told, and the session ends)."""
-        decision = await self._policy.pipeline.run(Stage.CONNECT, self._client_now())
-        refusal = self._refused(Stage.CONNECT, decision, remote=f"{self.client_ip}:{self.client_port}")
-        if refusal is None:
-            return True
-        self._end_reason = "error"
-        self._write_now(refusal)
-        return False
+    # --- the policy's stages (stages.py) -------------------------------------------------------------
 
     async def _hello(self, event: Hello) -> Reply:
         assert self._conn is not None
-        self._helo = event.name
-        self._esmtp = event.verb.upper() != "HELO"
-        mail_event("helo", sid=self.sid, name=event.name, verb=event.verb.upper())
-        decision = await self._policy.pipeline.run(Stage.HELO, self._client_now(), event.name)
-        refusal = self._refused(Stage.HELO, decision)
-        if refusal is not None:
-            self._helo, self._esmtp = "", False
-            return refusal
-        return self._conn.ehlo_reply() if self._esmtp else Reply(250, None, self.server.hostname)
-
-    async def _mail(self, event: MailFrom) -> Reply:
-        self._live = self.server.live  # each transaction runs under the policy of its MAIL FROM
-        self._mail_at = time.monotonic()
-        txn = self._txn = Transaction(event.sender, event.params)
-        decision = await self._policy.pipeline.run(Stage.MAIL, self._client_now(), txn)
-        from_ = f"<{'' if event.sender is None else str(event.sender)}>"
-        refusal = self._refused(Stage.MAIL, decision, from_=from_, user=self._auth.user)
-        return S.SENDER_OK if refusal is None else refusal
-
-    async def _rcpt(self, event: RcptTo) -> Reply:
-        txn = self._txn
-        assert txn is not None  # the engine sends RCPT only inside a transaction
-        decision = await self._policy.pipeline.run(Stage.RCPT, self._client_now(), txn, event.recipient)
-        refusal = self._refused(Stage.RCPT, decision, rcpt=f"<{event.recipient.address}>")
+        refusal = await self._stages.hello(event)
         if refusal is not None:
             return refusal
-        txn.recipients.append(event.recipient)
-        return S.RECIPIENT_OK
+        return self._conn.ehlo_reply() if self._stages.esmtp else Reply(250, None, self.server.hostname)
 
     async def _queue_message(self, event: MessageReceived) -> Reply:
-        client = self._client_now()
-        txn = self._txn or Transaction(event.sender, event.params)
-        self._txn = None
-        info = client_info(
-            ip=self.client_ip,
-            port=self.client_port,
-            helo=self._helo,
-            esmtp=self._esmtp,
-            tls=self._tls,
-            auth_user=client.auth_user,
-            listener=self.listener.address,
-            smtputf8=event.params.smtputf8,
-        )
-        return await queue_message(
-            self.server, self._policy, event, info, client, txn, mail_at=self._mail_at, flush=self._flush
-        )
+        return await self._stages.message(event, listener=self.listener.address, flush=self._flush)
 
     # --- TLS -----------------------------------------------------------------------------------------
 
@@ -439,7 +333,7 @@ class Session(asyncio.Protocol):
         self._handshaking = []
         if not await self._start_tls():
             return False
-        self._helo, self._esmtp = "", False
+        self._stages.helo, self._stages.esmtp = "", False
         self._conn.tls_established()
         early, self._handshaking = self._handshaking, None
         for data in early or ():
@@ -447,7 +341,7 @@ class Session(asyncio.Protocol):
         return True
 
     async def _start_tls(self) -> bool:
-        context = self._live.tls_context()
+        context = self._stages.live.tls_context()
         transport = self._transport
         if context is None or transport is None:
             return False
@@ -459,7 +353,7 @@ class Session(asyncio.Protocol):
                 self,
                 context,
                 server_side=True,
-                ssl_handshake_timeout=self._live.handshake_timeout_s,
+                ssl_handshake_timeout=self._stages.live.handshake_timeout_s,
             )
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             mail_event("tls", sid=self.sid, result="failed", error=type(exc).__name__)
@@ -468,12 +362,12 @@ class Session(asyncio.Protocol):
         if new_transport is None:
             return False
         self._transport = new_transport
-        self._tls = _tls_description(new_transport.get_extra_info("ssl_object"))
+        self._stages.tls = _tls_description(new_transport.get_extra_info("ssl_object"))
         self._log_tls()
         return True
 
     def _log_tls(self) -> None:
-        version, _, cipher = (self._tls or "").partition(" ")
+        version, _, cipher = (self._stages.tls or "").partition(" ")
         mail_event("tls", sid=self.sid, version=version, cipher=cipher)
 
     # --- output ------------------------------------------------------------------------------------
