@@ -8,10 +8,10 @@ pipelining client (RFC 2920) gets its replies in few segments and never waits on
 
 Each wait for input has the RFC 5321 §4.5.3.2 timeout of what is awaited (a command, a DATA block),
 kept by one timer per session (``inputwait.py``). Every accept/refuse decision is the policy's
-(``postier.policy``): the session asks its pipeline (``stages.py``) at connect, HELO, MAIL, RCPT and the end of data
-(``intake.py``) and obeys the answer; AUTH is ``auth_flow.py``. The session takes the server's ``Live``
-(policy, TLS, AUTH, timeouts) at connect and again at each MAIL FROM, and keeps it to the end of the
-transaction, so a reload never changes the rules under a transaction.
+(``postier.policy``): the session asks its pipeline (``stages.py``) at connect, HELO, MAIL, RCPT and
+the end of data (``intake.py``) and obeys the answer; AUTH is ``auth_flow.py``. The session takes
+the server's ``Live`` (policy, TLS, AUTH, timeouts) at connect and again at each MAIL FROM, and keeps
+it to the end of the transaction, so a reload never changes the rules under a transaction.
 
 Admission (connection limits) is counted in ``connection_made``, before anything else; on an
 implicit-TLS listener it was counted before the handshake (``tlsaccept.py``) and the session starts
