@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import socket
 from collections.abc import Callable, Coroutine
@@ -17,16 +18,18 @@ from typing import Any
 
 from postier.assembly import DeliveryParts, delivery_parts
 from postier.config import Config, parse_hostport
-from postier.config.model import ListenerConfig
+from postier.config.model import AuthConfig, ListenerConfig
 from postier.config.reloadable import plan_reload
 from postier.delivery import Router, Scheduler
 from postier.delivery.ownaddresses import OwnAddresses
 from postier.mail.envelope import Envelope
+from postier.mailauth.dkim import DkimKeys, DkimSigner, host_domain
 from postier.observe import fields, get_logger, mail_event, setup_logging
 from postier.observe.metrics import MetricsService
 from postier.policy import build_policy
 from postier.queue import SqliteQueue
 from postier.server.listener import Listener, Live, SmtpServer, listener_settings
+from postier.server.sasl import Authenticator as PasswordCheck
 from postier.server.tls import TlsStore, ensure_self_signed
 from postier.smtp.server.settings import EngineSettings
 from postier.users import Authenticator, AuthThrottle, UserStore, users_path
@@ -86,16 +89,23 @@ class Application:
         self.users = UserStore(users_path(self.data_dir))
         self._purger: asyncio.Task[None] | None = None
         self._deliverer: asyncio.Task[None] | None = None
+        self._dkim_checker: asyncio.Task[None] | None = None
         self.metrics = self._metrics_service(config) if role.delivers else None
         self._own = OwnAddresses(
             parse_hostport(lc.address) for lc in config.listeners
         )  # never mail ourselves
         parts = self._parts = delivery_parts(config, self.users, self._own)
         self.directory = parts.directory
-        self.router = Router(parts.table, parts.resolver)
+        self.router = Router(parts.table, parts.resolver, planner=parts.planner)
         self.delivery = Scheduler(
-            self.queue, self.router, parts.couriers(), parts.settings, expand=parts.directory.expand
+            self.queue,
+            self.router,
+            parts.couriers(),
+            parts.settings,
+            expand=parts.directory.expand,
+            sign=self._sign_own,
         )
+        self.dkim = DkimKeys(config.dkim, self.data_dir, parts.resolver, on_change=self._dkim_changed)
         self.server = SmtpServer(
             hostname=config.server.hostname,
             queue=_WakingSink(self.queue, role.notify or self.delivery.wake),
@@ -106,29 +116,22 @@ class Application:
         self, config: Config, tls: TlsStore, parts: DeliveryParts, previous: Live | None = None
     ) -> Live:
         """What the receiving side obeys under ``config``, built whole: the policy (with the local
-        directory of ``parts``), TLS, AUTH and the timeouts. ``previous``: the running one, whose
-        counters (rate limits, the AUTH throttle) are kept where their settings did not change."""
+        directory of ``parts``), TLS, AUTH, the timeouts and the DKIM signer. ``previous``: the running
+        one, whose counters (rate limits, the AUTH throttle) are kept where their settings did not
+        change, and whose DKIM signer stays until the key checks swap it."""
         auth, s = config.auth, config.server
-        old_auth = self.config.auth if previous is not None else None
-        throttle = previous.auth_throttle if previous is not None else None
-        if (
-            throttle is None
-            or old_auth is None
-            or (auth.max_failures, auth.window_s, auth.lockout_s)
-            != (
-                old_auth.max_failures,
-                old_auth.window_s,
-                old_auth.lockout_s,
+        throttle = _auth_throttle(auth)
+        authenticator: PasswordCheck = _authenticator(self.users, auth)
+        if previous is not None:
+            old = self.config.auth
+            if previous.auth_throttle is not None and throttle.settings == _auth_throttle(old).settings:
+                throttle = previous.auth_throttle
+            same = (auth.max_concurrent_verifies, auth.max_waiting_verifies) == (
+                old.max_concurrent_verifies,
+                old.max_waiting_verifies,
             )
-        ):
-            throttle = AuthThrottle(auth.max_failures, auth.window_s, auth.lockout_s)
-        authenticator = previous.authenticator if previous is not None else None
-        if (
-            authenticator is None
-            or old_auth is None
-            or auth.max_concurrent_verifies != old_auth.max_concurrent_verifies
-        ):
-            authenticator = Authenticator(self.users, max_concurrent=auth.max_concurrent_verifies)
+            if previous.authenticator is not None and same:
+                authenticator = previous.authenticator
         policy = build_policy(
             config,
             directory=parts.directory,
@@ -142,7 +145,20 @@ class Application:
             auth_throttle=throttle,
             command_timeout_s=s.command_timeout_s,
             data_timeout_s=s.data_timeout_s,
+            dkim=previous.dkim if previous is not None else DkimSigner(),
         )
+
+    def _dkim_changed(self, signer: DkimSigner) -> None:
+        # One new reference: the next transactions' messages sign with it.
+        self.server.live = dataclasses.replace(self.server.live, dkim=signer)
+
+    def _sign_own(self, message: bytes) -> bytes:
+        """DKIM for mail Postier writes (DSNs): the key of ``server.hostname``'s domain, if any."""
+        signer = self.server.live.dkim
+        if signer.is_empty:
+            return b""
+        domain = host_domain(signer, self.config.server.hostname)
+        return b"" if domain is None else signer.sign(message, domain)
 
     def _tls_store(self, config: Config | None = None) -> TlsStore:
         config = config or self.config
@@ -188,6 +204,7 @@ class Application:
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         await self.queue.open()
+        await self.dkim.refresh()
         try:
             if self.metrics is not None:
                 await self.metrics.start()
@@ -198,6 +215,7 @@ class Application:
             await self.queue.close()
             raise
         loop = asyncio.get_running_loop()
+        self._dkim_checker = loop.create_task(self.dkim.run_forever(), name="dkim-keys")
         if self.role.delivers:
             self._purger = loop.create_task(self._purge_forever(), name="queue-purge")
             self._deliverer = loop.create_task(self.delivery.run_forever(), name="delivery")
@@ -245,6 +263,7 @@ class Application:
         self.tls = tls
         self._swap_delivery(parts)
         self.server.live = live  # one reference: new sessions and new transactions see all of it
+        self.dkim.reconfigure(cfg.dkim, parts.resolver)  # keys read and checked again, now
         if cfg.log != old.log:
             setup_logging(cfg.log.level, cfg.log.format)
         self.config = cfg
@@ -257,14 +276,14 @@ class Application:
         route), the scheduler's couriers and settings (the next transactions), and the directory
         recipients are expanded with at delivery."""
         self._parts = parts
-        self.router.set_table(parts.table, parts.resolver)
+        self.router.set_table(parts.table, parts.resolver, parts.planner)
         self.delivery.reconfigure(parts.couriers(), parts.settings, expand=parts.directory.expand)
         self.directory = parts.directory
 
     async def stop(self) -> None:
         await self.server.shutdown(self.config.server.shutdown_grace_s)
         await self.delivery.stop()
-        for task in (self._purger, self._deliverer):
+        for task in (self._purger, self._deliverer, self._dkim_checker):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -338,3 +357,15 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
     else:
         with contextlib.suppress(KeyboardInterrupt):
             uvloop.run(main)
+
+
+def _auth_throttle(auth: AuthConfig) -> AuthThrottle:
+    return AuthThrottle(
+        auth.max_failures, auth.window_s, auth.lockout_s, max_account_delay_s=auth.max_account_delay_s
+    )
+
+
+def _authenticator(users: UserStore, auth: AuthConfig) -> Authenticator:
+    return Authenticator(
+        users, max_concurrent=auth.max_concurrent_verifies, max_waiting=auth.max_waiting_verifies
+    )

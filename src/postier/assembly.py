@@ -5,6 +5,7 @@ each reload, and swaps them in only once every part was built)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from postier.config import Config, parse_hostport
 from postier.delivery import (
@@ -19,6 +20,10 @@ from postier.delivery.courier import SmtpCourier
 from postier.delivery.local import MaildirCourier
 from postier.delivery.maildir import mailbox_size
 from postier.delivery.ownaddresses import OwnAddresses
+from postier.delivery.security.mtasts_cache import PolicyCache
+from postier.delivery.security.mtasts_fetch import HttpsPolicyFetcher
+from postier.delivery.security.mtasts_lookup import MtaSts
+from postier.delivery.security.plan import TlsPlanner
 from postier.dns import DnsPythonResolver
 from postier.mail.errors import ConfigError
 from postier.recipients.directory import LocalDirectory
@@ -51,6 +56,17 @@ def _smtp_courier(config: Config, resolver: DnsPythonResolver, own: OwnAddresses
         raise ConfigError("delivery.ca_file", f"cannot load {d.ca_file}: {exc}") from None
 
 
+def _planner(config: Config, resolver: DnsPythonResolver) -> TlsPlanner:
+    """MTA-STS (``delivery.mta_sts``, its cache in data_dir/mta-sts.json) and DANE (``dns.dnssec``)."""
+    d = config.delivery
+    sts = None
+    if d.mta_sts:
+        fetcher = HttpsPolicyFetcher(resolver, ca_file=d.ca_file, timeout_s=d.mta_sts_timeout_s)
+        cache = PolicyCache(Path(config.server.data_dir) / "mta-sts.json")
+        sts = MtaSts(resolver, fetcher, cache, refresh_s=d.mta_sts_refresh_s)
+    return TlsPlanner(sts)
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryParts:
     """The delivery side of one configuration, built whole before it is used (at start, or by a
@@ -62,6 +78,7 @@ class DeliveryParts:
     smtp: SmtpCourier
     maildir: MaildirCourier
     settings: DeliverySettings
+    planner: TlsPlanner
 
     def couriers(self) -> dict[DestinationKind, Courier]:
         """Maildir for local domains; the SMTP/LMTP courier for everything else."""
@@ -92,6 +109,7 @@ def delivery_parts(
             _smtp_courier(config, resolver, own),
             MaildirCourier(directory, hostname=config.server.hostname),
             delivery_settings(config),
+            _planner(config, resolver),
         )
     old, was = running
     resolver = was.resolver if old.dns == config.dns else _resolver(config)
@@ -102,4 +120,7 @@ def delivery_parts(
     smtp = was.smtp
     if (resolver, table.relays, config.delivery) != (was.resolver, was.table.relays, old.delivery):
         smtp = _smtp_courier(config, resolver, own)
-    return DeliveryParts(resolver, table, directory, smtp, maildir, delivery_settings(config))
+    planner = was.planner
+    if (resolver, config.delivery, config.dns) != (was.resolver, old.delivery, old.dns):
+        planner = _planner(config, resolver)
+    return DeliveryParts(resolver, table, directory, smtp, maildir, delivery_settings(config), planner)

@@ -52,7 +52,7 @@ class FakeSink:
 class Passwords:
     """An Authenticator with one user, as the real user store would answer."""
 
-    async def authenticate(self, username: str, password: str) -> str | None:
+    async def authenticate(self, username: str, password: str, *, admit: Any = None) -> str | None:
         return "alice@example.test" if (username, password) == ("alice@example.test", "s3cret") else None
 
 

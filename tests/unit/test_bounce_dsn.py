@@ -311,3 +311,36 @@ def test_dsn_envelope_has_the_null_sender() -> None:
     assert env.recipients[0].notify == frozenset({Notify.NEVER})
     assert env.declared_size == len(dsn)
     assert not env.smtputf8
+
+
+def _returned(dsn: bytes) -> bytes:
+    """The third part of the report (the original or its headers), raw."""
+    boundary = re.search(rb'boundary="([^"]+)"', dsn)
+    assert boundary is not None
+    return dsn.split(b"--" + boundary[1])[3]
+
+
+@pytest.mark.parametrize(
+    "original",
+    [
+        b"Subject: no blank line\r\n" + b"body line without a colon\r\n" * 5000,
+        b"Subject: no blank line\r\n\tfolded\r\n" + b"X-Header: " + b"v" * 50 + b"\r\n" + b"tail\r\n" * 9,
+        b"Subject: all header-like\r\n" + b"X-A: 1\r\n" * 200_000,
+        b"Subject: over\r\n" + b"X-A: 1\r\n" * 50 + b"\r\n" + b"b" * 998 + b"\r\n" * 20_000,
+    ],
+)
+@pytest.mark.parametrize("ret", [Ret.HDRS, Ret.FULL])
+def test_returned_part_is_capped_whatever_the_body(original: bytes, ret: Ret) -> None:
+    """Issue 14, finding 3: "headers" are header fields only, never a body without a blank line, and
+    the returned part never exceeds max_full_bytes."""
+    dsn = build(envelope(ret=ret), original=original)
+    returned = _returned(dsn)
+    assert len(returned) <= OPTIONS.max_full_bytes + 200
+    if ret is Ret.HDRS or len(original) > OPTIONS.max_full_bytes:
+        assert b"body line without a colon" not in returned and b"tail" not in returned
+    assert b"Subject: " in returned
+    parse(dsn)
+
+
+def test_small_full_message_still_returned_whole() -> None:
+    assert b"Shall we meet at noon?" in _returned(build(envelope(ret=Ret.FULL)))

@@ -137,3 +137,29 @@ async def test_bouncer_queues_a_dsn_flufl_reads(queue: SqliteQueue, caplog: pyte
     assert f"X-Postier-Queue-ID: {qid}".encode() in dsn
     events = [r for r in caplog.records if r.getMessage() == "bounce"]
     assert len(events) == 1
+
+
+def test_success_and_delay_are_withheld_for_strangers() -> None:
+    """Issue 14, finding 3: NOTIFY=SUCCESS/DELAY only for trusted or authenticated clients."""
+    import ipaddress
+
+    from postier.delivery.bounces import withhold
+    from postier.mail.envelope import ClientInfo
+
+    settings = BounceSettings("mx", trusted_networks=(ipaddress.ip_network("192.0.2.0/24"),))
+    reports = [
+        report(SUCCESS, Action.DELIVERED),
+        report(DELAY, Action.DELAYED, LATER),
+        report(BOB, Action.FAILED),
+    ]
+    for client, honoured in [
+        (ClientInfo(ip="198.51.100.7"), False),
+        (ClientInfo(ip="::ffff:198.51.100.7"), False),
+        (ClientInfo(ip="198.51.100.7", auth_user="alice"), True),
+        (ClientInfo(ip="192.0.2.9"), True),
+        (ClientInfo(ip="::ffff:192.0.2.9"), True),
+        (ClientInfo(), True),  # made here: no client address
+    ]:
+        envelope = Envelope(ALICE, (SUCCESS, DELAY, BOB), client=client)
+        told, withheld = withhold(envelope, reports, settings)
+        assert (told, withheld) == ((reports, []) if honoured else (reports[2:], reports[:2])), client

@@ -114,6 +114,7 @@ HOSTILE = [
     "a\rb",
     '"; event=queued',
     "x\u2028y\u2029z\x85",
+    "bidi \u202eevil\u2066 astral \U000e0041",
 ]
 
 
@@ -131,6 +132,15 @@ def test_hostile_value_in_json(json_log: io.StringIO, hostile: str) -> None:
     mail_event("helo", sid="s1", name=hostile)
     [line] = json_log.getvalue().split("\n")[:-1]
     assert json.loads(line)["name"] == hostile
+    # Issue 14, finding 12: no character that a reader could take for a line end (or that reorders the
+    # text) stays raw, while printable non-ASCII text does.
+    assert line.isprintable(), line
+    assert all(ch not in line for ch in "\u2028\u2029\x85\u202e")
+
+
+def test_json_keeps_printable_non_ascii(json_log: io.StringIO) -> None:
+    mail_event("helo", sid="s1", name="café ☃ \U0001f600")
+    assert "café ☃ \U0001f600" in json_log.getvalue()
 
 
 def test_json_line_and_field_order(json_log: io.StringIO) -> None:

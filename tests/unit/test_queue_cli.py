@@ -58,10 +58,65 @@ def test_list_text_and_json(data: tuple[Path, QueueId, QueueId], capsys: pytest.
     out = capsys.readouterr().out
     assert first in out and second in out and "550 5.1.1 unknown user" in out and "2 messages" in out
     assert run("queue", "list", "--data-dir", str(var), "--domain", "d.test", "--json") == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert [(r["id"], r["sender"], r["pending"]) for r in rows] == [(second, "", 1)]
+    listed = json.loads(capsys.readouterr().out)
+    assert (listed["total"], listed["shown"]) == (1, 1)
+    assert [(r["id"], r["sender"], r["pending"]) for r in listed["messages"]] == [(second, "", 1)]
     assert run("queue", "list", "--data-dir", str(var), "--error", "unknown user", "--json") == 0
-    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [first]
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)["messages"]] == [first]
+
+
+def test_list_says_how_many_were_not_shown(
+    data: tuple[Path, QueueId, QueueId], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14, finding 14: a truncated list says so on stderr, --json carries the total, 0 means all."""
+    var, first, second = data
+    assert run("queue", "list", "--data-dir", str(var), "--limit", "1") == 0
+    out, err = capsys.readouterr()
+    assert first in out and second not in out and "-- 1 message of 2" in out
+    assert "1 of 2 messages not shown" in err
+    assert run("queue", "list", "--data-dir", str(var), "--limit", "1", "--json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert (listed["total"], listed["shown"], len(listed["messages"])) == (2, 1, 1)
+    assert run("queue", "list", "--data-dir", str(var), "--limit", "0") == 0
+    out, err = capsys.readouterr()
+    assert first in out and second in out and err == ""
+    assert run("queue", "list", "--data-dir", str(var), "--limit", "-1") == 2
+
+
+ESC = "\x1b]0;owned\x07\x1b[2J"
+
+
+def test_show_and_list_print_control_characters_as_escapes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14, finding 12: ENVID, ORCPT, HELO, replies and headers with terminal escapes, NEL, U+2028
+    and bidi overrides are printed as visible escapes; no control character reaches the terminal."""
+
+    async def main() -> QueueId:
+        q = SqliteQueue(tmp_path / "var" / "queue")
+        await q.open()
+        env = Envelope(
+            Address("alice", "example.org"),
+            (Recipient(Address("bob", "b.test"), orcpt="rfc822;x" + ESC),),
+            envid="E" + ESC + "\u2028\u202e",
+            client=ClientInfo(ip="192.0.2.7", helo="h" + ESC + "\x85"),
+        )
+        qid = await q.enqueue(env, ("Subject: a" + ESC + "\r\n\tfolded\r\n\r\nbody\r\n").encode())
+        await q.record([RecipientResult(qid, 0, RecipientState.FAILED, "550 5.0.0 x" + ESC)])
+        await q.close()
+        return qid
+
+    qid = asyncio.run(main())
+    var = str(tmp_path / "var")
+    for argv in (("show", qid), ("list",), ("show", qid, "--json"), ("list", "--json")):
+        assert run("queue", *argv, "--data-dir", var) == 0
+        out = capsys.readouterr().out
+        assert not any(not ch.isprintable() and ch not in "\n\t " for ch in out), (argv, out)
+        if "--json" not in argv:
+            assert "\\x1b]0;owned\\x07" in out
+    assert run("queue", "show", qid, "--data-dir", var) == 0
+    out = capsys.readouterr().out
+    assert "\\u2028\\u202e" in out and "\\x85" in out and "\n\tfolded" in out
 
 
 def test_show_headers_not_body_unless_asked(
@@ -102,7 +157,7 @@ def test_hold_release_retry(data: tuple[Path, QueueId, QueueId], capsys: pytest.
     assert run("queue", "hold", first, "--data-dir", str(var)) == 0
     assert "hold: 1 message" in capsys.readouterr().out
     assert run("queue", "list", "--status", "held", "--data-dir", str(var), "--json") == 0
-    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [first]
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)["messages"]] == [first]
     assert run("queue", "release", "--all", "--data-dir", str(var)) == 0
     assert "release: 1 message" in capsys.readouterr().out
     assert run("queue", "retry", "--all", "--data-dir", str(var)) == 0
@@ -149,7 +204,7 @@ def test_data_dir_from_config_and_missing_queue(tmp_path: Path, capsys: pytest.C
     config = tmp_path / "postier.toml"
     config.write_text(f'[server]\ndata_dir = "{tmp_path / "spool"}"\n')
     assert run("queue", "list", "--config", str(config), "--json") == 0
-    assert len(json.loads(capsys.readouterr().out)) == 2
+    assert len(json.loads(capsys.readouterr().out)["messages"]) == 2
     assert run("queue", "list", "--data-dir", str(tmp_path / "empty")) == 1
     assert "no queue at" in capsys.readouterr().err
     assert not (tmp_path / "empty").exists()

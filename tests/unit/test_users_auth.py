@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from postier.server.sasl import Authenticator as AuthenticatorProtocol
-from postier.users import Authenticator, UserStore, users_path
+from postier.users import Authenticator, Refused, UserStore, users_path
 
 
 @pytest.fixture
@@ -67,3 +67,20 @@ async def test_sees_users_added_after_start(store: UserStore) -> None:
 def test_cap_must_be_positive(store: UserStore) -> None:
     with pytest.raises(ValueError):
         Authenticator(store, max_concurrent=0)
+
+
+async def test_waiting_checks_are_bounded_and_admit_is_asked_at_their_turn(tmp_path: Path) -> None:
+    """Issue 14, finding 6: beyond max_concurrent + max_waiting an attempt is refused BUSY unchecked; a
+    waiting attempt whose admit() turns false before its turn is WITHDRAWN, unchecked."""
+    store = UserStore(users_path(tmp_path), time_cost=2, memory_cost=16384, parallelism=1)
+    store.add("alice@example.test", "secret")
+    auth = Authenticator(store, max_concurrent=1, max_waiting=2)
+    open_ = [True]
+    results = await asyncio.gather(
+        *(
+            auth.authenticate("alice@example.test", "bad", admit=lambda: open_.pop(0) if open_ else False)
+            for _ in range(5)
+        )
+    )
+    assert results == [None, Refused.WITHDRAWN, Refused.WITHDRAWN, Refused.BUSY, Refused.BUSY]
+    assert store.verifies == 1 and auth.pending == 0

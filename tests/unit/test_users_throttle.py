@@ -141,3 +141,32 @@ def test_invalid_settings() -> None:
         AuthThrottle(max_failures=0)
     with pytest.raises(ValueError):
         AuthThrottle(window_s=0)
+
+
+def test_account_budget_grows_per_failure_from_any_address_and_a_success_clears_it() -> None:
+    """Issue 14, finding 6: failures at one account count whatever the client's address."""
+    throttle = AuthThrottle(max_failures=100, window_s=60, lockout_s=60, max_account_delay_s=5)
+    assert throttle.account_delay_s("alice@example.test", 0) == 0
+    for i, ip in enumerate(["192.0.2.1", "198.51.100.2", "203.0.113.3", "2001:db8::1"]):
+        throttle.record_failure(ip, i)
+        throttle.record_account_failure("Alice@Example.test", i)
+    assert throttle.account_delay_s("alice@example.test", 4) == 5  # 1, 2, 4, 8 → capped at 5
+    assert throttle.account_delay_s("bob@example.test", 4) == 0
+    assert throttle.check("192.0.2.9", 4) == "ok"  # never a lockout by account
+    throttle.record_success("192.0.2.9", 5, "alice@example.test")
+    assert throttle.account_delay_s("alice@example.test", 5) == 0
+
+
+def test_account_budget_forgets_old_failures_and_stays_bounded() -> None:
+    throttle = AuthThrottle(window_s=10, max_account_delay_s=8, max_clients=100)
+    throttle.record_account_failure("a", 0)
+    assert throttle.account_delay_s("a", 5) == 1 and throttle.account_delay_s("a", 11) == 0
+    for i in range(1000):
+        throttle.record_account_failure(f"user{i}", 20)
+    assert len(throttle._accounts) <= 100
+
+
+def test_account_budget_off_by_default() -> None:
+    throttle = AuthThrottle()
+    throttle.record_account_failure("a", 0)
+    assert throttle.account_delay_s("a", 1) == 0

@@ -6,7 +6,11 @@ with three parts: a plain-English explanation, the machine-readable ``message/de
 (one per-message block, then one block per recipient, RFC 3464 §2.2–2.3), and the original message
 (``message/rfc822``) or only its headers (``text/rfc822-headers``). The full message is returned only
 for failures, when RET is not HDRS (RFC 3461 §4.3), when it is no bigger than ``max_full_bytes`` and
-when none of its lines is too long to travel. When the original travelled with SMTPUTF8, the report
+when none of its lines is too long to travel. Whatever the original looks like, the returned part is
+never bigger than ``max_full_bytes`` (issue 14, finding 3: a bounce to a forged sender must not carry
+10 MB): only that much of the original is ever read, and "headers" means the lines that are header
+fields (RFC 5322 §2.2), up to the blank line or the first line that is not one — a body without a
+blank line does not come back as "headers". When the original travelled with SMTPUTF8, the report
 uses the RFC 6533 types (``global-delivery-status``, ``message/global``, ``message/global-headers``)
 and may carry UTF-8 addresses. Output lines end in CRLF and are at most 998 octets (RFC 5322 §2.1.1).
 The bounce's own envelope (``dsn_envelope``) has the null sender, so it can never be bounced again.
@@ -29,6 +33,7 @@ __all__ = ["DsnOptions", "build_dsn", "dsn_envelope"]
 
 _NEWLINE = re.compile(rb"\r\n|\r|\n")
 _UNSAFE = re.compile(r"[\x00-\x20\x7f+=]")
+_HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:|[ \t]")  # RFC 5322 §2.2: a field, or folded
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +65,15 @@ def build_dsn(
     if not reports:
         raise ValueError("a DSN reports on at least one recipient")
     is_global = _is_global(envelope, reports)
-    lines = _normalize(original)
+    cut = len(original) > options.max_full_bytes  # too big to return whole, whatever its line ends
+    lines = _normalize(original[: options.max_full_bytes] if cut else original)
+    if cut and lines:
+        lines.pop()  # the last line may be cut in the middle
     boundary = _boundary(message_id, lines)
     parts = [
         _human_part(reports, options, now),
         _status_part(envelope, reports, options, arrival_at, queue_id, is_global),
-        _original_part(envelope, reports, lines, options, is_global),
+        _original_part(envelope, reports, lines, options, is_global, cut=cut),
     ]
     out = _top_headers(envelope.sender, reports, options, now, message_id, boundary, is_global)
     out.append(b"")
@@ -189,11 +197,14 @@ def _original_part(
     lines: list[bytes],
     options: DsnOptions,
     is_global: bool,
+    *,
+    cut: bool,
 ) -> list[bytes]:
     size = sum(len(line) + 2 for line in lines)
     full = (
         any(r.action is Action.FAILED for r in reports)  # RFC 3461 §4.3: RET is for failures only
         and envelope.ret is not Ret.HDRS
+        and not cut
         and size <= options.max_full_bytes
         and all(len(line) <= MAX_LINE for line in lines)
     )
@@ -201,8 +212,7 @@ def _original_part(
         content, kind, description = lines, ("global" if is_global else "rfc822"), "Undelivered message"
         kind = f"message/{kind}"
     else:
-        end = lines.index(b"") if b"" in lines else len(lines)
-        content = [line[:MAX_LINE] for line in lines[:end]]
+        content = _header_section(lines, options.max_full_bytes)
         kind = "message/global-headers" if is_global else "text/rfc822-headers"
         description = "Undelivered message headers"
         if any(r.action is not Action.FAILED for r in reports):
@@ -216,6 +226,21 @@ def _original_part(
         *content,
         b"",  # keeps the original's last CRLF: the CRLF before a boundary is the boundary's (RFC 2046 §5.1.1)
     ]
+
+
+def _header_section(lines: list[bytes], max_bytes: int) -> list[bytes]:
+    """The lines of the original's header section: header fields and their folded continuations, up to
+    the blank line or the first line that is neither; each cut to MAX_LINE, at most ``max_bytes`` in all."""
+    content: list[bytes] = []
+    size = 0
+    for line in lines:
+        if not _HEADER_LINE.match(line) or (not content and line[:1] in b" \t"):
+            break
+        size += min(len(line), MAX_LINE) + 2
+        if size > max_bytes:
+            break
+        content.append(line[:MAX_LINE])
+    return content
 
 
 def _normalize(original: bytes) -> list[bytes]:

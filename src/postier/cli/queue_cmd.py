@@ -19,7 +19,8 @@ from postier.config import load_config
 from postier.control import queue_ops
 from postier.control.queue_ops import Action
 from postier.mail.errors import ConfigError, QueueError
-from postier.queue import AGE_BUCKETS_MIN, MessageStatus, Queue, QueueFilter
+from postier.observe.logs import visible
+from postier.queue import AGE_BUCKETS_MIN, MessageStatus, MessageSummary, Queue, QueueFilter
 
 __all__ = ["register"]
 
@@ -83,32 +84,56 @@ def _filter(args: argparse.Namespace) -> QueueFilter:
 
 
 def _list(args: argparse.Namespace) -> int:
+    """Up to ``--limit`` messages (0: all); the text form says on stderr how many were left out, the
+    JSON form is ``{"total": N, "shown": n, "messages": [...]}``."""
+    if args.limit < 0:
+        print("postier queue list: --limit must be 0 (all) or more", file=sys.stderr)
+        return 2
+
     async def work(queue: Queue) -> int:
-        rows = await queue.list_messages(_filter(args), limit=args.limit)
+        where = _filter(args)
+        rows = await queue.list_messages(where, limit=args.limit or None)
+        total = len(rows) if not args.limit or len(rows) < args.limit else await queue.count_messages(where)
         if args.json:
-            print(json.dumps([queue_ops.summary_to_json(r) for r in rows], indent=2, ensure_ascii=False))
-            return 0
-        now = datetime.now(UTC)
-        print(f"{'ID':16}  {'STATUS':6}  {'AGE':>4}  {'SIZE':>6}  {'RCPT':>5}  SENDER / LAST REPLY")
-        for r in rows:
-            rcpt = f"{r.pending}/{r.recipients}"
+            data = {
+                "total": total,
+                "shown": len(rows),
+                "messages": [queue_ops.summary_to_json(r) for r in rows],
+            }
+            print(json.dumps(data, indent=2, ensure_ascii=True))
+        else:
+            _print_list(rows, total)
+        if total > len(rows):
             print(
-                f"{r.id:16}  {r.status.value:6}  {_age(r.arrived_at, now):>4}  {_size(r.size):>6}  "
-                f"{rcpt:>5}  <{r.sender}>"
+                f"postier queue list: {total - len(rows)} of {total} messages not shown"
+                f" (--limit {args.limit}; --limit 0 shows all)",
+                file=sys.stderr,
             )
-            if r.last_reply:
-                print(f"{'':46}{r.last_reply}")
-        print(f"-- {len(rows)} message{'s' if len(rows) != 1 else ''}")
         return 0
 
     return _run(args, work)
+
+
+def _print_list(rows: list[MessageSummary], total: int) -> None:
+    now = datetime.now(UTC)
+    print(f"{'ID':16}  {'STATUS':6}  {'AGE':>4}  {'SIZE':>6}  {'RCPT':>5}  SENDER / LAST REPLY")
+    for r in rows:
+        rcpt = f"{r.pending}/{r.recipients}"
+        print(
+            f"{r.id:16}  {r.status.value:6}  {_age(r.arrived_at, now):>4}  {_size(r.size):>6}  "
+            f"{rcpt:>5}  <{visible(r.sender)}>"
+        )
+        if r.last_reply:
+            print(f"{'':46}{visible(r.last_reply)}")
+    shown = f"{len(rows)} message{'s' if len(rows) != 1 else ''}"
+    print(f"-- {shown}" if total == len(rows) else f"-- {shown} of {total}")
 
 
 def _show(args: argparse.Namespace) -> int:
     async def work(queue: Queue) -> int:
         shown = await queue_ops.show(queue, args.id, body=args.body)
         if args.json:
-            print(json.dumps(queue_ops.record_to_json(shown.record), indent=2, ensure_ascii=False))
+            print(json.dumps(queue_ops.record_to_json(shown.record), indent=2, ensure_ascii=True))
             return 0
         if args.body and shown.body is not None:
             sys.stdout.flush()
@@ -122,6 +147,9 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _print_record(data: dict[str, Any], headers: bytes | None) -> None:
+    """The record in text; every value that came from a client (addresses, ENVID, ORCPT, HELO, replies,
+    headers) is passed through ``visible``: an escape sequence in it is printed, never obeyed."""
+    data = _visible_values(data)
     client = data["client"]
     print(f"id:        {data['id']}  ({data['status']})")
     print(f"arrived:   {data['arrived_at']}  size={data['size']}  sha256={data['body_sha256']}")
@@ -146,7 +174,17 @@ def _print_record(data: dict[str, Any], headers: bytes | None) -> None:
         print("body:      purged (retention)")
         return
     print()
-    print(headers.decode("utf-8", "replace").replace("\r\n", "\n"), end="")
+    print(visible(headers.decode("utf-8", "replace").replace("\r\n", "\n"), keep_newlines=True), end="")
+
+
+def _visible_values(value: Any) -> Any:
+    if isinstance(value, str):
+        return visible(value)
+    if isinstance(value, dict):
+        return {k: _visible_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_visible_values(v) for v in value]
+    return value
 
 
 def _target(args: argparse.Namespace) -> QueueFilter | str | None:
@@ -221,7 +259,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--sender", help='envelope sender ("" for <>)')
     p.add_argument("--older-than", type=_duration, metavar="AGE", help="queued longer than AGE (30m, 2h, 3d)")
     p.add_argument("--error", metavar="TEXT", help="a recipient's last reply contains TEXT")
-    p.add_argument("--limit", type=int, default=1000)
+    p.add_argument("--limit", type=int, default=1000, help="at most N messages (0: all); default 1000")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_list)
 

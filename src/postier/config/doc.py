@@ -37,6 +37,8 @@ _SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("check", model.CheckConfig, "[[check]] (a user check: a Python class; docs/policy.md)"),
     ("metrics", model.MetricsConfig, "[metrics] (Prometheus endpoint)"),
     ("log", model.LogConfig, "[log]"),
+    ("dkim", model.DkimConfig, "[dkim] (DKIM signing of outgoing mail: docs/dkim.md)"),
+    ("dkim.key", model.DkimKeyConfig, "[[dkim.key]] (a DKIM key kept outside data_dir/dkim)"),
 ]
 
 _INTRO = """# Configuration

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from postier.config.dkim import check_dkim
 from postier.config.model import Config
 from postier.mail.errors import ConfigError
 
@@ -111,6 +112,8 @@ def _check(config: Config) -> None:
         raise ConfigError("auth.max_failures", "must be at least 1")
     if config.auth.max_concurrent_verifies < 1:
         raise ConfigError("auth.max_concurrent_verifies", "must be at least 1")
+    if config.auth.max_waiting_verifies < 0 or config.auth.max_account_delay_s < 0:
+        raise ConfigError("auth", "max_waiting_verifies and max_account_delay_s must not be negative")
     if config.auth.window_s <= 0 or config.auth.lockout_s < 0:
         raise ConfigError("auth", "window_s must be positive and lockout_s not negative")
     if config.queue.keep_body_s > config.queue.keep_history_s:
@@ -126,6 +129,7 @@ def _check(config: Config) -> None:
     if (config.tls.cert == "") != (config.tls.key == ""):
         raise ConfigError("tls", "give both cert and key, or neither")
     _check_delivery(config)
+    check_dkim(config.dkim)
 
 
 def _check_delivery(config: Config) -> None:

@@ -12,11 +12,15 @@ from typing import Literal
 
 import msgspec
 
+from postier.config.dkim import DkimConfig, DkimKeyConfig
+
 __all__ = [
     "AuthConfig",
     "CheckConfig",
     "Config",
     "DeliveryConfig",
+    "DkimConfig",
+    "DkimKeyConfig",
     "DnsConfig",
     "LimitsConfig",
     "ListenerConfig",
@@ -133,6 +137,17 @@ class AuthConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True
     """How long a locked-out client's AUTH attempts get 421 4.7.0, in seconds."""
     max_concurrent_verifies: int = 2
     """Password checks (argon2id, about 150 ms of CPU each) run at once; others wait."""
+    max_waiting_verifies: int = 32
+    """Password checks that may wait for a turn beyond max_concurrent_verifies; one more AUTH gets
+    454 4.7.0 at once, without a check. Bounds the wait (32 x 150 ms / 2 = 2.4 s at the defaults) and the
+    work a burst of AUTH commands can queue up. Whether the client got locked out meanwhile is asked
+    again when a check's turn comes."""
+    max_account_delay_s: float = 20.0
+    """Per-account failure budget: each failed login at one account (from any client address) within
+    window_s delays the next attempt at that account by 1, 2, 4 ... s, up to this many seconds, before its
+    password is checked. Slows guessing spread over many addresses without ever locking the owner out
+    (a right password still gets in, after at most this delay, and clears the account's failures).
+    0: off."""
 
 
 class LimitsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -149,6 +164,10 @@ class LimitsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
 class DnsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     nameservers: tuple[str, ...] = ()
     """"host:port" DNS servers to ask. Empty: the system resolver (/etc/resolv.conf)."""
+    dnssec: bool = False
+    """Declares the resolvers above DNSSEC-validating (a local unbound, say): their AD bit is then
+    trusted, and DANE (RFC 7672) applies to MX hosts whose TLSA records are secure. Only set it for a
+    resolver you trust on a path you trust (loopback): the AD bit is not itself protected."""
 
 
 class RouteConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -177,7 +196,16 @@ class DeliveryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     tls_policy: dict[str, TlsMode] = msgspec.field(default_factory=dict)
     """Per recipient domain overrides of tls, e.g. { "bank.example" = "verify" }."""
     ca_file: str = ""
-    """PEM bundle of trusted CAs for verify. Empty: the system's trust store."""
+    """PEM bundle of trusted CAs for verify, MTA-STS MX certificates and MTA-STS policy fetches. Empty:
+    the system's trust store."""
+    mta_sts: bool = True
+    """Apply MTA-STS (RFC 8461) policies of recipient domains: enforce → only the MX hosts the policy
+    names, with a verified certificate, else deferred (4.7.5); testing → delivered as usual and logged."""
+    mta_sts_timeout_s: float = 10.0
+    """Time allowed for fetching one MTA-STS policy over HTTPS (its size is limited to 64 KiB)."""
+    mta_sts_refresh_s: float = 86400.0
+    """Age after which a cached MTA-STS policy is fetched again when used, even with an unchanged id
+    (the cache is kept in data_dir/mta-sts.json until the policy's max_age runs out)."""
     helo_name: str = ""
     """Name sent in EHLO/LHLO. Empty: server.hostname."""
     connect_timeout_s: float = 30.0
@@ -207,6 +235,12 @@ class DeliveryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     """Most messages one outbound connection carries before it is closed."""
     postmaster: str = ""
     """Where a bounce that cannot be delivered goes. Empty: it is logged and dropped."""
+    dsn_max_returned_bytes: int = 100_000
+    """The most of the original message a DSN returns, in octets (Postfix: bounce_size_limit, 50 KB). A
+    larger message comes back as its header section only, itself cut at this size; with RET=HDRS, or a
+    body that has no blank line, only the lines that are header fields come back. Bounds what a forged
+    sender receives per bounce. Default 100 kB. NOTIFY=SUCCESS/DELAY is honoured only for messages from
+    relay.trusted_networks or an authenticated client (docs/security.md)."""
 
 
 class LocalConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -302,3 +336,4 @@ class Config(
     """[[check]] tables: user checks (Python classes) asked after the built-in ones, in order."""
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+    dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)

@@ -18,36 +18,77 @@ between repeats the attempt and may send a second bounce, but never loses one. I
 (``QueueError``) the caller leaves the outcome unrecorded; the lease runs out and the attempt is made
 again.
 
+Reflection (issue 14, finding 3). NOTIFY=SUCCESS and NOTIFY=DELAY are honoured only for messages from a
+trusted network (``relay.trusted_networks``), from an authenticated client, or made here (no client
+address): ``withhold`` keeps back the delivered / relayed / delayed notices of any other message, and
+the log says so (``bounce … result=withheld``). Port 25 still advertises DSN and takes NOTIFY, ENVID,
+ORCPT and RET from anyone (a peer MTA's NOTIFY=NEVER and its ENVID are worth having, and hiding the
+keyword would not stop a client that sends the parameter anyway); only what would go to a sender
+address the client merely claims is withheld — a spoofed sender gets no success or delay notice it did
+not ask for. Failure notices follow RFC 3461 for everyone. DSNs are built in a thread when the original
+is large (``build_dsn`` never copies more than ``max_full_bytes`` of it).
+
 The delay notice is sent once without a queue column (``is_delay_due``): the attempt whose previous
 attempt was before ``arrival + delay_notice_s`` and which itself is at or after it sends it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from postier.bounce import Action, DsnOptions, RecipientReport, build_dsn, dsn_envelope, should_notify
 from postier.mail.address import Address
-from postier.mail.envelope import Envelope, Recipient
+from postier.mail.envelope import ClientInfo, Envelope, Recipient
 from postier.observe.maillog import mail_event
 from postier.queue.model import MessageRecord, QueueId
 from postier.queue.protocol import Queue
 
-__all__ = ["BounceSettings", "Bouncer", "Expand", "Notice", "is_delay_due", "plan_notices"]
+__all__ = [
+    "BounceSettings",
+    "Bouncer",
+    "Expand",
+    "Notice",
+    "Sign",
+    "is_delay_due",
+    "plan_notices",
+    "withhold",
+]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_IN_THREAD_BYTES = 16 * 1024  # a DSN about a larger original is built off the event loop
 
 
 @dataclass(frozen=True, slots=True)
 class BounceSettings:
     """``reporting_mta``: our host name. ``postmaster``: where failed bounces go (None: dropped).
-    ``delay_by_default``: send delay notices to recipients given without NOTIFY (RFC 3461 §4.1)."""
+    ``delay_by_default``: send delay notices to recipients given without NOTIFY (RFC 3461 §4.1).
+    ``max_full_bytes``: the most of the original a DSN returns. ``trusted_networks``: clients whose
+    NOTIFY=SUCCESS/DELAY is honoured without AUTH."""
 
     reporting_mta: str
     postmaster: Address | None = None
     delay_by_default: bool = False
     max_full_bytes: int = 100_000
+    trusted_networks: tuple[Network, ...] = ()
+
+    def honours_success_and_delay(self, client: ClientInfo) -> bool:
+        """Whether a message from ``client`` may have success and delay notices: authenticated, made
+        here (no address), or from a trusted network."""
+        if client.auth_user is not None or not client.ip:
+            return True
+        try:
+            ip = ipaddress.ip_address(client.ip.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.trusted_networks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +122,17 @@ def plan_notices(
     return ([Notice(postmaster, told, is_double=True)] if told else []), dropped
 
 
+def withhold(
+    envelope: Envelope, reports: Sequence[RecipientReport], settings: BounceSettings
+) -> tuple[list[RecipientReport], list[RecipientReport]]:
+    """The reports that may be told, and the success and delay reports withheld because the message
+    came from a client that is neither trusted nor authenticated (see the module docstring)."""
+    if settings.honours_success_and_delay(envelope.client):
+        return list(reports), []
+    told = [r for r in reports if r.action is Action.FAILED]
+    return told, [r for r in reports if r.action is not Action.FAILED]
+
+
 def is_delay_due(
     arrived_at: datetime, last_attempt_at: datetime | None, now: datetime, delay_notice_s: float
 ) -> bool:
@@ -94,6 +146,8 @@ def is_delay_due(
 
 
 Expand = Callable[[Iterable[Recipient]], tuple[Recipient, ...]]
+Sign = Callable[[bytes], bytes]
+"""A message Postier wrote → the DKIM-Signature fields to prepend (empty: not signed)."""
 
 
 def _as_is(recipients: Iterable[Recipient]) -> tuple[Recipient, ...]:
@@ -113,7 +167,9 @@ class Bouncer:
         clock: Callable[[], datetime],
         on_enqueued: Callable[[], None] = lambda: None,
         expand: Expand = _as_is,
+        sign: Sign | None = None,
     ) -> None:
+        self._sign = sign
         self._expand = expand
         self._queue = queue
         self._settings = settings
@@ -125,7 +181,23 @@ class Bouncer:
     ) -> list[QueueId]:
         """Send the DSNs ``reports`` call for; the queue ids of the DSNs enqueued. Raises
         ``QueueError`` when one cannot be enqueued (nothing is recorded then: see the docstring)."""
-        notices, dropped = plan_notices(message.envelope, reports, self._settings)
+        told, withheld = withhold(message.envelope, reports, self._settings)
+        for report in withheld:
+            if should_notify(
+                report.recipient,
+                report.action,
+                sender=message.envelope.sender,
+                delay_by_default=self._settings.delay_by_default,
+            ):
+                mail_event(
+                    "bounce",
+                    id=message.id,
+                    rcpt=f"<{report.recipient.address}>",
+                    action=report.action.value,
+                    result="withheld",
+                    reason="NOTIFY=SUCCESS/DELAY is honoured for trusted or authenticated clients only",
+                )
+        notices, dropped = plan_notices(message.envelope, told, self._settings)
         for report in dropped:
             mail_event(
                 "bounce",
@@ -145,7 +217,8 @@ class Bouncer:
         envelope = dataclasses.replace(message.envelope, sender=notice.to)
         bounce_id = self._queue.new_id()
         options = DsnOptions(self._settings.reporting_mta, self._settings.max_full_bytes)
-        dsn = build_dsn(
+        build = partial(
+            build_dsn,
             envelope,
             notice.reports,
             body,
@@ -155,6 +228,9 @@ class Bouncer:
             message_id=f"{bounce_id}.dsn",
             queue_id=message.id,
         )
+        dsn = await asyncio.to_thread(build) if len(body) > _IN_THREAD_BYTES else build()
+        if self._sign is not None:  # DKIM with the key of server.hostname's domain (docs/dkim.md)
+            dsn = self._sign(dsn) + dsn
         carrier = dsn_envelope(envelope, dsn)
         carrier = dataclasses.replace(carrier, recipients=self._expand(carrier.recipients))
         queued = await self._queue.enqueue(carrier, dsn, queue_id=bounce_id)

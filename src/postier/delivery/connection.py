@@ -136,6 +136,12 @@ class SmtpConnection:
         self._transport = transport
         self._stream = stream
         self.tls = describe_tls(transport.get_extra_info("ssl_object"))
+        self.verified_by: str | None = None  # "dane" / "mta-sts": the peer was authenticated so
+
+    @property
+    def ssl_object(self) -> object:
+        """The session's ``ssl.SSLObject`` (None in plain text)."""
+        return self._transport.get_extra_info("ssl_object")
 
     @classmethod
     async def open(

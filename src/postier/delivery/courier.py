@@ -34,10 +34,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from postier.delivery.attempts import AttemptBook, judge
+from postier.delivery.attempts import AttemptBook, classify
 from postier.delivery.connection import Endpoint, SmtpConnection
 from postier.delivery.ownaddresses import OwnAddresses
 from postier.delivery.pool import ConnectionPool
+from postier.delivery.tlscheck import dane_verdict, hop_policy, label_attempts
 from postier.delivery.tlsclient import TlsContexts, is_ip_literal, strip_ip_literal
 from postier.delivery.transport import (
     Attempt,
@@ -103,20 +104,28 @@ class SmtpCourier:
         book = AttemptBook(recipients)
         if not recipients:
             return []
+        if destination.refusal is not None:  # e.g. an MTA-STS policy naming none of the MX hosts
+            return label_attempts(destination, [Attempt(r, destination.refusal) for r in recipients])
         reused = self.pool.take(destination.key)
         if reused is not None:
             await self._transact(reused, destination, message, book)
         for hop in destination.hosts:
+            if hop.refusal is not None:  # DANE: a host that cannot be authenticated is never used
+                if not book.is_done:
+                    book.site_failure(
+                        Attempt(book.recipients[0], hop.refusal.with_text(f"{hop.refusal.text} ({hop.host})"))
+                    )
+                continue
             endpoints = await self._endpoints(destination, hop, book)
             if endpoints is None:
                 break  # RFC 5321 §5.1: this host is us; the hosts after it are not tried either
             for endpoint in endpoints:
                 if book.is_done:
-                    return book.attempts()
-                connection = await self._establish(destination, endpoint, book)
+                    return label_attempts(destination, book.attempts())
+                connection = await self._establish(destination, hop, endpoint, book)
                 if connection is not None:
                     await self._transact(connection, destination, message, book)
-        return book.attempts()
+        return label_attempts(destination, book.attempts())
 
     async def close(self) -> None:
         await self.pool.close()
@@ -171,10 +180,16 @@ class SmtpCourier:
     # --- one session -------------------------------------------------------------------------------
 
     async def _establish(
-        self, destination: Destination, endpoint: Endpoint, book: AttemptBook, *, plain: bool = False
+        self,
+        destination: Destination,
+        hop: Hop,
+        endpoint: Endpoint,
+        book: AttemptBook,
+        *,
+        plain: bool = False,
     ) -> SmtpConnection | None:
         """Connect, greet, EHLO, TLS, AUTH. None when the host cannot be used (recorded in ``book``)."""
-        policy = TlsPolicy.NONE if destination.kind is DestinationKind.LMTP else destination.tls
+        policy = hop_policy(destination, hop)
         engine = ClientConnection(
             local_hostname=self._helo_name,
             lmtp=destination.kind is DestinationKind.LMTP,
@@ -197,13 +212,13 @@ class SmtpCourier:
         connection = opened
         try:
             retry, reply = await self._set_up(
-                connection, destination, policy, starttls=not (implicit or plain)
+                connection, destination, hop, policy, starttls=not (implicit or plain)
             )
         except BaseException:  # cancelled: never leave the socket open
             connection.close()
             raise
         if retry:
-            return await self._establish(destination, endpoint, book, plain=True)
+            return await self._establish(destination, hop, endpoint, book, plain=True)
         if reply.code >= 500:  # a site failure: only a host asked for the message may refuse it for good
             reply = _deferred(reply, (4, 0), "Refused by the remote server")
         if reply.code >= 400:
@@ -213,7 +228,13 @@ class SmtpCourier:
         return connection
 
     async def _set_up(
-        self, connection: SmtpConnection, destination: Destination, policy: TlsPolicy, *, starttls: bool
+        self,
+        connection: SmtpConnection,
+        destination: Destination,
+        hop: Hop,
+        policy: TlsPolicy,
+        *,
+        starttls: bool,
     ) -> tuple[bool, Reply]:
         """Greeting, EHLO, STARTTLS, AUTH: (retry in plain text, the reply that ends the set-up)."""
         reply = await connection.greet()
@@ -224,6 +245,8 @@ class SmtpCourier:
             retry, reply = await self._starttls(connection, connection.endpoint, policy)
             if retry:
                 return True, reply
+            if reply.code < 400 and hop.tlsa:
+                reply = dane_verdict(connection, hop)
         if reply.code < 400 and destination.credentials is not None:
             reply = await self._authenticate(connection, destination, policy)
         return False, reply
@@ -299,7 +322,7 @@ class SmtpCourier:
         has_dsn = extensions is not None and extensions.has("DSN")
         remote, tls = str(connection.endpoint), connection.tls
         any_site = False
-        for i, (reply, is_site) in zip(indexes, judge(result, lmtp=lmtp), strict=True):
+        for i, (reply, is_site) in zip(indexes, classify(result, lmtp=lmtp), strict=True):
             reply = connection.explain(reply)
             relayed = reply.code < 300 and not has_dsn and not lmtp
             attempt = Attempt(book.recipients[i], reply, remote, tls, dsn_relayed=relayed)

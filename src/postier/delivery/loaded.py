@@ -16,6 +16,7 @@ __all__ = ["Carried", "LoadOnce", "Loaded"]
 class Loaded:
     record: MessageRecord
     body: bytes | None  # None: not read (deferred without a courier; read if a DSN needs it)
+    damaged: str | None = None  # why the body could not be read back (DamagedBodyError), if it could not
 
 
 @dataclass(slots=True)

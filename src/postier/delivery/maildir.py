@@ -37,6 +37,7 @@ from pathlib import Path
 
 from postier.mail.errors import DeliveryError
 from postier.recipients.directory import mailbox_name
+from postier.safeio import fsync_dir, write_all
 
 __all__ = ["MailboxFullError", "deliver_to_maildir", "mailbox_name", "mailbox_size", "unique_name"]
 
@@ -106,14 +107,6 @@ def _make_dirs(mailbox: Path, sync_dir: Callable[[Path], None]) -> None:
         sync_dir(parent)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _open_unique(
     tmp: Path, clock: Callable[[], datetime], rng: random.Random, hostname: str
 ) -> tuple[int, str]:
@@ -129,13 +122,6 @@ def _open_unique(
             continue
         return fd, name
     raise FileExistsError(f"no unique Maildir name under {tmp}")
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def deliver_to_maildir(
@@ -156,7 +142,7 @@ def deliver_to_maildir(
     ``delivered_to`` the recipient address. Durable when this returns; raises MailboxFullError when
     the message would not fit in ``quota_bytes`` (0: no quota), OSError on any disk error.
     ``sync_dir`` fsyncs a directory (tests pass a recorder)."""
-    sync = _fsync_dir if sync_dir is None else sync_dir
+    sync = fsync_dir if sync_dir is None else sync_dir
     header = f"Return-Path: <{return_path}>\r\nDelivered-To: {delivered_to}\r\n".encode()
     if quota_bytes > 0:
         size = mailbox_size(maildir) + len(header) + len(body)
@@ -167,7 +153,7 @@ def deliver_to_maildir(
     tmp_path = maildir / "tmp" / name
     try:
         try:
-            _write_all(fd, header + body)
+            write_all(fd, header + body)
             os.fsync(fd)
         finally:
             os.close(fd)

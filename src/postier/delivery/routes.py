@@ -27,6 +27,7 @@ from pathlib import Path
 
 from postier.config import Config, parse_hostport
 from postier.config.model import RouteConfig
+from postier.delivery.security.plan import TlsPlanner
 from postier.delivery.transport import Credentials, Destination, DestinationKind, Hop, TlsPolicy
 from postier.dns.mx import resolve_mx
 from postier.dns.resolver import Resolver
@@ -76,16 +77,23 @@ class RoutingTable:
 class Router:
     """Turns a recipient domain into a ``Destination`` or a ``Reply`` (see the module docstring)."""
 
-    def __init__(self, table: RoutingTable, resolver: Resolver, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        table: RoutingTable,
+        resolver: Resolver,
+        rng: random.Random | None = None,
+        planner: TlsPlanner | None = None,
+    ) -> None:
         self._rng = rng if rng is not None else random.Random()
-        self.set_table(table, resolver)
+        self.set_table(table, resolver, planner)
 
-    def set_table(self, table: RoutingTable, resolver: Resolver) -> None:
+    def set_table(self, table: RoutingTable, resolver: Resolver, planner: TlsPlanner | None = None) -> None:
         """Swap the whole table and the resolver (a configuration reload): the next ``route()`` call
         uses them; a call in progress finishes with what it started with. Connections pooled under
         an old relay's key are not reused by a relay whose login or TLS mode changed (``Relay.key``)."""
         self._table = table
         self._resolver = resolver
+        self._planner = planner  # MTA-STS and DANE for MX destinations (``security.plan``)
         self._local = tuple(normalize_domain(d) for d in table.local_domains)
         self._lmtp = {normalize_domain(d): v for d, v in table.lmtp.items()}
         self._relays = {d if d == _WILDCARD else normalize_domain(d): r for d, r in table.relays.items()}
@@ -113,20 +121,35 @@ class Router:
                 tls=relay.tls,
                 implicit_tls=relay.implicit_tls,
                 credentials=relay.credentials,
+                tls_label=relay.tls.value,
+                tls_source="config:route",
             )
         if domain.startswith("["):
             return self._literal(domain)
-        table, tls_policy = self._table, self._tls_policy  # a reload during the lookup: keep these
+        table, tls_policy, planner = self._table, self._tls_policy, self._planner  # a reload: keep these
         plan = await resolve_mx(self._resolver, domain, self._rng, table.local_names)
         if plan.reply is not None:
             return plan.reply
-        return Destination(
+        tls, source = self._configured_tls(domain, table, tls_policy)
+        destination = Destination(
             key=f"mx:{domain}",
             kind=DestinationKind.MX,
             domain=domain,
             hosts=tuple(Hop(record.host) for record in plan.hosts),
-            tls=tls_policy.get(domain, table.tls),
+            tls=tls,
+            tls_label=tls.value,
+            tls_source=source,
         )
+        return destination if planner is None else await planner.plan(destination)
+
+    @staticmethod
+    def _configured_tls(
+        domain: str, table: RoutingTable, tls_policy: Mapping[str, TlsPolicy]
+    ) -> tuple[TlsPolicy, str]:
+        """``delivery.tls_policy`` for the domain, else ``delivery.tls``, and which of the two."""
+        if domain in tls_policy:
+            return tls_policy[domain], "config:delivery.tls_policy"
+        return table.tls, "config:delivery.tls"
 
     def _local_destination(self, domain: str) -> Destination:
         server = self._lmtp.get(domain)
@@ -140,8 +163,11 @@ class Router:
         address = domain[1:-1]
         if address.lower().startswith("ipv6:"):
             address = address[5:]
-        tls = self._tls_policy.get(domain, self._table.tls)
-        return Destination(f"mx:{domain}", DestinationKind.MX, domain, (Hop(address),), tls=tls)
+        tls, source = self._configured_tls(domain, self._table, self._tls_policy)
+        hops = (Hop(address),)
+        return Destination(
+            f"mx:{domain}", DestinationKind.MX, domain, hops, tls=tls, tls_label=tls.value, tls_source=source
+        )
 
 
 def lmtp_hop(server: str) -> Hop:

@@ -14,8 +14,11 @@ its own task, so a slow or dead destination never holds up the others:
    outcome that needs no DSN is settled as soon as its transaction ends; the others once the
    message's last transaction to the destination is done, so the sender gets one DSN for all.
 
-Errors stay with their message: one whose body cannot be read, or whose DSN cannot be built, is
-logged and left leased (tried again when the lease ends) while the others of the claim go on.
+Errors stay with their message: one whose DSN cannot be built, or whose queue store fails, is logged
+and left leased (tried again when the lease ends) while the others of the claim go on. A body that
+cannot be read back (hash mismatch, body-log segment missing: ``DamagedBodyError``) is not an error
+left to the lease: its recipients are deferred once, then failed with 5.3.0 and bounced
+(``settle.damaged_reply``), logged with the reason each time — never leased for ever.
 
 ``run_forever`` keeps claiming while there is room (``max_in_flight`` recipients in progress), wakes on
 ``wake()`` (after an enqueue), when a finished batch frees room after a full claim, or every
@@ -42,12 +45,12 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from postier.delivery.bounces import Bouncer, Expand
+from postier.delivery.bounces import Bouncer, Expand, Sign
 from postier.delivery.limits import DeadDestinations, DomainShares, Slots
 from postier.delivery.loaded import Carried, Loaded, LoadOnce
 from postier.delivery.routes import Router
 from postier.delivery.settings import DeliverySettings
-from postier.delivery.settle import Settler, load
+from postier.delivery.settle import Settler, damaged_reply, load
 from postier.delivery.transport import Attempt, Courier, Destination, DestinationKind, OutboundMessage
 from postier.mail.reply import EnhancedStatus, Reply
 from postier.queue.model import Claim, ClaimedRecipient, QueueId
@@ -85,7 +88,9 @@ class Scheduler:
         clock: Callable[[], datetime] = _utcnow,
         rng: random.Random | None = None,
         expand: Expand | None = None,
+        sign: Sign | None = None,
     ) -> None:
+        self._sign = sign  # DKIM for the DSNs we write (Bouncer)
         self._queue = queue
         self._router = router
         self._couriers = dict(couriers)
@@ -143,7 +148,12 @@ class Scheduler:
 
     def _new_bouncer(self, settings: DeliverySettings, expand: Expand | None) -> Bouncer:
         return Bouncer(
-            self._queue, settings.bounces, clock=self._clock, on_enqueued=self.wake, expand=expand or tuple
+            self._queue,
+            settings.bounces,
+            clock=self._clock,
+            on_enqueued=self.wake,
+            expand=expand or tuple,
+            sign=self._sign,
         )
 
     def wake(self) -> None:
@@ -312,6 +322,8 @@ class Scheduler:
                 loaded = await message.get()
                 if loaded is None:
                     return None
+                if loaded.damaged is not None:
+                    return self._damaged(loaded, items)
                 started = self._clock()
                 attempts = await self._carry(courier, route, loaded, items)
                 duration_s = (self._clock() - started).total_seconds()
@@ -321,6 +333,12 @@ class Scheduler:
         except Exception:
             _log.exception("a transaction of %s failed; retried when the lease ends", items[0].message_id)
             return None
+
+    def _damaged(self, loaded: Loaded, items: list[ClaimedRecipient]) -> Carried:
+        """Outcomes for a message whose body cannot be read (no courier asked, no dead destination)."""
+        _log.error("the body of %s cannot be read: %s", loaded.record.id, loaded.damaged)
+        attempts = [Attempt(i.recipient, damaged_reply(loaded, i)) for i in items]
+        return Carried(items, attempts, [None] * len(items))
 
     async def _carry(
         self, courier: Courier, destination: Destination, loaded: Loaded, items: list[ClaimedRecipient]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from postier.config import Config
@@ -44,6 +45,8 @@ def delivery_settings(config: Config) -> DeliverySettings:
             postmaster = parse_mailbox(d.postmaster, allow_utf8=True)
         except AddressError:
             raise ConfigError("delivery.postmaster", f"{d.postmaster!r} is not an address") from None
+    if d.dsn_max_returned_bytes < 0:
+        raise ConfigError("delivery.dsn_max_returned_bytes", "must not be negative")
     for key in ("max_connections", "max_connections_per_destination", "max_recipients_per_transaction"):
         if getattr(d, key) < 1:
             raise ConfigError(f"delivery.{key}", "must be at least 1")
@@ -53,6 +56,8 @@ def delivery_settings(config: Config) -> DeliverySettings:
         reporting_mta=config.server.hostname,
         postmaster=postmaster,
         delay_by_default=d.delay_notice_by_default,
+        max_full_bytes=d.dsn_max_returned_bytes,
+        trusted_networks=_networks(config.relay.trusted_networks),
     )
     return DeliverySettings(
         retry=retry,
@@ -67,3 +72,10 @@ def delivery_settings(config: Config) -> DeliverySettings:
         ),
         dead_s=min(60.0, d.retry_base_s),
     )
+
+
+def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+    except ValueError as exc:
+        raise ConfigError("relay.trusted_networks", str(exc)) from None

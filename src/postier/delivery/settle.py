@@ -19,28 +19,41 @@ import random
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from postier.delivery.attemptlog import log_attempt
 from postier.delivery.bounces import Bouncer
 from postier.delivery.loaded import Carried, Loaded
-from postier.delivery.outcomes import Judgement, RetryPolicy, judge, log_attempt
+from postier.delivery.outcomes import Judgement, RetryPolicy, judge
 from postier.delivery.transport import Attempt, Destination
-from postier.mail.errors import QueueError, UnknownMessageError
+from postier.mail.errors import DamagedBodyError, QueueError, UnknownMessageError
+from postier.mail.replies import S
 from postier.mail.reply import Reply
-from postier.queue.model import ClaimedRecipient, QueueId, RecipientState
+from postier.queue.model import ClaimedRecipient, QueueId, RecipientResult, RecipientState
 from postier.queue.protocol import Queue
 
-__all__ = ["Settler", "load"]
+__all__ = ["Settler", "damaged_reply", "load"]
 
 _log = logging.getLogger("postier.delivery.scheduler")  # one logger for the scheduler and its parts
 
 
 async def load(queue: Queue, message_id: QueueId, *, body: bool = True) -> Loaded | None:
-    """The message (its body only with ``body``); None when it was deleted since the claim."""
+    """The message (its body only with ``body``); None when it was deleted since the claim. A body that
+    cannot be read back (``DamagedBodyError``) leaves ``body`` None and says why in ``damaged``."""
     try:
         record = await queue.get(message_id)
         data = await queue.read_body(message_id) if body else None
     except UnknownMessageError:
         return None  # deleted since the claim: nothing to deliver, nothing to record
+    except DamagedBodyError as exc:
+        return Loaded(record, None, damaged=str(exc))
     return Loaded(record, data)
+
+
+def damaged_reply(loaded: Loaded, item: ClaimedRecipient) -> Reply:
+    """The outcome of a recipient whose message body cannot be read (issue 14, finding 9): deferred
+    once (the store may come back: a segment restored, a disk remounted), then failed with 5.3.0 — so
+    the sender (or, for a bounce, the postmaster) is told, and the recipient is never leased for ever."""
+    previous = {r.index: r.last_reply for r in loaded.record.recipients}.get(item.index)
+    return S.BODY_UNREADABLE if previous == str(S.BODY_UNREADABLE_RETRY) else S.BODY_UNREADABLE_RETRY
 
 
 class Settler:
@@ -88,9 +101,31 @@ class Settler:
         ``durations``: each recipient's transaction time (None: no courier was asked). With
         ``quiet_only``, only outcomes that need no DSN are settled; the others are returned."""
         now = self._clock()
+        judged = self._judge(loaded, items, attempts, destination, now)
+        times = list(durations) if durations is not None else [None] * len(items)
+        if quiet_only:
+            keep = [j.report is None for j in judged]
+        else:
+            keep = await self._notify(loaded, judged)
+        settled = [k for k, kept in enumerate(keep) if kept]
+        for k in settled:
+            log_attempt(items[k], attempts[k], judged[k], now, destination, times[k])
+        await self._record(loaded.record.id, [judged[k].result for k in settled])
+        later = [k for k, j in enumerate(judged) if j.report is not None] if quiet_only else []
+        return Carried([items[k] for k in later], [attempts[k] for k in later], [times[k] for k in later])
+
+    def _judge(
+        self,
+        loaded: Loaded,
+        items: Sequence[ClaimedRecipient],
+        attempts: Sequence[Attempt],
+        destination: Destination | None,
+        now: datetime,
+    ) -> list[Judgement]:
+        """Each attempt's outcome (``outcomes.judge``), under the retry policy of the moment."""
         previous = {r.index: r.last_attempt_at for r in loaded.record.recipients}
         kind = None if destination is None else destination.kind
-        judged = [
+        return [
             judge(
                 item,
                 attempt,
@@ -102,25 +137,15 @@ class Settler:
             )
             for item, attempt in zip(items, attempts, strict=True)
         ]
-        times = list(durations) if durations is not None else [None] * len(items)
-        later = [k for k, j in enumerate(judged) if j.report is not None] if quiet_only else []
-        keep = [j.report is None for j in judged] if quiet_only else await self._notify(loaded, judged)
-        relay = "none" if destination is None else destination.key
-        results = []
-        for item, attempt, judgement, kept, duration_s in zip(
-            items, attempts, judged, keep, times, strict=True
-        ):
-            if kept:
-                log_attempt(item, attempt, judgement, now, relay, duration_s)
-                results.append(judgement.result)
-        if results:
-            try:
-                await self._queue.record(results, self._clock())
-            except QueueError:
-                _log.exception(
-                    "recording outcomes of %s failed; retried when the lease ends", loaded.record.id
-                )
-        return Carried([items[k] for k in later], [attempts[k] for k in later], [times[k] for k in later])
+
+    async def _record(self, message_id: QueueId, results: list[RecipientResult]) -> None:
+        """Record the settled outcomes; a queue error leaves them to be retried when the lease ends."""
+        if not results:
+            return
+        try:
+            await self._queue.record(results, self._clock())
+        except QueueError:
+            _log.exception("recording outcomes of %s failed; retried when the lease ends", message_id)
 
     async def _notify(self, loaded: Loaded, judged: Sequence[Judgement]) -> list[bool]:
         """Enqueue the DSNs due; which judgements may be recorded. If a bounce cannot be queued,
@@ -137,11 +162,14 @@ class Settler:
 
     async def _body(self, loaded: Loaded) -> bytes | None:
         """The body a DSN returns; None when the message was deleted meanwhile (`postier queue
-        delete` while it was in flight): then nobody is told."""
+        delete` while it was in flight): then nobody is told. A body that cannot be read back is
+        returned as nothing: the DSN then carries the report alone."""
         try:
-            if loaded.body is None:
+            if loaded.body is None and loaded.damaged is None:
                 return await self._queue.read_body(loaded.record.id)
             await self._queue.get(loaded.record.id)
         except UnknownMessageError:
             return None
-        return loaded.body
+        except DamagedBodyError:
+            return b""
+        return b"" if loaded.body is None else loaded.body

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from postier.delivery.security.dane import Tlsa
 from postier.mail.envelope import Envelope, Recipient
 from postier.mail.reply import Reply
 
@@ -52,11 +53,22 @@ class DestinationKind(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Hop:
     """One host to try. ``host`` is a DNS name or an IP address literal (resolved by the courier, A
-    and AAAA), or, with ``unix_path`` set, a label for an LMTP socket. ``port`` is 25 for MX."""
+    and AAAA), or, with ``unix_path`` set, a label for an LMTP socket. ``port`` is 25 for MX.
+
+    The TLS plan of this host alone (``security.plan``), when it differs from the destination's:
+    ``tls`` overrides ``Destination.tls``; ``tlsa`` non-empty means DANE (RFC 7672): TLS is
+    mandatory and the certificate must match one of these records; ``refusal`` means the host must
+    not be used (a TLSA lookup failed, no usable TLSA record) and is its site failure;
+    ``tls_label`` / ``tls_source`` name the policy and where it came from, for the log."""
 
     host: str
     port: int = 25
     unix_path: str | None = None
+    tls: TlsPolicy | None = None
+    tlsa: tuple[Tlsa, ...] = ()
+    refusal: Reply | None = None
+    tls_label: str = ""
+    tls_source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +97,9 @@ class Destination:
     tls: TlsPolicy = TlsPolicy.OPPORTUNISTIC
     implicit_tls: bool = False
     credentials: Credentials | None = None
+    tls_label: str = ""  # the policy in force, for the log: dane, mta-sts, verify, opportunistic …
+    tls_source: str = ""  # where it came from: mta-sts:id=…, config:delivery.tls_policy, …
+    refusal: Reply | None = None  # set: no host may be tried (an MTA-STS policy allows none of them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +126,8 @@ class Attempt:
     remote_mta: str | None = None
     tls: str | None = None
     dsn_relayed: bool = False
+    tls_policy: str | None = None  # the TLS policy applied (``Hop.tls_label``), for the log
+    tls_source: str | None = None
 
 
 class Courier(Protocol):

@@ -7,7 +7,8 @@ operation cannot go on.
      ├── ConfigError           invalid configuration; carries the key path
      ├── QueueError            the queue cannot store or change a message
      │    ├── QueueFullError   out of disk space (→ 452 4.3.1)
-     │    └── UnknownMessageError  no message with that id
+     │    ├── UnknownMessageError  no message with that id
+     │    └── DamagedBodyError  a stored body cannot be read back (hash mismatch, missing segment)
      └── DeliveryError         delivery cannot go on (not a per-recipient outcome)
 """
 
@@ -18,6 +19,7 @@ from postier.mail.reply import Reply
 __all__ = [
     "AddressError",
     "ConfigError",
+    "DamagedBodyError",
     "DeliveryError",
     "PostierError",
     "QueueError",
@@ -67,6 +69,12 @@ class QueueFullError(QueueError):
 
 class UnknownMessageError(QueueError):
     """No message has this queue id."""
+
+
+class DamagedBodyError(QueueError):
+    """A message is in the queue but its body cannot be read back as it was stored: its hash does not
+    match, its body-log segment is missing or short. Retrying may not help (delivery bounces it after
+    one retry), unlike a ``QueueError`` of the store as a whole."""
 
 
 class DeliveryError(PostierError):

@@ -60,6 +60,7 @@ class S:
     POLICY_TEMPFAIL = _r(451, "4.3.0", "Temporary failure in checking this; try again later")
     POLICY_TEMPFAIL_CONNECT = _r(421, "4.3.0", "Temporary failure, closing connection; try again later")
     MAILBOX_WRITE_ERROR = _r(451, "4.3.0", "Cannot write to the mailbox, try again later")
+    BODY_UNREADABLE_RETRY = _r(451, "4.3.0", "The queued message body cannot be read; trying once more")
 
     # --- 5xx: syntax and sequence --------------------------------------------------------------------
     UNKNOWN_COMMAND = _r(500, "5.5.1", "Command unrecognized")
@@ -97,6 +98,7 @@ class S:
     AUTH_REQUIRED = _r(530, "5.7.0", "Authentication required")
     ENCRYPTION_REQUIRED = _r(538, "5.7.11", "Encryption required for requested authentication mechanism")
     AUTH_FAILED = _r(535, "5.7.8", "Authentication credentials invalid")
+    AUTHZID_REFUSED = _r(535, "5.7.8", "Authorization identity must be empty or the same as the login")
     AUTH_CANCELLED = _r(501, "5.7.0", "Authentication cancelled")
     AUTH_MALFORMED = _r(501, "5.5.2", "Malformed authentication response")
     AUTH_MECHANISM_UNKNOWN = _r(504, "5.5.4", "Unrecognized authentication mechanism")
@@ -105,6 +107,7 @@ class S:
     UNKNOWN_USER = _r(550, "5.1.1", "No such user here")
     MAILBOX_OVER_QUOTA = _r(552, "5.2.2", "Mailbox full: the message does not fit in the quota")
     TOO_MANY_HOPS = _r(554, "5.4.6", "Too many hops: the message is in a mail loop")
+    BODY_UNREADABLE = _r(554, "5.3.0", "The queued message body cannot be read back (storage damaged)")
     TLS_ALREADY = _r(503, "5.5.1", "TLS already active")
     AUTH_NEEDS_EHLO = _r(503, "5.5.1", "Send EHLO before AUTH")
 

@@ -36,8 +36,10 @@ __all__ = [
     "fields",
     "format_kv",
     "get_logger",
+    "json_line",
     "set_worker",
     "setup_logging",
+    "visible",
 ]
 
 FIELDS_ATTR = "postier_fields"
@@ -45,6 +47,7 @@ LogFormat = Literal["kv", "json"]
 
 _BARE = re.compile(r'[^\s"\\=]+')
 _KEY = re.compile(r"[a-z][a-z0-9_.-]*")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _safe_keys: set[str] = set()  # keys seen to match _KEY (a fixed vocabulary: stays small)
 _second: tuple[int, str] = (-1, "")  # the last second's "YYYY-MM-DDTHH:MM:SS."
@@ -69,6 +72,39 @@ def _escape_char(ch: str) -> str:
     if point < 0x10000:
         return f"\\u{point:04x}"
     return f"\\U{point:08x}"
+
+
+def visible(text: str, *, keep_newlines: bool = False) -> str:
+    """``text`` with every control character, separator and bidi override as a visible escape (``\\x1b``,
+    ``\\u2028``), so no terminal escape sequence or fake line reaches an operator's screen; a backslash
+    becomes ``\\\\`` so escapes cannot be forged. ``keep_newlines``: line feeds and tabs stay (headers)."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    out = []
+    for ch in text:
+        if (ch in "\n\t" and keep_newlines) or ch == '"':
+            out.append(ch)
+        else:
+            out.append(_escape_char(ch))
+    return "".join(out)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    if match[0].isprintable():
+        return match[0]
+    point = ord(match[0])
+    if point < 0x10000:
+        return f"\\u{point:04x}"
+    point -= 0x10000
+    return f"\\u{0xD800 + (point >> 10):04x}\\u{0xDC00 + (point & 0x3FF):04x}"
+
+
+def json_line(obj: object) -> str:
+    """``json.dumps`` without ASCII escaping, except for the characters that end or hide a line in some
+    readers: U+0085 (NEL), U+2028/U+2029 (line and paragraph separators; JavaScript and some log
+    shippers split on them), the bidi overrides and every other non-printable character."""
+    text = json.dumps(obj, ensure_ascii=False)
+    return text if text.isprintable() else _NON_ASCII.sub(_json_escape, text)
 
 
 def _render_scalar(value: object) -> str:
@@ -168,7 +204,7 @@ class JsonFormatter(logging.Formatter):
                 continue
             # json.dumps escapes every control character and keeps the line single.
             obj[key] = value if isinstance(value, (int, float, bool)) else str(value)
-        return json.dumps(obj, ensure_ascii=False)
+        return json_line(obj)
 
 
 class _PostierHandler(logging.StreamHandler[IO[str]]):

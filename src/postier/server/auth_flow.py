@@ -2,9 +2,12 @@
 
 Theory of operation. ``SessionAuth`` keeps the session's SASL exchange between ``AuthStart`` and
 its ``AuthResponse`` events and turns each step into one reply: ``334`` with a challenge, ``235`` on
-success (the session then knows ``user``), ``535 5.7.8`` on bad credentials, ``501`` for a malformed
-response, ``421 4.7.0`` for a client the throttle has locked out. A client that keeps failing is
-slowed before it learns the result of its next attempt. The password check is slow by design (argon2),
+success (the session then knows ``user``), ``535 5.7.8`` on bad credentials or an authorization
+identity other than the login (PLAIN's authzid: nobody may act for another user here), ``501`` for a
+malformed response, ``421 4.7.0`` for a client the throttle has locked out — checked at AUTH and again
+right before the password is, ``454 4.7.0`` when too many checks already wait. A client that keeps
+failing, and any attempt at an account that keeps failing, is slowed before it learns the result.
+The password check is slow by design (argon2),
 so the session's pending replies are flushed first: a pipelining client is never kept waiting for
 replies we already have.
 """
@@ -21,6 +24,7 @@ from postier.mail.reply import Reply
 from postier.observe import mail_event
 from postier.server.sasl import Authenticator, Challenge, Credentials, SaslExchange
 from postier.smtp.server.events import AuthResponse, AuthStart
+from postier.users.auth import Refused
 from postier.users.throttle import AuthThrottle
 
 __all__ = ["AuthSource", "SessionAuth"]
@@ -75,22 +79,48 @@ class SessionAuth:
         self._sasl = None
         if not isinstance(step, Credentials):
             return S.AUTH_MALFORMED
-        throttle, ip = self._source.auth_throttle, self.client_ip
+        if step.authzid and step.authzid.casefold() != step.username.casefold():
+            # RFC 4616 §2: we authorize no one to act as another identity (issue 14, finding 11).
+            mail_event("auth", sid=self._sid, mechanism=mechanism, user=step.username, result="authzid")
+            return S.AUTHZID_REFUSED
         self._flush()
-        if throttle is not None and throttle.check(ip, time.monotonic()) == "delay":
-            # Slow down a client that keeps failing, before it learns the result of this attempt.
-            await asyncio.sleep(throttle.delay_s(ip, time.monotonic()))
-        authenticator = self._source.authenticator
-        user = (
-            None if authenticator is None else await authenticator.authenticate(step.username, step.password)
-        )
-        if user is None:
-            mail_event("auth", sid=self._sid, mechanism=mechanism, user=step.username, result="failed")
-            if throttle is not None and throttle.record_failure(ip, time.monotonic()) == "locked":
-                return S.AUTH_LOCKED_OUT
-            return S.AUTH_FAILED
+        user = await self._verify(step)
+        if isinstance(user, Refused):
+            result = "busy" if user is Refused.BUSY else "locked"
+            mail_event("auth", sid=self._sid, mechanism=mechanism, user=step.username, result=result)
+            return S.TEMP_AUTH_FAILURE if user is Refused.BUSY else S.AUTH_LOCKED_OUT
+        return self._settle(mechanism, step.username, user)
+
+    async def _verify(self, step: Credentials) -> str | Refused | None:
+        """Wait out the client's and the account's delays, then check the password — unless the client
+        got locked out meanwhile (in its other sessions): that is asked again when the check's turn comes."""
+        throttle, ip = self._source.auth_throttle, self.client_ip
         if throttle is not None:
-            throttle.record_success(ip, time.monotonic())
+            now = time.monotonic()
+            # Slow down a client, and guesses at an account, before they learn the result of this attempt.
+            wait = max(throttle.delay_s(ip, now), throttle.account_delay_s(step.username, now))
+            if wait > 0:
+                await asyncio.sleep(wait)
+        authenticator = self._source.authenticator
+        if authenticator is None:
+            return None
+
+        def admit() -> bool:
+            current = self._source.auth_throttle
+            return current is None or current.check(ip, time.monotonic()) != "locked"
+
+        return await authenticator.authenticate(step.username, step.password, admit=admit)
+
+    def _settle(self, mechanism: str, username: str, user: str | None) -> Reply:
+        throttle, ip, now = self._source.auth_throttle, self.client_ip, time.monotonic()
+        if user is None:
+            mail_event("auth", sid=self._sid, mechanism=mechanism, user=username, result="failed")
+            if throttle is None:
+                return S.AUTH_FAILED
+            throttle.record_account_failure(username, now)
+            return S.AUTH_LOCKED_OUT if throttle.record_failure(ip, now) == "locked" else S.AUTH_FAILED
+        if throttle is not None:
+            throttle.record_success(ip, now, username)
         self.user = user
         mail_event("auth", sid=self._sid, mechanism=mechanism, user=user, result="ok")
         return S.AUTH_OK

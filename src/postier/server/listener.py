@@ -14,11 +14,12 @@ import functools
 import socket
 import ssl
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from postier.mail.envelope import Envelope
 from postier.mail.reply import Reply
+from postier.mailauth.dkim import DkimSigner
 from postier.observe import get_logger
 from postier.policy import Policy
 from postier.policy.admission import Admission
@@ -89,6 +90,8 @@ class Live:
     command_timeout_s: float = 300.0
     data_timeout_s: float = 180.0
     handshake_timeout_s: float = 30.0
+    dkim: DkimSigner = field(default_factory=DkimSigner)
+    """Signs our own users' mail at the end of data; swapped (as a new ``Live``) by the key checks."""
 
 
 class SmtpServer:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import binascii
 from base64 import b64decode, b64encode
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+from postier.users.auth import Refused
 
 __all__ = ["MECHANISMS", "Authenticator", "Challenge", "Credentials", "Malformed", "SaslExchange"]
 
@@ -16,9 +19,12 @@ MECHANISMS = ("PLAIN", "LOGIN")
 
 
 class Authenticator(Protocol):
-    """Checks a username and password; returns the canonical user name, or None when they are wrong."""
+    """Checks a username and password; returns the canonical user name, or None when they are wrong, or
+    ``Refused`` when it did not check them (too many waiting; ``admit()`` false when the turn came)."""
 
-    async def authenticate(self, username: str, password: str) -> str | None: ...
+    async def authenticate(
+        self, username: str, password: str, *, admit: Callable[[], bool] = ...
+    ) -> str | Refused | None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,5 +143,5 @@ class SessionStages:
             smtputf8=event.params.smtputf8,
         )
         return await queue_message(
-            self.server, self.policy, event, info, client, txn, mail_at=self._mail_at, flush=flush
+            self.server, self.live, event, info, client, txn, mail_at=self._mail_at, flush=flush
         )

@@ -19,7 +19,6 @@ encrypts; submission clients will need to trust it or a real certificate must be
 from __future__ import annotations
 
 import ipaddress
-import os
 import ssl
 import threading
 from datetime import UTC, datetime, timedelta
@@ -33,30 +32,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from postier.mail.domain import to_ascii
 from postier.mail.errors import ConfigError
+from postier.safeio import atomic_write
 
 __all__ = ["TLS12_CIPHERS", "TlsStore", "client_context", "ensure_self_signed", "server_context"]
 
 # TLS 1.2 suites: forward secrecy (ECDHE) and AEAD only. TLS 1.3 suites are all AEAD and set apart.
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!DSS"
 SELF_SIGNED_DAYS = 365
-
-
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Temp file in the same directory → fsync → rename → fsync the directory."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fchmod(fd, mode)  # os.open's mode is filtered by the umask: set it exactly
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _subject_alt_name(hostname: str) -> x509.GeneralName:
@@ -104,8 +86,8 @@ def ensure_self_signed(
     tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     cert_pem, key_pem = _self_signed(hostname, now or datetime.now(UTC))
     # Key first: the pair counts as present only once the certificate exists too.
-    _atomic_write(key_path, key_pem, 0o600)
-    _atomic_write(cert_path, cert_pem, 0o644)
+    atomic_write(key_path, key_pem, mode=0o600)
+    atomic_write(cert_path, cert_pem, mode=0o644)
     return cert_path, key_path, True
 
 

@@ -2,7 +2,7 @@
 ``Authenticator``; the AUTH brute-force throttle. Who exists at the local domains and where their mail
 goes is ``postier.recipients`` (it reads the users from here)."""
 
-from postier.users.auth import Authenticator
+from postier.users.auth import Authenticator, Refused
 from postier.users.model import (
     InvalidAddressError,
     InvalidPasswordError,
@@ -22,6 +22,7 @@ __all__ = [
     "Authenticator",
     "InvalidAddressError",
     "InvalidPasswordError",
+    "Refused",
     "ThrottleState",
     "UnknownUserError",
     "User",

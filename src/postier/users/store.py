@@ -25,7 +25,6 @@ import fcntl
 import logging
 import os
 import secrets
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -38,6 +37,7 @@ import argon2
 import msgspec
 
 from postier.mail.address import Address
+from postier.safeio import atomic_write
 from postier.users.model import (
     InvalidAddressError,
     InvalidPasswordError,
@@ -335,25 +335,9 @@ class UserStore:
         """Atomic replace: temp file in the same directory → fsync → rename → fsync the directory."""
         records = [_to_record(users[name]) for name in sorted(users)]
         data = msgspec.json.format(msgspec.json.encode(_File(_FORMAT_VERSION, records)), indent=2) + b"\n"
-        directory = self.path.parent
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)  # mode 0600
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                _advance_mtime(f.fileno(), _stat(self.path))
-                os.fsync(f.fileno())
-                stamp = _fstat(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return stamp
+        previous = _stat(self.path)
+        st = atomic_write(self.path, data, before_sync=lambda fd: _advance_mtime(fd, previous))  # mode 0600
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _new_password(password: str) -> str:

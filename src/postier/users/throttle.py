@@ -14,6 +14,14 @@ lockout: the server refuses locked clients before it checks any password.
 Clients are keyed by IPv4 address, and by /64 prefix for IPv6: one IPv6 host usually has a whole /64
 to itself, and would otherwise get 2^64 fresh counters.
 
+Per account too (issue 14, finding 6): failures are also counted per login name, whatever the client's
+address, and an attempt at an account with recent failures waits ``account_delay_s`` (1, 2, 4 … s up
+to ``max_account_delay_s``) before its password is checked. This slows a guesser spread over many
+addresses — each of its sessions gets at most one guess per delay — but never locks the account: its
+owner, typing the right password, waits at most ``max_account_delay_s`` and gets in, and a success
+forgets the account's failures. Unknown names are counted like known ones, so the delay tells nothing
+about which names exist.
+
 Memory is bounded: failing clients are kept in the order of their last failure and locked clients in
 the order their lockout ends, so expired ones are dropped from the front as time passes, O(1) each; at
 ``max_clients`` the least recently failed client is forgotten (a locked one only when no other is left).
@@ -28,6 +36,10 @@ from typing import Literal
 __all__ = ["AuthThrottle", "ThrottleState", "client_key"]
 
 ThrottleState = Literal["ok", "delay", "locked"]
+
+
+def _account_key(name: str) -> str:
+    return name.strip().casefold()[:256]
 
 
 def client_key(ip: str) -> str:
@@ -56,6 +68,7 @@ class AuthThrottle:
         lockout_s: float = 900,
         *,
         max_delay_s: float = 8,
+        max_account_delay_s: float = 0,
         max_clients: int = 10_000,
     ) -> None:
         if max_failures < 1 or window_s <= 0 or lockout_s < 0 or max_clients < 1:
@@ -67,6 +80,13 @@ class AuthThrottle:
         self.max_clients = max_clients
         self._failing: OrderedDict[str, list[float]] = OrderedDict()  # failure times; by last failure
         self._locked: OrderedDict[str, float] = OrderedDict()  # locked until; by that time
+        self.max_account_delay_s = max_account_delay_s
+        self._accounts: OrderedDict[str, list[float]] = OrderedDict()  # failure times; by last failure
+
+    @property
+    def settings(self) -> tuple[float, ...]:
+        """What the throttle was built with (a reload keeps the counters when these did not change)."""
+        return (self.max_failures, self.window_s, self.lockout_s, self.max_delay_s, self.max_account_delay_s)
 
     def __len__(self) -> int:
         """How many clients are remembered (for tests and metrics)."""
@@ -105,10 +125,37 @@ class AuthThrottle:
             (self._failing or self._locked).popitem(last=False)
         return state
 
-    def record_success(self, ip: str, now: float) -> None:
-        """Forget the client's failures (a lockout in force stays)."""
+    def record_success(self, ip: str, now: float, account: str | None = None) -> None:
+        """Forget the client's failures, and the account's (a lockout in force stays)."""
         self._expire(now)
         self._failing.pop(client_key(ip), None)
+        if account is not None:
+            self._accounts.pop(_account_key(account), None)
+
+    def account_delay_s(self, account: str, now: float) -> float:
+        """How long an attempt at ``account`` waits before its password is checked: 0, then 1, 2, 4 … s per
+        failure at that account inside the window, from any client, up to max_account_delay_s."""
+        if self.max_account_delay_s <= 0:
+            return 0.0
+        failures = self._accounts.get(_account_key(account))
+        count = 0 if failures is None else sum(1 for t in failures if t > now - self.window_s)
+        return 0.0 if count == 0 else float(min(self.max_account_delay_s, 2 ** (count - 1)))
+
+    def record_account_failure(self, account: str, now: float) -> None:
+        """Count a failed login at ``account`` (any client). Keeps at most max_clients accounts, and per
+        account only the failures that still count (the delay stops growing at its cap)."""
+        if self.max_account_delay_s <= 0:
+            return
+        key = _account_key(account)
+        failures = [t for t in self._accounts.pop(key, []) if t > now - self.window_s]
+        failures.append(now)
+        self._accounts[key] = failures[-32:]
+        horizon = now - self.window_s
+        while self._accounts:
+            first = next(iter(self._accounts.values()))
+            if first[-1] > horizon and len(self._accounts) <= self.max_clients:
+                break
+            self._accounts.popitem(last=False)
 
     def _recent(self, key: str, now: float) -> list[float]:
         """``key``'s failures inside the window (the list kept in the table, pruned in place)."""

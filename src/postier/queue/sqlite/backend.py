@@ -41,9 +41,10 @@ from postier.queue.model import (
 )
 from postier.queue.protocol import DEFAULT_KEEP_BODY_S, DEFAULT_KEEP_S, Target
 from postier.queue.sqlite import reads, store
-from postier.queue.sqlite.bodylog import BodyLog, fsync_dir
+from postier.queue.sqlite.bodylog import BodyLog
 from postier.queue.sqlite.sql import SCHEMA, SCHEMA_VERSION
 from postier.queue.sqlite.writer import Writer
+from postier.safeio import fsync_dir
 
 __all__ = ["BODY_LOG_MIN_BYTES", "DB_NAME", "LOCK_NAME", "SqliteQueue"]
 
@@ -204,10 +205,14 @@ class SqliteQueue:
         return await self._submit(partial(reads.read_body, qid=QueueId(queue_id), log=self._log))
 
     async def list_messages(
-        self, where: QueueFilter | None = None, *, limit: int = 1000
+        self, where: QueueFilter | None = None, *, limit: int | None = 1000
     ) -> list[MessageSummary]:
         where = QueueFilter() if where is None else where
         return await self._submit(partial(reads.list_messages, where=where, limit=limit))
+
+    async def count_messages(self, where: QueueFilter | None = None) -> int:
+        where = QueueFilter() if where is None else where
+        return await self._submit(partial(reads.count_messages, where=where))
 
     async def stats(self, now: datetime | None = None) -> QueueStats:
         return await self._submit(partial(reads.stats, now=self._now(now)))

@@ -43,20 +43,13 @@ import os
 import sqlite3
 from pathlib import Path
 
+from postier.mail.errors import DamagedBodyError
 from postier.queue.sqlite.writer import map_error
+from postier.safeio import fsync_dir, pwritev_all
 
-__all__ = ["BodyLog", "fsync_dir"]
+__all__ = ["BodyLog"]
 
 _SUFFIX = ".log"
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a directory's entries (a file created, renamed or removed in it) durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_unlocked(path: Path) -> bool:
@@ -73,21 +66,6 @@ def _remove_unlocked(path: Path) -> bool:
     finally:
         os.close(fd)
     return True
-
-
-def _pwrite_all(fd: int, buffers: list[bytes], offset: int) -> None:
-    """Write every buffer, in order, from ``offset`` (a short write goes on where it stopped)."""
-    views = [memoryview(b) for b in buffers if b]
-    while views:
-        done = os.pwritev(fd, views[:_IOV_MAX], offset)
-        offset += done
-        while views and done >= len(views[0]):
-            done -= len(views.pop(0))
-        if done:
-            views[0] = views[0][done:]
-
-
-_IOV_MAX = os.sysconf("SC_IOV_MAX")  # buffers per pwritev (1,024 on Linux)
 
 
 class BodyLog:
@@ -173,7 +151,7 @@ class BodyLog:
             for body in bodies:
                 starts.append(start)
                 start += len(body)
-            _pwrite_all(self._fd, bodies, first)
+            pwritev_all(self._fd, bodies, first)
         except OSError as exc:
             raise map_error(exc) from None
         self._size = start
@@ -216,12 +194,18 @@ class BodyLog:
         segment, start, length = row
         try:
             fd = os.open(self.segment_path(segment), os.O_RDONLY)
+        except FileNotFoundError:
+            lost = f"the body of {qid} is lost: body-log segment {segment} is missing"
+            raise DamagedBodyError(lost) from None
         except OSError as exc:
             raise map_error(exc) from None
         try:
-            return os.pread(fd, length, start)
+            data = os.pread(fd, length, start)
         finally:
             os.close(fd)
+        if len(data) != length:
+            raise DamagedBodyError(f"the body of {qid} is lost: body-log segment {segment} is too short")
+        return data
 
     # --- the writer's commit hooks ---------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import hashlib
 import sqlite3
 from datetime import UTC, datetime
 
-from postier.mail.errors import QueueError, UnknownMessageError
+from postier.mail.errors import DamagedBodyError, UnknownMessageError
 from postier.queue.codec import decode_envelope, decode_recipient, from_epoch
 from postier.queue.model import (
     AGE_BUCKETS_MIN,
@@ -22,7 +22,7 @@ from postier.queue.model import (
 from postier.queue.sqlite.bodylog import BodyLog
 from postier.queue.sqlite.sql import filter_clause
 
-__all__ = ["get", "list_messages", "read_body", "stats"]
+__all__ = ["count_messages", "get", "list_messages", "read_body", "stats"]
 
 Conn = sqlite3.Connection
 
@@ -82,19 +82,27 @@ def read_body(conn: Conn, qid: QueueId, log: BodyLog | None = None) -> bytes:
     if data is None and log is not None:
         data = log.read(conn, qid)
     if data is None:
-        raise QueueError(f"the body of {qid} was purged (retention)")
+        raise DamagedBodyError(f"the body of {qid} is missing (purged by retention, or lost)")
     body = bytes(data)
     if hashlib.sha256(body).hexdigest() != sha:
-        raise QueueError(f"the body of {qid} does not match its hash: storage is damaged")
+        raise DamagedBodyError(f"the body of {qid} does not match its hash: storage is damaged")
     return body
 
 
-def list_messages(conn: Conn, where: QueueFilter, limit: int) -> list[MessageSummary]:
-    """Messages matching ``where``, oldest first, with their recipient counts and latest reply."""
+def list_messages(conn: Conn, where: QueueFilter, limit: int | None) -> list[MessageSummary]:
+    """Messages matching ``where``, oldest first, with their recipient counts and latest reply; at most
+    ``limit`` of them (None: all)."""
     clause, params = filter_clause(where)
     sql = f"SELECT m.id, m.status, m.arrived_at, m.sender, m.size FROM messages m WHERE {clause}"  # noqa: S608
-    rows = conn.execute(sql + " ORDER BY m.id LIMIT ?", [*params, limit]).fetchall()
+    rows = conn.execute(sql + " ORDER BY m.id LIMIT ?", [*params, -1 if limit is None else limit]).fetchall()
     return [_summary(conn, *row) for row in rows]
+
+
+def count_messages(conn: Conn, where: QueueFilter) -> int:
+    """How many messages match ``where`` (what ``list_messages`` would return without a limit)."""
+    clause, params = filter_clause(where)
+    row = conn.execute(f"SELECT COUNT(*) FROM messages m WHERE {clause}", params).fetchone()  # noqa: S608
+    return int(row[0])
 
 
 def _summary(conn: Conn, qid: str, status: str, arrived: float, sender: str, size: int) -> MessageSummary:

@@ -3,7 +3,7 @@ ENHANCEDSTATUSCODES, CHUNKING, BINARYMIME, DSN, STARTTLS and AUTH).
 
 Theory of operation. The driver feeds received bytes to ``receive_data``, asks ``next_event`` for what
 they mean, and answers every event with exactly one ``send(reply)``, in order; ``send`` returns the wire
-bytes and moves the state on according to what the reply answers (``state.phase_after``). The engine
+bytes and moves the state on according to what the reply answers (``state.TRANSITIONS``). The engine
 yields the next event only once the previous one is answered, so pipelined commands (RFC 2920) are
 answered in order and the meaning of later bytes (commands, message data, AUTH responses) is decided by
 the replies before them. The engine does no I/O, keeps no clock and never raises on client input: bad
@@ -36,22 +36,17 @@ from postier.smtp.need_data import NEED_DATA, NeedData
 from postier.smtp.server.events import (
     AuthCancelled,
     AuthResponse,
-    AuthStart,
     ChunkReceived,
-    DataStart,
     Event,
     Hello,
     MailFrom,
     MessageReceived,
-    Quit,
     RcptTo,
     Rejected,
-    Reset,
-    StartTls,
 )
-from postier.smtp.server.handlers import dispatch
+from postier.smtp.server.handlers import ReadChunk, Refusal, TransactionView, dispatch
 from postier.smtp.server.settings import EngineSettings
-from postier.smtp.server.state import OUT_OF_SEQUENCE, Mode, Phase, phase_after
+from postier.smtp.server.state import OUT_OF_SEQUENCE, Effect, Mode, Phase, phase_after, step_for
 
 __all__ = ["AUTH_LINE_MAX", "ServerConnection"]
 
@@ -81,8 +76,8 @@ class _Transaction:
 class ServerConnection:
     """One SMTP server session, without I/O. See the module docstring for the protocol.
 
-    The handlers in ``handlers`` read its session state (``_txn``, ``_is_esmtp``, ``_mechanisms``)
-    and call back ``_reject`` and ``_read_chunk``; nothing outside the ``smtp`` package does.
+    The handlers in ``handlers`` read its session state through its read-only properties (it is their
+    ``CommandContext``) and answer with values: an event, a ``Refusal`` or a ``ReadChunk``.
     """
 
     def __init__(self, settings: EngineSettings) -> None:
@@ -134,6 +129,21 @@ class ServerConnection:
     @property
     def phase(self) -> Phase:
         return self._phase
+
+    @property
+    def is_esmtp(self) -> bool:
+        """The accepted hello was EHLO (not HELO)."""
+        return self._is_esmtp
+
+    @property
+    def auth_mechanisms(self) -> tuple[str, ...]:
+        """The SASL mechanisms the engine knows, upper case (offered in EHLO under the TLS rule)."""
+        return self._mechanisms
+
+    @property
+    def transaction(self) -> TransactionView | None:
+        """The open transaction (read-only), or None."""
+        return self._txn
 
     # --- input -------------------------------------------------------------------------------------
 
@@ -193,33 +203,41 @@ class ServerConnection:
         return data
 
     def _on_reply(self, event: Event, reply: Reply) -> None:
-        kind = type(event).__name__
-        self._phase = phase_after(kind, reply, self._phase)
-        if isinstance(event, Rejected):
-            self._on_rejected(event)
-        elif isinstance(event, Quit):
-            self._close()
-        elif isinstance(event, Reset):
-            self._txn = None
-        elif isinstance(event, Hello) and reply.code == 250:
+        step = step_for(event, reply)
+        self._phase = phase_after(step, self._phase)
+        if step.mode is not None:
+            self._mode = step.mode
+        if step.effect is not Effect.NONE:
+            self._apply(step.effect, event)
+
+    def _apply(self, effect: Effect, event: Event) -> None:
+        """The engine's bookkeeping for one answer (``state.Effect``)."""
+        if effect is Effect.HELLO:
+            assert isinstance(event, Hello)
             self._txn = None
             self._helo_name = event.name
             self._is_esmtp = event.verb == "EHLO"
-        elif isinstance(event, MailFrom) and reply.code == 250:
+        elif effect is Effect.OPEN_TRANSACTION:
+            assert isinstance(event, MailFrom)
             self._txn = _Transaction(event.sender, event.params)
-        elif isinstance(event, RcptTo) and reply.code < 300 and self._txn is not None:
-            self._txn.recipients.append(event.recipient)
-        elif isinstance(event, DataStart) and reply.code == 354:
-            self._mode = Mode.DATA
-            self._reader = DataReader(
-                max_message_bytes=self.settings.max_message_bytes,
-                max_text_line=self.settings.max_text_line,
-            )
-        elif isinstance(event, StartTls) and reply.code == 220:
-            self._mode = Mode.TLS
+        elif effect is Effect.ADD_RECIPIENT:
+            assert isinstance(event, RcptTo)
+            if self._txn is not None:
+                self._txn.recipients.append(event.recipient)
+        elif effect is Effect.DROP_TRANSACTION:
+            self._txn = None
+        elif effect is Effect.READ_DATA:
+            s = self.settings
+            self._reader = DataReader(max_message_bytes=s.max_message_bytes, max_text_line=s.max_text_line)
+        elif effect is Effect.START_TLS:
             self._buf.clear()  # RFC 3207 §4.2: nothing pipelined after STARTTLS survives
-        elif isinstance(event, AuthStart | AuthResponse):
-            self._on_auth_reply(reply)
+        elif effect is Effect.AUTHENTICATED:
+            self._is_authenticated = True
+        elif effect is Effect.REJECTED:
+            assert isinstance(event, Rejected)
+            self._on_rejected(event)
+        elif effect is Effect.CLOSE:
+            self._close()
 
     def _on_rejected(self, event: Rejected) -> None:
         if event.close:
@@ -229,14 +247,6 @@ class ServerConnection:
             self._errors += 1
             if self._errors >= self.settings.max_errors:
                 self._forced = Rejected(S.TOO_MANY_ERRORS, command=event.command, close=True)
-
-    def _on_auth_reply(self, reply: Reply) -> None:
-        if reply.code == 334:
-            self._mode = Mode.AUTH
-            return
-        self._mode = Mode.LINE
-        if reply.code == 235:
-            self._is_authenticated = True
 
     def _close(self) -> None:
         self._mode = Mode.CLOSED
@@ -297,7 +307,15 @@ class ServerConnection:
             return self._line_error(S.BARE_LINE_ENDING)
         if self._mode is Mode.AUTH:
             return self._auth_line(line[:-2])
-        return dispatch(self, line[:-2])
+        return self._command(line[:-2])
+
+    def _command(self, line: bytes) -> Event | NeedData:
+        outcome = dispatch(self, line)
+        if isinstance(outcome, Refusal):
+            return self._reject(outcome.reply, outcome.command, counts=outcome.counts)
+        if isinstance(outcome, ReadChunk):
+            return self._read_chunk(outcome.size, last=outcome.last)
+        return outcome
 
     def _line_error(self, reply: Reply) -> Rejected:
         command = "AUTH" if self._mode is Mode.AUTH else ""

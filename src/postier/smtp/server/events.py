@@ -87,7 +87,7 @@ class MessageReceived:
 
     body: bytes
     sender: Address | None = None
-    params: MailParams = MailParams()  # noqa: RUF009 (frozen, immutable)
+    params: MailParams = MailParams()
     recipients: tuple[Recipient, ...] = ()
 
 

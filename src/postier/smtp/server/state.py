@@ -1,4 +1,5 @@
-"""The server engine's state table: where a session stands, and which commands are out of sequence.
+"""The server engine's state table: where a session stands, what the next bytes mean, and what answering
+an event does.
 
 Two dimensions, kept apart on purpose:
 
@@ -8,18 +9,37 @@ Two dimensions, kept apart on purpose:
 - ``Mode`` — what the next received bytes mean: command lines, message data after 354, a BDAT chunk,
   AUTH responses after 334, or nothing at all while TLS is being negotiated.
 
+``TRANSITIONS`` is the one table of what an answer does: ``(event type, reply class) → Step`` — the new
+phase, the new mode and the engine's own bookkeeping (``Effect``: its transaction, HELO name, TLS and
+AUTH state). A pair not in the table changes nothing. ``step_for`` looks a pair up.
+
 ``OUT_OF_SEQUENCE`` says, per verb, which phases refuse it and with which 503/554 reply; a phase not
 listed accepts the verb (its own checks — syntax, limits, TLS, AUTH — come after).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum, auto
 
 from postier.mail.replies import S
 from postier.mail.reply import Reply
+from postier.smtp.server.events import (
+    AuthResponse,
+    AuthStart,
+    DataStart,
+    Event,
+    Hello,
+    MailFrom,
+    MessageReceived,
+    Quit,
+    RcptTo,
+    Rejected,
+    Reset,
+    StartTls,
+)
 
-__all__ = ["OUT_OF_SEQUENCE", "Mode", "Phase", "phase_after"]
+__all__ = ["OUT_OF_SEQUENCE", "TRANSITIONS", "Effect", "Mode", "Phase", "Step", "phase_after", "step_for"]
 
 
 class Phase(Enum):
@@ -55,15 +75,63 @@ OUT_OF_SEQUENCE: dict[str, dict[Phase, Reply]] = {
 }
 
 
-def phase_after(kind: str, reply: Reply, phase: Phase) -> Phase:
-    """The phase once ``reply`` answers an event of ``kind`` (the event's class name)."""
-    positive = reply.code < 300
-    if kind == "Hello" and positive:
-        return Phase.HELLO  # RFC 5321 §4.1.4: EHLO/HELO also reset the transaction
-    if kind == "MailFrom" and positive:
-        return Phase.MAIL
-    if kind == "RcptTo" and positive:
-        return Phase.RCPT
-    if kind in ("Reset", "MessageReceived") and phase in (Phase.MAIL, Phase.RCPT):
+class Effect(Enum):
+    """The engine's bookkeeping when an answer is sent, besides phase and mode."""
+
+    NONE = auto()
+    HELLO = auto()  # remember the HELO name and whether it was EHLO; drop any transaction
+    OPEN_TRANSACTION = auto()  # a new transaction with the MAIL FROM's sender and parameters
+    ADD_RECIPIENT = auto()  # the RCPT's recipient joins the transaction
+    DROP_TRANSACTION = auto()  # RSET: the transaction is gone
+    READ_DATA = auto()  # a DATA reader for the message after 354
+    START_TLS = auto()  # drop what was pipelined after STARTTLS (RFC 3207 §4.2)
+    AUTHENTICATED = auto()  # the AUTH exchange succeeded
+    REJECTED = auto()  # count the error (5xx), close after a closing refusal or too many errors
+    CLOSE = auto()  # nothing more is read or answered
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What answering one event with a reply of one class does. ``None``: unchanged."""
+
+    phase: Phase | None = None
+    mode: Mode | None = None
+    effect: Effect = Effect.NONE
+    ends_transaction: bool = False  # from MAIL or RCPT back to HELLO (other phases unchanged)
+
+
+_ANY = (2, 3, 4, 5)
+_AUTH = {3: Step(mode=Mode.AUTH), 2: Step(mode=Mode.LINE, effect=Effect.AUTHENTICATED)}
+_AUTH |= {4: Step(mode=Mode.LINE), 5: Step(mode=Mode.LINE)}  # a refusal ends the exchange
+
+# RFC 5321 §4.1.4 (EHLO/HELO and RSET reset the transaction), §4.1.1.4 (the data ends it, whatever
+# the reply); RFC 3207 §4.2 (STARTTLS); RFC 4954 §4 (334 goes on, 235 or a refusal ends AUTH).
+TRANSITIONS: dict[tuple[type[Event], int], Step] = {
+    (Hello, 2): Step(Phase.HELLO, effect=Effect.HELLO),
+    (MailFrom, 2): Step(Phase.MAIL, effect=Effect.OPEN_TRANSACTION),
+    (RcptTo, 2): Step(Phase.RCPT, effect=Effect.ADD_RECIPIENT),
+    (DataStart, 3): Step(mode=Mode.DATA, effect=Effect.READ_DATA),
+    (StartTls, 2): Step(mode=Mode.TLS, effect=Effect.START_TLS),
+    **{(MessageReceived, c): Step(ends_transaction=True) for c in _ANY},
+    **{(Reset, c): Step(effect=Effect.DROP_TRANSACTION, ends_transaction=True) for c in _ANY},
+    **{(Quit, c): Step(mode=Mode.CLOSED, effect=Effect.CLOSE) for c in _ANY},
+    **{(Rejected, c): Step(effect=Effect.REJECTED) for c in _ANY},
+    **{(AuthStart, c): step for c, step in _AUTH.items()},
+    **{(AuthResponse, c): step for c, step in _AUTH.items()},
+}
+
+_UNCHANGED = Step()
+
+
+def step_for(event: Event, reply: Reply) -> Step:
+    """What answering ``event`` with ``reply`` does (``TRANSITIONS``; anything else: nothing)."""
+    return TRANSITIONS.get((type(event), reply.code // 100), _UNCHANGED)
+
+
+def phase_after(step: Step, phase: Phase) -> Phase:
+    """The phase once an answer with this ``step`` is sent in ``phase``."""
+    if step.phase is not None:
+        return step.phase
+    if step.ends_transaction and phase in (Phase.MAIL, Phase.RCPT):
         return Phase.HELLO
     return phase
