@@ -380,7 +380,7 @@ async def test_a_new_key_signs_once_the_periodic_check_sees_its_record(
     assert _tags(await _queued(server)) == []  # not published yet: not used
     [selector] = publish(dns, output)
     async with asyncio.timeout(30):  # no reload: the periodic check finds it
-        while not server.app.server.dkim.keys_for("example.test"):
+        while not server.app.server.live.dkim.keys_for("example.test"):
             await asyncio.sleep(0.05)
     message = await _queued(server)
     assert [t["s"] for t in _tags(message)] == [selector]
