@@ -35,6 +35,7 @@ from postier.policy import Action, Client, Decision, Message, Policy, Stage, Tra
 from postier.server.received import protocol_keyword, received_header
 from postier.server.signing import UNSIGNED, dkim_sign
 from postier.smtp.server.events import MessageReceived
+from postier.spool import MessageBody, prepend
 
 if TYPE_CHECKING:
     from postier.server.listener import Live, SmtpServer
@@ -68,6 +69,7 @@ async def queue_message(
     server: SmtpServer,
     live: Live,
     event: MessageReceived,
+    received: bytes | MessageBody,
     info: ClientInfo,
     client: Client,
     txn: Transaction,
@@ -75,9 +77,10 @@ async def queue_message(
     mail_at: float,
     flush: Callable[[], None],
 ) -> Reply:
-    """The reply to the end of DATA; ``mail_at``: monotonic time of the transaction's MAIL FROM."""
+    """The reply to the end of DATA; ``received``: the message as received (``bytes``, or over a spool
+    file when large); ``mail_at``: monotonic time of the transaction's MAIL FROM."""
     policy = live.policy
-    decision = await policy.pipeline.run(Stage.DATA, client, txn, Message(event.body))
+    decision = await policy.pipeline.run(Stage.DATA, client, txn, Message(received))
     verdict = decision.verdict
     if verdict.is_refusal:
         assert verdict.reply is not None
@@ -89,7 +92,7 @@ async def queue_message(
     if verdict.action is Action.DISCARD:
         return queued(queue_id)  # RFC 5321 §6.2 allows it when a filter says so: nothing is kept
     envelope = _envelope(policy, event, info)
-    content = _added_headers(verdict.headers) + event.body if verdict.headers else event.body
+    content = prepend(_added_headers(verdict.headers), received)
     signed = UNSIGNED if live.dkim.is_empty else await dkim_sign(live.dkim, content, event.sender, client)
     header = received_header(
         helo=info.helo,
@@ -104,7 +107,9 @@ async def queue_message(
     flush()
     held = verdict.action is Action.QUARANTINE
     try:
-        await server.queue.enqueue(envelope, signed.fields + header + content, queue_id=queue_id, held=held)
+        await server.queue.enqueue(
+            envelope, prepend(signed.fields + header, content), queue_id=queue_id, held=held
+        )
     except QueueFullError:
         _log.error("session %s: queue is out of space", client.sid)
         return S.QUEUE_FULL
@@ -117,7 +122,7 @@ async def queue_message(
         sid=client.sid,
         id=queue_id,
         from_=f"<{'' if event.sender is None else str(event.sender)}>",
-        size=len(event.body),
+        size=len(content),
         nrcpt=len(envelope.recipients),
         proto=info.protocol,
         user=info.auth_user,
@@ -167,4 +172,5 @@ def _envelope(policy: Policy, event: MessageReceived, client: ClientInfo) -> Env
         envid=event.params.envid,
         declared_size=event.params.size,
         client=client,
+        requiretls=event.params.requiretls,
     )
