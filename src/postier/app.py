@@ -122,6 +122,7 @@ class Application:
             queue=_WakingSink(self.queue, role.notify or self.delivery.wake),
             live=self._live(config, self.tls, parts),
             min_data_bytes_per_s=config.server.min_data_bytes_per_s,
+            error_delay_s=config.server.error_delay_s,
             memory_budget_bytes=config.server.memory_budget_bytes,
             spool_dir=self.data_dir / "spool",
         )

@@ -111,6 +111,7 @@ class SmtpServer:
         queue: MessageSink,
         live: Live,
         min_data_bytes_per_s: float = 500.0,
+        error_delay_s: float = 0.0,
         memory_budget_bytes: int = 64 << 20,
         spool_dir: Path | None = None,
     ) -> None:
@@ -121,6 +122,7 @@ class SmtpServer:
         # Restart-only: the data deadline (budget.DataDeadline), the client input held by all
         # sessions, and where large messages being received are spooled.
         self.min_data_bytes_per_s = min_data_bytes_per_s
+        self.error_delay_s = error_delay_s  # the tarpit past half of max_errors
         self.memory = MemoryBudget(memory_budget_bytes)
         self.spool_dir = spool_dir or Path(tempfile.gettempdir())
         self._servers: list[asyncio.Server] = []
