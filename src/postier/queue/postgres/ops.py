@@ -8,6 +8,11 @@ epoch seconds. Several nodes run these at once on the same rows; what keeps them
   committed meanwhile fails the re-checked ``lease_until`` condition and is skipped.
 - A lease carries the node (``lease_node``): ``renew`` and ``unlease`` touch only the caller's own
   leases, so a node whose lease ran out and was taken over by another cannot take it back.
+- A claim also moves the recipient's next attempt time to the lease's end (a renewal or an unlease
+  with it): due and leased are then never both true, so a claim's scan of the due index
+  ``(next_attempt_at, message_id, idx)`` in order stops after ``limit`` rows instead of sorting every
+  due row and passing over every leased one (measured: bench/pg_ceiling.py). If the node dies, that
+  is the time the recipient comes due again.
 - ``record`` applies an outcome whoever holds the lease (a late outcome is still the truth of that
   attempt) but never to a final recipient: delivered stays delivered.
 """
@@ -57,7 +62,7 @@ WITH due AS (
     LIMIT $3
     FOR UPDATE OF r SKIP LOCKED
 )
-UPDATE recipients r SET lease_until = $2, lease_node = $4
+UPDATE recipients r SET lease_until = $2, lease_node = $4, next_attempt_at = $2
 FROM due WHERE r.message_id = due.message_id AND r.idx = due.idx
 RETURNING r.message_id, r.idx, r.local_part, r.domain, r.domain_key, r.notify, r.orcpt, r.attempts,
           due.arrived_at, due.next_attempt_at
@@ -82,7 +87,8 @@ async def claim(conn: Any, now: float, lease_s: float, limit: int, node: str) ->
 async def unlease(conn: Any, items: Sequence[tuple[str, int]], until: float, node: str) -> int:
     """Shorten this node's lease of ``items``: due again at ``until`` unless recorded meanwhile."""
     result: str = await conn.execute(
-        "UPDATE recipients r SET lease_until = $3 FROM unnest($1::text[], $2::int[]) AS u(m, i)"
+        "UPDATE recipients r SET lease_until = $3, next_attempt_at = $3"
+        " FROM unnest($1::text[], $2::int[]) AS u(m, i)"
         f" WHERE r.message_id = u.m AND r.idx = u.i AND r.state IN {_PENDING}"
         " AND r.lease_until > $3 AND r.lease_node = $4",
         [m for m, _ in items],
@@ -97,7 +103,8 @@ async def renew(conn: Any, items: Sequence[tuple[str, int]], until: float, node:
     """Extend this node's leases of ``items`` (deliveries still running) to ``until``; a lease that
     another node took over meanwhile is left to it. Returns how many were renewed."""
     result: str = await conn.execute(
-        "UPDATE recipients r SET lease_until = $3 FROM unnest($1::text[], $2::int[]) AS u(m, i)"
+        "UPDATE recipients r SET lease_until = $3, next_attempt_at = greatest(r.next_attempt_at, $3)"
+        " FROM unnest($1::text[], $2::int[]) AS u(m, i)"
         f" WHERE r.message_id = u.m AND r.idx = u.i AND r.state IN {_PENDING}"
         " AND r.lease_node = $4",
         [m for m, _ in items],
