@@ -4,6 +4,8 @@ each reload, and swaps them in only once every part was built)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,22 +22,26 @@ from postier.delivery.courier import SmtpCourier
 from postier.delivery.local import MaildirCourier
 from postier.delivery.maildir import mailbox_size
 from postier.delivery.ownaddresses import OwnAddresses
+from postier.delivery.security.dane_lookup import DaneLookup
 from postier.delivery.security.mtasts_cache import PolicyCache
 from postier.delivery.security.mtasts_fetch import HttpsPolicyFetcher
 from postier.delivery.security.mtasts_lookup import MtaSts
 from postier.delivery.security.plan import TlsPlanner
+from postier.delivery.security.tlsrpt_reporter import TlsReporter
 from postier.dns import DnsPythonResolver
 from postier.mail.errors import ConfigError
+from postier.observe.maillog import subscribe
+from postier.queue.protocol import Queue
 from postier.recipients.directory import LocalDirectory
 from postier.users import UserStore
 
-__all__ = ["DeliveryParts", "delivery_parts"]
+__all__ = ["DeliveryParts", "delivery_parts", "start_tls_reports"]
 
 
 def _resolver(config: Config) -> DnsPythonResolver:
     """``dns.nameservers`` ("host:port", port 53 by default); none: the system's resolv.conf."""
     servers = [parse_hostport(ns, default_port=53) for ns in config.dns.nameservers]
-    return DnsPythonResolver(servers or None)
+    return DnsPythonResolver(servers or None, dnssec=config.dns.dnssec)
 
 
 def _smtp_courier(config: Config, resolver: DnsPythonResolver, own: OwnAddresses) -> SmtpCourier:
@@ -66,7 +72,29 @@ def _planner(config: Config, resolver: DnsPythonResolver) -> TlsPlanner:
         fetcher = HttpsPolicyFetcher(resolver, ca_file=d.ca_file, timeout_s=d.mta_sts_timeout_s)
         cache = PolicyCache(Path(config.server.data_dir) / "mta-sts.json")
         sts = MtaSts(resolver, fetcher, cache, refresh_s=d.mta_sts_refresh_s)
-    return TlsPlanner(sts)
+    return TlsPlanner(sts, DaneLookup(resolver) if config.dns.dnssec else None)
+
+
+def start_tls_reports(
+    config: Config, resolver: DnsPythonResolver, queue: Queue
+) -> tuple[asyncio.Task[None], Callable[[], None]] | None:
+    """With ``tlsrpt.enabled``: record TLS results from the mail log and send daily reports (a task,
+    and the unsubscribe to call when stopping). A reload does not change it (restart)."""
+    t = config.tlsrpt
+    if not t.enabled:
+        return None
+    hostname = config.server.hostname
+    reporter = TlsReporter(
+        Path(config.server.data_dir) / "tlsrpt",
+        resolver,
+        queue,
+        organization=t.organization or hostname,
+        contact=t.contact or f"mailto:postmaster@{hostname}",
+        sender=t.sender or f"postmaster@{hostname}",
+        ca_file=config.delivery.ca_file,
+    )
+    unsubscribe = subscribe(reporter.record)
+    return asyncio.get_running_loop().create_task(reporter.run_forever(), name="tls-reports"), unsubscribe
 
 
 @dataclass(frozen=True, slots=True)

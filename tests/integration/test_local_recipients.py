@@ -347,7 +347,15 @@ class _PostierInTmpfsMail(PostierProcess):
             f"mount -t tmpfs -o size=256k tmpfs {mail} && "
             f'(dd if=/dev/zero of={mail}/filler bs=4k 2>/dev/null; true) && exec "$@"'
         )
-        command = [sys.executable, "-m", "postier", "serve", "--config", str(self.config_path)]
+        command = [
+            sys.executable,
+            "-m",
+            "postier",
+            "serve",
+            "--allow-root",
+            "--config",
+            str(self.config_path),
+        ]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh", *command],

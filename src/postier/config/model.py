@@ -13,6 +13,7 @@ from typing import Literal
 import msgspec
 
 from postier.config.dkim import DkimConfig, DkimKeyConfig
+from postier.config.tlsrpt import TlsRptConfig
 
 __all__ = [
     "AuthConfig",
@@ -46,6 +47,15 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Name this server gives in the greeting, EHLO reply and Received headers."""
     data_dir: str = "var"
     """Directory for the queue, the self-signed certificate and mailboxes; relative to the working dir."""
+    user: str = ""
+    """Started as root, the user to become once the listeners are bound, before the queue is opened or
+    any client byte is read (docs/security.md, "Privileges"). data_dir and everything in it is given to
+    that user at each start. Empty: as root, `postier serve` refuses to start unless --allow-root is
+    given; as another user, it runs as that user (set it to that user, or leave it empty). Needs a
+    restart."""
+    group: str = ""
+    """The group to become with user. Empty: the user's primary group. The user's supplementary groups
+    are kept (e.g. ssl-cert, to read the TLS key)."""
     max_message_bytes: int = 50 * 1024 * 1024
     """Largest message accepted, in octets (advertised as SIZE). Default 50 MiB."""
     max_recipients: int = 1000
@@ -63,6 +73,29 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Idle time allowed while waiting for a command (RFC 5321 §4.5.3.2.7: 5 minutes)."""
     data_timeout_s: float = 180.0
     """Idle time allowed between two blocks of message data (RFC 5321 §4.5.3.2.5: 3 minutes)."""
+    min_data_bytes_per_s: float = 500.0
+    """The slowest a message may arrive, in octets per second: from the 354 (or the first BDAT) the
+    whole message must be in within data_timeout_s plus one second per this many octets received, else
+    421 4.4.2 (as Postfix's smtpd_min_data_rate). Stops a client holding a session and its memory by
+    trickling one byte per data_timeout_s. 0: only the idle timeout per read. Default 500."""
+    hold_message_bytes: int = 256 * 1024
+    """Octets of one message a session keeps in memory; beyond, the message goes to an anonymous spool
+    file under data_dir/spool, then into the queue's body log without passing through memory again.
+    Default 256 KiB."""
+    memory_budget_bytes: int = 64 * 1024 * 1024
+    """Octets of client input all sessions of a process may hold in memory together (messages below
+    hold_message_bytes, buffers); when spent, a session spools its message from the first byte
+    instead. Bounds the memory of max_connections busy sessions. Default 64 MiB."""
+    max_header_bytes: int = 1024 * 1024
+    """Largest header section of a message (up to the first empty line, RFC 5322 §2.1), in octets;
+    beyond, the message is read to its end and refused with 552 5.3.4. A message without an empty line
+    is all header. Default 1 MiB."""
+    bdat_min_chunk_bytes: int = 4096
+    """A BDAT chunk (RFC 3030) smaller than this, other than the LAST, is "small" (BDAT 0, one-octet
+    chunks: each costs a command and a reply, but no memory: chunks are merged as they come). Default 4096."""
+    bdat_max_small_chunks: int = 1000
+    """Small BDAT chunks allowed in one message; beyond, 552 5.3.4, and every further chunk counts
+    toward max_errors (so a BDAT 0 flood ends with 421 4.7.0). Default 1000."""
     shutdown_grace_s: float = 30.0
     """On SIGTERM: how long open sessions may go on before they get 421 4.3.2."""
     early_talker_delay_s: float = 0.0
@@ -335,3 +368,4 @@ class Config(
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)
+    tlsrpt: TlsRptConfig = msgspec.field(default_factory=TlsRptConfig)

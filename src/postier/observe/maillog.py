@@ -16,7 +16,8 @@ helo           sid, name (as the client gave it), verb (HELO|EHLO)
 tls            sid, version (TLSv1.3), cipher
 auth           sid, mechanism, user, result (ok|failed|cancelled) — never the password or payload
 reject         sid, stage (connect|helo|auth|mail|rcpt|data), reply ("550 5.1.1 …"), from, rcpt, reason
-queued         sid, id, from (<sender>, ``<>`` for bounces), size (octets), nrcpt, msgid, duration_s
+queued         sid, id, from (<sender>, ``<>`` for bounces), size (octets), nrcpt, msgid, duration_s,
+               dkim (the signing domain, or unsigned), dkim_reason
 delivery       id, rcpt, result (delivered|deferred|failed), reply, mx (host[ip]), attempt, delay_s,
                duration_s (the attempt itself)
 bounce         id, rcpt, reply, bounce_id (queue id of the DSN sent), reason
