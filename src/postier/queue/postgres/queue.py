@@ -40,6 +40,7 @@ from postier.queue.model import (
 )
 from postier.queue.postgres import ops, reads
 from postier.queue.postgres.schema import SCHEMA_VERSION, current_version, migrate
+from postier.queue.postgres.slots import ClusterSlots
 from postier.queue.postgres.writer import NOTIFY_CHANNEL, GroupWriter, Insert, Record
 from postier.queue.protocol import DEFAULT_KEEP_BODY_S, DEFAULT_KEEP_S, Target
 from postier.spool import MessageBody, as_bytes
@@ -105,6 +106,7 @@ class PostgresQueue:
         self._writer: GroupWriter | None = None
         self._subscribers: list[Callable[[], None]] = []
         self._listener: asyncio.Task[None] | None = None
+        self._slots = ClusterSlots(self._connect_one, self._error)
 
     @property
     def stats_commits(self) -> int:
@@ -113,6 +115,17 @@ class PostgresQueue:
 
     def new_id(self) -> QueueId:
         return self._new_id()
+
+    async def take_slot(self, key: str, limit: int) -> tuple[int, int] | None:
+        """One of ``limit`` connection slots of destination ``key``, shared by every node
+        (``slots.py``); None when all are taken."""
+        return await self._slots.take(key, limit)
+
+    async def give_slot(self, key: str, slot: tuple[int, int]) -> None:
+        await self._slots.give(key, slot)
+
+    async def _connect_one(self) -> Any:
+        return await asyncpg.connect(self._dsn, **self._connect_args())
 
     def subscribe(self, wake: Callable[[], None]) -> None:
         """Call ``wake`` when another node (or a tool) made recipients due: LISTEN/NOTIFY."""
@@ -170,6 +183,7 @@ class PostgresQueue:
             )
 
     async def close(self) -> None:
+        await self._slots.close()
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.cancel()
@@ -188,7 +202,7 @@ class PostgresQueue:
         while True:
             conn: Any = None
             try:
-                conn = await asyncpg.connect(self._dsn, **self._connect_args())
+                conn = await self._connect_one()
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(NOTIFY_CHANNEL, self._notified)
