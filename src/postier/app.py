@@ -132,6 +132,7 @@ class Application:
             command_timeout_s=config.server.command_timeout_s,
             data_timeout_s=config.server.data_timeout_s,
             min_data_bytes_per_s=config.server.min_data_bytes_per_s,
+            error_delay_s=config.server.error_delay_s,
             memory_budget_bytes=config.server.memory_budget_bytes,
             spool_dir=self.data_dir / "spool",
         )

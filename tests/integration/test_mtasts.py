@@ -146,7 +146,16 @@ async def test_enforce_defers_with_4_7_5(
     assert peer.messages == []
 
 
-async def test_testing_mode_delivers_and_records(
+@pytest.mark.parametrize(
+    ("starttls_for", "failure"),
+    [
+        (None, "starttls-not-supported"),
+        ("other.test", "certificate-host-mismatch"),
+        ("mx1.dest.test", None),
+    ],
+    ids=["no-starttls", "wrong-name", "good"],
+)
+async def test_testing_mode_delivers_and_records_what_enforce_would_refuse(
     start_server: StartServer,
     dns_server_factory: Callable[..., DnsServer],  # noqa: F811
     policy_server: Callable[..., Any],  # noqa: F811
@@ -154,16 +163,21 @@ async def test_testing_mode_delivers_and_records(
     tls_ca: trustme.CA,
     ca_file: str,
     deliveries: list[dict[str, object]],
+    starttls_for: str | None,
+    failure: str | None,
 ) -> None:
-    peer: AiosmtpdPeer = await aiosmtpd_peer()  # no STARTTLS: enforce would refuse it
+    options = {} if starttls_for is None else {"starttls": server_context(tls_ca, starttls_for)}
+    peer: AiosmtpdPeer = await aiosmtpd_peer(**options)
     policy = ENFORCE.replace("enforce", "testing")
     server, _, _ = await setup(
         start_server, dns_server_factory, policy_server, tls_ca, ca_file, peer, policy=policy
     )
     qid = await send(server, "bob@dest.test")
     assert await wait_final(server, qid) == [RecipientState.DELIVERED]
+    assert peer.messages[0].is_tls is (starttls_for is not None)
     line = next(d for d in deliveries if d["id"] == qid)
     assert (line["tls_policy"], line["source"]) == ("mta-sts-testing", "mta-sts:id=20261207")
+    assert line.get("tls_failure") == failure
 
 
 @pytest.mark.parametrize(

@@ -52,22 +52,34 @@ class Slots:
         self._per_destination = per_destination
         self._by_key: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
         self._shared = shared
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """Transactions waiting for a slot (their destination's or a global one)."""
+        return self._waiting
 
     @contextlib.asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
         semaphore, users = self._by_key.setdefault(key, (asyncio.Semaphore(self._per_destination), [0]))
         users[0] += 1
+        self._waiting += 1
+        waiting = True
         try:
             async with semaphore:  # the destination's slot first: never idle on a global one
                 slot = await self._take_shared(key)
                 try:
                     async with self._total:
+                        self._waiting -= 1
+                        waiting = False
                         yield
                 finally:
                     if slot is not None and self._shared is not None:
                         with contextlib.suppress(Exception):
                             await self._shared.give_slot(key, slot)
         finally:
+            if waiting:  # cancelled while waiting
+                self._waiting -= 1
             users[0] -= 1
             if users[0] == 0:
                 del self._by_key[key]

@@ -160,6 +160,12 @@ class Scheduler:
             sign=self._sign,
         )
 
+    @property
+    def waiting_for_slots(self) -> int:
+        """Transactions waiting for a connection slot (``max_connections`` and its per-destination
+        share), under the current limits."""
+        return self._slots.waiting
+
     def wake(self) -> None:
         """Claim now (after an enqueue) instead of at the next poll."""
         self._wake.set()

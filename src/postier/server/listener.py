@@ -104,6 +104,7 @@ class SmtpServer:
         data_timeout_s: float = 180.0,
         handshake_timeout_s: float = 30.0,
         min_data_bytes_per_s: float = 500.0,
+        error_delay_s: float = 0.0,
         memory_budget_bytes: int = 64 << 20,
         spool_dir: Path | None = None,
     ) -> None:
@@ -123,6 +124,7 @@ class SmtpServer:
         self.data_timeout_s = data_timeout_s
         self.handshake_timeout_s = handshake_timeout_s
         self.min_data_bytes_per_s = min_data_bytes_per_s  # the data deadline (budget.DataDeadline)
+        self.error_delay_s = error_delay_s  # the tarpit past half of max_errors
         self.memory = MemoryBudget(memory_budget_bytes)  # client input held by all sessions
         self.spool_dir = spool_dir or Path(tempfile.gettempdir())  # large messages being received
         self._servers: list[asyncio.Server] = []

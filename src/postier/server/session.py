@@ -12,7 +12,9 @@ RCPT checks by ``rcpt_checks.py``, AUTH by ``auth_flow.py``.
 
 Reading is paused while more than ``_READ_HIGH_WATER`` octets wait unprocessed, and the task stops
 taking commands while the transport's write buffer is full, so neither a fast sender nor a client
-that does not read its replies can grow our memory without bound.
+that does not read its replies can grow our memory without bound. A session answers at most
+``_EVENTS_PER_TURN`` events before it lets the other sessions run: a client pipelining thousands of
+cheap commands (a ``BDAT 0`` flood) takes turns like everyone else instead of holding the loop.
 
 An unexpected exception ends this session alone with ``421 4.3.0``; the traceback is logged under the
 session id, and nothing of it reaches the client.
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
 __all__ = ["Session", "new_session_id"]
 
 _READ_HIGH_WATER = 256 * 1024
+_EVENTS_PER_TURN = 16  # events answered before the session lets the other sessions run
 _log = get_logger("postier.server")
 
 
@@ -98,6 +101,7 @@ class Session(asyncio.Protocol):
         self._handshaking: list[bytes] | None = None
         self._accepted_rcpts = 0
         self._mail_at = 0.0  # monotonic time of the MAIL FROM that began the transaction
+        self._soft_errors = max(listener.settings.max_errors // 2, 1)
         self._receiving = Receiving(
             spool_dir=server.spool_dir,
             sid=self.sid,
@@ -240,10 +244,16 @@ class Session(asyncio.Protocol):
     async def _serve(self) -> None:
         conn = self._conn
         assert conn is not None
+        turn = 0
         while not self._lost:
             if not self._can_write.is_set():
                 self._flush()
                 await self._can_write.wait()
+            turn += 1
+            if turn > _EVENTS_PER_TURN:  # fairness: a pipelining flood takes turns with the others
+                turn = 0
+                self._flush()
+                await asyncio.sleep(0)
             event = conn.next_event()
             if isinstance(event, MessageData):  # octets of a large message: to its spool file
                 self._receiving.spool.write(event.parts)
@@ -252,8 +262,12 @@ class Session(asyncio.Protocol):
             if not isinstance(event, Event):
                 if conn.is_closed or self._eof or not await self._wait_input():
                     return
+                turn = 0
                 continue
             reply = await self._answer(event)
+            if reply.code >= 500 and conn.errors >= self._soft_errors and self.server.error_delay_s > 0:
+                self._flush()  # a tarpit for a client past half its errors: time, not CPU
+                await asyncio.sleep(self.server.error_delay_s)
             self._out.append(conn.send(reply))
             self._receiving.after(event)
             if isinstance(event, Quit) or reply.code == 421 or conn.is_closed:

@@ -7,7 +7,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from postier.mail.errors import QueueError, UnknownMessageError
+from postier.mail.errors import DamagedBodyError, UnknownMessageError
 from postier.queue.codec import decode_envelope, decode_recipient, from_epoch
 from postier.queue.model import (
     AGE_BUCKETS_MIN,
@@ -81,10 +81,10 @@ async def read_body(conn: Any, qid: str) -> bytes:
         raise UnknownMessageError(f"no message {qid} in the queue")
     sha, data = row
     if data is None:
-        raise QueueError(f"the body of {qid} was purged (retention)")
+        raise DamagedBodyError(f"the body of {qid} is missing (purged by retention, or lost)")
     body = bytes(data)
     if hashlib.sha256(body).hexdigest() != sha:
-        raise QueueError(f"the body of {qid} does not match its hash: storage is damaged")
+        raise DamagedBodyError(f"the body of {qid} does not match its hash: storage is damaged")
     return body
 
 
