@@ -13,6 +13,8 @@ from typing import Literal
 import msgspec
 
 from postier.config.dkim import DkimConfig, DkimKeyConfig
+from postier.config.mailauth import MailauthConfig
+from postier.config.tlsrpt import TlsRptConfig
 
 __all__ = [
     "AuthConfig",
@@ -25,6 +27,7 @@ __all__ = [
     "ListenerConfig",
     "LocalConfig",
     "LogConfig",
+    "MailauthConfig",
     "MetricsConfig",
     "QueueConfig",
     "RelayConfig",
@@ -64,6 +67,11 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     read to its end and refused with 550 5.6.0. Raise it only for legacy senders that cannot fold lines."""
     max_errors: int = 10
     """Protocol errors tolerated in one session before 421 4.7.0 and close."""
+    error_delay_s: float = 1.0
+    """Once a session has made max_errors / 2 protocol errors, each further error reply waits this
+    long (a tarpit, as Postfix's smtpd_error_sleep_time after smtpd_soft_error_limit): a client
+    flooding bad or junk commands (a BDAT 0 flood past server.bdat_max_small_chunks) then costs
+    seconds, not CPU, before the 421. 0: no delay."""
     max_connections: int = 1000
     """Concurrent SMTP connections over all listeners; beyond, 421 4.7.0."""
     max_connections_per_ip: int = 50
@@ -72,6 +80,30 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Idle time allowed while waiting for a command (RFC 5321 §4.5.3.2.7: 5 minutes)."""
     data_timeout_s: float = 180.0
     """Idle time allowed between two blocks of message data (RFC 5321 §4.5.3.2.5: 3 minutes)."""
+    min_data_bytes_per_s: float = 500.0
+    """The slowest a message may arrive, in octets per second: from the 354 (or the first BDAT) the
+    whole message must be in within data_timeout_s plus one second per this many octets received, else
+    421 4.4.2 (as Postfix's smtpd_min_data_rate). Stops a client holding a session and its memory by
+    trickling one byte per data_timeout_s. 0: only the idle timeout per read. Default 500."""
+    hold_message_bytes: int = 256 * 1024
+    """Octets of one message a session keeps in memory; beyond, the message goes to an anonymous spool
+    file under data_dir/spool, then into the queue's body log without passing through memory again.
+    Default 256 KiB."""
+    memory_budget_bytes: int = 64 * 1024 * 1024
+    """Octets of client input all sessions of a process may hold in memory together (messages below
+    hold_message_bytes, buffers); when spent, a session spools its message from the first byte
+    instead. Bounds the memory of max_connections busy sessions. Default 64 MiB."""
+    max_header_bytes: int = 1024 * 1024
+    """Largest header section of a message (up to the first empty line, RFC 5322 §2.1), in octets;
+    beyond, the message is read to its end and refused with 552 5.3.4. A message without an empty line
+    is all header. Default 1 MiB."""
+    bdat_min_chunk_bytes: int = 4096
+    """A BDAT chunk (RFC 3030) smaller than this, other than the LAST, is "small" (BDAT 0, one-octet
+    chunks: each costs a command and a reply, but no memory: chunks are merged as they come). Default 4096."""
+    bdat_max_small_chunks: int = 100
+    """Small BDAT chunks one session may send (over all its transactions: RSET gives no new budget);
+    beyond, each gets 552 5.3.4 and counts toward max_errors, so a BDAT 0 flood ends with 421 4.7.0
+    (slowed by error_delay_s). Like Postfix's smtpd_junk_command_limit (100). Default 100."""
     shutdown_grace_s: float = 30.0
     """On SIGTERM: how long open sessions may go on before they get 421 4.3.2."""
     early_talker_delay_s: float = 0.0
@@ -262,7 +294,8 @@ class DeliveryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     max_connections: int = 100
     """Outbound connections open at once, over all destinations."""
     max_connections_per_destination: int = 20
-    """Outbound connections open at once to one destination (one domain's MX set, or one relay)."""
+    """Outbound connections open at once to one destination (one domain's MX set, or one relay). With
+    queue.backend = "postgres", counted over every node of the cluster."""
     max_recipients_per_transaction: int = 50
     """Recipients of one message sent in one SMTP transaction; more are split over transactions."""
     reuse_idle_s: float = 5.0
@@ -344,3 +377,5 @@ class Config(
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)
+    mailauth: MailauthConfig = msgspec.field(default_factory=MailauthConfig)
+    tlsrpt: TlsRptConfig = msgspec.field(default_factory=TlsRptConfig)

@@ -137,6 +137,7 @@ class SmtpConnection:
         self._stream = stream
         self.tls = describe_tls(transport.get_extra_info("ssl_object"))
         self.verified_by: str | None = None  # "dane" / "mta-sts": the peer was authenticated so
+        self.tls_failure: str | None = None  # MTA-STS testing: what enforce would have refused
 
     @property
     def ssl_object(self) -> object:
@@ -261,7 +262,13 @@ class SmtpConnection:
         """One transaction (MAIL, RCPT …, DATA, the message); its result, reply by reply."""
         env = message.envelope
         command = self.engine.send_mail(
-            env.sender, list(recipients), message.body, smtputf8=env.smtputf8, ret=env.ret, envid=env.envid
+            env.sender,
+            list(recipients),
+            message.body,
+            smtputf8=env.smtputf8,
+            ret=env.ret,
+            envid=env.envid,
+            requiretls=env.requiretls,
         )
         event = await self._command(command)
         self.messages += 1

@@ -213,7 +213,9 @@ class MailMetrics:
 
     def _auth(self, fields: Fields) -> None:
         result = str(fields.get("result", ""))
-        self.auth.labels(result if result in ("ok", "failed", "cancelled", "locked") else "other").inc()
+        self.auth.labels(
+            result if result in ("ok", "failed", "cancelled", "locked", "busy", "authzid") else "other"
+        ).inc()
 
     def _tls(self, fields: Fields) -> None:
         self.tls.labels("failed" if fields.get("result") == "failed" else "ok").inc()

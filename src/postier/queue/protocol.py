@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from postier.mail.envelope import Envelope
 from postier.queue.model import (
@@ -21,8 +21,9 @@ from postier.queue.model import (
     QueueStats,
     RecipientResult,
 )
+from postier.spool import MessageBody
 
-__all__ = ["DEFAULT_KEEP_BODY_S", "DEFAULT_KEEP_S", "Queue", "Target"]
+__all__ = ["DEFAULT_KEEP_BODY_S", "DEFAULT_KEEP_S", "Queue", "SharedSlots", "Target"]
 
 Target = QueueId | QueueFilter
 DEFAULT_KEEP_S = 7 * 86400.0
@@ -40,8 +41,13 @@ class Queue(Protocol):
 
     async def close(self) -> None: ...
 
-    async def enqueue(self, envelope: Envelope, body: bytes, *, queue_id: str | None = None) -> QueueId:
-        """Store the message; durable when this returns. Every recipient is due at once."""
+    async def enqueue(
+        self, envelope: Envelope, body: bytes | MessageBody, *, queue_id: str | None = None
+    ) -> QueueId:
+        """Store the message; durable when this returns. Every recipient is due at once. ``body`` may
+        be a ``MessageBody`` whose octets are partly in a spool file (a large message): store it
+        without reading it whole into memory when the backend can (``MessageBody.copy_to``,
+        ``chunks``), else ``postier.spool.as_bytes``. The caller keeps and closes the spool."""
         ...
 
     async def claim(self, now: datetime, lease_s: float, limit: int) -> list[Claim]:
@@ -88,3 +94,15 @@ class Queue(Protocol):
     async def purge(
         self, now: datetime | None = None, *, keep_s: float = ..., keep_body_s: float = ...
     ) -> PurgeResult: ...
+
+
+@runtime_checkable
+class SharedSlots(Protocol):
+    """What a queue shared by several nodes (PostgreSQL) adds: connection slots per destination
+    counted over every node, so a destination's limit holds for the whole cluster."""
+
+    async def take_slot(self, key: str, limit: int) -> Any:
+        """One of ``limit`` slots of destination ``key``; None when every one is taken."""
+        ...
+
+    async def give_slot(self, key: str, slot: Any) -> None: ...

@@ -33,6 +33,7 @@ from postier.server.rcpt_checks import count_message
 from postier.server.received import MAX_HOPS, hop_count, protocol_keyword, received_header
 from postier.server.signing import UNSIGNED, dkim_sign
 from postier.smtp.server.events import MessageReceived
+from postier.spool import MessageBody, prepend
 
 if TYPE_CHECKING:
     from postier.server.listener import SmtpServer
@@ -65,14 +66,17 @@ def client_info(
 async def queue_message(
     server: SmtpServer,
     event: MessageReceived,
+    content: bytes | MessageBody,
     client: ClientInfo,
     *,
     sid: str,
     mail_at: float,
     flush: Callable[[], None],
 ) -> Reply:
-    """The reply to the end of DATA; ``mail_at``: monotonic time of the transaction's MAIL FROM."""
-    if hop_count(event.body) >= MAX_HOPS:  # RFC 5321 §6.3: a mail loop (e.g. through aliases)
+    """The reply to the end of DATA; ``content``: the message as received (``bytes``, or over a spool
+    file when large); ``mail_at``: monotonic time of the transaction's MAIL FROM."""
+    header_section = content if isinstance(content, bytes) else content.header_section()
+    if hop_count(header_section) >= MAX_HOPS:  # RFC 5321 §6.3: a mail loop (e.g. through aliases)
         mail_event("reject", sid=sid, stage="data", reply=str(S.TOO_MANY_HOPS), reason="hop count")
         return S.TOO_MANY_HOPS
     envelope = _envelope(server, event, client)
@@ -87,10 +91,10 @@ async def queue_message(
         recipients=tuple(r.address for r in event.recipients),
         now=datetime.now(UTC),
     )
-    signed = UNSIGNED if server.dkim.is_empty else await dkim_sign(server, event, client)
+    signed = UNSIGNED if server.dkim.is_empty else await dkim_sign(server, event, content, client)
     flush()
     try:
-        await server.queue.enqueue(envelope, signed.fields + header + event.body, queue_id=queue_id)
+        await server.queue.enqueue(envelope, prepend(signed.fields + header, content), queue_id=queue_id)
     except QueueFullError:
         _log.error("session %s: queue is out of space", sid)
         return S.QUEUE_FULL
@@ -103,7 +107,7 @@ async def queue_message(
         sid=sid,
         id=queue_id,
         from_=f"<{'' if event.sender is None else str(event.sender)}>",
-        size=len(event.body),
+        size=len(content),
         nrcpt=len(envelope.recipients),
         proto=client.protocol,
         user=client.auth_user,
@@ -125,4 +129,5 @@ def _envelope(server: SmtpServer, event: MessageReceived, client: ClientInfo) ->
         envid=event.params.envid,
         declared_size=event.params.size,
         client=client,
+        requiretls=event.params.requiretls,
     )

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from postier.mail.address import Address
@@ -27,9 +29,11 @@ from postier.observe import get_logger
 from postier.policy.ratelimit import RateLimits
 from postier.policy.relay import RelayPolicy
 from postier.recipients.directory import LocalDirectory
+from postier.server.budget import MemoryBudget
 from postier.server.sasl import MECHANISMS, Authenticator
 from postier.server.session import Session
 from postier.smtp.server.settings import EngineSettings
+from postier.spool import MessageBody
 from postier.users.throttle import AuthThrottle
 
 __all__ = ["Listener", "MessageSink", "SmtpServer"]
@@ -42,7 +46,9 @@ class MessageSink(Protocol):
 
     def new_id(self) -> str: ...
 
-    async def enqueue(self, envelope: Envelope, body: bytes, *, queue_id: str | None = None) -> str: ...
+    async def enqueue(
+        self, envelope: Envelope, body: bytes | MessageBody, *, queue_id: str | None = None
+    ) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,10 @@ class SmtpServer:
         command_timeout_s: float = 300.0,
         data_timeout_s: float = 180.0,
         handshake_timeout_s: float = 30.0,
+        min_data_bytes_per_s: float = 500.0,
+        error_delay_s: float = 0.0,
+        memory_budget_bytes: int = 64 << 20,
+        spool_dir: Path | None = None,
     ) -> None:
         self.hostname = hostname
         self.queue = queue
@@ -113,6 +123,10 @@ class SmtpServer:
         self.command_timeout_s = command_timeout_s
         self.data_timeout_s = data_timeout_s
         self.handshake_timeout_s = handshake_timeout_s
+        self.min_data_bytes_per_s = min_data_bytes_per_s  # the data deadline (budget.DataDeadline)
+        self.error_delay_s = error_delay_s  # the tarpit past half of max_errors
+        self.memory = MemoryBudget(memory_budget_bytes)  # client input held by all sessions
+        self.spool_dir = spool_dir or Path(tempfile.gettempdir())  # large messages being received
         self._servers: list[asyncio.Server] = []
         self._sessions: set[Session] = set()
         self._per_ip: Counter[str] = Counter()

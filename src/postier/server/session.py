@@ -12,7 +12,9 @@ RCPT checks by ``rcpt_checks.py``, AUTH by ``auth_flow.py``.
 
 Reading is paused while more than ``_READ_HIGH_WATER`` octets wait unprocessed, and the task stops
 taking commands while the transport's write buffer is full, so neither a fast sender nor a client
-that does not read its replies can grow our memory without bound.
+that does not read its replies can grow our memory without bound. A session answers at most
+``_EVENTS_PER_TURN`` events before it lets the other sessions run: a client pipelining thousands of
+cheap commands (a ``BDAT 0`` flood) takes turns like everyone else instead of holding the loop.
 
 An unexpected exception ends this session alone with ``421 4.3.0``; the traceback is logged under the
 session id, and nothing of it reaches the client.
@@ -34,6 +36,7 @@ from postier.server.auth_flow import SessionAuth
 from postier.server.inputwait import InputWait
 from postier.server.intake import client_info, queue_message
 from postier.server.rcpt_checks import check_recipient, check_sender
+from postier.server.spooling import Receiving
 from postier.smtp.server.connection import ServerConnection
 from postier.smtp.server.events import (
     Answered,
@@ -43,19 +46,22 @@ from postier.smtp.server.events import (
     Event,
     Hello,
     MailFrom,
+    MessageData,
     MessageReceived,
     Quit,
     RcptTo,
     Rejected,
     StartTls,
 )
+from postier.spool import MessageBody
 
 if TYPE_CHECKING:
     from postier.server.listener import Listener, SmtpServer
 
 __all__ = ["Session", "new_session_id"]
 
-_READ_HIGH_WATER = 1 << 20
+_READ_HIGH_WATER = 256 * 1024
+_EVENTS_PER_TURN = 16  # events answered before the session lets the other sessions run
 _log = get_logger("postier.server")
 
 
@@ -95,6 +101,14 @@ class Session(asyncio.Protocol):
         self._handshaking: list[bytes] | None = None
         self._accepted_rcpts = 0
         self._mail_at = 0.0  # monotonic time of the MAIL FROM that began the transaction
+        self._soft_errors = max(listener.settings.max_errors // 2, 1)
+        self._receiving = Receiving(
+            spool_dir=server.spool_dir,
+            sid=self.sid,
+            budget=server.memory,
+            data_timeout_s=server.data_timeout_s,
+            min_rate=server.min_data_bytes_per_s,
+        )
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -131,6 +145,7 @@ class Session(asyncio.Protocol):
         if not self._greeted:
             self._early = True
         self._conn.receive_data(data)
+        self._receiving.on_input(self._conn, len(data))
         self._pending_in += len(data)
         if self._pending_in > _READ_HIGH_WATER and not self._paused and self._transport is not None:
             self._transport.pause_reading()
@@ -195,6 +210,7 @@ class Session(asyncio.Protocol):
             _log.exception("session %s: internal error", self.sid)
             self._write_now(S.INTERNAL_ERROR)
         finally:
+            self._receiving.close()
             if self._input is not None:
                 self._input.close()
             self._flush()
@@ -228,17 +244,32 @@ class Session(asyncio.Protocol):
     async def _serve(self) -> None:
         conn = self._conn
         assert conn is not None
+        turn = 0
         while not self._lost:
             if not self._can_write.is_set():
                 self._flush()
                 await self._can_write.wait()
+            turn += 1
+            if turn > _EVENTS_PER_TURN:  # fairness: a pipelining flood takes turns with the others
+                turn = 0
+                self._flush()
+                await asyncio.sleep(0)
             event = conn.next_event()
+            if isinstance(event, MessageData):  # octets of a large message: to its spool file
+                self._receiving.spool.write(event.parts)
+                self._receiving.on_output(conn)
+                continue
             if not isinstance(event, Event):
                 if conn.is_closed or self._eof or not await self._wait_input():
                     return
+                turn = 0
                 continue
             reply = await self._answer(event)
+            if reply.code >= 500 and conn.errors >= self._soft_errors and self.server.error_delay_s > 0:
+                self._flush()  # a tarpit for a client past half its errors: time, not CPU
+                await asyncio.sleep(self.server.error_delay_s)
             self._out.append(conn.send(reply))
+            self._receiving.after(event)
             if isinstance(event, Quit) or reply.code == 421 or conn.is_closed:
                 self._end_reason = "quit" if isinstance(event, Quit) else "error"
                 return
@@ -252,13 +283,18 @@ class Session(asyncio.Protocol):
         if self._paused and self._transport is not None:
             self._transport.resume_reading()
             self._paused = False
-        reading_data = self._conn is not None and self._conn.is_reading_data
-        timeout = self.server.data_timeout_s if reading_data else self.server.command_timeout_s
+        conn = self._conn
+        assert conn is not None and self._input is not None
+        timeout = self.server.data_timeout_s if conn.is_reading_data else self.server.command_timeout_s
+        timeout = self._receiving.wait_s(conn, asyncio.get_running_loop().time(), timeout)
+        if timeout <= 0:  # the message came in slower than server.min_data_bytes_per_s
+            self._end_reason = "timeout"
+            self._write_now(S.TIMEOUT)
+            return False
         if self._stopping:
             self._end_reason = "shutdown"
             self._write_now(S.SERVICE_UNAVAILABLE)
             return False
-        assert self._input is not None
         if not await self._input.wait(timeout):
             self._end_reason = "timeout"
             self._write_now(S.TIMEOUT)
@@ -338,9 +374,16 @@ class Session(asyncio.Protocol):
             listener=self.listener.address,
             smtputf8=event.params.smtputf8,
         )
-        return await queue_message(
-            self.server, event, client, sid=self.sid, mail_at=self._mail_at, flush=self._flush
-        )
+        content = self._receiving.message(event)
+        if isinstance(content, Reply):
+            return content
+        try:
+            return await queue_message(
+                self.server, event, content, client, sid=self.sid, mail_at=self._mail_at, flush=self._flush
+            )
+        finally:
+            if isinstance(content, MessageBody):
+                content.close()
 
     async def _start_tls(self) -> bool:
         context = self.server.tls_context()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from postier.mail.envelope import ClientInfo
 from postier.mailauth.dkim import signing_domain
 from postier.smtp.server.events import MessageReceived
+from postier.spool import MessageBody
 
 if TYPE_CHECKING:
     from postier.server.listener import SmtpServer
@@ -38,20 +39,25 @@ class Signed:
 UNSIGNED = Signed()
 
 
-async def dkim_sign(server: SmtpServer, event: MessageReceived, client: ClientInfo) -> Signed:
+async def dkim_sign(
+    server: SmtpServer, event: MessageReceived, content: bytes | MessageBody, client: ClientInfo
+) -> Signed:
     signer = server.dkim
-    domain = signing_domain(event.body, event.sender, signer.sign_by)
+    header = content if isinstance(content, bytes) else content.header_section() + b"\r\n\r\n"
+    domain = signing_domain(header, event.sender, signer.sign_by)
     if domain is None or domain not in signer.keyed:
         return UNSIGNED
     if client.auth_user is None and not server.relay.is_trusted(client.ip):
         return Signed(result="unsigned", reason="not from an authenticated or trusted client")
     if not signer.keys_for(domain):
         return Signed(result="unsigned", reason="no key of the domain can sign (see postier dkim list)")
-    if signer.has_rsa(domain) or len(event.body) > _THREAD_BYTES:
+    if isinstance(content, MessageBody):  # a large message of our own users: read whole to sign it
+        fields = await asyncio.to_thread(lambda: signer.sign(content.read(), domain))
+    elif signer.has_rsa(domain) or len(content) > _THREAD_BYTES:
         # Off the event loop: the RSA signature (OpenSSL releases the GIL) and the hashing of a large
         # body would stall every other session for hundreds of µs; Ed25519 on a small message is
         # quicker than the hand-off to a thread.
-        fields = await asyncio.to_thread(signer.sign, event.body, domain)
+        fields = await asyncio.to_thread(signer.sign, content, domain)
     else:
-        fields = signer.sign(event.body, domain)
+        fields = signer.sign(content, domain)
     return Signed(fields, domain)
