@@ -18,6 +18,7 @@ from postier.config.tlsrpt import TlsRptConfig
 
 __all__ = [
     "AuthConfig",
+    "CheckConfig",
     "Config",
     "DeliveryConfig",
     "DkimConfig",
@@ -29,6 +30,7 @@ __all__ = [
     "LogConfig",
     "MailauthConfig",
     "MetricsConfig",
+    "PolicyConfig",
     "QueueConfig",
     "RelayConfig",
     "RouteConfig",
@@ -333,6 +335,32 @@ class LocalConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     "unix:/path/to/socket", e.g. Dovecot's { "example.org" = "unix:/run/dovecot/lmtp" }."""
 
 
+class PolicyConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    connect_timeout_s: float = 10.0
+    """Deadline for the asynchronous checks (DNS, network) of the connect stage; a check that has not
+    answered by then gives its failure verdict (by default 421 4.3.0 at connect, 451 4.3.0 later)."""
+    helo_timeout_s: float = 10.0
+    """Deadline for the asynchronous checks of the HELO/EHLO stage."""
+    mail_timeout_s: float = 20.0
+    """Deadline for the asynchronous checks of the MAIL FROM stage (SPF, say)."""
+    rcpt_timeout_s: float = 20.0
+    """Deadline for the asynchronous checks of each RCPT TO."""
+    data_timeout_s: float = 60.0
+    """Deadline for the asynchronous checks at the end of data (DKIM, DMARC, rspamd, milters). RFC 5321
+    §4.5.3.2.6 gives the client 10 minutes for the end-of-data reply."""
+    ipv6_prefix: int = 64
+    """IPv6 clients are counted per network of this prefix length for the per-address connection and
+    rate limits (one host usually holds a whole /64). 128 counts each address."""
+
+
+class CheckConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    module: str
+    """The check's class or factory, ``"package.module:Name"``, importable by the server's Python;
+    called with the ``options`` table as keyword arguments (docs/policy.md)."""
+    options: dict[str, object] = msgspec.field(default_factory=dict)
+    """Keyword arguments for the check's constructor."""
+
+
 class MetricsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     address: str = ""
     """"host:port" of the Prometheus endpoint (/metrics), e.g. "127.0.0.1:9325". Empty: off."""
@@ -357,7 +385,7 @@ class Config(
     frozen=True,
     forbid_unknown_fields=True,
     kw_only=True,
-    rename={"listeners": "listener", "routes": "route"},
+    rename={"listeners": "listener", "routes": "route", "checks": "check"},
 ):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     listeners: tuple[ListenerConfig, ...] = msgspec.field(default_factory=_default_listeners)
@@ -374,6 +402,9 @@ class Config(
     """[[route]] tables: relays for chosen recipient domains (a transport map). Checked before
     relay.smarthost and MX."""
     local: LocalConfig = msgspec.field(default_factory=LocalConfig)
+    policy: PolicyConfig = msgspec.field(default_factory=PolicyConfig)
+    checks: tuple[CheckConfig, ...] = ()
+    """[[check]] tables: user checks (Python classes) asked after the built-in ones, in order."""
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)

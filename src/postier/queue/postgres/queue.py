@@ -254,7 +254,12 @@ class PostgresQueue:
     # --- the Queue interface --------------------------------------------------------------------
 
     async def enqueue(
-        self, envelope: Envelope, body: bytes | MessageBody, *, queue_id: str | None = None
+        self,
+        envelope: Envelope,
+        body: bytes | MessageBody,
+        *,
+        queue_id: str | None = None,
+        held: bool = False,
     ) -> QueueId:
         if not envelope.recipients:
             raise QueueError("a message needs at least one recipient")
@@ -268,7 +273,7 @@ class PostgresQueue:
                 body = await asyncio.to_thread(as_bytes, body) if body.is_spooled else body.head
             except OSError as exc:
                 raise QueueError(f"cannot read the spooled message: {exc.strerror or exc}") from None
-        await self._writer.submit(Insert(qid, envelope, bytes(body), self._now(None)))
+        await self._writer.submit(Insert(qid, envelope, bytes(body), self._now(None), held=held))
         return qid
 
     async def claim(self, now: datetime, lease_s: float, limit: int) -> list[Claim]:
