@@ -33,6 +33,8 @@ _SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("delivery", model.DeliveryConfig, "[delivery] (outbound SMTP: TLS, retries, bounces, concurrency)"),
     ("route", model.RouteConfig, "[[route]] (a relay for chosen recipient domains; a transport map)"),
     ("local", model.LocalConfig, "[local] (local domains: recipients, aliases, mailboxes)"),
+    ("policy", model.PolicyConfig, "[policy] (the check pipeline: deadlines, client keys)"),
+    ("check", model.CheckConfig, "[[check]] (a user check: a Python class; docs/policy.md)"),
     ("metrics", model.MetricsConfig, "[metrics] (Prometheus endpoint)"),
     ("log", model.LogConfig, "[log]"),
     ("dkim", model.DkimConfig, "[dkim] (DKIM signing of outgoing mail: docs/dkim.md)"),

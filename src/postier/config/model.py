@@ -18,6 +18,7 @@ from postier.config.tlsrpt import TlsRptConfig
 
 __all__ = [
     "AuthConfig",
+    "CheckConfig",
     "Config",
     "DeliveryConfig",
     "DkimConfig",
@@ -29,6 +30,7 @@ __all__ = [
     "LogConfig",
     "MailauthConfig",
     "MetricsConfig",
+    "PolicyConfig",
     "QueueConfig",
     "RelayConfig",
     "RouteConfig",
@@ -67,6 +69,11 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     read to its end and refused with 550 5.6.0. Raise it only for legacy senders that cannot fold lines."""
     max_errors: int = 10
     """Protocol errors tolerated in one session before 421 4.7.0 and close."""
+    error_delay_s: float = 1.0
+    """Once a session has made max_errors / 2 protocol errors, each further error reply waits this
+    long (a tarpit, as Postfix's smtpd_error_sleep_time after smtpd_soft_error_limit): a client
+    flooding bad or junk commands (a BDAT 0 flood past server.bdat_max_small_chunks) then costs
+    seconds, not CPU, before the 421. 0: no delay."""
     max_connections: int = 1000
     """Concurrent SMTP connections over all listeners; beyond, 421 4.7.0."""
     max_connections_per_ip: int = 50
@@ -95,9 +102,10 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     bdat_min_chunk_bytes: int = 4096
     """A BDAT chunk (RFC 3030) smaller than this, other than the LAST, is "small" (BDAT 0, one-octet
     chunks: each costs a command and a reply, but no memory: chunks are merged as they come). Default 4096."""
-    bdat_max_small_chunks: int = 1000
-    """Small BDAT chunks allowed in one message; beyond, 552 5.3.4, and every further chunk counts
-    toward max_errors (so a BDAT 0 flood ends with 421 4.7.0). Default 1000."""
+    bdat_max_small_chunks: int = 100
+    """Small BDAT chunks one session may send (over all its transactions: RSET gives no new budget);
+    beyond, each gets 552 5.3.4 and counts toward max_errors, so a BDAT 0 flood ends with 421 4.7.0
+    (slowed by error_delay_s). Like Postfix's smtpd_junk_command_limit (100). Default 100."""
     shutdown_grace_s: float = 30.0
     """On SIGTERM: how long open sessions may go on before they get 421 4.3.2."""
     early_talker_delay_s: float = 0.0
@@ -288,7 +296,8 @@ class DeliveryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     max_connections: int = 100
     """Outbound connections open at once, over all destinations."""
     max_connections_per_destination: int = 20
-    """Outbound connections open at once to one destination (one domain's MX set, or one relay)."""
+    """Outbound connections open at once to one destination (one domain's MX set, or one relay). With
+    queue.backend = "postgres", counted over every node of the cluster."""
     max_recipients_per_transaction: int = 50
     """Recipients of one message sent in one SMTP transaction; more are split over transactions."""
     reuse_idle_s: float = 5.0
@@ -326,6 +335,32 @@ class LocalConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     "unix:/path/to/socket", e.g. Dovecot's { "example.org" = "unix:/run/dovecot/lmtp" }."""
 
 
+class PolicyConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    connect_timeout_s: float = 10.0
+    """Deadline for the asynchronous checks (DNS, network) of the connect stage; a check that has not
+    answered by then gives its failure verdict (by default 421 4.3.0 at connect, 451 4.3.0 later)."""
+    helo_timeout_s: float = 10.0
+    """Deadline for the asynchronous checks of the HELO/EHLO stage."""
+    mail_timeout_s: float = 20.0
+    """Deadline for the asynchronous checks of the MAIL FROM stage (SPF, say)."""
+    rcpt_timeout_s: float = 20.0
+    """Deadline for the asynchronous checks of each RCPT TO."""
+    data_timeout_s: float = 60.0
+    """Deadline for the asynchronous checks at the end of data (DKIM, DMARC, rspamd, milters). RFC 5321
+    §4.5.3.2.6 gives the client 10 minutes for the end-of-data reply."""
+    ipv6_prefix: int = 64
+    """IPv6 clients are counted per network of this prefix length for the per-address connection and
+    rate limits (one host usually holds a whole /64). 128 counts each address."""
+
+
+class CheckConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    module: str
+    """The check's class or factory, ``"package.module:Name"``, importable by the server's Python;
+    called with the ``options`` table as keyword arguments (docs/policy.md)."""
+    options: dict[str, object] = msgspec.field(default_factory=dict)
+    """Keyword arguments for the check's constructor."""
+
+
 class MetricsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     address: str = ""
     """"host:port" of the Prometheus endpoint (/metrics), e.g. "127.0.0.1:9325". Empty: off."""
@@ -350,7 +385,7 @@ class Config(
     frozen=True,
     forbid_unknown_fields=True,
     kw_only=True,
-    rename={"listeners": "listener", "routes": "route"},
+    rename={"listeners": "listener", "routes": "route", "checks": "check"},
 ):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     listeners: tuple[ListenerConfig, ...] = msgspec.field(default_factory=_default_listeners)
@@ -367,6 +402,9 @@ class Config(
     """[[route]] tables: relays for chosen recipient domains (a transport map). Checked before
     relay.smarthost and MX."""
     local: LocalConfig = msgspec.field(default_factory=LocalConfig)
+    policy: PolicyConfig = msgspec.field(default_factory=PolicyConfig)
+    checks: tuple[CheckConfig, ...] = ()
+    """[[check]] tables: user checks (Python classes) asked after the built-in ones, in order."""
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)
