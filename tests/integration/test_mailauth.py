@@ -13,7 +13,6 @@ import logging
 import smtplib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -85,10 +84,6 @@ async def server(
     )
 
 
-def _fields(value: bytes) -> dict[str, str]:
-    return {}
-
-
 async def _queued(server: RunningServer, reply: bytes) -> tuple[str, bytes]:
     queue_id = queue_id_from_reply(reply)
     return queue_id, await queued_body(server, queue_id)
@@ -133,8 +128,8 @@ async def test_the_same_message_signed_is_delivered_with_dmarc_pass(
     [results] = _auth_results(body)
     assert results.startswith("mx.test; spf=pass smtp.mailfrom=ceo@evil.test;")
     assert (
-        f"dkim=pass header.b=" in results
-        and f"header.d=bank.test" in results
+        "dkim=pass header.b=" in results
+        and "header.d=bank.test" in results
         and f"header.s={selector}" in results
     )
     assert "dmarc=pass header.from=bank.test" in results

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
+from typing import NamedTuple
 
 from postier.config.mailauth import MailauthConfig
 from postier.mail.replies import S
@@ -59,6 +60,13 @@ QUARANTINE_HEADER = ("X-Postier-Quarantine", "dmarc")
 _NOTE = "mailauth.spf"
 
 
+class _SpfNote(NamedTuple):
+    """What MAIL leaves for the end of data: the MAIL FROM identity's SPF result and the HELO's."""
+
+    mailfrom: SpfResult
+    helo: SpfResult | None
+
+
 class MailauthCheck:
     name = "mailauth"
 
@@ -90,7 +98,7 @@ class MailauthCheck:
             asks.append(self._spf(client, "", SpfIdentity.HELO))
         results = await asyncio.gather(*asks)
         mailfrom, helo = results[0], (results[1] if len(results) > 1 else None)
-        txn.notes[_NOTE] = (mailfrom, helo)
+        txn.notes[_NOTE] = _SpfNote(mailfrom, helo)
         why = f"spf={mailfrom.result} {mailfrom.domain or '-'}: {mailfrom.reason}".rstrip(": ")
         if self.config.spf == "enforce":
             if mailfrom.result == "fail":
@@ -131,25 +139,38 @@ class MailauthCheck:
 
     async def _results(self, txn: Transaction, message: Message) -> MailauthResults:
         c = self.config
-        spf, helo = txn.notes.get(_NOTE) or (None, None)  # type: ignore[misc]
+        noted = txn.notes.get(_NOTE)
+        spf, helo = noted if isinstance(noted, _SpfNote) else (None, None)
         domains = from_domains(message.get_all("From")) if c.dmarc != "off" else []
-        dkim_task = check_dkim(
-            self.lookup, message.data, max_signatures=c.dkim_max_signatures, min_rsa_bits=c.dkim_min_rsa_bits
+        data = None
+        if (c.dkim, c.arc) != ("off", "off") and message.size <= c.verify_max_bytes:
+            data = await asyncio.to_thread(lambda: message.data)  # a spooled message is read from disk
+        dkim, arc, answers = await asyncio.gather(
+            self._dkim(data, message.size),
+            self._arc(data),
+            asyncio.gather(*(discover_policy(self.lookup, d) for d in domains)),
         )
-        arc_task = check_arc(self.lookup, message.data, min_rsa_bits=c.dkim_min_rsa_bits)
-        gathered = await asyncio.gather(
-            dkim_task if c.dkim != "off" else _nothing(),
-            arc_task if c.arc != "off" else _nothing(),
-            *(discover_policy(self.lookup, d) for d in domains),
-        )
-        dkim: list[DkimResult] = gathered[0] or []
-        arc: ArcResult | None = gathered[1]
         dmarc = None
         if domains:
             roll = self.roll()
-            outcomes = [evaluate_dmarc(a, spf=spf, dkim=dkim, roll=roll) for a in gathered[2:]]
+            outcomes = [evaluate_dmarc(a, spf=spf, dkim=dkim, roll=roll) for a in answers]
             dmarc = max(outcomes, key=_severity)
         return MailauthResults(spf, helo, tuple(dkim), dmarc, arc)
+
+    async def _dkim(self, data: bytes | None, size: int) -> list[DkimResult]:
+        c = self.config
+        if c.dkim == "off":
+            return []
+        if data is None:
+            return [DkimResult("policy", "", reason=f"message of {size} octets not verified")]
+        return await check_dkim(
+            self.lookup, data, max_signatures=c.dkim_max_signatures, min_rsa_bits=c.dkim_min_rsa_bits
+        )
+
+    async def _arc(self, data: bytes | None) -> ArcResult | None:
+        if self.config.arc == "off" or data is None:
+            return None
+        return await check_arc(self.lookup, data, min_rsa_bits=self.config.dkim_min_rsa_bits)
 
     def _verdict(
         self, dmarc: DmarcResult | None, arc: ArcResult | None, header: tuple[str, str], line: str
@@ -188,10 +209,6 @@ def _observation(client: Client, results: MailauthResults, verdict: Verdict) -> 
     if dmarc.result == "fail" and done != dmarc.disposition:
         override = "trusted_forwarder" if "ARC sealer" in verdict.reason else "local_policy"
     return Observation(client.ip, spf.domain if spf else "", results, done, override)
-
-
-async def _nothing() -> None:
-    return None
 
 
 def _severity(result: DmarcResult) -> int:
