@@ -9,6 +9,7 @@ public suffix, broken.test's DNS fails, list.test is a forwarder whose ARC seals
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import smtplib
 from collections.abc import Callable
@@ -197,3 +198,60 @@ async def test_forwarded_mail_passes_arc(server: RunningServer) -> None:
     [ours, _theirs] = _auth_results(body)
     assert "arc=pass" in ours and "dmarc=fail" in ours
     assert b"X-Postier-Quarantine" not in body
+
+
+async def test_a_slow_dns_server_delays_only_its_own_message(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+) -> None:
+    """_dmarc.slow.test never answers: that message waits for the resolver's time-out (then 451
+    4.7.1), while another session's message goes through meanwhile."""
+    dns = dns_server_factory(RECORDS, drop=["_dmarc.slow.test"])
+    server = await start(
+        start_server,
+        dns,
+        relay={"local_domains": ["example.test"], "trusted_networks": []},
+        mailauth=MAILAUTH,
+    )
+    slow = asyncio.ensure_future(send(server, "x@evil.test", _message("Slow <someone@slow.test>")))
+    code, text = await send(
+        server, "ceo@evil.test", dkimpy_sign(_message("ceo@bank.test"), "sel", "bank.test", RSA)
+    )
+    assert code == 250, text
+    assert not slow.done()
+    code, text = await slow
+    assert (code, text.decode()[:5]) == (451, "4.7.1")
+
+
+async def test_trusted_clients_are_not_checked(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+) -> None:
+    server = await start(start_server, dns_server_factory(RECORDS), mailauth=MAILAUTH)  # 127.0.0.1 trusted
+    forged = b"Authentication-Results: mx.test; dmarc=pass\r\n" + _message("CEO <ceo@bank.test>")
+    code, text = await send(server, "ceo@strict.test", forged)
+    assert code == 250, text
+    queue_id, body = await _queued(server, text)
+    assert _auth_results(body) == ["mx.test; dmarc=pass"]  # ours, as it came: nothing added or removed
+    assert (await queued_envelope(server, queue_id)).client.mailauth == ""
+
+
+async def test_results_are_kept_for_the_aggregate_reports(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+) -> None:
+    server = await start(
+        start_server,
+        dns_server_factory(RECORDS),
+        relay={"local_domains": ["example.test"], "trusted_networks": []},
+        mailauth={**MAILAUTH, "dmarc_reports": True},
+    )
+    signed = dkimpy_sign(_message("CEO <ceo@bank.test>"), "sel", "bank.test", RSA)
+    assert (await send(server, "ceo@evil.test", signed))[0] == 250
+    assert (await send(server, "ceo@evil.test", _message("CEO <ceo@bank.test>")))[0] == 550
+    [period] = list((server.data_dir / "dmarc").glob("*.jsonl"))
+    rows = [json.loads(line) for line in period.read_text().splitlines()]
+    assert [(r["policy_domain"], r["dkim"], r["disposition"]) for r in rows] == [
+        ("bank.test", "pass", "none"),
+        ("bank.test", "fail", "reject"),
+    ]
