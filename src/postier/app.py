@@ -168,6 +168,7 @@ class Application:
             command_timeout_s=s.command_timeout_s,
             data_timeout_s=s.data_timeout_s,
             dkim=previous.dkim if previous is not None else DkimSigner(),
+            arc_seal=config.mailauth.arc_seal,
         )
 
     def _dkim_changed(self, signer: DkimSigner) -> None:

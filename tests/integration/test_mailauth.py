@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from postier.dns import DnsPythonResolver
+from postier.mailauth.arcverify import check_arc
 from postier.observe.logs import FIELDS_ATTR
 from postier.queue.model import RecipientState
 from tests.integration.conftest import StartServer
@@ -26,6 +28,7 @@ from tests.integration.harness import RunningServer
 from tests.integration.mailcheck import queue_id_from_reply, queued_body, queued_envelope
 from tests.integration.outbound import ALICE, start, wait_final
 from tests.integration.signers import arc_seal, dkimpy_sign, opendkim_sign
+from tests.integration.test_dkim import _cli_config, keygen
 
 pytestmark = pytest.mark.integration
 
@@ -55,14 +58,14 @@ def _message(from_: str, subject: str = "quarterly figures") -> bytes:
     ).encode()
 
 
-def _send(port: int, sender: str, message: bytes) -> tuple[int, bytes]:
-    """MAIL, RCPT alice, DATA: the first refusal, or the end-of-data reply."""
+def _send(port: int, sender: str, message: bytes, rcpt: str = ALICE) -> tuple[int, bytes]:
+    """MAIL, RCPT, DATA: the first refusal, or the end-of-data reply."""
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         client.ehlo("client.evil.test")
         code, text = client.mail(sender)
         if code != 250:
             return code, text
-        code, text = client.rcpt(ALICE)
+        code, text = client.rcpt(rcpt)
         assert code == 250, text
         return client.data(message)
 
@@ -90,14 +93,20 @@ async def _queued(server: RunningServer, reply: bytes) -> tuple[str, bytes]:
     return queue_id, await queued_body(server, queue_id)
 
 
-def _auth_results(body: bytes) -> list[str]:
+def _fields(body: bytes, name: str) -> list[str]:
+    """The values of the ``name`` header fields of ``body``, unfolded, whitespace runs made one space."""
     header = body.split(b"\r\n\r\n", 1)[0].decode()
     unfolded = header.replace("\r\n ", " ").replace("\r\n\t", " ")
+    prefix = name.lower() + ":"
     return [
-        line.split(":", 1)[1].strip()
+        " ".join(line.split(":", 1)[1].split())
         for line in unfolded.split("\r\n")
-        if line.lower().startswith("authentication-results:")
+        if line.lower().startswith(prefix)
     ]
+
+
+def _auth_results(body: bytes) -> list[str]:
+    return _fields(body, "Authentication-Results")
 
 
 async def test_forged_from_with_p_reject_is_refused(
@@ -255,3 +264,34 @@ async def test_results_are_kept_for_the_aggregate_reports(
         ("bank.test", "pass", "none"),
         ("bank.test", "fail", "reject"),
     ]
+
+
+async def test_mail_forwarded_by_an_alias_to_another_domain_is_sealed(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    tmp_path: Path,
+) -> None:
+    """alias → far.test: the queued message carries our ARC set (sealed with mx.test's RSA key made by
+    ``postier dkim keygen``), which validates through the DNS, with our results in its AAR."""
+    dns = dns_server_factory(RECORDS)
+    data_dir = tmp_path / "var0"
+    keygen(_cli_config(tmp_path, data_dir, dns), dns, "mx.test", "rsa")
+    aliases = tmp_path / "aliases"
+    aliases.write_text("fwd: someone@far.test\n")
+    server = await start(
+        start_server,
+        dns,
+        relay={"local_domains": ["example.test"], "trusted_networks": []},
+        local={"aliases": str(aliases)},
+        mailauth=MAILAUTH,
+    )
+    assert server.data_dir == data_dir
+    signed = dkimpy_sign(_message("CEO <ceo@bank.test>"), "sel", "bank.test", RSA)
+    code, text = await asyncio.to_thread(_send, server.smtp_port, "ceo@evil.test", signed, "fwd@example.test")
+    assert code == 250, text
+    _, body = await _queued(server, text)
+    assert body.startswith(b"ARC-Seal: i=1; cv=none; a=rsa-sha256; d=mx.test;")
+    [aar] = _fields(body, "ARC-Authentication-Results")
+    assert aar.startswith("i=1; mx.test; spf=pass smtp.mailfrom=ceo@evil.test;") and "dmarc=pass" in aar
+    result = await check_arc(DnsPythonResolver([(dns.host, dns.port)]), body)
+    assert (result.result, result.sealers) == ("pass", ("mx.test",))

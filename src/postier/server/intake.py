@@ -38,6 +38,7 @@ from postier.mail.reply import Reply
 from postier.observe import get_logger, mail_event
 from postier.policy import Action, Client, Decision, Message, Policy, Stage, Transaction
 from postier.policy.context import drop_header_fields
+from postier.server.arcsealing import is_forwarded, seal
 from postier.server.received import protocol_keyword, received_header
 from postier.server.signing import UNSIGNED, dkim_sign
 from postier.smtp.server.events import MessageReceived
@@ -104,6 +105,9 @@ async def queue_message(
     envelope = _envelope(policy, event, info)
     content = prepend(_added_headers(verdict.headers), received)
     signed = UNSIGNED if live.dkim.is_empty else await dkim_sign(live.dkim, content, event.sender, client)
+    sealed = b""
+    if live.arc_seal and txn.auth_results and is_forwarded(event.recipients, envelope.recipients, policy.relay):
+        sealed = await seal(live.dkim, server.hostname, content)
     header = received_header(
         helo=info.helo,
         client_ip=info.ip,
@@ -118,7 +122,7 @@ async def queue_message(
     held = verdict.action is Action.QUARANTINE
     try:
         await server.queue.enqueue(
-            envelope, prepend(signed.fields + header, content), queue_id=queue_id, held=held
+            envelope, prepend(sealed + signed.fields + header, content), queue_id=queue_id, held=held
         )
     except QueueFullError:
         _log.error("session %s: queue is out of space", client.sid)
@@ -141,6 +145,7 @@ async def queue_message(
         dkim=signed.result,
         dkim_reason=signed.reason,
         mailauth=txn.auth_results or None,
+        arc="sealed" if sealed else None,
     )
     return queued(queue_id)
 
