@@ -35,7 +35,7 @@ async def seal(signer: DkimSigner, hostname: str, message: bytes | MessageBody) 
     domain = host_domain(signer, hostname)
     if domain is None:
         return b""
-    for key in signer.keys_for(domain):
-        if key.algorithm == "rsa-sha256":
-            return await asyncio.to_thread(lambda: arc_seal(as_bytes(message), key, hostname))
-    return b""
+    keys = [key for key in signer.keys_for(domain) if key.algorithm == "rsa-sha256"]
+    if not keys:
+        return b""
+    return await asyncio.to_thread(lambda: arc_seal(as_bytes(message), keys[0], hostname))

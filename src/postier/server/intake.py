@@ -106,7 +106,8 @@ async def queue_message(
     content = prepend(_added_headers(verdict.headers), received)
     signed = UNSIGNED if live.dkim.is_empty else await dkim_sign(live.dkim, content, event.sender, client)
     sealed = b""
-    if live.arc_seal and txn.auth_results and is_forwarded(event.recipients, envelope.recipients, policy.relay):
+    forwarded = live.arc_seal and is_forwarded(event.recipients, envelope.recipients, policy.relay)
+    if forwarded and txn.auth_results:
         sealed = await seal(live.dkim, server.hostname, content)
     header = received_header(
         helo=info.helo,
