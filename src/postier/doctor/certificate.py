@@ -38,7 +38,7 @@ def san_names(cert: x509.Certificate) -> list[str]:
 
 def _names(host: str, names: Sequence[str]) -> bool:
     host = host.lower().rstrip(".")
-    first, _, rest = host.partition(".")
+    rest = host.partition(".")[2]
     return host in names or (bool(rest) and f"*.{rest}" in names)
 
 
@@ -48,8 +48,19 @@ def _chain(certs: Sequence[x509.Certificate], roots: bytes, host: str, now: date
         store = verification.Store(x509.load_pem_x509_certificates(roots))
     except ValueError:
         return "no trusted roots to check the chain against"
+    # Criticality of subjectAltName and extendedKeyUsage is not held against the certificate: the
+    # OpenSSL that senders verify with does not check it (and test CAs such as trustme mark both).
+    agnostic = verification.Criticality.AGNOSTIC
+    ee_policy = (
+        verification.ExtensionPolicy.webpki_defaults_ee()
+        .require_present(x509.SubjectAlternativeName, agnostic, None)
+        .may_be_present(x509.ExtendedKeyUsage, agnostic, None)
+    )
     builder = verification.PolicyBuilder().store(store).time(now)
-    verifier = builder.build_server_verifier(verification.DNSName(host))
+    builder = builder.extension_policies(
+        ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy
+    )
+    verifier = builder.build_server_verifier(x509.DNSName(host))
     try:
         verifier.verify(certs[0], list(certs[1:]))
     except verification.VerificationError as exc:
@@ -86,7 +97,9 @@ def judge_certificate(
     problem = _chain(certs, roots, hostname, now)
     if problem is not None:
         reason = f"the chain does not verify: {problem}"
-        out.append(fail("certificate", subject, reason, "serve the full chain (fullchain.pem) from a public CA"))
+        out.append(
+            fail("certificate", subject, reason, "serve the full chain (fullchain.pem) from a public CA")
+        )
     elif left >= EXPIRY_WARNING:
         out.append(ok("certificate", subject, f"valid for {hostname} until {after:%Y-%m-%d}; chain verifies"))
     return out

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from postier.config.dkim import DkimConfig
 from postier.doctor.answers import RecordingLookup
-from postier.doctor.findings import Finding, fail, ok, warn
+from postier.doctor.findings import Finding, Level, fail, ok, warn
 from postier.mailauth.dkim import key_root
 from postier.mailauth.dkim.keys import record_name, zone_line
 from postier.mailauth.dkim.keystore import load_keys
@@ -81,8 +81,10 @@ def judge_dkim(domain: str, data: DkimData) -> list[Finding]:
             out.append(fail("dkim", domain, f"unreadable key {path}: {reason}"))
     active = [s for s in mine if s.state is State.ACTIVE]
     if not mine:
-        out.append(fail("dkim", domain, "no DKIM key: mail from it goes unsigned", f"postier dkim keygen {domain}"))
-    elif not active:
+        out.append(
+            fail("dkim", domain, "no DKIM key: mail from it goes unsigned", f"postier dkim keygen {domain}")
+        )
+    elif not active and not any(f.level is Level.FAIL for f in out):
         out.append(fail("dkim", domain, "no key signs: publish a key's record (above)"))
     elif all(s.key.algorithm == "ed25519" for s in active):
         fix = f"postier dkim keygen {domain} --algorithm rsa"

@@ -81,7 +81,9 @@ def _policy(domain: str, record: DmarcRecord) -> Finding:
         reason = "p=none: monitoring only; once reports show your mail aligned: p=quarantine, then p=reject"
         return warn("dmarc", domain, reason, starting_record(domain, "p=quarantine"))
     if record.pct < 100 or record.testing:
-        return warn("dmarc", domain, f"p={record.p} applied to {record.pct}% (t={'y' if record.testing else 'n'})")
+        return warn(
+            "dmarc", domain, f"p={record.p} applied to {record.pct}% (t={'y' if record.testing else 'n'})"
+        )
     return ok("dmarc", domain, f"p={record.p}")
 
 
@@ -96,7 +98,9 @@ def _reports(data: DmarcData, record: DmarcRecord) -> list[Finding]:
             out.append(fail("dmarc", domain, f"rua {check.address}: {target} has no MX nor address"))
         elif not check.authorized:
             fix = f'{domain}._report._dmarc.{target}. IN TXT "v=DMARC1"'
-            out.append(warn("dmarc", domain, f"rua {check.address} does not accept reports for {domain}", fix))
+            out.append(
+                warn("dmarc", domain, f"rua {check.address} does not accept reports for {domain}", fix)
+            )
         else:
             out.append(ok("dmarc", domain, f"rua {check.address}"))
     return out
@@ -111,7 +115,9 @@ def judge_dmarc(data: DmarcData, spf_aligns: bool, dkim_aligns: bool) -> list[Fi
     if not data.records:
         return [fail("dmarc", domain, "no DMARC record", starting_record(domain))]
     if len(data.records) > 1:
-        return [fail("dmarc", domain, f"{len(data.records)} DMARC records: keep one", starting_record(domain))]
+        return [
+            fail("dmarc", domain, f"{len(data.records)} DMARC records: keep one", starting_record(domain))
+        ]
     record = parse_record(data.records[0])
     if record is None:
         reason = f"syntax error in {data.records[0]!r} (v=DMARC1 first, then p=none|quarantine|reject)"

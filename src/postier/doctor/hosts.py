@@ -39,7 +39,7 @@ async def _addresses(lookup: RecordingLookup, host: str) -> Addresses:
 
 async def gather_mx(lookup: RecordingLookup, domain: str) -> MxData:
     try:
-        mx: Sequence[MxRecord] | DnsError = sorted(await lookup.mx(domain))
+        mx = sorted(await lookup.mx(domain))
     except DnsError as exc:
         return MxData(domain, exc, {})
     hosts = [r.host for r in mx if not r.is_null]
@@ -49,7 +49,7 @@ async def gather_mx(lookup: RecordingLookup, domain: str) -> MxData:
 
 async def gather_fcrdns(lookup: RecordingLookup, ip: str) -> FcrdnsData:
     try:
-        names: Sequence[str] | DnsError = await lookup.records(reverse_name(ip), "PTR")
+        names = await lookup.records(reverse_name(ip), "PTR")
     except DnsError as exc:
         return FcrdnsData(ip, exc, {})
     found = await asyncio.gather(*(_addresses(lookup, n) for n in names))

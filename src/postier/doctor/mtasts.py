@@ -69,7 +69,9 @@ def judge_sts(data: StsData, mx_hosts: Sequence[str], hostname: str) -> list[Fin
         reason = "no MTA-STS record: senders deliver without verifying our certificate"
         return [warn("mta-sts", domain, reason, *_publish(domain, hostname))]
     if isinstance(data.record, Broken):
-        return [fail("mta-sts", domain, f"_mta-sts record: {data.record.reason}", *_publish(domain, hostname))]
+        return [
+            fail("mta-sts", domain, f"_mta-sts record: {data.record.reason}", *_publish(domain, hostname))
+        ]
     if isinstance(data.policy, Broken) or data.policy is None:
         why = data.policy.reason if data.policy else "no policy"
         return [fail("mta-sts", domain, f"policy file: {why}", *_publish(domain, hostname)[2:])]
@@ -94,7 +96,14 @@ def judge_tlsrpt(data: StsData) -> list[Finding]:
     domain = data.domain
     records = [t for t in data.tlsrpt if t.startswith("v=TLSRPTv1")]
     if not records:
-        return [warn("tls-rpt", domain, "no TLS-RPT record: no report of failed TLS deliveries", tlsrpt_line(domain))]
+        return [
+            warn(
+                "tls-rpt",
+                domain,
+                "no TLS-RPT record: no report of failed TLS deliveries",
+                tlsrpt_line(domain),
+            )
+        ]
     if len(records) > 1:
         return [fail("tls-rpt", domain, f"{len(records)} TLS-RPT records: keep one", tlsrpt_line(domain))]
     uris = parse_rua(records)

@@ -78,12 +78,16 @@ def _ending(domain: str, text: str, ips: Sequence[str]) -> Finding:
     if record.redirect is not None and (last is None or last.name != "all"):
         return ok("spf", domain, f"ends with redirect={record.redirect.arg}")
     if last is None or last.name != "all":
-        return warn("spf", domain, "no all term: unlisted senders get neutral", suggested_spf(domain, ips, text))
+        return warn(
+            "spf", domain, "no all term: unlisted senders get neutral", suggested_spf(domain, ips, text)
+        )
     ending = last.raw if last.raw[0] in "+-~?" else f"+{last.raw}"
     if ending in ("-all", "~all"):
         return ok("spf", domain, f"ends in {ending}")
     fixed = text.rsplit(" ", 1)[0] + " ~all"
-    return fail("spf", domain, f"ends in {ending}: anyone may send as {domain}", f'{domain}. IN TXT "{fixed}"')
+    return fail(
+        "spf", domain, f"ends in {ending}: anyone may send as {domain}", f'{domain}. IN TXT "{fixed}"'
+    )
 
 
 def judge_spf(data: SpfData, ips: Sequence[str]) -> list[Finding]:
