@@ -4,12 +4,17 @@ the responder, passes (docs/doctor.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dns.name
+import dns.rdatatype
+import dns.zone
 import pytest
 import trustme
 
@@ -22,7 +27,7 @@ from postier.mailauth.dkim import key_root
 from postier.mailauth.dkim.keys import generate_key, public_record
 from postier.mailauth.dkim.keystore import KeyFile, write_key
 from tests.integration.dnsserver import DnsServer
-from tests.integration.stsserver import policy_server  # noqa: F401 (fixture)
+from tests.integration.stsserver import http_response, policy_server  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -166,3 +171,61 @@ async def test_a_listed_address_is_a_warning(world: World) -> None:
     assert failures(report) == []
     listed = [f for f in report.findings if f.check == "dnsbl" and f.level is Level.WARN]
     assert listed and "listed for spam" in listed[0].reason and listed[0].fix
+
+
+async def _postier(*argv: str) -> tuple[int, str]:
+    """``postier ARGV`` in a child process (this loop keeps serving the policy meanwhile)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "postier",
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    return await proc.wait(), out.decode()
+
+
+def _zone_records(snippet: str) -> dict[str, dict[str, list[str]]]:
+    """The zone-file snippet as the test responder's records (names absolute)."""
+    zone = dns.zone.from_text(snippet, origin=dns.name.root, relativize=False, check_origin=False)
+    records: dict[str, dict[str, list[str]]] = {}
+    for name, node in zone.nodes.items():
+        for rdataset in node.rdatasets:
+            rdtype = dns.rdatatype.to_text(rdataset.rdtype)
+            values = [r.to_text() for r in rdataset]
+            records.setdefault(name.to_text().rstrip("."), {})[rdtype] = values
+    return records
+
+
+async def test_the_records_of_a_fresh_domain_make_doctor_pass(
+    tmp_path: Path, ca: trustme.CA, policy_server: Callable[..., Any]
+) -> None:
+    sts = await policy_server(ca, "fresh.test", "")
+    ip, host = sts.address, "mail.fresh.test"
+    write_key(key_root(tmp_path / "data"), "fresh.test", "s1", generate_key("rsa"), NOW)
+    cert, ca_file = tmp_path / "cert.pem", tmp_path / "ca.pem"
+    ca.issue_cert(host).private_key_and_cert_chain_pem.write_to_path(str(cert))
+    ca.cert_pem.write_to_path(str(ca_file))
+    with DnsServer({"placeholder.test": {"A": ["192.0.2.1"]}}) as server:
+        config = tmp_path / "postier.toml"
+        config.write_text(
+            f'[server]\nhostname = "{host}"\ndata_dir = "{tmp_path / "data"}"\n'
+            f'[tls]\ncert = "{cert}"\nkey = "{cert}"\n'
+            f'[delivery]\nca_file = "{ca_file}"\n'
+            f'[dns]\nnameservers = ["{server.host}:{server.port}"]\n'
+        )
+        common = ["-c", str(config), "--ip", ip, "--dnsbl", "bl.test"]
+        status, snippet = await _postier("doctor", "--records", "fresh.test", *common)
+        assert status == 0, snippet
+        assert "s1._domainkey.fresh.test. IN TXT" in snippet and "p=none" in snippet
+        policy = snippet.split("; MTA-STS policy", 1)[1].splitlines()[1:]
+        sts.response = http_response("".join(line.removeprefix(";   ") + "\r\n" for line in policy))
+        for name, by_type in _zone_records(snippet).items():
+            for rdtype, values in by_type.items():
+                server.set(name, rdtype, values)
+        status, out = await _postier("doctor", "fresh.test", "--verbose", *common)
+    assert status == 0, out
+    assert " 0 fail" in out
+    assert "DNS answers used:" in out and "_dmarc.fresh.test TXT" in out

@@ -30,6 +30,7 @@ def zone_snippet(
     rua = f"rua=mailto:dmarc-reports@{domain}"
     lines = [
         f"; {domain}: the records to publish (postier doctor --records)",
+        "$TTL 3600",
         f"{domain}. IN MX 10 {hostname}.",
         *_address_lines(hostname, ips),
         suggested_spf(domain, ips),
