@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dns.name
 import dns.rdatatype
@@ -27,7 +28,7 @@ from postier.mailauth.dkim import key_root
 from postier.mailauth.dkim.keys import generate_key, public_record
 from postier.mailauth.dkim.keystore import KeyFile, write_key
 from tests.integration.dnsserver import DnsServer
-from tests.integration.stsserver import http_response, policy_server  # noqa: F401 (fixture)
+from tests.integration.stsserver import http_response, policy_server  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -200,7 +201,9 @@ def _zone_records(snippet: str) -> dict[str, dict[str, list[str]]]:
 
 
 async def test_the_records_of_a_fresh_domain_make_doctor_pass(
-    tmp_path: Path, ca: trustme.CA, policy_server: Callable[..., Any]
+    tmp_path: Path,
+    ca: trustme.CA,
+    policy_server: Callable[..., Any],  # noqa: F811
 ) -> None:
     sts = await policy_server(ca, "fresh.test", "")
     ip, host = sts.address, "mail.fresh.test"
