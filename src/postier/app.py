@@ -198,7 +198,8 @@ class Application:
         if not config.metrics.address:
             return None
         host, port = parse_hostport(config.metrics.address)
-        return MetricsService(host, port, self._queue_counts)
+        leases = getattr(self.queue, "leases", None)  # a cluster's queue: which node delivers what
+        return MetricsService(host, port, self._queue_counts, lease_counts=leases)
 
     async def _queue_counts(self) -> tuple[dict[str, int], dict[str, int]]:
         stats = await self.queue.stats()
