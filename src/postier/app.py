@@ -377,7 +377,12 @@ async def serve(
         await app.stop()
         # Stopped: from here on a late SIGTERM/SIGINT (sent again while the loop and interpreter wind
         # down) is ignored rather than fatal, so a clean stop still exits 0, not "killed by SIGTERM".
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        # Blocked first: removing a loop's handler restores SIG_DFL for a moment (and closing the
+        # loop does it again), and a signal in that moment killed the process; a blocked one waits,
+        # and is dropped when the process exits.
+        stopping = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
+        for sig in stopping:
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)
 
