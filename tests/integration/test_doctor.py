@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -232,3 +233,28 @@ async def test_the_records_of_a_fresh_domain_make_doctor_pass(
     assert status == 0, out
     assert " 0 fail" in out
     assert "DNS answers used:" in out and "_dmarc.fresh.test TXT" in out
+
+
+async def test_a_silent_dns_server_ends_at_the_deadline(world: World) -> None:
+    world.setup = replace(world.setup, deadline_s=1.0)
+    with DnsServer(world.records, drop=["good.test"]) as server:
+        resolver = DnsPythonResolver(server.nameservers, timeout_s=30.0)
+        started = asyncio.get_running_loop().time()
+        report = await diagnose(world.setup, resolver, lambda _: FakeFetcher({}))
+        elapsed = asyncio.get_running_loop().time() - started
+    assert elapsed < 5
+    late = [f for f in failures(report) if "deadline" in f.reason]
+    assert {f.check for f in late} >= {"mx", "spf", "dmarc", "mta-sts"}
+
+
+async def test_the_command_exits_1_with_the_findings_as_json(tmp_path: Path) -> None:
+    with DnsServer({"placeholder.test": {"A": ["192.0.2.1"]}}) as server:
+        config = tmp_path / "postier.toml"
+        config.write_text(f'[dns]\nnameservers = ["{server.host}:{server.port}"]\n')
+        argv = ["doctor", "nowhere.test", "-c", str(config), "--ip", IP, "--dnsbl", "bl.test", "--json", "-v"]
+        status, out = await _postier(*argv)
+    assert status == 1, out
+    report = json.loads(out)
+    mx = [f for f in report["findings"] if f["check"] == "mx"]
+    assert mx[0]["level"] == "fail" and mx[0]["fix"] == ["nowhere.test. IN MX 10 localhost."]
+    assert "nowhere.test MX: no such domain" in report["answers"]

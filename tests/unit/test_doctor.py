@@ -15,6 +15,7 @@ from postier.doctor.dnsbl import Listing, judge_dnsbl, query_name
 from postier.doctor.findings import Finding, Level
 from postier.doctor.hosts import FcrdnsData, MxData, judge_fcrdns, judge_mx
 from postier.doctor.mtasts import StsData, judge_sts, judge_tlsrpt
+from postier.doctor.providers import judge_providers
 from postier.doctor.records import zone_snippet
 from postier.doctor.spf import SpfData, judge_spf, suggested_spf
 from postier.mailauth.spf import SpfAudit
@@ -238,3 +239,31 @@ def test_zone_snippet_without_keys_says_how_to_make_one() -> None:
     assert f"postier dkim keygen {D}" in snippet
     assert f'_dmarc.{D}. IN TXT "v=DMARC1; p=none; rua=mailto:dmarc-reports@{D}"' in snippet
     assert f"10.2.0.192.in-addr.arpa. IN PTR {HOST}." in snippet
+
+
+def _f(check: str, subject: str, level: Level, reason: str = "") -> Finding:
+    return Finding(check, subject, level, reason)
+
+
+ALL_OK = [
+    _f("spf", D, Level.OK),
+    _f("dkim", f"{D} sel", Level.OK),
+    _f("dmarc", D, Level.WARN, "p=none"),
+    _f("dmarc", D, Level.OK, "alignment possible through SPF"),
+    _f("fcrdns", IP, Level.OK),
+]
+
+
+@pytest.mark.parametrize(
+    ("findings", "expected"),
+    [
+        (ALL_OK, ["ok", "ok", "ok", "ok", "warn"]),
+        ([*ALL_OK[:1], _f("dkim", D, Level.FAIL), *ALL_OK[2:]], ["warn", "ok", "ok", "ok", "warn"]),
+        ([*ALL_OK[:3], *ALL_OK[4:]], ["ok", "ok", "warn", "ok", "warn"]),
+        ([*ALL_OK[:4], _f("fcrdns", IP, Level.FAIL)], ["ok", "ok", "ok", "warn", "warn"]),
+    ],
+)
+def test_provider_lines_never_fail_but_point_at_the_findings(
+    findings: list[Finding], expected: list[str]
+) -> None:
+    assert levels(judge_providers(D, [IP], findings)) == expected

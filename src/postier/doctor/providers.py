@@ -27,6 +27,15 @@ def _line(check: str, subject: str, level: Level, text: str) -> Finding:
     return warn(check, subject, f"{text}: not yet (see the {level.value} findings above)")
 
 
+def _is_alignment(finding: Finding, domain: str) -> bool:
+    return (
+        finding.check == "dmarc"
+        and finding.subject == domain
+        and finding.level is Level.OK
+        and finding.reason.startswith("alignment possible")
+    )
+
+
 def judge_providers(domain: str, ips: Sequence[str], findings: Sequence[Finding]) -> list[Finding]:
     """One line per requirement, for the domain; ``findings`` are the domain's and the addresses'."""
     spf = _worst(findings, {"spf"}, {domain})
@@ -34,16 +43,12 @@ def judge_providers(domain: str, ips: Sequence[str], findings: Sequence[Finding]
     dmarc = _worst(findings, {"dmarc"}, {domain})
     dmarc = Level.OK if dmarc is Level.WARN else dmarc  # p=none is enough for bulk senders
     rdns = _worst(findings, {"fcrdns"}, set(ips))
+    aligned = Level.OK if any(_is_alignment(f, domain) for f in findings) else Level.FAIL
     both = max(spf, dkim, key=[Level.OK, Level.WARN, Level.FAIL].index)
     out = [
         _line("gmail/yahoo", domain, both, "SPF and DKIM both set up (bulk senders: both; everyone: one)"),
         _line("gmail/yahoo", domain, dmarc, "a DMARC record, at least p=none (bulk senders)"),
-        _line(
-            "gmail/yahoo",
-            domain,
-            max(dmarc, both, key=[Level.OK, Level.WARN, Level.FAIL].index),
-            "From aligned with SPF or DKIM (DMARC alignment)",
-        ),
+        _line("gmail/yahoo", domain, aligned, "From aligned with SPF or DKIM (DMARC alignment)"),
         _line("gmail/yahoo", domain, rdns, "sending addresses with forward-confirmed reverse DNS"),
         warn(
             "gmail/yahoo",
