@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from postier.assembly import DeliveryParts, delivery_parts, start_tls_reports
+from postier.assembly import DeliveryParts, TlsTasks, delivery_parts
 from postier.config import Config, parse_hostport
 from postier.config.model import AuthConfig, ListenerConfig
 from postier.config.reloadable import plan_reload
@@ -93,7 +93,7 @@ class Application:
         self._purger: asyncio.Task[None] | None = None
         self._deliverer: asyncio.Task[None] | None = None
         self._dkim_checker: asyncio.Task[None] | None = None
-        self._tlsrpt: tuple[asyncio.Task[None], Callable[[], None]] | None = None
+        self._tls_tasks: TlsTasks | None = None  # MTA-STS refresh, TLS-RPT (the delivering process)
         self.metrics = self._metrics_service(config) if role.delivers else None
         self._own = OwnAddresses(
             parse_hostport(lc.address) for lc in config.listeners
@@ -213,7 +213,9 @@ class Application:
         if self.role.delivers:
             self._purger = loop.create_task(self._purge_forever(), name="queue-purge")
             self._deliverer = loop.create_task(self.delivery.run_forever(), name="delivery")
-            self._tlsrpt = start_tls_reports(self.config, self._parts.resolver, self.queue)
+            self._tls_tasks = TlsTasks(
+                self.config, lambda: self._parts.planner, self._parts.resolver, self.queue
+            )
         addresses = " ".join(f"{lc.mode}={lc.address}" for lc in self.config.listeners)
         mail_event("ready", listeners=addresses, hostname=self.config.server.hostname)
 
@@ -304,12 +306,8 @@ class Application:
     async def stop(self) -> None:
         await self.server.shutdown(self.config.server.shutdown_grace_s)
         await self.delivery.stop()
-        if self._tlsrpt is not None:
-            reports, unsubscribe = self._tlsrpt
-            unsubscribe()
-            reports.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reports
+        if self._tls_tasks is not None:
+            await self._tls_tasks.stop()
         for task in (self._purger, self._deliverer, self._dkim_checker):
             if task is not None:
                 task.cancel()
