@@ -29,6 +29,7 @@ from postier.policy.ratelimit import RateLimits
 from postier.policy.relay import RelayPolicy
 from postier.queue import Queue
 from postier.queue.configured import build_queue
+from postier.queue.protocol import SharedSlots
 from postier.server.listener import Listener, SmtpServer, listener_settings
 from postier.server.tls import TlsStore, ensure_self_signed
 from postier.smtp.server.settings import EngineSettings
@@ -108,6 +109,7 @@ class Application:
             parts.settings,
             expand=parts.directory.expand,
             sign=self._sign_own,
+            shared_slots=self.queue if isinstance(self.queue, SharedSlots) else None,  # several nodes
         )
         self.dkim = DkimKeys(config.dkim, self.data_dir, parts.resolver, on_change=self._dkim_changed)
         self.server = SmtpServer(

@@ -200,3 +200,23 @@ def test_tools_on_a_cluster_queue(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert json.loads(capsys.readouterr().out)["status"] == "held"
     finally:
         asyncio.run(pgtest.drop_schema(name))
+
+
+async def test_connection_slots_are_shared_by_every_node_and_freed_when_one_dies(schema: str) -> None:
+    a, b = await node(schema, "a"), await node(schema, "b")
+    try:
+        first = await a.take_slot("mx.far.test", 2)
+        second = await b.take_slot("mx.far.test", 2)
+        assert first is not None and second is not None and first[0] != second[0]
+        assert await a.take_slot("mx.far.test", 2) is None  # two in all, whichever node asks
+        assert await b.take_slot("mx.far.test", 2) is None
+        assert await a.take_slot("other.test", 2) is not None  # each destination its own
+        await a.give_slot("mx.far.test", first)
+        again = await b.take_slot("mx.far.test", 2)
+        assert again is not None and again[0] == first[0]
+        await b.close()  # a node gone (its connection closed): its slots are free at once
+        assert await a.take_slot("mx.far.test", 2) is not None
+        assert await a.take_slot("mx.far.test", 2) is not None
+    finally:
+        await a.close()
+        await b.close()

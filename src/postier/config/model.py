@@ -294,7 +294,8 @@ class DeliveryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     max_connections: int = 100
     """Outbound connections open at once, over all destinations."""
     max_connections_per_destination: int = 20
-    """Outbound connections open at once to one destination (one domain's MX set, or one relay)."""
+    """Outbound connections open at once to one destination (one domain's MX set, or one relay). With
+    queue.backend = "postgres", counted over every node of the cluster."""
     max_recipients_per_transaction: int = 50
     """Recipients of one message sent in one SMTP transaction; more are split over transactions."""
     reuse_idle_s: float = 5.0
