@@ -13,7 +13,7 @@ import json
 
 import msgspec
 
-from postier.config import model
+from postier.config import antispam, model
 
 __all__ = ["render"]
 
@@ -35,6 +35,9 @@ _SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("local", model.LocalConfig, "[local] (local domains: recipients, aliases, mailboxes)"),
     ("metrics", model.MetricsConfig, "[metrics] (Prometheus endpoint)"),
     ("log", model.LogConfig, "[log]"),
+    ("antispam", antispam.AntispamConfig, "[antispam] (DNSBL, pregreet, greylisting, rspamd: docs/antispam.md)"),
+    ("antispam.dnsbl", antispam.DnsblZoneConfig, "[[antispam.dnsbl]] (one per DNS block or allow list)"),
+    ("milter", antispam.MilterConfig, "[[milter]] (one per milter, asked at the end of data in order)"),
 ]
 
 _INTRO = """# Configuration

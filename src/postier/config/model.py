@@ -12,6 +12,8 @@ from typing import Literal
 
 import msgspec
 
+from postier.config.antispam import AntispamConfig, MilterConfig
+
 __all__ = [
     "AuthConfig",
     "Config",
@@ -282,7 +284,7 @@ class Config(
     frozen=True,
     forbid_unknown_fields=True,
     kw_only=True,
-    rename={"listeners": "listener", "routes": "route"},
+    rename={"listeners": "listener", "routes": "route", "milters": "milter"},
 ):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     listeners: tuple[ListenerConfig, ...] = msgspec.field(default_factory=_default_listeners)
@@ -301,3 +303,7 @@ class Config(
     local: LocalConfig = msgspec.field(default_factory=LocalConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+    antispam: AntispamConfig = msgspec.field(default_factory=AntispamConfig)
+    milters: tuple[MilterConfig, ...] = ()
+    """[[milter]] tables: filters speaking the Sendmail milter protocol, asked at the end of data in
+    file order (docs/antispam.md)."""

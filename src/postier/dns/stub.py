@@ -83,6 +83,10 @@ class DnsPythonResolver:
     async def txt(self, name: str) -> list[str]:
         return list(await self._lookup(name, "TXT"))
 
+    async def a(self, name: str) -> list[str]:
+        """The A records of ``name`` alone (a DNSBL query: RFC 5782 §2.1), cached for their TTL."""
+        return list(await self._lookup(name, "A"))
+
     async def _lookup(self, name: str, rdtype: str) -> tuple[str, ...]:
         try:
             key = to_ascii(name)
