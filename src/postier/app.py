@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import socket
 from collections.abc import Callable, Coroutine
@@ -22,12 +23,13 @@ from postier.config.reloadable import plan_reload
 from postier.delivery import Router, Scheduler
 from postier.delivery.ownaddresses import OwnAddresses
 from postier.mail.envelope import Envelope
+from postier.mailauth.dkim import DkimKeys, DkimSigner, host_domain
 from postier.observe import fields, get_logger, mail_event, setup_logging
 from postier.observe.metrics import MetricsService
-from postier.policy.ratelimit import RateLimits
-from postier.policy.relay import RelayPolicy
+from postier.policy import build_policy
 from postier.queue import SqliteQueue
-from postier.server.listener import Listener, SmtpServer, listener_settings
+from postier.server.listener import Listener, Live, SmtpServer, listener_settings
+from postier.server.sasl import Authenticator as PasswordCheck
 from postier.server.tls import TlsStore, ensure_self_signed
 from postier.smtp.server.settings import EngineSettings
 from postier.users import Authenticator, AuthThrottle, UserStore, users_path
@@ -48,9 +50,12 @@ class _WakingSink:
     def new_id(self) -> str:
         return self._queue.new_id()
 
-    async def enqueue(self, envelope: Envelope, body: bytes, *, queue_id: str | None = None) -> str:
-        queue_id = await self._queue.enqueue(envelope, body, queue_id=queue_id)
-        self._wake()
+    async def enqueue(
+        self, envelope: Envelope, body: bytes, *, queue_id: str | None = None, held: bool = False
+    ) -> str:
+        queue_id = await self._queue.enqueue(envelope, body, queue_id=queue_id, held=held)
+        if not held:
+            self._wake()
         return queue_id
 
 
@@ -84,6 +89,7 @@ class Application:
         self.users = UserStore(users_path(self.data_dir))
         self._purger: asyncio.Task[None] | None = None
         self._deliverer: asyncio.Task[None] | None = None
+        self._dkim_checker: asyncio.Task[None] | None = None
         self.metrics = self._metrics_service(config) if role.delivers else None
         self._own = OwnAddresses(
             parse_hostport(lc.address) for lc in config.listeners
@@ -92,28 +98,67 @@ class Application:
         self.directory = parts.directory
         self.router = Router(parts.table, parts.resolver, planner=parts.planner)
         self.delivery = Scheduler(
-            self.queue, self.router, parts.couriers(), parts.settings, expand=parts.directory.expand
+            self.queue,
+            self.router,
+            parts.couriers(),
+            parts.settings,
+            expand=parts.directory.expand,
+            sign=self._sign_own,
         )
+        self.dkim = DkimKeys(config.dkim, self.data_dir, parts.resolver, on_change=self._dkim_changed)
         self.server = SmtpServer(
             hostname=config.server.hostname,
             queue=_WakingSink(self.queue, role.notify or self.delivery.wake),
-            relay=RelayPolicy.build(config.relay.local_domains, config.relay.trusted_networks),
-            tls_context=self.tls.current,
-            authenticator=_authenticator(self.users, config.auth),
-            auth_throttle=_auth_throttle(config.auth),
-            sender_rule=self.users.can_send_as,
-            limits=RateLimits.build(
-                connections_per_minute_per_ip=config.limits.connections_per_minute_per_ip,
-                messages_per_hour_per_ip=config.limits.messages_per_hour_per_ip,
-                messages_per_hour_per_user=config.limits.messages_per_hour_per_user,
-                exempt_trusted=config.limits.exempt_trusted_networks,
-            ),
-            directory=self.directory,
-            max_connections=config.server.max_connections,
-            max_connections_per_ip=config.server.max_connections_per_ip,
-            command_timeout_s=config.server.command_timeout_s,
-            data_timeout_s=config.server.data_timeout_s,
+            live=self._live(config, self.tls, parts),
         )
+
+    def _live(
+        self, config: Config, tls: TlsStore, parts: DeliveryParts, previous: Live | None = None
+    ) -> Live:
+        """What the receiving side obeys under ``config``, built whole: the policy (with the local
+        directory of ``parts``), TLS, AUTH, the timeouts and the DKIM signer. ``previous``: the running
+        one, whose counters (rate limits, the AUTH throttle) are kept where their settings did not
+        change, and whose DKIM signer stays until the key checks swap it."""
+        auth, s = config.auth, config.server
+        throttle = _auth_throttle(auth)
+        authenticator: PasswordCheck = _authenticator(self.users, auth)
+        if previous is not None:
+            old = self.config.auth
+            if previous.auth_throttle is not None and throttle.settings == _auth_throttle(old).settings:
+                throttle = previous.auth_throttle
+            same = (auth.max_concurrent_verifies, auth.max_waiting_verifies) == (
+                old.max_concurrent_verifies,
+                old.max_waiting_verifies,
+            )
+            if previous.authenticator is not None and same:
+                authenticator = previous.authenticator
+        policy = build_policy(
+            config,
+            directory=parts.directory,
+            sender_rule=self.users.can_send_as,
+            previous=previous.policy if previous is not None else None,
+        )
+        return Live(
+            policy=policy,
+            tls_context=tls.current,
+            authenticator=authenticator,
+            auth_throttle=throttle,
+            command_timeout_s=s.command_timeout_s,
+            data_timeout_s=s.data_timeout_s,
+            dkim=previous.dkim if previous is not None else DkimSigner(),
+        )
+
+    def _dkim_changed(self, signer: DkimSigner) -> None:
+        # One new reference: the next transactions' messages sign with it.
+        self.server.live = dataclasses.replace(self.server.live, dkim=signer)
+
+    def _sign_own(self, message: bytes) -> bytes:
+        """DKIM for mail Postier writes (DSNs): the key of ``server.hostname``'s domain, if any."""
+        signer = self.server.live.dkim
+        if signer.is_empty:
+            return b""
+        domain = host_domain(signer, self.config.server.hostname)
+        return b"" if domain is None else signer.sign(message, domain)
 
     def _tls_store(self, config: Config | None = None) -> TlsStore:
         config = config or self.config
@@ -159,6 +204,7 @@ class Application:
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         await self.queue.open()
+        await self.dkim.refresh()
         try:
             if self.metrics is not None:
                 await self.metrics.start()
@@ -169,6 +215,7 @@ class Application:
             await self.queue.close()
             raise
         loop = asyncio.get_running_loop()
+        self._dkim_checker = loop.create_task(self.dkim.run_forever(), name="dkim-keys")
         if self.role.delivers:
             self._purger = loop.create_task(self._purge_forever(), name="queue-purge")
             self._deliverer = loop.create_task(self.delivery.run_forever(), name="delivery")
@@ -206,21 +253,19 @@ class Application:
         old, cfg = self.config, plan.effective
         try:
             tls = self._tls_store(cfg)
-            relay = self.server.relay
-            if (cfg.relay.local_domains, cfg.relay.trusted_networks) != (
-                old.relay.local_domains,
-                old.relay.trusted_networks,
-            ):
-                relay = RelayPolicy.build(cfg.relay.local_domains, cfg.relay.trusted_networks)
             parts = delivery_parts(cfg, self.users, self._own, (old, self._parts))
+            live = self._live(cfg, tls, parts, previous=self.server.live)
         except Exception as exc:
             _log.error("reload refused, the running configuration stays: %s", exc)
             return False
         for key in plan.needs_restart:
             _log.warning("%s changed: needs a restart, the running value stays", key, extra=fields(key=key))
-        self.tls, self.server.tls_context, self.server.relay = tls, tls.current, relay
+        self.tls = tls
         self._swap_delivery(parts)
-        self._apply_live(old, cfg)
+        self.server.live = live  # one reference: new sessions and new transactions see all of it
+        self.dkim.reconfigure(cfg.dkim, parts.resolver)  # keys read and checked again, now
+        if cfg.log != old.log:
+            setup_logging(cfg.log.level, cfg.log.format)
         self.config = cfg
         changed = " ".join(plan.applied) or "none"
         _log.info("configuration reloaded", extra=fields(changed=changed, restart=len(plan.needs_restart)))
@@ -229,39 +274,16 @@ class Application:
     def _swap_delivery(self, parts: DeliveryParts) -> None:
         """Swap in the delivery side a reload built: the router's table and resolver (the next
         route), the scheduler's couriers and settings (the next transactions), and the directory
-        the server checks RCPT against and expands recipients with (the next sessions' commands)."""
+        recipients are expanded with at delivery."""
         self._parts = parts
         self.router.set_table(parts.table, parts.resolver, parts.planner)
         self.delivery.reconfigure(parts.couriers(), parts.settings, expand=parts.directory.expand)
-        self.directory = self.server.directory = parts.directory
-
-    def _apply_live(self, old: Config, cfg: Config) -> None:
-        """Swap in the live objects whose settings changed (unchanged ones keep their counters)."""
-        server, limits, auth = self.server, cfg.limits, cfg.auth
-        if limits != old.limits:
-            server.limits = RateLimits.build(
-                connections_per_minute_per_ip=limits.connections_per_minute_per_ip,
-                messages_per_hour_per_ip=limits.messages_per_hour_per_ip,
-                messages_per_hour_per_user=limits.messages_per_hour_per_user,
-                exempt_trusted=limits.exempt_trusted_networks,
-            )
-        if _auth_throttle(auth).settings != _auth_throttle(old.auth).settings:
-            server.auth_throttle = _auth_throttle(auth)
-        if (auth.max_concurrent_verifies, auth.max_waiting_verifies) != (
-            old.auth.max_concurrent_verifies,
-            old.auth.max_waiting_verifies,
-        ):
-            server.authenticator = _authenticator(self.users, auth)
-        s = cfg.server
-        server.max_connections, server.max_connections_per_ip = s.max_connections, s.max_connections_per_ip
-        server.command_timeout_s, server.data_timeout_s = s.command_timeout_s, s.data_timeout_s
-        if cfg.log != old.log:
-            setup_logging(cfg.log.level, cfg.log.format)
+        self.directory = parts.directory
 
     async def stop(self) -> None:
         await self.server.shutdown(self.config.server.shutdown_grace_s)
         await self.delivery.stop()
-        for task in (self._purger, self._deliverer):
+        for task in (self._purger, self._deliverer, self._dkim_checker):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

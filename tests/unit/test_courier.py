@@ -1,4 +1,4 @@
-"""The courier's pure parts: failure scopes (``judge``), the choice of the final reply when every host
+"""The courier's pure parts: failure scopes (``classify``), the choice of the final reply when every host
 failed (``AttemptBook``), client TLS settings, and DNS outcomes with a fake resolver (no sockets)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 
-from postier.delivery.attempts import NO_HOSTS, AttemptBook, judge
+from postier.delivery.attempts import NO_HOSTS, AttemptBook, classify
 from postier.delivery.courier import SmtpCourier
 from postier.delivery.ownaddresses import OwnAddresses
 from postier.delivery.tlsclient import TlsContexts, is_ip_literal, strip_ip_literal
@@ -108,8 +108,8 @@ CASES = [
 
 
 @pytest.mark.parametrize(("name", "result", "lmtp", "expected"), CASES, ids=[c[0] for c in CASES])
-def test_judge(name: str, result: TransactionResult, lmtp: bool, expected: list[tuple[int, bool]]) -> None:
-    assert [(reply.code, is_site) for reply, is_site in judge(result, lmtp=lmtp)] == expected
+def test_classify(name: str, result: TransactionResult, lmtp: bool, expected: list[tuple[int, bool]]) -> None:
+    assert [(reply.code, is_site) for reply, is_site in classify(result, lmtp=lmtp)] == expected
 
 
 def attempt(code: int, status: str, remote: str | None = None) -> Attempt:

@@ -13,6 +13,7 @@ import sys
 
 import msgspec
 
+from postier.cli.dkim_cmd import register as register_dkim
 from postier.cli.explain_cmd import register as register_explain
 from postier.cli.queue_cmd import register as register_queue
 from postier.cli.send_cmd import register as register_send
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_user(sub)
     register_explain(sub)
     register_send(sub)
+    register_dkim(sub)
     _finish_help(parser)
     return parser
 

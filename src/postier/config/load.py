@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from postier.config.dkim import check_dkim
 from postier.config.model import Config
 from postier.mail.errors import ConfigError
 
@@ -128,6 +129,7 @@ def _check(config: Config) -> None:
     if (config.tls.cert == "") != (config.tls.key == ""):
         raise ConfigError("tls", "give both cert and key, or neither")
     _check_delivery(config)
+    check_dkim(config.dkim)
     _check_antispam(config)
 
 

@@ -13,17 +13,22 @@ from typing import Literal
 import msgspec
 
 from postier.config.antispam import AntispamConfig, MilterConfig
+from postier.config.dkim import DkimConfig, DkimKeyConfig
 
 __all__ = [
     "AuthConfig",
+    "CheckConfig",
     "Config",
     "DeliveryConfig",
+    "DkimConfig",
+    "DkimKeyConfig",
     "DnsConfig",
     "LimitsConfig",
     "ListenerConfig",
     "LocalConfig",
     "LogConfig",
     "MetricsConfig",
+    "PolicyConfig",
     "QueueConfig",
     "RelayConfig",
     "RouteConfig",
@@ -260,6 +265,32 @@ class LocalConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     "unix:/path/to/socket", e.g. Dovecot's { "example.org" = "unix:/run/dovecot/lmtp" }."""
 
 
+class PolicyConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    connect_timeout_s: float = 10.0
+    """Deadline for the asynchronous checks (DNS, network) of the connect stage; a check that has not
+    answered by then gives its failure verdict (by default 421 4.3.0 at connect, 451 4.3.0 later)."""
+    helo_timeout_s: float = 10.0
+    """Deadline for the asynchronous checks of the HELO/EHLO stage."""
+    mail_timeout_s: float = 20.0
+    """Deadline for the asynchronous checks of the MAIL FROM stage (SPF, say)."""
+    rcpt_timeout_s: float = 20.0
+    """Deadline for the asynchronous checks of each RCPT TO."""
+    data_timeout_s: float = 60.0
+    """Deadline for the asynchronous checks at the end of data (DKIM, DMARC, rspamd, milters). RFC 5321
+    §4.5.3.2.6 gives the client 10 minutes for the end-of-data reply."""
+    ipv6_prefix: int = 64
+    """IPv6 clients are counted per network of this prefix length for the per-address connection and
+    rate limits (one host usually holds a whole /64). 128 counts each address."""
+
+
+class CheckConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    module: str
+    """The check's class or factory, ``"package.module:Name"``, importable by the server's Python;
+    called with the ``options`` table as keyword arguments (docs/policy.md)."""
+    options: dict[str, object] = msgspec.field(default_factory=dict)
+    """Keyword arguments for the check's constructor."""
+
+
 class MetricsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     address: str = ""
     """"host:port" of the Prometheus endpoint (/metrics), e.g. "127.0.0.1:9325". Empty: off."""
@@ -284,7 +315,7 @@ class Config(
     frozen=True,
     forbid_unknown_fields=True,
     kw_only=True,
-    rename={"listeners": "listener", "routes": "route", "milters": "milter"},
+    rename={"listeners": "listener", "routes": "route", "checks": "check", "milters": "milter"},
 ):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     listeners: tuple[ListenerConfig, ...] = msgspec.field(default_factory=_default_listeners)
@@ -301,9 +332,13 @@ class Config(
     """[[route]] tables: relays for chosen recipient domains (a transport map). Checked before
     relay.smarthost and MX."""
     local: LocalConfig = msgspec.field(default_factory=LocalConfig)
+    policy: PolicyConfig = msgspec.field(default_factory=PolicyConfig)
+    checks: tuple[CheckConfig, ...] = ()
+    """[[check]] tables: user checks (Python classes) asked after the built-in ones, in order."""
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     antispam: AntispamConfig = msgspec.field(default_factory=AntispamConfig)
     milters: tuple[MilterConfig, ...] = ()
     """[[milter]] tables: filters speaking the Sendmail milter protocol, asked at the end of data in
     file order (docs/antispam.md)."""
+    dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)

@@ -11,7 +11,7 @@ them in at once; new sessions and new delivery attempts use them.
 Live: what a new session reads from the server each time (relay policy, rate limits, AUTH throttle
 and password checks, connection limits, timeouts), the TLS pair, the log, the shutdown grace, and
 what delivery takes per claim: ``[[route]]`` and the smarthost keys (password files are read again),
-``[delivery]``, ``[dns]``, ``[local]``.
+``[delivery]``, ``[dns]``, ``[local]``, ``[dkim]`` (the keys are read and checked again).
 Restart: what is bound into a listening socket or an open store — listener addresses and modes,
 ``server.hostname`` and the message limits (baked into each listener's engine settings),
 ``server.data_dir``, ``[queue]``, ``[metrics]``.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from postier.config.model import Config, DeliveryConfig, DnsConfig, LocalConfig
+from postier.config.model import Config, DeliveryConfig, DkimConfig, DnsConfig, LocalConfig
 
 __all__ = ["LIVE", "LIVE_TABLES", "ReloadPlan", "plan_reload"]
 
@@ -72,6 +72,7 @@ LIVE: dict[str, frozenset[str]] = {
     "delivery": frozenset(DeliveryConfig.__struct_fields__),
     "dns": frozenset(DnsConfig.__struct_fields__),
     "local": frozenset(LocalConfig.__struct_fields__),
+    "dkim": frozenset(DkimConfig.__struct_fields__),
 }
 """Per section, the keys a reload applies. Every other key needs a restart."""
 

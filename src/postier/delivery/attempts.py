@@ -28,13 +28,15 @@ from postier.mail.envelope import Recipient
 from postier.mail.reply import EnhancedStatus, Reply
 from postier.smtp.client.events import TransactionResult
 
-__all__ = ["NO_HOSTS", "AttemptBook", "is_site_failure", "judge"]
+__all__ = ["NO_HOSTS", "AttemptBook", "classify", "is_site_failure"]
 
 NO_HOSTS = Reply(451, EnhancedStatus(4, 4, 4), "No host to deliver to")
 
 
-def judge(result: TransactionResult, *, lmtp: bool) -> list[tuple[Reply, bool]]:
-    """Each recipient's outcome and whether it is a site failure (True: try the next host)."""
+def classify(result: TransactionResult, *, lmtp: bool) -> list[tuple[Reply, bool]]:
+    """Each recipient's reply and its scope: True for a site failure (try the next host), False for
+    a final reply of this attempt. (What the final reply then means for the queue — delivered,
+    deferred, failed — is ``outcomes.judge``.)"""
     out: list[tuple[Reply, bool]] = []
     for i, reply in enumerate(result.outcomes):
         rcpt = result.rcpts[i] if i < len(result.rcpts) else None

@@ -49,7 +49,16 @@ from postier.observe.maillog import mail_event
 from postier.queue.model import MessageRecord, QueueId
 from postier.queue.protocol import Queue
 
-__all__ = ["BounceSettings", "Bouncer", "Expand", "Notice", "is_delay_due", "plan_notices", "withhold"]
+__all__ = [
+    "BounceSettings",
+    "Bouncer",
+    "Expand",
+    "Notice",
+    "Sign",
+    "is_delay_due",
+    "plan_notices",
+    "withhold",
+]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _IN_THREAD_BYTES = 16 * 1024  # a DSN about a larger original is built off the event loop
@@ -137,6 +146,8 @@ def is_delay_due(
 
 
 Expand = Callable[[Iterable[Recipient]], tuple[Recipient, ...]]
+Sign = Callable[[bytes], bytes]
+"""A message Postier wrote → the DKIM-Signature fields to prepend (empty: not signed)."""
 
 
 def _as_is(recipients: Iterable[Recipient]) -> tuple[Recipient, ...]:
@@ -156,7 +167,9 @@ class Bouncer:
         clock: Callable[[], datetime],
         on_enqueued: Callable[[], None] = lambda: None,
         expand: Expand = _as_is,
+        sign: Sign | None = None,
     ) -> None:
+        self._sign = sign
         self._expand = expand
         self._queue = queue
         self._settings = settings
@@ -216,6 +229,8 @@ class Bouncer:
             queue_id=message.id,
         )
         dsn = await asyncio.to_thread(build) if len(body) > _IN_THREAD_BYTES else build()
+        if self._sign is not None:  # DKIM with the key of server.hostname's domain (docs/dkim.md)
+            dsn = self._sign(dsn) + dsn
         carrier = dsn_envelope(envelope, dsn)
         carrier = dataclasses.replace(carrier, recipients=self._expand(carrier.recipients))
         queued = await self._queue.enqueue(carrier, dsn, queue_id=bounce_id)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from postier.delivery.attempts import AttemptBook, judge
+from postier.delivery.attempts import AttemptBook, classify
 from postier.delivery.connection import Endpoint, SmtpConnection
 from postier.delivery.ownaddresses import OwnAddresses
 from postier.delivery.pool import ConnectionPool
@@ -322,7 +322,7 @@ class SmtpCourier:
         has_dsn = extensions is not None and extensions.has("DSN")
         remote, tls = str(connection.endpoint), connection.tls
         any_site = False
-        for i, (reply, is_site) in zip(indexes, judge(result, lmtp=lmtp), strict=True):
+        for i, (reply, is_site) in zip(indexes, classify(result, lmtp=lmtp), strict=True):
             reply = connection.explain(reply)
             relayed = reply.code < 300 and not has_dsn and not lmtp
             attempt = Attempt(book.recipients[i], reply, remote, tls, dsn_relayed=relayed)

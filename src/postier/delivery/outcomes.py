@@ -1,4 +1,5 @@
-"""From one courier ``Attempt`` to one queue outcome: pure judgement, no I/O.
+"""From one courier ``Attempt`` to one queue outcome: pure judgement, no I/O (the log line is
+``attemptlog``; DSNs, records and the log are ``settle.Settler``'s).
 
 Reply classes (RFC 5321 §4.2.1): 2xx → delivered; 4xx → deferred to the next time of the backoff
 schedule (``postier.queue.schedule.next_attempt`` with the configured base, cap and maximum age), or,
@@ -20,11 +21,10 @@ from postier.bounce import Action, RecipientReport
 from postier.delivery.bounces import is_delay_due
 from postier.delivery.transport import Attempt, DestinationKind
 from postier.mail.reply import EnhancedStatus, Reply
-from postier.observe.maillog import mail_event
 from postier.queue.model import ClaimedRecipient, RecipientResult, RecipientState
 from postier.queue.schedule import next_attempt
 
-__all__ = ["EXPIRED_STATUS", "Judgement", "RetryPolicy", "expired_reply", "judge", "log_attempt"]
+__all__ = ["EXPIRED_STATUS", "Judgement", "RetryPolicy", "expired_reply", "judge"]
 
 # RFC 3463 §3.5 X.4.7: delivery time expired.
 EXPIRED_STATUS = EnhancedStatus(5, 4, 7)
@@ -131,46 +131,3 @@ def _mta_name(remote_mta: str | None) -> str | None:
     if not remote_mta:
         return None
     return remote_mta.split()[0]
-
-
-def log_attempt(
-    item: ClaimedRecipient,
-    attempt: Attempt,
-    judgement: Judgement,
-    now: datetime,
-    relay: str,
-    duration_s: float | None,
-    tls_default: tuple[str, str] = ("none", "unrouted"),
-) -> None:
-    """The mail-log line of one attempt (``event=delivery``; ``expired`` too when it ended the
-    message's time in the queue): queue id, recipient, the server (host [ip]:port) or the
-    destination, TLS, the TLS policy that applied and its source (``tls_default`` when the courier
-    set none: the destination's, or ``none``/``unrouted``), the reply, the result and the next
-    attempt's time."""
-    result = judgement.result
-    age_s = round((now - item.arrived_at).total_seconds(), 3)
-    status = judgement.reply.status
-    mail_event(
-        "delivery",
-        id=item.message_id,
-        rcpt=f"<{item.recipient.address}>",
-        result=result.state.value,
-        relay=attempt.remote_mta or relay,
-        tls=attempt.tls,
-        tls_policy=attempt.tls_policy or tls_default[0],
-        source=attempt.tls_source or tls_default[1],
-        reply=result.reply,
-        attempt=item.attempts + 1,
-        next=None if result.next_attempt_at is None else result.next_attempt_at.isoformat(timespec="seconds"),
-        delay_s=age_s,
-        duration_s=None if duration_s is None else round(duration_s, 3),
-        dsn=None if status is None else str(status),
-    )
-    if judgement.expired:
-        mail_event(
-            "expired",
-            id=item.message_id,
-            rcpt=f"<{item.recipient.address}>",
-            age_s=age_s,
-            last_reply=str(attempt.reply),
-        )

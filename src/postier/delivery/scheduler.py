@@ -45,7 +45,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from postier.delivery.bounces import Bouncer, Expand
+from postier.delivery.bounces import Bouncer, Expand, Sign
 from postier.delivery.limits import DeadDestinations, DomainShares, Slots
 from postier.delivery.loaded import Carried, Loaded, LoadOnce
 from postier.delivery.routes import Router
@@ -88,7 +88,9 @@ class Scheduler:
         clock: Callable[[], datetime] = _utcnow,
         rng: random.Random | None = None,
         expand: Expand | None = None,
+        sign: Sign | None = None,
     ) -> None:
+        self._sign = sign  # DKIM for the DSNs we write (Bouncer)
         self._queue = queue
         self._router = router
         self._couriers = dict(couriers)
@@ -146,7 +148,12 @@ class Scheduler:
 
     def _new_bouncer(self, settings: DeliverySettings, expand: Expand | None) -> Bouncer:
         return Bouncer(
-            self._queue, settings.bounces, clock=self._clock, on_enqueued=self.wake, expand=expand or tuple
+            self._queue,
+            settings.bounces,
+            clock=self._clock,
+            on_enqueued=self.wake,
+            expand=expand or tuple,
+            sign=self._sign,
         )
 
     def wake(self) -> None:

@@ -19,14 +19,15 @@ import random
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from postier.delivery.attemptlog import log_attempt
 from postier.delivery.bounces import Bouncer
 from postier.delivery.loaded import Carried, Loaded
-from postier.delivery.outcomes import Judgement, RetryPolicy, judge, log_attempt
-from postier.delivery.transport import Attempt, Destination, DestinationKind
+from postier.delivery.outcomes import Judgement, RetryPolicy, judge
+from postier.delivery.transport import Attempt, Destination
 from postier.mail.errors import DamagedBodyError, QueueError, UnknownMessageError
 from postier.mail.replies import S
 from postier.mail.reply import Reply
-from postier.queue.model import ClaimedRecipient, QueueId, RecipientState
+from postier.queue.model import ClaimedRecipient, QueueId, RecipientResult, RecipientState
 from postier.queue.protocol import Queue
 
 __all__ = ["Settler", "damaged_reply", "load"]
@@ -100,9 +101,31 @@ class Settler:
         ``durations``: each recipient's transaction time (None: no courier was asked). With
         ``quiet_only``, only outcomes that need no DSN are settled; the others are returned."""
         now = self._clock()
+        judged = self._judge(loaded, items, attempts, destination, now)
+        times = list(durations) if durations is not None else [None] * len(items)
+        if quiet_only:
+            keep = [j.report is None for j in judged]
+        else:
+            keep = await self._notify(loaded, judged)
+        settled = [k for k, kept in enumerate(keep) if kept]
+        for k in settled:
+            log_attempt(items[k], attempts[k], judged[k], now, destination, times[k])
+        await self._record(loaded.record.id, [judged[k].result for k in settled])
+        later = [k for k, j in enumerate(judged) if j.report is not None] if quiet_only else []
+        return Carried([items[k] for k in later], [attempts[k] for k in later], [times[k] for k in later])
+
+    def _judge(
+        self,
+        loaded: Loaded,
+        items: Sequence[ClaimedRecipient],
+        attempts: Sequence[Attempt],
+        destination: Destination | None,
+        now: datetime,
+    ) -> list[Judgement]:
+        """Each attempt's outcome (``outcomes.judge``), under the retry policy of the moment."""
         previous = {r.index: r.last_attempt_at for r in loaded.record.recipients}
         kind = None if destination is None else destination.kind
-        judged = [
+        return [
             judge(
                 item,
                 attempt,
@@ -114,26 +137,15 @@ class Settler:
             )
             for item, attempt in zip(items, attempts, strict=True)
         ]
-        times = list(durations) if durations is not None else [None] * len(items)
-        later = [k for k, j in enumerate(judged) if j.report is not None] if quiet_only else []
-        keep = [j.report is None for j in judged] if quiet_only else await self._notify(loaded, judged)
-        relay = "none" if destination is None else destination.key
-        tls_default = _tls_default(destination)
-        results = []
-        for item, attempt, judgement, kept, duration_s in zip(
-            items, attempts, judged, keep, times, strict=True
-        ):
-            if kept:
-                log_attempt(item, attempt, judgement, now, relay, duration_s, tls_default)
-                results.append(judgement.result)
-        if results:
-            try:
-                await self._queue.record(results, self._clock())
-            except QueueError:
-                _log.exception(
-                    "recording outcomes of %s failed; retried when the lease ends", loaded.record.id
-                )
-        return Carried([items[k] for k in later], [attempts[k] for k in later], [times[k] for k in later])
+
+    async def _record(self, message_id: QueueId, results: list[RecipientResult]) -> None:
+        """Record the settled outcomes; a queue error leaves them to be retried when the lease ends."""
+        if not results:
+            return
+        try:
+            await self._queue.record(results, self._clock())
+        except QueueError:
+            _log.exception("recording outcomes of %s failed; retried when the lease ends", message_id)
 
     async def _notify(self, loaded: Loaded, judged: Sequence[Judgement]) -> list[bool]:
         """Enqueue the DSNs due; which judgements may be recorded. If a bounce cannot be queued,
@@ -161,12 +173,3 @@ class Settler:
         except DamagedBodyError:
             return b""
         return b"" if loaded.body is None else loaded.body
-
-
-def _tls_default(destination: Destination | None) -> tuple[str, str]:
-    """The TLS policy and source logged for attempts that carry none of their own."""
-    if destination is None:
-        return "none", "unrouted"
-    if destination.kind in (DestinationKind.MAILDIR, DestinationKind.LMTP):
-        return "none", "local"
-    return destination.tls_label or destination.tls.value, destination.tls_source or "config"

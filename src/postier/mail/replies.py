@@ -57,6 +57,8 @@ class S:
     TEMP_AUTH_FAILURE = _r(454, "4.7.0", "Temporary authentication failure")
     TLS_UNAVAILABLE = _r(454, "4.7.0", "TLS not available due to temporary reason")
     MAILBOX_FULL = _r(452, "4.2.2", "Mailbox full, try again later")
+    POLICY_TEMPFAIL = _r(451, "4.3.0", "Temporary failure in checking this; try again later")
+    POLICY_TEMPFAIL_CONNECT = _r(421, "4.3.0", "Temporary failure, closing connection; try again later")
     MAILBOX_WRITE_ERROR = _r(451, "4.3.0", "Cannot write to the mailbox, try again later")
     BODY_UNREADABLE_RETRY = _r(451, "4.3.0", "The queued message body cannot be read; trying once more")
 

@@ -15,7 +15,10 @@ connect        sid, remote (ip:port), listener (smtp|submission|submissions), lo
 helo           sid, name (as the client gave it), verb (HELO|EHLO)
 tls            sid, version (TLSv1.3), cipher
 auth           sid, mechanism, user, result (ok|failed|cancelled) — never the password or payload
-reject         sid, stage (connect|helo|auth|mail|rcpt|data), reply ("550 5.1.1 …"), from, rcpt, reason
+reject         sid, stage (connect|helo|auth|mail|rcpt|data), reply ("550 5.1.1 …"), from, rcpt, check
+               (the policy check that refused), reason
+verdict        sid, id, stage, check, action (tag|quarantine|discard|accept), reason, score — a check's
+               word that did not refuse the client (a header added, a message held or dropped)
 queued         sid, id, from (<sender>, ``<>`` for bounces), size (octets), nrcpt, msgid, duration_s
 delivery       id, rcpt, result (delivered|deferred|failed), reply, mx (host[ip]), attempt, delay_s,
                duration_s (the attempt itself)
@@ -56,6 +59,7 @@ EVENTS = frozenset(
         "tls",
         "auth",
         "reject",
+        "verdict",
         "queued",
         "delivery",
         "bounce",

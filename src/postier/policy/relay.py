@@ -75,10 +75,14 @@ class RelayPolicy:
         except ValueError:
             return False
 
+    def may_receive(self, address: Address, *, is_local: bool) -> bool:
+        """May a stranger (neither trusted nor authenticated) send to ``address``? Only when it is
+        local (``is_local``: the directory's answer) and carries no sender-specified routing."""
+        return is_local and not any(ch in address.local_part for ch in _ROUTING)
+
     def check_rcpt(self, address: Address, *, client_ip: str, authenticated: bool) -> Reply | None:
         """None when the recipient is acceptable, else the reply that refuses it."""
         if authenticated or self.is_trusted(client_ip):
             return None
-        if self.is_local(address) and not any(ch in address.local_part for ch in _ROUTING):
-            return None
-        return S.RELAY_DENIED
+        is_local = address.is_postmaster or self.is_local(address)
+        return None if self.may_receive(address, is_local=is_local) else S.RELAY_DENIED

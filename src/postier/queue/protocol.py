@@ -40,8 +40,12 @@ class Queue(Protocol):
 
     async def close(self) -> None: ...
 
-    async def enqueue(self, envelope: Envelope, body: bytes, *, queue_id: str | None = None) -> QueueId:
-        """Store the message; durable when this returns. Every recipient is due at once."""
+    async def enqueue(
+        self, envelope: Envelope, body: bytes, *, queue_id: str | None = None, held: bool = False
+    ) -> QueueId:
+        """Store the message; durable when this returns. Every recipient is due at once — unless
+        ``held`` (a quarantined message): then the message is stored held, and nothing is delivered
+        until ``release``."""
         ...
 
     async def claim(self, now: datetime, lease_s: float, limit: int) -> list[Claim]:

@@ -2,12 +2,16 @@
 
 Theory of operation, in order (docs/flow.md, end of data):
 
-1. a message that already carries ``MAX_HOPS`` ``Received:`` fields is in a loop → ``554 5.4.6``
-   (RFC 5321 §6.3), logged as a ``reject`` at stage ``data``;
+1. the data stage of the policy (``postier.policy``): a refusal is the reply (logged as a ``reject`` at
+   stage ``data``, with the check that made it); ``discard`` answers 250 and keeps nothing; ``tag``
+   headers are added to the message; ``quarantine`` queues it held;
 2. the envelope: the recipients as accepted, expanded by the local directory (aliases), the ESMTP
    parameters (RFC 6152 BODY, RFC 6531 SMTPUTF8, RFC 3461 RET/ENVID, RFC 1870 SIZE) and what the
    session knows of the client (``ClientInfo``);
-3. the trace header (``received.py``) is prepended under the queue id the message will have;
+3. the trace header (``received.py``) is prepended under the queue id the message will have, above
+   the headers the checks added, and above it the DKIM signatures for our own users' mail
+   (``signing.py``: what is signed is the message as it is queued, less the trace header, which need
+   not be signed, RFC 6376 §5.4);
 4. the replies the session still holds are flushed, because the enqueue waits for a group commit;
 5. ``Queue.enqueue`` returns once the message is on stable storage: only then ``250 … queued as ID``
    (STYLE: say 250 only after fsync). Out of space → ``452 4.3.1``; any other queue error →
@@ -27,12 +31,13 @@ from postier.mail.errors import QueueError, QueueFullError
 from postier.mail.replies import S, queued
 from postier.mail.reply import Reply
 from postier.observe import get_logger, mail_event
-from postier.server.rcpt_checks import count_message
-from postier.server.received import MAX_HOPS, hop_count, protocol_keyword, received_header
+from postier.policy import Action, Client, Decision, Message, Policy, Stage, Transaction
+from postier.server.received import protocol_keyword, received_header
+from postier.server.signing import UNSIGNED, dkim_sign
 from postier.smtp.server.events import MessageReceived
 
 if TYPE_CHECKING:
-    from postier.server.listener import SmtpServer
+    from postier.server.listener import Live, SmtpServer
 
 __all__ = ["client_info", "queue_message"]
 
@@ -61,58 +66,101 @@ def client_info(
 
 async def queue_message(
     server: SmtpServer,
+    live: Live,
     event: MessageReceived,
-    client: ClientInfo,
+    info: ClientInfo,
+    client: Client,
+    txn: Transaction,
     *,
-    sid: str,
     mail_at: float,
     flush: Callable[[], None],
 ) -> Reply:
     """The reply to the end of DATA; ``mail_at``: monotonic time of the transaction's MAIL FROM."""
-    if hop_count(event.body) >= MAX_HOPS:  # RFC 5321 §6.3: a mail loop (e.g. through aliases)
-        mail_event("reject", sid=sid, stage="data", reply=str(S.TOO_MANY_HOPS), reason="hop count")
-        return S.TOO_MANY_HOPS
-    envelope = _envelope(server, event, client)
+    policy = live.policy
+    decision = await policy.pipeline.run(Stage.DATA, client, txn, Message(event.body))
+    verdict = decision.verdict
+    if verdict.is_refusal:
+        assert verdict.reply is not None
+        reply, reason = str(verdict.reply), verdict.reason
+        mail_event("reject", sid=client.sid, stage="data", reply=reply, check=verdict.check, reason=reason)
+        return verdict.reply
     queue_id = server.queue.new_id()
+    _log_verdicts(client.sid, queue_id, decision)
+    if verdict.action is Action.DISCARD:
+        return queued(queue_id)  # RFC 5321 §6.2 allows it when a filter says so: nothing is kept
+    envelope = _envelope(policy, event, info)
+    content = _added_headers(verdict.headers) + event.body if verdict.headers else event.body
+    signed = UNSIGNED if live.dkim.is_empty else await dkim_sign(live.dkim, content, event.sender, client)
     header = received_header(
-        helo=client.helo,
-        client_ip=client.ip,
+        helo=info.helo,
+        client_ip=info.ip,
         hostname=server.hostname,
-        protocol=client.protocol,
+        protocol=info.protocol,
         queue_id=queue_id,
-        tls=client.tls,
+        tls=info.tls,
         recipients=tuple(r.address for r in event.recipients),
         now=datetime.now(UTC),
     )
     flush()
+    held = verdict.action is Action.QUARANTINE
     try:
-        await server.queue.enqueue(envelope, header + event.body, queue_id=queue_id)
+        await server.queue.enqueue(envelope, signed.fields + header + content, queue_id=queue_id, held=held)
     except QueueFullError:
-        _log.error("session %s: queue is out of space", sid)
+        _log.error("session %s: queue is out of space", client.sid)
         return S.QUEUE_FULL
     except QueueError:
-        _log.exception("session %s: queue error", sid)
+        _log.exception("session %s: queue error", client.sid)
         return S.QUEUE_ERROR
-    count_message(server, client.ip, client.auth_user)
+    policy.queued(client)
     mail_event(
         "queued",
-        sid=sid,
+        sid=client.sid,
         id=queue_id,
         from_=f"<{'' if event.sender is None else str(event.sender)}>",
         size=len(event.body),
         nrcpt=len(envelope.recipients),
-        proto=client.protocol,
-        user=client.auth_user,
+        proto=info.protocol,
+        user=info.auth_user,
+        held=True if held else None,
         duration_s=round(time.monotonic() - mail_at, 4),
+        dkim=signed.result,
+        dkim_reason=signed.reason,
     )
     return queued(queue_id)
 
 
-def _envelope(server: SmtpServer, event: MessageReceived, client: ClientInfo) -> Envelope:
-    directory = server.directory
+def _log_verdicts(sid: str, queue_id: str, decision: Decision) -> None:
+    """One ``verdict`` line per check that said something other than a plain accept."""
+    for noted in decision.verdicts:
+        mail_event(
+            "verdict",
+            sid=sid,
+            id=queue_id,
+            stage="data",
+            check=noted.check,
+            action=noted.action.value,
+            reason=noted.reason or None,
+            score=noted.score or None,
+        )
+
+
+def _added_headers(headers: tuple[tuple[str, str], ...]) -> bytes:
+    """Header fields a check asked for, as lines; a name or value with CR or LF is dropped whole (a
+    check's text must never split into a header the check did not mean)."""
+    if not headers:
+        return b""
+    lines = [
+        f"{name}: {value}\r\n".encode()
+        for name, value in headers
+        if name and not any(ch in name + value for ch in "\r\n") and ":" not in name
+    ]
+    return b"".join(lines)
+
+
+def _envelope(policy: Policy, event: MessageReceived, client: ClientInfo) -> Envelope:
     return Envelope(
         sender=event.sender,
-        recipients=event.recipients if directory is None else directory.expand(event.recipients),
+        recipients=policy.expand(event.recipients),
         body=event.params.body or BodyType.SEVEN_BIT,
         smtputf8=event.params.smtputf8,
         ret=event.params.ret,

@@ -7,8 +7,15 @@ one batch when the engine needs more input or before the task awaits something s
 pipelining client (RFC 2920) gets its replies in few segments and never waits on a reply we hold back.
 
 Each wait for input has the RFC 5321 §4.5.3.2 timeout of what is awaited (a command, a DATA block),
-kept by one timer per session (``inputwait.py``). The end of DATA is handled by ``intake.py``, MAIL and
-RCPT checks by ``rcpt_checks.py``, AUTH by ``auth_flow.py``.
+kept by one timer per session (``inputwait.py``). Every accept/refuse decision is the policy's
+(``postier.policy``): the session asks its pipeline (``stages.py``) at connect, HELO, MAIL, RCPT and
+the end of data (``intake.py``) and obeys the answer; AUTH is ``auth_flow.py``. The session takes
+the server's ``Live`` (policy, TLS, AUTH, timeouts) at connect and again at each MAIL FROM, and keeps
+it to the end of the transaction, so a reload never changes the rules under a transaction.
+
+Admission (connection limits) is counted in ``connection_made``, before anything else; on an
+implicit-TLS listener it was counted before the handshake (``tlsaccept.py``) and the session starts
+after it.
 
 Reading is paused while more than ``_READ_HIGH_WATER`` octets wait unprocessed, and the task stops
 taking commands while the transport's write buffer is full, so neither a fast sender nor a client
@@ -32,8 +39,7 @@ from postier.mail.reply import Reply
 from postier.observe import get_logger, mail_event
 from postier.server.auth_flow import SessionAuth
 from postier.server.inputwait import InputWait
-from postier.server.intake import client_info, queue_message
-from postier.server.rcpt_checks import check_recipient, check_sender
+from postier.server.stages import SessionStages
 from postier.smtp.server.connection import ServerConnection
 from postier.smtp.server.events import (
     Answered,
@@ -65,7 +71,7 @@ def new_session_id() -> str:
 
 
 class Session(asyncio.Protocol):
-    def __init__(self, server: SmtpServer, listener: Listener) -> None:
+    def __init__(self, server: SmtpServer, listener: Listener, admission_key: str | None = None) -> None:
         self.server = server
         self.listener = listener
         self.sid = new_session_id()
@@ -85,16 +91,16 @@ class Session(asyncio.Protocol):
         self._greeted = False
         self._early = False
         self._stopping = False
-        self._helo = ""
-        self._esmtp = False
-        self._tls: str | None = None
         self._commands = 0
         self._started = time.monotonic()
         self._end_reason = "closed"  # quit | timeout | error | shutdown | closed (by the client)
         self._auth = SessionAuth(source=server, sid=self.sid, client_ip="", flush=self._flush)
         self._handshaking: list[bytes] | None = None
-        self._accepted_rcpts = 0
-        self._mail_at = 0.0  # monotonic time of the MAIL FROM that began the transaction
+        # The key the server counted this connection under; given when it was admitted before the
+        # TLS handshake (implicit TLS, server/tlsaccept.py), else counted in connection_made.
+        self.admission_key = admission_key or ""
+        self.is_admitted = admission_key is not None
+        self._stages = SessionStages(server, self.sid, self._auth)
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -106,16 +112,20 @@ class Session(asyncio.Protocol):
         self._auth.client_ip = self.client_ip
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
-            self._tls = _tls_description(ssl_object)
-        refusal = self.server.admit(self)
+            self._stages.tls = _tls_description(ssl_object)
+        refusal = self.server.admit(self, self._stages.live.policy)
         if refusal is not None:
             mail_event(
-                "reject", remote=f"{self.client_ip}:{self.client_port}", stage="connect", reply=str(refusal)
+                "reject",
+                remote=f"{self.client_ip}:{self.client_port}",
+                stage="connect",
+                reply=str(refusal),
+                check="admission",
             )
             self._transport.write(refusal.to_bytes())
             self._transport.close()
             return
-        self._conn = ServerConnection(self.listener.engine_settings(is_tls=self._tls is not None))
+        self._conn = ServerConnection(self.listener.engine_settings(is_tls=self._stages.tls is not None))
         loop = asyncio.get_running_loop()
         self._input = InputWait(loop)
         self._task = loop.create_task(self._run(), name=f"smtp-{self.sid}")
@@ -143,14 +153,12 @@ class Session(asyncio.Protocol):
             self._conn.receive_data(b"")
         self._wake()
         # Keep the write side open to answer what was pipelined before the EOF (not possible under TLS).
-        return self._tls is None
+        return self._stages.tls is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self._wake()
         self._can_write.set()
-        if self._conn is None:
-            return
         self.server.release(self)
 
     def pause_writing(self) -> None:
@@ -184,9 +192,15 @@ class Session(asyncio.Protocol):
             listener=self.listener.mode,
             local=self.listener.address,
         )
-        if self._tls is not None:
+        if self._stages.tls is not None:
             self._log_tls()
         try:
+            self._stages.start(self.client_ip, self.client_port, self.listener)
+            refusal = await self._stages.connect(f"{self.client_ip}:{self.client_port}")
+            if refusal is not None:
+                self._end_reason = "error"
+                self._write_now(refusal)
+                return
             if await self._refuse_early_talker():
                 return
             await self._serve()
@@ -242,7 +256,7 @@ class Session(asyncio.Protocol):
             if isinstance(event, Quit) or reply.code == 421 or conn.is_closed:
                 self._end_reason = "quit" if isinstance(event, Quit) else "error"
                 return
-            if isinstance(event, StartTls) and reply.code == 220 and not await self._start_tls():
+            if isinstance(event, StartTls) and reply.code == 220 and not await self._starttls():
                 return
 
     async def _wait_input(self) -> bool:
@@ -253,7 +267,8 @@ class Session(asyncio.Protocol):
             self._transport.resume_reading()
             self._paused = False
         reading_data = self._conn is not None and self._conn.is_reading_data
-        timeout = self.server.data_timeout_s if reading_data else self.server.command_timeout_s
+        live = self._stages.live
+        timeout = live.data_timeout_s if reading_data else live.command_timeout_s
         if self._stopping:
             self._end_reason = "shutdown"
             self._write_now(S.SERVICE_UNAVAILABLE)
@@ -281,81 +296,64 @@ class Session(asyncio.Protocol):
             return event.reply
         self._commands += 1
         if isinstance(event, Hello):
-            return self._hello(event)
+            return await self._hello(event)
         if isinstance(event, MailFrom):
-            return self._mail(event)
+            return await self._stages.mail(event)
         if isinstance(event, RcptTo):
-            return self._rcpt(event)
+            return await self._stages.rcpt(event)
         if isinstance(event, DataStart):
             return S.START_DATA
         if isinstance(event, MessageReceived):
             return await self._queue_message(event)
         if isinstance(event, StartTls):
-            return S.TLS_READY if self.server.tls_context() is not None else S.TLS_UNAVAILABLE
+            return S.TLS_READY if self._stages.live.tls_context() is not None else S.TLS_UNAVAILABLE
         if isinstance(event, AuthStart):
             return await self._auth.start(event)
         if isinstance(event, AuthResponse):
             return await self._auth.respond(event)
         raise AssertionError(f"unhandled event {event!r}")
 
-    def _hello(self, event: Hello) -> Reply:
+    # --- the policy's stages (stages.py) -------------------------------------------------------------
+
+    async def _hello(self, event: Hello) -> Reply:
         assert self._conn is not None
-        self._helo = event.name
-        self._esmtp = event.verb.upper() != "HELO"
-        mail_event("helo", sid=self.sid, name=event.name, verb=event.verb.upper())
-        return self._conn.ehlo_reply() if self._esmtp else Reply(250, None, self.server.hostname)
-
-    def _mail(self, event: MailFrom) -> Reply:
-        self._accepted_rcpts = 0
-        self._mail_at = time.monotonic()
-        return check_sender(self.server, event.sender, sid=self.sid, user=self._auth_user)
-
-    @property
-    def _auth_user(self) -> str | None:
-        return self._auth.user
-
-    def _rcpt(self, event: RcptTo) -> Reply:
-        reply = check_recipient(
-            self.server,
-            event.recipient.address,
-            sid=self.sid,
-            client_ip=self.client_ip,
-            user=self._auth_user,
-            is_first=self._accepted_rcpts == 0,
-        )
-        if reply.is_positive:
-            self._accepted_rcpts += 1
-        return reply
+        refusal = await self._stages.hello(event)
+        if refusal is not None:
+            return refusal
+        return self._conn.ehlo_reply() if self._stages.esmtp else Reply(250, None, self.server.hostname)
 
     async def _queue_message(self, event: MessageReceived) -> Reply:
-        client = client_info(
-            ip=self.client_ip,
-            port=self.client_port,
-            helo=self._helo,
-            esmtp=self._esmtp,
-            tls=self._tls,
-            auth_user=self._auth_user,
-            listener=self.listener.address,
-            smtputf8=event.params.smtputf8,
-        )
-        return await queue_message(
-            self.server, event, client, sid=self.sid, mail_at=self._mail_at, flush=self._flush
-        )
+        return await self._stages.message(event, listener=self.listener.address, flush=self._flush)
+
+    # --- TLS -----------------------------------------------------------------------------------------
+
+    async def _starttls(self) -> bool:
+        """STARTTLS accepted: the handshake, then the engine starts again from EHLO (RFC 3207)."""
+        assert self._conn is not None
+        self._handshaking = []
+        if not await self._start_tls():
+            return False
+        self._stages.helo, self._stages.esmtp = "", False
+        self._conn.tls_established()
+        early, self._handshaking = self._handshaking, None
+        for data in early or ():
+            self.data_received(data)
+        return True
 
     async def _start_tls(self) -> bool:
-        context = self.server.tls_context()
+        context = self._stages.live.tls_context()
         transport = self._transport
-        assert context is not None and transport is not None and self._conn is not None
+        if context is None or transport is None:
+            return False
         self._flush()
         loop = asyncio.get_running_loop()
-        self._handshaking = []
         try:
             new_transport = await loop.start_tls(
                 transport,
                 self,
                 context,
                 server_side=True,
-                ssl_handshake_timeout=self.server.handshake_timeout_s,
+                ssl_handshake_timeout=self._stages.live.handshake_timeout_s,
             )
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             mail_event("tls", sid=self.sid, result="failed", error=type(exc).__name__)
@@ -364,17 +362,12 @@ class Session(asyncio.Protocol):
         if new_transport is None:
             return False
         self._transport = new_transport
-        self._tls = _tls_description(new_transport.get_extra_info("ssl_object"))
-        self._helo, self._esmtp = "", False
-        self._conn.tls_established()
-        early, self._handshaking = self._handshaking, None
-        for data in early or ():
-            self.data_received(data)
+        self._stages.tls = _tls_description(new_transport.get_extra_info("ssl_object"))
         self._log_tls()
         return True
 
     def _log_tls(self) -> None:
-        version, _, cipher = (self._tls or "").partition(" ")
+        version, _, cipher = (self._stages.tls or "").partition(" ")
         mail_event("tls", sid=self.sid, version=version, cipher=cipher)
 
     # --- output ------------------------------------------------------------------------------------

@@ -166,13 +166,15 @@ class SqliteQueue:
     def _now(self, now: datetime | None) -> float:
         return to_epoch(self._clock() if now is None else now)
 
-    async def enqueue(self, envelope: Envelope, body: bytes, *, queue_id: str | None = None) -> QueueId:
+    async def enqueue(
+        self, envelope: Envelope, body: bytes, *, queue_id: str | None = None, held: bool = False
+    ) -> QueueId:
         if not envelope.recipients:
             raise QueueError("a message needs at least one recipient")
         qid = self.new_id() if queue_id is None else QueueId(queue_id)
         body, now = bytes(body), self._now(None)
         # grouped with the other enqueues of the same commit (store.Insert.many)
-        await self._submit(store.Insert(qid, envelope, body, now, self._log))
+        await self._submit(store.Insert(qid, envelope, body, now, self._log, held=held))
         return qid
 
     async def claim(self, now: datetime, lease_s: float, limit: int) -> list[Claim]:

@@ -84,12 +84,20 @@ class Insert:
     __slots__ = ("body", "log", "qid", "recipients", "row")
 
     def __init__(
-        self, qid: QueueId, envelope: Envelope, body: bytes, now: float, log: BodyLog | None = None
+        self,
+        qid: QueueId,
+        envelope: Envelope,
+        body: bytes,
+        now: float,
+        log: BodyLog | None = None,
+        *,
+        held: bool = False,
     ) -> None:
         self.qid, self.body, self.log = qid, body, log
         sender = "" if envelope.sender is None else str(envelope.sender)
         digest = hashlib.sha256(body).hexdigest()
-        self.row = (qid, now, sender, encode_envelope(envelope), len(body), digest, _ACTIVE)
+        status = _HELD if held else _ACTIVE
+        self.row = (qid, now, sender, encode_envelope(envelope), len(body), digest, status)
         self.recipients = [(qid, i, *encode_recipient(r), now) for i, r in enumerate(envelope.recipients)]
 
     def __call__(self, conn: Conn) -> None:
@@ -157,6 +165,7 @@ _INSERT_RECIPIENT = (
 
 
 _ACTIVE = MessageStatus.ACTIVE.value
+_HELD = MessageStatus.HELD.value
 
 
 def claim(conn: Conn, now: float, lease_s: float, limit: int) -> list[Claim]:

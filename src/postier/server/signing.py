@@ -1,0 +1,50 @@
+"""DKIM signing at the end of DATA, the last step before the enqueue (docs/dkim.md).
+
+What is signed: a message from an authenticated client or a trusted network whose signing domain
+(the From: domain, or the envelope sender's per ``[dkim] sign_by``) has a key whose DNS record
+matches. Mail relayed for strangers is never signed. A message from a domain that has keys but is
+not signed is said so on the ``queued`` line (``dkim=unsigned dkim_reason=…``); a signed one says
+``dkim=DOMAIN``. The signer is read once from the session's ``Live`` (an immutable object swapped
+whole by the key checks and reloads), and when no domain has keys nothing at all is parsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from postier.mail.address import Address
+from postier.mailauth.dkim import DkimSigner, signing_domain
+from postier.policy import Client
+
+__all__ = ["UNSIGNED", "Signed", "dkim_sign"]
+
+_THREAD_BYTES = 128 * 1024  # sign larger messages off the event loop (hashing, canonicalising)
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """The fields to prepend (may be empty) and what the ``queued`` line says of DKIM."""
+
+    fields: bytes = b""
+    result: str | None = None
+    reason: str | None = None
+
+
+UNSIGNED = Signed()
+
+
+async def dkim_sign(signer: DkimSigner, message: bytes, sender: Address | None, client: Client) -> Signed:
+    """The signatures for ``message`` (as it will be queued, less the trace header)."""
+    domain = signing_domain(message, sender, signer.sign_by)
+    if domain is None or domain not in signer.keyed:
+        return UNSIGNED
+    if not client.is_ours:
+        return Signed(result="unsigned", reason="not from an authenticated or trusted client")
+    if not signer.keys_for(domain):
+        return Signed(result="unsigned", reason="no key of the domain can sign (see postier dkim list)")
+    if len(message) > _THREAD_BYTES:
+        fields = await asyncio.to_thread(signer.sign, message, domain)
+    else:
+        fields = signer.sign(message, domain)
+    return Signed(fields, domain)
