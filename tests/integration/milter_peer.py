@@ -48,12 +48,19 @@ class OpenDkim:
         conf = self.root / "opendkim.conf"
         conf.write_text(
             _CONF.format(
-                mode=self.mode, domain=self.domain, selector=self.selector, key=key, port=self.port, root=self.root
+                mode=self.mode,
+                domain=self.domain,
+                selector=self.selector,
+                key=key,
+                port=self.port,
+                root=self.root,
             )
         )
         log = self.root / "opendkim.log"
         with log.open("wb") as out:
-            self.proc = subprocess.Popen(["opendkim", "-f", "-x", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                ["opendkim", "-f", "-x", str(conf)], stdout=out, stderr=subprocess.STDOUT
+            )
         wait_for_port(self.port, alive=self.proc, log=log)
 
     def stop(self) -> None:

@@ -66,8 +66,26 @@ rspamd_config.POSTIER_SOFT = {
 }
 """
 
-_OFF = ("rbl", "dkim_signing", "arc", "dmarc", "spf", "dkim", "asn", "emails", "phishing", "url_redirector",
-        "fuzzy_check", "neural", "dcc", "greylist", "ratelimit", "replies", "history_redis", "mx_check")
+_OFF = (
+    "rbl",
+    "dkim_signing",
+    "arc",
+    "dmarc",
+    "spf",
+    "dkim",
+    "asn",
+    "emails",
+    "phishing",
+    "url_redirector",
+    "fuzzy_check",
+    "neural",
+    "dcc",
+    "greylist",
+    "ratelimit",
+    "replies",
+    "history_redis",
+    "mx_check",
+)
 
 
 class RspamdServer:
@@ -92,9 +110,15 @@ class RspamdServer:
         (root / "rspamd.local.lua").write_text(_LUA)
         share = "/usr/share/rspamd"
         variables = {
-            "CONFDIR": "/etc/rspamd", "LOCAL_CONFDIR": str(root), "DBDIR": str(root / "db"),
-            "RUNDIR": str(root / "run"), "LOGDIR": str(root / "log"), "PLUGINSDIR": f"{share}/plugins",
-            "RULESDIR": f"{share}/rules", "LUALIBDIR": f"{share}/lualib", "SHAREDIR": share,
+            "CONFDIR": "/etc/rspamd",
+            "LOCAL_CONFDIR": str(root),
+            "DBDIR": str(root / "db"),
+            "RUNDIR": str(root / "run"),
+            "LOGDIR": str(root / "log"),
+            "PLUGINSDIR": f"{share}/plugins",
+            "RULESDIR": f"{share}/rules",
+            "LUALIBDIR": f"{share}/lualib",
+            "SHAREDIR": share,
             "WWWDIR": f"{share}/www",
         }
         command = [shutil.which("rspamd") or "rspamd", "-f", "-c", str(root / "rspamd.conf")]

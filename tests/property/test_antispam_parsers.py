@@ -34,12 +34,18 @@ def test_milter_parser_any_bytes_any_split(data: bytes, cuts: list[int]) -> None
         pass
 
 
-_names = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=":"), min_size=1, max_size=20)
+_names = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=":"),
+    min_size=1,
+    max_size=20,
+)
 _values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=50)
 _packets = st.one_of(
     st.sampled_from([encode(c) for c in "acdrtps"]),
     st.builds(lambda n, v: encode("h", n, v), _names, _values),
-    st.builds(lambda i, n, v: encode("m", struct.pack("!I", i), n, v), st.integers(0, 2**32 - 1), _names, _values),
+    st.builds(
+        lambda i, n, v: encode("m", struct.pack("!I", i), n, v), st.integers(0, 2**32 - 1), _names, _values
+    ),
     st.builds(lambda b: encode("b", b), st.binary(max_size=300)),
     st.builds(lambda r: encode("q", r), _values),
     st.builds(lambda c, t: encode("y", f"{c} {t}"), st.integers(400, 599), _values),
@@ -95,9 +101,15 @@ def test_rspamd_any_json_shape(reply: dict[str, object]) -> None:
     assert result.action == reply["action"]
 
 
-@given(st.sampled_from(sorted(ACTIONS)), st.floats(-100, 2000), st.lists(st.text(min_size=1, max_size=10), max_size=5))
+@given(
+    st.sampled_from(sorted(ACTIONS)),
+    st.floats(-100, 2000),
+    st.lists(st.text(min_size=1, max_size=10), max_size=5),
+)
 def test_rspamd_well_formed_replies_parse(action: str, score: float, symbols: list[str]) -> None:
-    body = json.dumps({"action": action, "score": score, "required_score": 15, "symbols": {s: {} for s in symbols}})
+    body = json.dumps(
+        {"action": action, "score": score, "required_score": 15, "symbols": {s: {} for s in symbols}}
+    )
     http = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body.encode())}\r\n\r\n".encode() + body.encode()
     result = parse_reply(parse_http(http))
     assert (result.action, result.score, result.symbols) == (action, score, tuple(sorted(set(symbols))))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from postier.antispam.dnsbl import DnsblResult, Zone, blocked_reply, evaluate, query_name
+from postier.antispam.dnsbl import DnsblResult, Zone, evaluate, query_name
+from postier.mail.replies import dnsbl_blocked
 
 
 @pytest.mark.parametrize(
@@ -57,8 +58,10 @@ def test_evaluate(
 
 
 def test_the_refusal_names_the_heaviest_block_list_never_an_allow_list() -> None:
-    result = DnsblResult(3.0, (("a.test", 1.0, ("127.0.0.2",)), ("b.test", 2.0, ("127.0.0.2",)), ("w.test", -1.0, ())))
+    result = DnsblResult(
+        3.0, (("a.test", 1.0, ("127.0.0.2",)), ("b.test", 2.0, ("127.0.0.2",)), ("w.test", -1.0, ()))
+    )
     assert result.blocking_zone == "b.test"
     assert DnsblResult(-1.0, (("w.test", -1.0, ()),)).blocking_zone == ""
-    reply = blocked_reply("192.0.2.7", "b.test")
+    reply = dnsbl_blocked("192.0.2.7", "b.test")
     assert str(reply) == "554 5.7.1 Service unavailable; client [192.0.2.7] blocked using b.test"

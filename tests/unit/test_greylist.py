@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from postier.antispam.greylist import Entry, GreylistCheck, GreylistSettings, GreylistStore, decide, network_of
+from postier.antispam.greylist import (
+    Entry,
+    GreylistCheck,
+    GreylistSettings,
+    GreylistStore,
+    decide,
+    network_of,
+)
 from postier.mail.address import parse_mailbox
 from postier.mail.envelope import Recipient
 from postier.policy import Action, Client, Transaction
@@ -48,9 +56,9 @@ def _client(ip: str = "192.0.2.10", trusted: bool = False) -> Client:
     return Client("sid", ip, 4000, "smtp", is_trusted=trusted)
 
 
-def _ask(check: GreylistCheck, client: Client, sender: str = "a@example.org", rcpt: str = "b@example.test") -> Action:
-    import asyncio
-
+def _ask(
+    check: GreylistCheck, client: Client, sender: str = "a@example.org", rcpt: str = "b@example.test"
+) -> Action:
     txn = Transaction(parse_mailbox(sender, allow_utf8=True))
     verdict = asyncio.run(check.on_rcpt(client, txn, Recipient(parse_mailbox(rcpt, allow_utf8=True))))
     return verdict.action
@@ -110,8 +118,6 @@ def test_exemptions(store: GreylistStore) -> None:
     assert _ask(check, _client(trusted=True)) is Action.ACCEPT
     assert _ask(check, _client("198.51.100.9")) is Action.ACCEPT
     assert _ask(check, _client("203.0.113.5")) is Action.ACCEPT
-    import asyncio
-
     txn = Transaction(parse_mailbox("news@good.example", allow_utf8=True), notes={"spf": "pass"})
     rcpt = Recipient(parse_mailbox("b@example.test", allow_utf8=True))
     assert asyncio.run(check.on_rcpt(_client(), txn, rcpt)).action is Action.ACCEPT

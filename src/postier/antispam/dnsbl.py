@@ -26,9 +26,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from postier.dns.errors import DnsError
+from postier.dns.errors import DnsError, TemporaryDnsError
 from postier.mail.envelope import Recipient
-from postier.mail.reply import EnhancedStatus, Reply
+from postier.mail.replies import dnsbl_blocked
 from postier.policy import ACCEPT, Action, Client, Transaction, Verdict, reject
 
 __all__ = ["DnsblCheck", "DnsblResult", "Zone", "evaluate", "query_name"]
@@ -119,10 +119,6 @@ def _is_refusal(answer: str) -> bool:
         return False
 
 
-def blocked_reply(ip: str, zone: str) -> Reply:
-    return Reply(554, EnhancedStatus(5, 7, 1), f"Service unavailable; client [{ip}] blocked using {zone}")
-
-
 class DnsblCheck:
     """``on_connect`` looks the client up and logs it; ``on_rcpt`` refuses a client whose score is at
     or above ``threshold``. Trusted and authenticated clients are never looked up."""
@@ -155,8 +151,10 @@ class DnsblCheck:
     async def _ask(self, name: str) -> list[str] | None:
         try:
             return await self.resolver.a(name)
-        except DnsError as exc:
-            return None if exc.is_temporary else []
+        except TemporaryDnsError:
+            return None
+        except DnsError:  # NXDOMAIN, no A record: not listed
+            return []
 
     async def is_allowed(self, ip: str) -> bool:
         """The client is on an allow list (a zone of negative weight lists it)."""
@@ -177,4 +175,4 @@ class DnsblCheck:
         result = await self.lookup(client.ip)
         if result.score < self.threshold or not result.blocking_zone:
             return ACCEPT
-        return reject(blocked_reply(client.ip, result.blocking_zone), result.describe())
+        return reject(dnsbl_blocked(client.ip, result.blocking_zone), result.describe())

@@ -29,12 +29,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from postier.mail.envelope import Recipient
-from postier.mail.reply import EnhancedStatus, Reply
+from postier.mail.replies import S
 from postier.policy import ACCEPT, Client, Transaction, Verdict, defer
 
-__all__ = ["GREYLISTED", "Entry", "GreylistCheck", "GreylistSettings", "GreylistStore", "decide", "network_of"]
+__all__ = [
+    "GREYLISTED",
+    "Entry",
+    "GreylistCheck",
+    "GreylistSettings",
+    "GreylistStore",
+    "decide",
+    "network_of",
+]
 
-GREYLISTED = Reply(451, EnhancedStatus(4, 7, 1), "Greylisted, please try again later")
+GREYLISTED = S.GREYLISTED
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,17 +28,23 @@ import asyncio
 import contextlib
 import urllib.parse
 
-from postier.antispam.rspamd_protocol import MAX_REPLY, RspamdReplyError, RspamdResult, build_request, parse_http, parse_reply
 from postier.antispam.greylist import GREYLISTED
+from postier.antispam.rspamd_protocol import (
+    MAX_REPLY,
+    RspamdReplyError,
+    RspamdResult,
+    build_request,
+    parse_http,
+    parse_reply,
+)
 from postier.mail.replies import S
-from postier.mail.reply import EnhancedStatus, Reply
 from postier.policy import ACCEPT, Action, Client, Message, Transaction, Verdict, defer, reject, tag
 from postier.policy.edits import HeaderEdit
 
 __all__ = ["SPAM_DEFERRED", "SPAM_REJECTED", "RspamdCheck", "verdict_for"]
 
-SPAM_REJECTED = Reply(554, EnhancedStatus(5, 7, 1), "Message rejected as spam")
-SPAM_DEFERRED = Reply(451, EnhancedStatus(4, 7, 1), "Message deferred, try again later")
+SPAM_REJECTED = S.SPAM_REJECTED
+SPAM_DEFERRED = S.SPAM_DEFERRED
 MAX_SYMBOLS = 50
 
 
@@ -67,7 +73,8 @@ def verdict_for(result: RspamdResult) -> Verdict:
 
 def _describe(result: RspamdResult) -> str:
     symbols = ",".join(result.symbols[:MAX_SYMBOLS])
-    text = f"rspamd action={result.action} score={result.score:.2f}/{result.required_score:.2f} symbols={symbols}"
+    score = f"{result.score:.2f}/{result.required_score:.2f}"
+    text = f"rspamd action={result.action} score={score} symbols={symbols}"
     return f"{text} message={result.message[:200]!r}" if result.message else text
 
 

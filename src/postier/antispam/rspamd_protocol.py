@@ -43,9 +43,7 @@ class RspamdResult:
     """rspamd's ``smtp_message`` (for the log: the client gets our generic text)."""
 
 
-def build_request(
-    body: bytes, *, host: str, fields: list[tuple[str, str]], path: str = "/checkv2"
-) -> bytes:
+def build_request(body: bytes, *, host: str, fields: list[tuple[str, str]], path: str = "/checkv2") -> bytes:
     """One HTTP/1.1 request; a field whose value holds CR or LF is left out whole."""
     lines = [f"POST {path} HTTP/1.1", f"Host: {host}", "Connection: close", f"Content-Length: {len(body)}"]
     lines += [f"{name}: {value}" for name, value in fields if not any(c in value for c in "\r\n\0")]

@@ -39,7 +39,11 @@ _SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("log", model.LogConfig, "[log]"),
     ("dkim", model.DkimConfig, "[dkim] (DKIM signing of outgoing mail: docs/dkim.md)"),
     ("dkim.key", model.DkimKeyConfig, "[[dkim.key]] (a DKIM key kept outside data_dir/dkim)"),
-    ("antispam", antispam.AntispamConfig, "[antispam] (DNSBL, pregreet, greylisting, rspamd: docs/antispam.md)"),
+    (
+        "antispam",
+        antispam.AntispamConfig,
+        "[antispam] (DNSBL, pregreet, greylisting, rspamd)",
+    ),
     ("antispam.dnsbl", antispam.DnsblZoneConfig, "[[antispam.dnsbl]] (one per DNS block or allow list)"),
     ("milter", antispam.MilterConfig, "[[milter]] (one per milter, asked at the end of data in order)"),
 ]

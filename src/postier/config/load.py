@@ -140,7 +140,9 @@ def _check_antispam(config: Config) -> None:
         try:
             ipaddress.ip_network(net, strict=False)
         except ValueError:
-            raise ConfigError(f"antispam.greylist_exempt_networks[{i}]", f"{net!r} is not a CIDR network") from None
+            raise ConfigError(
+                f"antispam.greylist_exempt_networks[{i}]", f"{net!r} is not a CIDR network"
+            ) from None
     for i, zone in enumerate(a.dnsbl):
         if not zone.zone.strip("."):
             raise ConfigError(f"antispam.dnsbl[{i}].zone", "must not be empty")

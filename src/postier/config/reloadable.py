@@ -11,7 +11,8 @@ them in at once; new sessions and new delivery attempts use them.
 Live: what a new session reads from the server each time (relay policy, rate limits, AUTH throttle
 and password checks, connection limits, timeouts), the TLS pair, the log, the shutdown grace, and
 what delivery takes per claim: ``[[route]]`` and the smarthost keys (password files are read again),
-``[delivery]``, ``[dns]``, ``[local]``, ``[dkim]`` (the keys are read and checked again).
+``[delivery]``, ``[dns]``, ``[local]``, ``[dkim]`` (the keys are read and checked again),
+``[antispam]`` and ``[[milter]]`` (the greylisting store and the pregreet memory are kept).
 Restart: what is bound into a listening socket or an open store — listener addresses and modes,
 ``server.hostname`` and the message limits (baked into each listener's engine settings),
 ``server.data_dir``, ``[queue]``, ``[metrics]``.
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from postier.config.antispam import AntispamConfig
 from postier.config.model import Config, DeliveryConfig, DkimConfig, DnsConfig, LocalConfig
 
 __all__ = ["LIVE", "LIVE_TABLES", "ReloadPlan", "plan_reload"]
@@ -73,14 +75,15 @@ LIVE: dict[str, frozenset[str]] = {
     "dns": frozenset(DnsConfig.__struct_fields__),
     "local": frozenset(LocalConfig.__struct_fields__),
     "dkim": frozenset(DkimConfig.__struct_fields__),
+    "antispam": frozenset(AntispamConfig.__struct_fields__),
 }
 """Per section, the keys a reload applies. Every other key needs a restart."""
 
-LIVE_TABLES = frozenset({"routes"})
+LIVE_TABLES = frozenset({"routes", "milters"})
 """Array-of-tables sections a reload applies as a whole (``[[route]]``); ``[[listener]]`` needs a restart."""
 
 # Config field name → the name in the file.
-_FILE_NAMES = {"listeners": "listener", "routes": "route"}
+_FILE_NAMES = {"listeners": "listener", "routes": "route", "milters": "milter"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from postier.policy.context import split_header
 
-__all__ = ["BodyEdit", "Edit", "HeaderEdit", "apply_edits"]
+__all__ = ["BodyEdit", "Edit", "HeaderEdit", "apply_edits", "header_line"]
 
 _FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 §3.6.8: printable US-ASCII except ":"
 _BARE_LF = re.compile(rb"(?<!\r)\n")
@@ -70,13 +70,23 @@ def _fields(header: bytes) -> list[bytes]:
     return fields
 
 
-def _edit_header(fields: list[bytes], edit: HeaderEdit) -> None:
-    if not _FIELD_NAME.fullmatch(edit.name):
-        return
-    value = edit.value or ""
+def header_line(name: str, value: str) -> bytes | None:
+    """``name: value`` CRLF, folded lines kept (a bare LF, as milters send them, becomes CRLF); None
+    when the name is not a field name or a line break is not followed by white space (it would start
+    a field the check did not mean)."""
+    if not _FIELD_NAME.fullmatch(name):
+        return None
     folded = value.replace("\r\n", "\n").replace("\n", "\r\n")
     if re.search(r"\r\n(?![ \t])|\r(?!\n)", folded):
-        return  # a line break that would start a new field: refused whole
+        return None
+    return f"{name}: {folded.lstrip(' ')}\r\n".encode()
+
+
+def _edit_header(fields: list[bytes], edit: HeaderEdit) -> None:
+    value = edit.value or ""
+    line = header_line(edit.name, value)
+    if line is None:
+        return
     wanted = edit.name.lower().encode("ascii")
     seen = 0
     for position, field in enumerate(fields):
@@ -84,9 +94,9 @@ def _edit_header(fields: list[bytes], edit: HeaderEdit) -> None:
             seen += 1
             if seen == max(edit.index, 1):
                 if value:
-                    fields[position] = f"{edit.name}: {folded.lstrip(' ')}\r\n".encode()
+                    fields[position] = line
                 else:
                     del fields[position]
                 return
     if value:
-        fields.append(f"{edit.name}: {folded.lstrip(' ')}\r\n".encode())
+        fields.append(line)

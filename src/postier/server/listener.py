@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from postier.antispam.pregreet import Pregreet
 from postier.mail.envelope import Envelope
 from postier.mail.reply import Reply
 from postier.mailauth.dkim import DkimSigner
@@ -92,6 +93,8 @@ class Live:
     handshake_timeout_s: float = 30.0
     dkim: DkimSigner = field(default_factory=DkimSigner)
     """Signs our own users' mail at the end of data; swapped (as a new ``Live``) by the key checks."""
+    pregreet: Pregreet | None = None
+    """The pregreet test of ``smtp`` listeners (``antispam.pregreet_s``), None when off."""
 
 
 class SmtpServer:

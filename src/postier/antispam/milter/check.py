@@ -28,13 +28,24 @@ from postier.antispam.milter.client import MilterOutcome, MilterTransaction, run
 from postier.antispam.milter.protocol import MilterProtocolError
 from postier.mail.replies import S
 from postier.mail.reply import EnhancedStatus, Reply
-from postier.policy import ACCEPT, Action, Client, Message, Transaction, Verdict, defer, discard, quarantine, reject
+from postier.policy import (
+    ACCEPT,
+    Action,
+    Client,
+    Message,
+    Transaction,
+    Verdict,
+    defer,
+    discard,
+    quarantine,
+    reject,
+)
 from postier.policy.edits import BodyEdit, Edit, HeaderEdit
 
 __all__ = ["MILTER_DEFERRED", "MILTER_REJECTED", "MilterCheck", "verdict_for"]
 
-MILTER_REJECTED = Reply(550, EnhancedStatus(5, 7, 1), "Message content rejected")
-MILTER_DEFERRED = Reply(451, EnhancedStatus(4, 7, 1), "Message content deferred, try again later")
+MILTER_REJECTED = S.MILTER_REJECTED
+MILTER_DEFERRED = S.MILTER_DEFERRED
 
 
 def verdict_for(outcome: MilterOutcome, name: str) -> Verdict:
@@ -111,7 +122,9 @@ class MilterCheck:
     async def ask(self, client: Client, txn: Transaction, message: Message) -> MilterOutcome:
         reader, writer = await asyncio.wait_for(self._connect(), self.connect_timeout_s)
         try:
-            return await run_milter(reader, writer, _transaction(self.hostname, client, txn, message), timeout_s=self.timeout_s)
+            return await run_milter(
+                reader, writer, _transaction(self.hostname, client, txn, message), timeout_s=self.timeout_s
+            )
         finally:
             writer.close()
             with contextlib.suppress(OSError):

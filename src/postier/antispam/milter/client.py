@@ -32,6 +32,8 @@ from postier.antispam.milter.protocol import (
 
 __all__ = ["MilterOutcome", "MilterTransaction", "run_milter"]
 
+_NONE = Protocol(0)
+
 
 @dataclass(frozen=True, slots=True)
 class MilterTransaction:
@@ -89,7 +91,7 @@ class _Conversation:
                 raise MilterProtocolError("the filter closed the connection")
             self.parser.feed(data)
 
-    async def step(self, packet: bytes, *, skip: Protocol = Protocol(0), no_reply: Protocol = Protocol(0)) -> bool:
+    async def step(self, packet: bytes, *, skip: Protocol = _NONE, no_reply: Protocol = _NONE) -> bool:
         """Send ``packet`` unless the filter declined the step; wait for its answer unless it said it
         sends none. True to go on, False when the filter gave its final verdict."""
         if skip and skip & self.protocol:
@@ -166,7 +168,9 @@ async def _envelope(talk: _Conversation, txn: MilterTransaction) -> bool:
     connect = encode_connect(txn.client_name, txn.client_ip, txn.client_port)
     if not await talk.step(connect, skip=Protocol.NOCONNECT, no_reply=Protocol.NR_CONN):
         return False
-    if not await talk.step(encode("H", txn.helo or txn.client_ip), skip=Protocol.NOHELO, no_reply=Protocol.NR_HELO):
+    if not await talk.step(
+        encode("H", txn.helo or txn.client_ip), skip=Protocol.NOHELO, no_reply=Protocol.NR_HELO
+    ):
         return False
     mail_macros = {"i": txn.queue_id, "{mail_addr}": txn.sender.strip("<>")}
     if txn.auth_user:

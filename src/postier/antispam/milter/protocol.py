@@ -109,7 +109,7 @@ OFFERED_PROTOCOL = (
 )
 """Steps Postier can leave out or not wait for, when the filter asks (never HDR_LEADSPC)."""
 
-_FINAL = frozenset(b"acdrty")
+_FINAL = frozenset("acdrtys")
 _KNOWN = frozenset(b"acdrtyhimbqps+-2elO")
 
 
@@ -127,7 +127,7 @@ class Response:
     @property
     def is_final(self) -> bool:
         """A verdict for the current step (continue, accept, reject, tempfail, discard, reply, skip)."""
-        return self.command.encode() in _FINAL or self.command == "s"
+        return self.command in _FINAL
 
     def strings(self) -> list[str]:
         """The NUL-terminated strings of ``data`` (header name and value, reply text, reason)."""
