@@ -253,7 +253,7 @@ def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     data = json.loads(out)
     assert [d["query"] for d in data] == ["550 5.7.1", "571"]
     assert data[0]["enhanced"]["source"] == "RFC 3463 §3.8"
-    assert data[0]["postier_sends_as"] == []
+    assert data[0]["postier_sends_as"] == ["MILTER_REJECTED — Message content rejected"]
     assert data[1]["basic"]["defined_by_rfc"] is False
     assert data[1]["outcome"] == "permanent"
 
