@@ -166,3 +166,26 @@ async def test_greylisting_leaves_trusted_clients_alone(start_server: StartServe
     server = await start_server(antispam={"greylist": True, "greylist_delay_s": 3600.0})
     code, _ = await asyncio.to_thread(_transaction, server.smtp_port, "127.0.0.1")
     assert code == 250
+
+
+async def test_verdicts_are_counted_per_check_and_action(start_server: StartServer, dns: DnsServer) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from postier.observe.metrics import MailMetrics
+
+    metrics = MailMetrics(CollectorRegistry())
+    unsubscribe = subscribe(metrics.on_event)
+    try:
+        server = await start_server(
+            relay=STRANGERS,
+            dns={"nameservers": [f"127.0.0.1:{dns.port}"]},
+            antispam={"dnsbl": ZONES, "greylist": True, "greylist_delay_s": 3600.0},
+        )
+        assert (await asyncio.to_thread(_transaction, server.smtp_port, "127.0.0.2"))[0] == 554
+        assert (await asyncio.to_thread(_transaction, server.smtp_port, "127.0.0.9"))[0] == 451
+    finally:
+        unsubscribe()
+    value = metrics.registry.get_sample_value
+    assert value("postier_policy_verdicts_total", {"check": "dnsbl", "action": "reject"}) == 1
+    assert value("postier_policy_verdicts_total", {"check": "greylist", "action": "defer"}) == 1
+    assert value("postier_policy_verdicts_total", {"check": "dnsbl", "action": "accept"}) == 1  # noted

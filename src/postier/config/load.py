@@ -131,6 +131,18 @@ def _check(config: Config) -> None:
     _check_delivery(config)
     check_dkim(config.dkim)
     _check_antispam(config)
+    _check_relay_domains(config)
+
+
+def _check_relay_domains(config: Config) -> None:
+    relay = config.relay
+    domains = {d.lower().rstrip(".") for d in relay.relay_domains}
+    for domain in relay.relay_recipients:
+        if domain.lower().rstrip(".") not in domains:
+            raise ConfigError(f"relay.relay_recipients.{domain}", "not one of relay.relay_domains")
+    local = {d.lower().rstrip(".") for d in relay.local_domains}
+    for domain in sorted(domains & local):
+        raise ConfigError("relay.relay_domains", f"{domain} is also a local domain")
 
 
 def _check_antispam(config: Config) -> None:

@@ -113,6 +113,13 @@ class RelayConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     """Domains whose mail is delivered here (case-insensitive)."""
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     """CIDR networks allowed to relay to any domain without AUTH."""
+    relay_domains: tuple[str, ...] = ()
+    """Domains this server is a gateway or backup MX for: their mail is taken from anyone (like a local
+    domain's) and carried on to their [[route]] or MX (docs/antispam.md, "Relay domains")."""
+    relay_recipients: dict[str, str] = msgspec.field(default_factory=dict)
+    """Per relay domain, a file of its valid recipients (one address or local part a line; "#"
+    comments; "@" alone: any). Other recipients of that domain get 550 5.1.1 at RCPT instead of a
+    bounce later. A relay domain without a file takes any recipient. Read at start and on reload."""
     smarthost: str = ""
     """"host:port" that all outbound mail is relayed through (a provider relay: Amazon SES, SparkPost,
     Gmail, an ISP). Empty: deliver by MX. Shorthand for a [[route]] with domains = ["*"]."""

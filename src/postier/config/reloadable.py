@@ -44,6 +44,8 @@ LIVE: dict[str, frozenset[str]] = {
         {
             "local_domains",
             "trusted_networks",
+            "relay_domains",
+            "relay_recipients",
             "smarthost",
             "smarthost_tls",
             "smarthost_implicit_tls",
