@@ -21,7 +21,7 @@ Selector {selector}
 KeyFile {key}
 Socket inet:{port}@127.0.0.1
 Canonicalization relaxed/relaxed
-InternalHosts 127.0.0.1
+InternalHosts {internal}
 PidFile {root}/opendkim.pid
 Background no
 RequireSafeKeys false
@@ -29,8 +29,17 @@ RequireSafeKeys false
 
 
 class OpenDkim:
-    def __init__(self, root: Path, *, mode: str = "s", domain: str = "example.test", selector: str = "test"):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        mode: str = "s",
+        domain: str = "example.test",
+        selector: str = "test",
+        internal_hosts: str = "127.0.0.1",
+    ):
         self.root, self.mode, self.domain, self.selector = root, mode, domain, selector
+        self.internal_hosts = internal_hosts
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -54,6 +63,7 @@ class OpenDkim:
                 key=key,
                 port=self.port,
                 root=self.root,
+                internal=self.internal_hosts,
             )
         )
         log = self.root / "opendkim.log"

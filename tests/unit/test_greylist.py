@@ -104,20 +104,22 @@ def test_a_network_is_auto_allowed_after_n_passes(store: GreylistStore) -> None:
 
 
 def test_exemptions(store: GreylistStore) -> None:
-    async def allowed(ip: str) -> bool:
-        return ip == "203.0.113.5"
+    async def standing(ip: str) -> str:
+        return {"203.0.113.5": "allowed", "203.0.113.6": "blocked"}.get(ip, "")
 
     check = GreylistCheck(
         store,
         S,
         clock=Clock(),
-        is_allowed=allowed,
+        standing=standing,
         exempt_networks=["198.51.100.0/24"],
         exempt_spf_domains=["good.example"],
     )
     assert _ask(check, _client(trusted=True)) is Action.ACCEPT
     assert _ask(check, _client("198.51.100.9")) is Action.ACCEPT
     assert _ask(check, _client("203.0.113.5")) is Action.ACCEPT
+    assert _ask(check, _client("203.0.113.6")) is Action.ACCEPT  # refused by the dnsbl check instead
+    assert store.get("203.0.113.0/24 <a@example.org> <b@example.test>") is None  # nothing recorded
     txn = Transaction(parse_mailbox("news@good.example", allow_utf8=True), notes={"spf": "pass"})
     rcpt = Recipient(parse_mailbox("b@example.test", allow_utf8=True))
     assert asyncio.run(check.on_rcpt(_client(), txn, rcpt)).action is Action.ACCEPT

@@ -39,13 +39,12 @@ def antispam_checks(
             ipv4_prefix=a.greylist_ipv4_prefix,
             ipv6_prefix=a.greylist_ipv6_prefix,
         )
-        allow = dnsbl.is_allowed if dnsbl is not None and any(z.weight < 0 for z in dnsbl.zones) else None
         checks.append(
             GreylistCheck(
                 greylist,
                 settings,
                 clock=clock,
-                is_allowed=allow,
+                standing=dnsbl.standing if dnsbl is not None else None,
                 exempt_networks=a.greylist_exempt_networks,
                 exempt_spf_domains=a.greylist_exempt_spf_domains,
             )

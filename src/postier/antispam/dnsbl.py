@@ -156,10 +156,12 @@ class DnsblCheck:
         except DnsError:  # NXDOMAIN, no A record: not listed
             return []
 
-    async def is_allowed(self, ip: str) -> bool:
-        """The client is on an allow list (a zone of negative weight lists it)."""
+    async def standing(self, ip: str) -> str:
+        """``"allowed"`` (an allow list lists the client), ``"blocked"`` (its score refuses it) or ``""``."""
         result = await self.lookup(ip)
-        return any(weight < 0 for _zone, weight, _ in result.listed)
+        if result.score >= self.threshold and result.blocking_zone:
+            return "blocked"
+        return "allowed" if any(weight < 0 for _zone, weight, _ in result.listed) else ""
 
     async def on_connect(self, client: Client) -> Verdict:
         if client.is_ours:

@@ -9,13 +9,15 @@ is refused again without restarting the clock. A client network whose triplets p
 retries pays the delay a few times, not for every new correspondent.
 
 Exempt: trusted and authenticated clients, ``exempt_networks``, clients on a DNS allow list
-(``DnsblCheck.is_allowed``), and a sender whose domain is in ``exempt_spf_domains`` when the SPF
+(``DnsblCheck.standing``), and a sender whose domain is in ``exempt_spf_domains`` when the SPF
 check's note in the transaction (``txn.notes["spf"]``) says pass.
 
 ``decide`` is pure; ``GreylistStore`` keeps the triplets in SQLite beside the queue
 (``data_dir/greylist.sqlite``, WAL, ``synchronous=NORMAL``: a power cut may forget the last few
 triplets, which only greylists them once more). It is owned by the application and outlives reloads.
-Times are wall-clock seconds from an injected ``clock``.
+Times are wall-clock seconds from an injected ``clock``. A client the DNS lists refuse is not
+greylisted either (the ``dnsbl`` check refuses it at the same RCPT): its triplets are never recorded,
+so a listed spammer cannot open the way for its /24 neighbours.
 """
 
 from __future__ import annotations
@@ -160,14 +162,14 @@ class GreylistCheck:
         settings: GreylistSettings,
         *,
         clock: Callable[[], float] = time.time,
-        is_allowed: Callable[[str], Awaitable[bool]] | None = None,
+        standing: Callable[[str], Awaitable[str]] | None = None,
         exempt_networks: Iterable[str] = (),
         exempt_spf_domains: Iterable[str] = (),
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self.is_allowed = is_allowed
+        self.standing = standing
         self.exempt = tuple(ipaddress.ip_network(n, strict=False) for n in exempt_networks)
         self.spf_domains = frozenset(d.lower().rstrip(".") for d in exempt_spf_domains)
 
@@ -175,8 +177,8 @@ class GreylistCheck:
         exempt = self._exemption(client, txn)
         if exempt:
             return ACCEPT
-        if self.is_allowed is not None and await self.is_allowed(client.ip):
-            return ACCEPT
+        if self.standing is not None and await self.standing(client.ip):
+            return ACCEPT  # allow-listed; or blocked, which the dnsbl check refuses: nothing recorded
         s, now = self.settings, self.clock()
         network = network_of(client.ip, s.ipv4_prefix, s.ipv6_prefix)
         passes, last_pass = self.store.passes(network)
