@@ -71,13 +71,15 @@ async def test_rspamd_actions(start_server: StartServer, rspamd_server: RspamdSe
     assert await asyncio.to_thread(_send, port, "gtube", GTUBE) == (554, b"5.7.1 Message rejected as spam")
     code, text = await asyncio.to_thread(_send, port, "[soft-reject] later")
     assert (code, text) == (451, b"4.7.1 Message deferred, try again later")
-    assert (await asyncio.to_thread(_send, port, "minutes of the meeting"))[0] == 250
+    forged = "minutes of the meeting\r\nX-Spam: No\r\nX-Spam-Score: -100"  # fields a sender forged
+    assert (await asyncio.to_thread(_send, port, forged))[0] == 250
     assert (await asyncio.to_thread(_send, port, "[rewrite-me] cheap pills"))[0] == 250
     assert (await asyncio.to_thread(_send, port, "[add-header] offer"))[0] == 250
     messages = await _delivered(server.data_dir, 3)
     by_subject = {_header(m, "Subject")[0]: m for m in messages}
     ham = by_subject["minutes of the meeting"]
-    assert _header(ham, "X-Spam-Action") == ["no action"] and not _header(ham, "X-Spam")
+    assert _header(ham, "X-Spam-Action") == ["no action"] and not _header(ham, "X-Spam")  # forged one gone
+    assert len(_header(ham, "X-Spam-Score")) == 1
     assert re.fullmatch(r"-?\d+\.\d\d / 150\.00", _header(ham, "X-Spam-Score")[0])
     rewritten = by_subject["[SPAM] [rewrite-me] cheap pills"]
     assert _header(rewritten, "X-Spam") == ["Yes"] and len(_header(rewritten, "Subject")) == 1

@@ -12,10 +12,11 @@ no action          accept, tagged
 =================  ==========================================================================
 
 Tagged means the headers ``X-Spam-Score: 3.20 / 15.00``, ``X-Spam-Action`` and ``X-Spam-Symbols``
-(names only, sorted, at most ``MAX_SYMBOLS``) are added. When rspamd cannot be reached, times out or
-answers something unreadable, ``failure`` decides: ``"accept"`` (the message goes on unscanned, logged)
-or ``"tempfail"`` (``451 4.3.0``, the client retries). Trusted and authenticated clients are not scanned
-unless ``scan_ours``.
+(names only, sorted, at most ``MAX_SYMBOLS``) are added; fields of those names that came with the
+message are removed first (a sender must not vouch for its own mail). When rspamd cannot be reached,
+times out or answers something unreadable, ``failure`` decides: ``"accept"`` (the message goes on
+unscanned, logged) or ``"tempfail"`` (``451 4.3.0``, the client retries). Trusted and authenticated
+clients are not scanned unless ``scan_ours``.
 
 The HTTP exchange is one request per message over a new connection (``Connection: close``) on the
 stdlib's asyncio streams: rspamd is on the same host or network, and a connection costs far less than
@@ -46,6 +47,7 @@ __all__ = ["SPAM_DEFERRED", "SPAM_REJECTED", "RspamdCheck", "verdict_for"]
 SPAM_REJECTED = S.SPAM_REJECTED
 SPAM_DEFERRED = S.SPAM_DEFERRED
 MAX_SYMBOLS = 50
+_OURS = frozenset({"x-spam", "x-spam-score", "x-spam-action", "x-spam-symbols"})
 
 
 def verdict_for(result: RspamdResult) -> Verdict:
@@ -113,7 +115,12 @@ class RspamdCheck:
                 return Verdict(Action.ACCEPT, reason=f"{why}; not scanned")
             return defer(S.POLICY_TEMPFAIL, why)
         txn.notes["rspamd"] = result
-        return verdict_for(result)
+        verdict = verdict_for(result)
+        if verdict.is_refusal:
+            return verdict
+        # X-Spam-* fields that came with the message are not rspamd's: they go, ours are added.
+        forged = [HeaderEdit(name, 1, None) for name, _ in message.headers if name.lower() in _OURS]
+        return verdict.with_edits(*forged)
 
     async def scan(self, client: Client, txn: Transaction, message: Message) -> RspamdResult:
         fields = [("IP", client.ip), ("Helo", client.helo or client.ip), ("Hostname", "unknown")]
