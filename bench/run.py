@@ -27,6 +27,7 @@ from bench.servers import WORKERS, Kind, kinds
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIO_NAMES = ("limits", "acceptance", "relay", "idle", "latency")
+RELAY_KINDS = ("postier", "postierw", "postierdkim", "postierdkim2", "postfix", "aiosmtpd")
 DOCS = REPO / "docs" / "benchmarks.md"
 MARK_START, MARK_END = "<!-- bench:latest:start -->", "<!-- bench:latest:end -->"
 
@@ -95,7 +96,7 @@ def _round(
     peers = [k for k in active if k.key in ("postier", "postfix", "aiosmtpd")]
     if "relay" in chosen:
         m = Metric("relay", f"1 KiB, 20 sessions, {plan.relay_messages:,} msgs", "msg/s")
-        for kind in [k for k in active if k.key in ("postier", "postierw", "postfix", "aiosmtpd")]:
+        for kind in [k for k in active if k.key in RELAY_KINDS]:
             if kind.key in relay_off:
                 results.note(m, kind.key, relay_off[kind.key])
                 continue
@@ -197,7 +198,7 @@ def _plan(args: argparse.Namespace, workdir: Path) -> sc.Plan:
 def _relay_availability(plan: sc.Plan, active: list[Kind], chosen: set[str]) -> dict[str, str]:
     off: dict[str, str] = {}
     for kind in active:
-        if "relay" in chosen and kind.key in ("postier", "postierw"):
+        if "relay" in chosen and kind.key in RELAY_KINDS[:4]:
             reason = sc.relay_probe(kind, plan)
             if reason:
                 off[kind.key] = reason

@@ -24,6 +24,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.dkim_keys import dkim_dns
 from bench.postfix import ACCEPT_DOMAIN, postfix_instance
 from bench.procs import stop_process, wait_greeting
 
@@ -51,7 +52,14 @@ smtpd process per connection, on every core). "postier" itself runs as shipped: 
 
 
 def _postier_toml(
-    root: Path, port: int, route_port: int, *, hold: bool, batch_max: int | None, workers: int
+    root: Path,
+    port: int,
+    route_port: int,
+    *,
+    hold: bool,
+    batch_max: int | None,
+    workers: int,
+    dns: str | None = None,
 ) -> str:
     """Every non-local domain (``bench.test``, ``relay.test``) is routed to 127.0.0.1:``route_port``:
     the sink in the relay scenario, else a port that never greets (``held_port``). Held, the
@@ -86,6 +94,8 @@ def _postier_toml(
         ]
     if batch_max is not None:
         lines += ["[queue]", f"commit_batch_max = {batch_max}"]
+    if dns is not None:  # the DKIM keys' records (bench/dkim_keys.py)
+        lines += ["[dns]", f'nameservers = ["{dns}"]']
     lines += ["[log]", 'level = "warning"']
     return "\n".join(lines) + "\n"
 
@@ -113,8 +123,9 @@ def _child(root: Path, port: int, argv: list[str]) -> Iterator[int]:
         log.close()
 
 
-def _postier(batch_max: int | None, loop: str, workers: int = 1) -> Launch:
-    """``loop`` "asyncio" (``bench.postier_asyncio``) always runs one process, whatever ``workers``."""
+def _postier(batch_max: int | None, loop: str, workers: int = 1, *, dkim: tuple[str, ...] = ()) -> Launch:
+    """``loop`` "asyncio" (``bench.postier_asyncio``) always runs one process, whatever ``workers``.
+    ``dkim``: every message is DKIM-signed with a key of each of these algorithms (``bench/dkim_keys.py``)."""
 
     @contextlib.contextmanager
     def launch(root: Path, port: int, relay_port: int | None) -> Iterator[int]:
@@ -123,11 +134,20 @@ def _postier(batch_max: int | None, loop: str, workers: int = 1) -> Launch:
             with contextlib.ExitStack() as stack:
                 route_port = relay_port if relay_port is not None else stack.enter_context(held_port())
                 config = root / "postier.toml"
+                dns = stack.enter_context(dkim_dns(root / "data", dkim)) if dkim else None
                 toml = _postier_toml(
-                    root, port, route_port, hold=relay_port is None, batch_max=batch_max, workers=workers
+                    root,
+                    port,
+                    route_port,
+                    hold=relay_port is None,
+                    batch_max=batch_max,
+                    workers=workers,
+                    dns=dns,
                 )
                 config.write_text(toml)
-                module = ["postier", "serve"] if loop == "default" else ["bench.postier_asyncio"]
+                module = (
+                    ["postier", "serve", "--allow-root"] if loop == "default" else ["bench.postier_asyncio"]
+                )
                 argv = [sys.executable, "-m", *module, "--config", str(config)]
                 pid = stack.enter_context(_child(root, port, argv))
                 yield pid
@@ -174,6 +194,18 @@ def kinds(postier_loop: str = "default") -> list[Kind]:
         Kind("postier1", "Postier, 1 fsync/msg", _postier(1, postier_loop), is_postier=True),
         Kind(
             "postierw", f"Postier, {WORKERS} workers", _postier(None, postier_loop, WORKERS), is_postier=True
+        ),
+        Kind(
+            "postierdkim",
+            "Postier, DKIM Ed25519",
+            _postier(None, postier_loop, dkim=("ed25519",)),
+            is_postier=True,
+        ),
+        Kind(
+            "postierdkim2",
+            "Postier, DKIM Ed25519 + RSA",
+            _postier(None, postier_loop, dkim=("ed25519", "rsa")),
+            is_postier=True,
         ),
         Kind("sink", "smtp-sink (no durability)", _sink_only, durable=False),
     ]

@@ -8,14 +8,15 @@ Load it with, in the configuration::
 
 (the directory that holds ``examples/`` must be on the server's Python path, e.g. the working directory
 or ``PYTHONPATH``). At the end of data it looks at the Subject: a message whose subject holds one of
-``words`` is refused with ``550 5.7.1`` (``action = "reject"``) or delivered with an
-``X-Subject-Filter`` header (``action = "tag"``). Everything it needs comes from ``postier.policy``.
+``words`` is refused with ``550 5.7.1`` (``action = "reject"``), delivered with an
+``X-Subject-Filter`` header (``action = "tag"``) or queued held for an operator (``action =
+"quarantine"``: ``postier queue release ID`` lets it go). Everything it needs comes from ``postier.policy``.
 """
 
 from __future__ import annotations
 
 from postier.mail.reply import EnhancedStatus, Reply
-from postier.policy import ACCEPT, Client, Message, Transaction, Verdict, reject, tag
+from postier.policy import ACCEPT, Client, Message, Transaction, Verdict, quarantine, reject, tag
 
 __all__ = ["SubjectFilter"]
 
@@ -26,8 +27,8 @@ class SubjectFilter:
     name = "subject-filter"
 
     def __init__(self, words: list[str], action: str = "reject") -> None:
-        if action not in ("reject", "tag"):
-            raise ValueError("action is 'reject' or 'tag'")
+        if action not in ("reject", "tag", "quarantine"):
+            raise ValueError("action is 'reject', 'tag' or 'quarantine'")
         self.words = tuple(word.lower() for word in words)
         self.action = action
 
@@ -38,6 +39,9 @@ class SubjectFilter:
         found = next((word for word in self.words if word in subject), None)
         if found is None:
             return ACCEPT
+        header = ("X-Subject-Filter", f"matched {found!r}")
         if self.action == "tag":
-            return tag(("X-Subject-Filter", f"matched {found!r}"), score=5.0, reason=f"subject has {found!r}")
+            return tag(header, score=5.0, reason=f"subject has {found!r}")
+        if self.action == "quarantine":
+            return quarantine(f"subject has {found!r}", header)
         return reject(_REFUSED, f"subject has {found!r}")

@@ -30,7 +30,8 @@ from postier.mailauth.dkim import DkimKeys, DkimSigner, host_domain
 from postier.observe import fields, get_logger, mail_event, setup_logging
 from postier.observe.metrics import MetricsService
 from postier.policy import build_policy
-from postier.queue import SqliteQueue
+from postier.queue import Queue
+from postier.queue.configured import build_queue
 from postier.server.listener import Listener, Live, SmtpServer, listener_settings
 from postier.server.sasl import Authenticator as PasswordCheck
 from postier.server.tls import TlsStore, ensure_self_signed
@@ -46,7 +47,7 @@ class _WakingSink:
     """The queue as the SMTP server sees it, nudging delivery after each enqueue. Receiving and
     delivering stay apart: they meet in the queue, and in this adapter of the composition root."""
 
-    def __init__(self, queue: SqliteQueue, wake: Callable[[], None]) -> None:
+    def __init__(self, queue: Queue, wake: Callable[[], None]) -> None:
         self._queue = queue
         self._wake = wake
 
@@ -85,8 +86,11 @@ class Application:
         self.config = config
         self.role = role = role or Role()
         self.data_dir = Path(config.server.data_dir)
-        self.queue = SqliteQueue(
-            self.data_dir / "queue", batch_max=config.queue.commit_batch_max, shard=role.index
+        self.queue: Queue = build_queue(
+            config,
+            data_dir=self.data_dir,
+            worker=role.index,
+            wake=(lambda: self.delivery.wake()) if role.delivers else None,  # another node's enqueue
         )
         self.tls = self._tls_store()
         self.users = UserStore(users_path(self.data_dir))
@@ -223,7 +227,10 @@ class Application:
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         await self.queue.open()
-        await self.dkim.refresh()
+        try:
+            await self.dkim.refresh()  # keys whose records match sign from the first message on
+        except Exception:  # never keep the server from starting: the periodic check tries again
+            _log.exception("dkim: checking the keys at start failed; mail is not signed until a check works")
         try:
             if self.metrics is not None:
                 await self.metrics.start()

@@ -20,6 +20,7 @@ from postier.delivery.courier import SmtpCourier
 from postier.delivery.local import MaildirCourier
 from postier.delivery.maildir import mailbox_size
 from postier.delivery.ownaddresses import OwnAddresses
+from postier.delivery.security.dane_lookup import DaneLookup
 from postier.delivery.security.mtasts_cache import PolicyCache
 from postier.delivery.security.mtasts_fetch import HttpsPolicyFetcher
 from postier.delivery.security.mtasts_lookup import MtaSts
@@ -35,7 +36,7 @@ __all__ = ["DeliveryParts", "delivery_parts"]
 def _resolver(config: Config) -> DnsPythonResolver:
     """``dns.nameservers`` ("host:port", port 53 by default); none: the system's resolv.conf."""
     servers = [parse_hostport(ns, default_port=53) for ns in config.dns.nameservers]
-    return DnsPythonResolver(servers or None)
+    return DnsPythonResolver(servers or None, dnssec=config.dns.dnssec)
 
 
 def _smtp_courier(config: Config, resolver: DnsPythonResolver, own: OwnAddresses) -> SmtpCourier:
@@ -51,6 +52,8 @@ def _smtp_courier(config: Config, resolver: DnsPythonResolver, own: OwnAddresses
             reuse_idle_s=d.reuse_idle_s,
             reuse_max_messages=d.reuse_max_messages,
             own=own,
+            max_addresses=d.mx_address_limit,
+            max_sessions=d.mx_session_limit,
         )
     except OSError as exc:  # ssl.SSLError included
         raise ConfigError("delivery.ca_file", f"cannot load {d.ca_file}: {exc}") from None
@@ -64,7 +67,7 @@ def _planner(config: Config, resolver: DnsPythonResolver) -> TlsPlanner:
         fetcher = HttpsPolicyFetcher(resolver, ca_file=d.ca_file, timeout_s=d.mta_sts_timeout_s)
         cache = PolicyCache(Path(config.server.data_dir) / "mta-sts.json")
         sts = MtaSts(resolver, fetcher, cache, refresh_s=d.mta_sts_refresh_s)
-    return TlsPlanner(sts)
+    return TlsPlanner(sts, DaneLookup(resolver) if config.dns.dnssec else None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,9 +35,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import msgspec
 
+from postier import privileges
 from postier.app import Application, Role, run_loop, serve
 from postier.config import Config, parse_hostport
 from postier.observe import get_logger
@@ -91,14 +93,32 @@ def bind_listeners(config: Config) -> tuple[socket.socket, ...]:
     return tuple(bound)
 
 
-def run(config: Config, load: Callable[[], Config], serve_args: Sequence[str]) -> int:
+def run(
+    config: Config, load: Callable[[], Config], serve_args: Sequence[str], *, allow_root: bool = False
+) -> int:
     """``postier serve`` in the primary: one process when ``server.workers`` is 1, else the
     primary of N. ``serve_args`` are the command's arguments, given to each worker (``--config``
-    and the log flags: a worker's SIGHUP reads the same file with the same flags)."""
-    if config.server.workers == 1:
+    and the log flags: a worker's SIGHUP reads the same file with the same flags). Started as root,
+    the listeners are bound first, then the process becomes ``server.user`` (``privileges``)."""
+    identity = privileges.plan(config, allow_root=allow_root)
+    if config.server.workers == 1 and identity is None:
         run_loop(serve(config, load=load))
         return 0
     sockets = bind_listeners(config)
+    try:
+        if identity is not None:
+            privileges.drop(identity, Path(config.server.data_dir))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    if config.server.workers == 1:
+        try:
+            run_loop(serve(config, load=load, role=Role(0, sockets)))
+        finally:
+            for sock in sockets:
+                sock.close()
+        return 0
     set_worker(0)
     try:
         run_loop(_primary(config, load, list(serve_args), sockets))

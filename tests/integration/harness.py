@@ -169,7 +169,7 @@ class PostierProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "postier", "serve", "--config", str(self.config_path)],
+                [sys.executable, "-m", "postier", "serve", "--allow-root", "--config", str(self.config_path)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -4,7 +4,8 @@ the queue is partial (every queued body is one a client sent, whole).
 
 Every third message is large (8 to 64 KiB): bodies of 8 KiB and more go to the queue's body log
 (``queue/sqlite/bodylog.py``, appended and fdatasync'd before the commit that references them), the others
-inline in SQLite, so a kill can land in either write path, or between them."""
+inline in SQLite, so a kill can land in either write path, or between them. The same runs on the
+PostgreSQL queue (every body in the group commit's transaction, as bytea)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import hashlib
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from postier.queue import SqliteQueue
+from postier.queue import Queue, SqliteQueue
+from postier.queue.postgres import PostgresQueue
+from tests import pgtest
 from tests.integration.harness import PostierProcess, make_config
 
 pytestmark = pytest.mark.integration
@@ -66,8 +70,7 @@ async def _client(port: int, worker: int, acked: dict[str, bytes], sent: set[byt
         writer.close()
 
 
-async def _check_queue(data_dir: Path, acked: dict[str, bytes], sent: set[bytes]) -> int:
-    queue = SqliteQueue(data_dir / "queue")
+async def _check_queue(queue: Queue, acked: dict[str, bytes], sent: set[bytes]) -> int:
     await queue.open()
     try:
         for qid, body in acked.items():
@@ -87,8 +90,24 @@ def _large(acked: dict[str, bytes]) -> int:
     return sum(len(body) >= LARGE for body in acked.values())
 
 
-async def test_sigkill_never_loses_an_acknowledged_message(tmp_path: Path) -> None:
-    process = PostierProcess(tmp_path, make_config(tmp_path / "var", log={"level": "warning"}))
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_sigkill_never_loses_an_acknowledged_message(tmp_path: Path, backend: str) -> None:
+    queue: Queue = SqliteQueue(tmp_path / "var" / "queue")
+    sections: dict[str, dict[str, Any]] = {"log": {"level": "warning"}}
+    if backend == "postgres":
+        await pgtest.require_pg()
+        schema = pgtest.new_schema()
+        sections["queue"] = {"backend": "postgres", "dsn": pgtest.DSN, "schema": schema}
+        queue = PostgresQueue(pgtest.DSN, schema=schema)
+    try:
+        await _kill_rounds(tmp_path, make_config(tmp_path / "var", **sections), queue)
+    finally:
+        if isinstance(queue, PostgresQueue):
+            await pgtest.drop_schema(queue.schema)
+
+
+async def _kill_rounds(tmp_path: Path, config: dict[str, Any], queue: Queue) -> None:
+    process = PostierProcess(tmp_path, config)
     acked: dict[str, bytes] = {}
     sent: set[bytes] = set()
     rng = random.Random(5321)
@@ -108,7 +127,7 @@ async def test_sigkill_never_loses_an_acknowledged_message(tmp_path: Path) -> No
             await asyncio.gather(*clients)
         assert len(acked) >= ROUNDS, "the clients should have had messages acknowledged"
         assert _large(acked) >= ROUNDS, "at least one large message acknowledged in each round"
-        stored = await _check_queue(tmp_path / "var", acked, sent)
+        stored = await _check_queue(queue, acked, sent)
         assert stored >= len(acked)
     finally:
         process.kill()

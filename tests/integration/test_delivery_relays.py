@@ -100,7 +100,7 @@ def test_a_missing_relay_password_file_stops_the_start(tmp_path: Path) -> None:
     config = tmp_path / "postier.toml"
     config.write_text(tomli_w.dumps(make_config(tmp_path / "var", relay=relay)))
     done = subprocess.run(
-        [sys.executable, "-m", "postier", "serve", "--config", str(config)],
+        [sys.executable, "-m", "postier", "serve", "--allow-root", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -320,3 +320,68 @@ async def test_dsns_are_signed_with_the_hostname_domain_key_and_strangers_mail_i
         queued["dkim"] == "unsigned"
         and queued["dkim_reason"] == "not from an authenticated or trusted client"
     )
+
+
+UTF8_MESSAGE = (
+    "From: Jörg Müller <alice@example.test>\r\n"
+    "To: Zoë <zoe@far.test>\r\n"
+    "Subject: Grüße aus Köln — ein Betreff mit UTF-8 ohne Kodierung, lang genug\r\n"
+    " dass er gefaltet ist\r\n"
+    "Message-ID: <utf8-1@example.test>\r\n"
+    "\r\n"
+    "Schöne Grüße   \r\n"
+    "\r\n"
+).encode()
+
+
+def _submit_utf8(port: int) -> None:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.starttls(context=context)
+        client.login(ALICE, PASSWORD)
+        client.sendmail(ALICE, ["zoe@far.test"], UTF8_MESSAGE, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+
+
+async def test_smtputf8_headers_relayed_to_aiosmtpd_verify(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    aiosmtpd_peer: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    """UTF-8 header fields (RFC 6532) in an SMTPUTF8 transaction, signed as octets, verified by both."""
+    peer = await aiosmtpd_peer()
+    dns = dns_server_factory({"far.test": {"MX": ["10 mx.far.test"]}, "mx.far.test": {"A": [peer.address]}})
+    server, _ = await _signed_server(start_server, dns, tmp_path, "ed25519", "rsa")
+    await asyncio.to_thread(_submit_utf8, server.ports["submission"])
+    async with asyncio.timeout(60):
+        while not peer.messages:
+            await asyncio.sleep(0.05)
+    [received] = peer.messages
+    assert "SMTPUTF8" in received.mail_options
+    message = received.body
+    assert "Grüße".encode() in message
+    assert dkimpy_verify(message, dnsfunc_for(dns.host, dns.port)) == [True, True]
+    verdicts, text = await asyncio.to_thread(opendkim_verify, message, dns.host, dns.port, tmp_path / "odk")
+    assert verdicts == {"ed25519-sha256": "pass", "rsa-sha256": "pass"}, text
+
+
+async def test_a_new_key_signs_once_the_periodic_check_sees_its_record(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    tmp_path: Path,
+) -> None:
+    dns = dns_server_factory(
+        {"far.test": {"MX": ["10 mx.far.test"]}, "mx.far.test": {"A": ["127.0.0.1"]}}, soa_minimum=0
+    )
+    config = _cli_config(tmp_path, tmp_path / "var0", dns)
+    output = _postier("dkim", "keygen", "example.test", "--algorithm", "ed25519", "--config", str(config))
+    server = await start(start_server, dns, dkim={"check_interval_s": 0.2})
+    assert _tags(await _queued(server)) == []  # not published yet: not used
+    [selector] = publish(dns, output)
+    async with asyncio.timeout(30):  # no reload: the periodic check finds it
+        while not server.app.server.live.dkim.keys_for("example.test"):
+            await asyncio.sleep(0.05)
+    message = await _queued(server)
+    assert [t["s"] for t in _tags(message)] == [selector]
+    assert dkimpy_verify(message, dnsfunc_for(dns.host, dns.port)) == [True]

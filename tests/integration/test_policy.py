@@ -121,3 +121,25 @@ async def test_unfinished_implicit_tls_handshakes_count_against_the_per_address_
     finally:
         for _, w in idle:
             w.close()
+
+
+@pytest.mark.parametrize("action", ["tag", "quarantine"])
+async def test_a_tagging_or_quarantining_check_adds_its_header_and_holds_when_asked(
+    start_server: StartServer, action: str
+) -> None:
+    check = {
+        "module": "examples.postier_checks:SubjectFilter",
+        "options": {"words": ["lottery"], "action": action},
+    }
+    server = await start_server(relay=STRANGER, check=[check])
+    code, text = await asyncio.to_thread(_send, server.smtp_port, "postmaster@example.test", "lottery win")
+    assert code == 250
+    qid = text.decode().rsplit(" ", 1)[-1]
+    stored = await server.app.queue.get(qid)
+    body = await server.app.queue.read_body(qid)
+    header, _, _ = body.partition(b"\r\n\r\n")
+    assert header.startswith(b"Received: ") and b"\r\nX-Subject-Filter: matched 'lottery'\r\n" in header
+    if action == "quarantine":
+        assert stored.status == "held"  # nothing delivered until an operator releases it
+    else:
+        await _delivered(server.data_dir / "mail" / "example.test" / "postmaster" / "new")

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from postier.queue import QueueFilter, QueueId, SqliteQueue
+from postier.queue import Queue, QueueFilter, QueueId, SqliteQueue
+from postier.queue.postgres import PostgresQueue
+from tests import pgtest
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +46,11 @@ async def worker(q, rng):
         sys.stdout.flush()
 
 async def main():
-    q = SqliteQueue(Path(sys.argv[1]), batch_max=64)
+    if sys.argv[1].startswith("postgres:"):
+        from postier.queue.postgres import PostgresQueue
+        q = PostgresQueue(sys.argv[3], schema=sys.argv[1].removeprefix("postgres:"), batch_max=64)
+    else:
+        q = SqliteQueue(Path(sys.argv[1]), batch_max=64)
     await q.open()
     sys.stdout.write("ready\\n")
     sys.stdout.flush()
@@ -55,10 +61,13 @@ asyncio.run(main())
 """
 
 
-def run_and_kill(script: Path, queue_dir: Path, seed: int, delay_s: float) -> list[tuple[str, str, int]]:
-    """Start the child, let it enqueue for ``delay_s`` after it is ready, SIGKILL it; the acks it printed."""
+def run_and_kill(
+    script: Path, queue_dir: Path | str, seed: int, delay_s: float
+) -> list[tuple[str, str, int]]:
+    """Start the child, let it enqueue for ``delay_s`` after it is ready, SIGKILL it; the acks it printed.
+    ``queue_dir``: an SQLite queue directory, or "postgres:SCHEMA" (in tests/pgtest.DSN)."""
     with subprocess.Popen(
-        [sys.executable, str(script), str(queue_dir), str(seed)],
+        [sys.executable, str(script), str(queue_dir), str(seed), pgtest.DSN],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     ) as child:
@@ -75,10 +84,16 @@ def run_and_kill(script: Path, queue_dir: Path, seed: int, delay_s: float) -> li
     return acks
 
 
-async def check(queue_dir: Path, acks: dict[str, tuple[str, int]], since: datetime) -> int:
+def _queue(queue_dir: Path | str) -> Queue:
+    if isinstance(queue_dir, str):
+        return PostgresQueue(pgtest.DSN, schema=queue_dir.removeprefix("postgres:"), create=False)
+    return SqliteQueue(queue_dir, create=False)
+
+
+async def check(queue_dir: Path | str, acks: dict[str, tuple[str, int]], since: datetime) -> int:
     """Every ack is there, whole; every message that arrived ``since`` is whole. Returns how many
     messages arrived since."""
-    q = SqliteQueue(queue_dir, create=False)
+    q = _queue(queue_dir)
     await q.open()
     try:
         for qid, (sha, nrcpt) in acks.items():
@@ -94,10 +109,22 @@ async def check(queue_dir: Path, acks: dict[str, tuple[str, int]], since: dateti
         await q.close()
 
 
-def test_sigkill_never_loses_an_acknowledged_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_sigkill_never_loses_an_acknowledged_message(tmp_path: Path, backend: str) -> None:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    queue_dir = tmp_path / "queue"
+    queue_dir: Path | str = tmp_path / "queue"
+    if backend == "postgres":
+        asyncio.run(pgtest.require_pg())
+        queue_dir = f"postgres:{pgtest.new_schema()}"
+    try:
+        _kill_rounds(script, queue_dir)
+    finally:
+        if isinstance(queue_dir, str):
+            asyncio.run(pgtest.drop_schema(queue_dir.removeprefix("postgres:")))
+
+
+def _kill_rounds(script: Path, queue_dir: Path | str) -> None:
     rng = random.Random(20250301)
     acks: dict[str, tuple[str, int]] = {}
     for round_no in range(ROUNDS):

@@ -83,7 +83,16 @@ async def test_sigterm_sent_again_while_stopping_still_exits_0(tmp_path: Path) -
 async def test_log_format_json_flag_wins_over_the_file_also_after_a_reload(tmp_path: Path) -> None:
     process = PostierProcess(tmp_path, make_config(tmp_path / "var", log={"format": "kv"}))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    args = ["serve", "-c", str(process.config_path), "--log-format", "json", "--log-level", "info"]
+    args = [
+        "serve",
+        "--allow-root",
+        "-c",
+        str(process.config_path),
+        "--log-format",
+        "json",
+        "--log-level",
+        "info",
+    ]
     try:
         with process.log_path.open("ab") as log:
             process.proc = subprocess.Popen(

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from postier.mailauth.dkim.canon import relaxed_body, relaxed_header
 from postier.mailauth.dkim.keys import generate_key, public_record
-from postier.mailauth.dkim.signer import SigningKey, sign_message
+from postier.mailauth.dkim.signer import SigningKey, _canonical, _unsigned_field, sign_message
 
 _TEXT = st.binary(max_size=60).map(lambda b: bytes(c for c in b if c not in (10, 13)))
 _WSP = st.sampled_from([b" ", b"\t", b"  ", b" \t ", b""])
@@ -82,3 +82,18 @@ def test_signed_messages_verify_and_altered_ones_fail(
     assert dkimpy_verify(signed) == [True, True]
     altered = signed + b"appended line\r\n"
     assert dkimpy_verify(altered) == [False, False]
+
+
+@given(
+    st.lists(
+        st.sampled_from([b"from", b"to", b"subject", b"list-unsubscribe-post"]), min_size=1, max_size=40
+    ),
+    st.integers(min_value=0, max_value=2**40),
+    st.one_of(st.none(), st.integers(min_value=0, max_value=2**40)),
+)
+def test_the_signature_field_shortcut_equals_relaxed_canonicalisation(
+    names: list[bytes], t: int, x: int | None
+) -> None:
+    field = _unsigned_field(KEYS[0], tuple(names), "bh+/=", t, x)
+    assert _canonical(field) == relaxed_header(field.encode())
+    assert all(len(line) <= 78 for line in field.split("\r\n"))

@@ -1,5 +1,5 @@
-"""The contract every Queue backend keeps. Parametrized over backends: add a PostgreSQL factory to
-``BACKENDS`` and the same tests run against it."""
+"""The contract every Queue backend keeps. Parametrized over backends (``BACKENDS``): SQLite inline,
+SQLite with the body log, and PostgreSQL (a schema of its own per test: tests/pgtest.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tests import pgtest
 
 from postier.mail.address import Address
 from postier.mail.envelope import BodyType, ClientInfo, Envelope, Notify, Recipient, Ret
@@ -25,6 +26,7 @@ from postier.queue import (
     UnknownMessageError,
     is_queue_id,
 )
+from postier.queue.postgres import PostgresQueue
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -52,7 +54,15 @@ def _sqlite_log(path: Path, clock: Clock) -> Queue:
     return SqliteQueue(path / "queue", clock=clock, body_log_min_bytes=1)
 
 
-BACKENDS: dict[str, Callable[[Path, Clock], Queue]] = {"sqlite": _sqlite, "sqlite-log": _sqlite_log}
+def _postgres(path: Path, clock: Clock) -> Queue:
+    return PostgresQueue(pgtest.DSN, schema=pgtest.new_schema(), node="contract", clock=clock)
+
+
+BACKENDS: dict[str, Callable[[Path, Clock], Queue]] = {
+    "sqlite": _sqlite,
+    "sqlite-log": _sqlite_log,
+    "postgres": _postgres,
+}
 
 
 @pytest.fixture
@@ -63,9 +73,13 @@ def clock() -> Clock:
 @pytest.fixture(params=sorted(BACKENDS))
 async def queue(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> AsyncIterator[Queue]:
     q = BACKENDS[request.param](tmp_path, clock)
+    if isinstance(q, PostgresQueue):
+        await pgtest.require_pg()
     await q.open()
     yield q
     await q.close()
+    if isinstance(q, PostgresQueue):
+        await pgtest.drop_schema(q.schema)
 
 
 def envelope(*rcpts: str, sender: str | None = "alice@example.org") -> Envelope:
@@ -285,6 +299,15 @@ async def test_hold_release_retry_delete(queue: Queue, clock: Clock) -> None:
     assert await queue.list_messages() == []
 
 
+async def test_a_message_enqueued_held_is_never_claimed_until_released(queue: Queue, clock: Clock) -> None:
+    held = await queue.enqueue(envelope("1@a.test"), b"quarantined", held=True)
+    other = await queue.enqueue(envelope("2@b.test"), b"m")
+    assert (await queue.get(held)).status == MessageStatus.HELD
+    assert [r.message_id for c in await queue.claim(clock.now, 60, 10) for r in c.recipients] == [other]
+    assert await queue.release(held) == 1
+    assert [r.message_id for c in await queue.claim(clock.now, 60, 10) for r in c.recipients] == [held]
+
+
 async def test_hold_and_release_by_filter(queue: Queue) -> None:
     await queue.enqueue(envelope("1@a.test"), b"m")
     await queue.enqueue(envelope("2@b.test"), b"m")
@@ -408,3 +431,16 @@ async def test_closed_queue_refuses_work(tmp_path: Path) -> None:
     q = SqliteQueue(tmp_path / "queue")
     with pytest.raises(QueueError, match="not open"):
         await q.enqueue(envelope("b@x.test"), b"m")
+
+
+async def test_renew_keeps_a_running_delivery_from_being_claimed_again(queue: Queue, clock: Clock) -> None:
+    a = await queue.enqueue(envelope("1@a.test", "2@a.test"), b"m")
+    await queue.claim(clock.now, 10, 10)
+    clock.advance(8)
+    await queue.record([RecipientResult(a, 1, RecipientState.DELIVERED, "250 ok")])
+    assert await queue.renew([(a, 0), (a, 1)], clock.now + timedelta(seconds=10)) == 1  # not the final one
+    clock.advance(5)  # past the first lease, within the renewed one
+    assert await queue.claim(clock.now, 10, 10) == []
+    clock.advance(6)  # the renewal ran out too (the node died): due again
+    [again] = await queue.claim(clock.now, 10, 10)
+    assert [(r.message_id, r.index) for r in again.recipients] == [(a, 0)]

@@ -60,7 +60,10 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     setup_logging(config.log.level, config.log.format)
     try:
-        return run(config, load, _serve_args(args))
+        return run(config, load, _serve_args(args), allow_root=args.allow_root)
+    except ConfigError as exc:  # root without server.user nor --allow-root; an unknown user
+        print(f"postier: invalid configuration: {exc}", file=sys.stderr)
+        return 2
     except (OSError, PostierError) as exc:  # a listener address in use, a queue that cannot open
         print(f"postier: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -120,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         choices=("debug", "info", "warning", "error"),
         help="lowest level logged; overrides [log] level",
+    )
+    serve.add_argument(
+        "--allow-root",
+        action="store_true",
+        help="run as root when [server] user is not set (otherwise refused: docs/security.md)",
     )
     serve.set_defaults(func=_serve)
     check = sub.add_parser("check-config", help="validate a configuration and print the effective settings")

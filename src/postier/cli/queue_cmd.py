@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from postier.config import load_config
+from postier.config import Config, load_config
 from postier.control import queue_ops
 from postier.control.queue_ops import Action
 from postier.mail.errors import ConfigError, QueueError
@@ -35,11 +35,11 @@ def _duration(text: str) -> timedelta:
     return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
 
 
-def _data_dir(args: argparse.Namespace) -> Path:
+def _data_dir(args: argparse.Namespace, config: Config | None) -> Path:
     if args.data_dir:
         return Path(args.data_dir)
-    if args.config:
-        return Path(load_config(args.config).server.data_dir)
+    if config is not None:
+        return Path(config.server.data_dir)
     return Path("var")
 
 
@@ -47,7 +47,8 @@ def _run(args: argparse.Namespace, work: Callable[[Queue], Awaitable[int]]) -> i
     """Open the queue of ``args``, run ``work(queue)``, map failures to messages and exit codes."""
 
     async def main() -> int:
-        async with queue_ops.open_queue(_data_dir(args)) as queue:
+        config = load_config(args.config) if args.config else None
+        async with queue_ops.open_queue(_data_dir(args, config), config) as queue:
             return await work(queue)
 
     try:
@@ -240,16 +241,36 @@ def _stats(args: argparse.Namespace) -> int:
         totals = [sum(col) for col in zip(*data["by_domain"].values(), strict=False)] or [0] * len(heads)
         for name, counts in [("TOTAL", totals), *data["by_domain"].items()]:
             print(f"{name:>{width}} {sum(counts):>6}" + "".join(f"{c:>7}" for c in counts))
+        leases = await queue_ops.node_leases(queue)
+        if leases is not None:
+            print("delivering by node: " + ("  ".join(f"{k}={v}" for k, v in sorted(leases.items())) or "-"))
         return 0
 
     return _run(args, work)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+        before, after = asyncio.run(queue_ops.migrate(config))
+    except ConfigError as exc:
+        print(f"postier queue: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    except QueueError as exc:
+        print(f"postier queue: {exc}", file=sys.stderr)
+        return 1
+    word = "already at" if before == after else f"migrated from version {before} to"
+    print(f"queue schema {config.queue.schema}: {word} version {after}")
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``queue`` and its subcommands to the ``postier`` parser."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", metavar="DIR", help="data directory (default: from --config, else var)")
-    common.add_argument("--config", metavar="FILE", help="TOML configuration file to read data_dir from")
+    common.add_argument(
+        "--config", metavar="FILE", help="TOML configuration file (its data_dir, or its PostgreSQL queue)"
+    )
     queue = subparsers.add_parser("queue", help="list, show and act on queued messages")
     sub = queue.add_subparsers(dest="queue_command", required=True, metavar="ACTION")
 
@@ -282,6 +303,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         if action is Action.DELETE:
             p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         p.set_defaults(func=_action(action))
+
+    p = sub.add_parser("migrate", help="create or upgrade a PostgreSQL queue's tables (versioned)")
+    p.add_argument("--config", metavar="FILE", required=True, help="TOML configuration naming the database")
+    p.set_defaults(func=_migrate)
 
     p = sub.add_parser("stats", parents=[common], help="counts by status, destination domain and age")
     p.add_argument("--json", action="store_true")

@@ -112,16 +112,13 @@ def _check(config: Config) -> None:
         raise ConfigError("auth.max_failures", "must be at least 1")
     if config.auth.max_concurrent_verifies < 1:
         raise ConfigError("auth.max_concurrent_verifies", "must be at least 1")
+    if config.delivery.mx_address_limit < 1 or config.delivery.mx_session_limit < 1:
+        raise ConfigError("delivery", "mx_address_limit and mx_session_limit must be at least 1")
     if config.auth.max_waiting_verifies < 0 or config.auth.max_account_delay_s < 0:
         raise ConfigError("auth", "max_waiting_verifies and max_account_delay_s must not be negative")
     if config.auth.window_s <= 0 or config.auth.lockout_s < 0:
         raise ConfigError("auth", "window_s must be positive and lockout_s not negative")
-    if config.queue.keep_body_s > config.queue.keep_history_s:
-        raise ConfigError("queue.keep_body_s", "must not be longer than queue.keep_history_s")
-    if config.queue.purge_interval_s <= 0:
-        raise ConfigError("queue.purge_interval_s", "must be positive")
-    if config.queue.commit_batch_max < 1:
-        raise ConfigError("queue.commit_batch_max", "must be at least 1")
+    _check_queue(config)
     if config.server.max_line_octets < 1000:
         raise ConfigError("server.max_line_octets", "RFC 5321 §4.5.3.1.6 requires at least 1000")
     if config.server.max_message_bytes < 1024:
@@ -181,6 +178,28 @@ def _check_antispam(config: Config) -> None:
             parse_hostport(milter.address.removeprefix("inet:"))
         except ValueError as exc:
             raise ConfigError(f"milter[{i}].address", str(exc)) from None
+
+
+def _check_queue(config: Config) -> None:
+    q = config.queue
+    if q.keep_body_s > q.keep_history_s:
+        raise ConfigError("queue.keep_body_s", "must not be longer than queue.keep_history_s")
+    if q.purge_interval_s <= 0:
+        raise ConfigError("queue.purge_interval_s", "must be positive")
+    if q.commit_batch_max < 1:
+        raise ConfigError("queue.commit_batch_max", "must be at least 1")
+    if q.lease_s <= 0:
+        raise ConfigError("queue.lease_s", "must be positive")
+    if q.backend != "postgres":
+        return
+    if not q.dsn:
+        raise ConfigError("queue.dsn", 'required with backend = "postgres"')
+    if q.pool_size < 2:
+        raise ConfigError("queue.pool_size", "must be at least 2")
+    if q.timeout_s <= 0:
+        raise ConfigError("queue.timeout_s", "must be positive")
+    if not q.schema.isidentifier():
+        raise ConfigError("queue.schema", "must be a plain SQL identifier (letters, digits, _)")
 
 
 def _check_delivery(config: Config) -> None:

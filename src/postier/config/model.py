@@ -49,6 +49,15 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Name this server gives in the greeting, EHLO reply and Received headers."""
     data_dir: str = "var"
     """Directory for the queue, the self-signed certificate and mailboxes; relative to the working dir."""
+    user: str = ""
+    """Started as root, the user to become once the listeners are bound, before the queue is opened or
+    any client byte is read (docs/security.md, "Privileges"). data_dir and everything in it is given to
+    that user at each start. Empty: as root, `postier serve` refuses to start unless --allow-root is
+    given; as another user, it runs as that user (set it to that user, or leave it empty). Needs a
+    restart."""
+    group: str = ""
+    """The group to become with user. Empty: the user's primary group. The user's supplementary groups
+    are kept (e.g. ssl-cert, to read the TLS key)."""
     max_message_bytes: int = 50 * 1024 * 1024
     """Largest message accepted, in octets (advertised as SIZE). Default 50 MiB."""
     max_recipients: int = 1000
@@ -70,6 +79,9 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """On SIGTERM: how long open sessions may go on before they get 421 4.3.2."""
     early_talker_delay_s: float = 0.0
     """Pause before the greeting on `smtp` listeners; a client that talks first gets 554 5.5.0. 0: off."""
+    node: str = ""
+    """Name of this node in a cluster sharing a PostgreSQL queue (queue.backend = "postgres"): its leases
+    carry it, so the tools say which node holds what. Unique per node. Empty: the machine's host name."""
     workers: int = 1
     """Processes that receive mail, sharing the listening sockets and the queue: 1 to 32. With 1, one
     process does everything. With N > 1 (e.g. one per CPU core, for throughput: docs/operations.md,
@@ -95,8 +107,25 @@ class TlsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True)
 
 
 class QueueConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    backend: Literal["sqlite"] = "sqlite"
-    """Queue store: "sqlite" (embedded, under data_dir)."""
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    """Queue store: "sqlite" (embedded, under data_dir) or "postgres" (one PostgreSQL database shared by
+    several nodes: docs/scale-out.md)."""
+    dsn: str = ""
+    """postgres: the database, "postgresql://user@host:port/dbname" (libpq URI; no password in it: use
+    password_file or the PGPASSWORD environment variable). Never logged with a password."""
+    password_file: str = ""
+    """postgres: file whose first line is the database password. Empty: PGPASSWORD, ~/.pgpass or none."""
+    schema: str = "postier"
+    """postgres: the PostgreSQL schema (namespace) holding the queue's tables; created if missing."""
+    pool_size: int = 10
+    """postgres: most database connections this process opens (the group-commit writer, claims,
+    outcomes, tools, the LISTEN connection aside)."""
+    timeout_s: float = 30.0
+    """postgres: longest wait for one database call (connect or statement) before it fails: new mail
+    gets 451 4.3.0, deliveries wait for the next poll."""
+    lease_s: float = 120.0
+    """How long claimed recipients are this process's to deliver. Renewed every third of it while their
+    delivery runs; when a process (a node) dies, another takes its recipients after at most this long."""
     commit_batch_max: int = 512
     """Most enqueues one group commit (one fsync) may carry. 1 means one fsync per message."""
     keep_history_s: float = 7 * 86400.0
@@ -218,6 +247,15 @@ class DeliveryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     """Name sent in EHLO/LHLO. Empty: server.hostname."""
     connect_timeout_s: float = 30.0
     """Time allowed to open a TCP connection to one address."""
+    mx_address_limit: int = 5
+    """Addresses tried per delivery attempt, over all the destination's hosts (MX hosts or a relay's
+    addresses), connected to or not (Postfix: smtp_mx_address_limit = 5). The others wait for the next
+    attempt. Bounds what a domain publishing many MX hosts and addresses costs: at most this many
+    connect timeouts per attempt. At least 1."""
+    mx_session_limit: int = 2
+    """SMTP sessions per delivery attempt that got through greeting, EHLO and TLS and were given the
+    message (Postfix: smtp_mx_session_limit = 2); a session reused from the pool is not counted. At
+    least 1."""
     retry_base_s: float = 300.0
     """First retry delay after a temporary failure; doubles each attempt (with ±10 % jitter)."""
     retry_cap_s: float = 3600.0

@@ -3,7 +3,8 @@ release, delete, stats — and the JSON shapes they answer with.
 
 The tools open the store directly, next to a running server: SQLite in WAL mode lets them read while
 the server writes, and ``busy_timeout`` makes a change wait for the server's current group commit
-instead of failing. Each change is one transaction, so the server sees it whole or not at all.
+instead of failing. Each change is one transaction, so the server sees it whole or not at all. With
+``[queue] backend = "postgres"`` (``--config``) they see the whole cluster's queue.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from postier.mail.errors import UnknownMessageError
+from postier.config import Config
+from postier.mail.errors import QueueError, UnknownMessageError
 from postier.queue import (
     AGE_BUCKETS_MIN,
     MessageRecord,
@@ -28,12 +30,15 @@ from postier.queue import (
     Target,
     is_queue_id,
 )
+from postier.queue.configured import build_queue, read_password
 
 __all__ = [
     "Action",
     "Shown",
     "act",
     "check_id",
+    "migrate",
+    "node_leases",
     "open_queue",
     "queue_dir",
     "record_to_json",
@@ -56,14 +61,45 @@ def queue_dir(data_dir: Path | str) -> Path:
 
 
 @asynccontextmanager
-async def open_queue(data_dir: Path | str) -> AsyncIterator[Queue]:
-    """The existing queue under ``data_dir``; QueueError when there is none (no new empty queue)."""
-    queue = SqliteQueue(queue_dir(data_dir), create=False, batch_max=64)
+async def open_queue(data_dir: Path | str, config: Config | None = None) -> AsyncIterator[Queue]:
+    """The existing queue (no new empty one: QueueError when there is none): the one ``config``
+    names (``[queue] backend``; a PostgreSQL queue is the whole cluster's), or the SQLite queue
+    under ``data_dir``."""
+    if config is None:
+        queue: Queue = SqliteQueue(queue_dir(data_dir), create=False, batch_max=64)
+    else:
+        queue = build_queue(config, data_dir=Path(data_dir), create=False, batch_max=64)
     await queue.open()
     try:
         yield queue
     finally:
         await queue.close()
+
+
+async def migrate(config: Config) -> tuple[int, int]:
+    """Bring the configured queue's schema to this version (PostgreSQL: ``postier queue migrate``);
+    returns (version before, version after). SQLite queues are made and checked at open."""
+    q = config.queue
+    if q.backend != "postgres":
+        raise QueueError("only a PostgreSQL queue is migrated (the SQLite queue is made at open)")
+    from postier.queue.postgres.schema import migrate_database  # the optional extra
+
+    password = read_password(q.password_file)
+    try:
+        return await migrate_database(q.dsn, q.schema, password=password, timeout_s=q.timeout_s)
+    except RuntimeError as exc:
+        raise QueueError(str(exc)) from None
+    except (OSError, TimeoutError) as exc:
+        raise QueueError(f"cannot reach the queue database: {exc}") from None
+
+
+async def node_leases(queue: Queue) -> dict[str, int] | None:
+    """Recipients each node is delivering now (a cluster's queue); None for a one-node queue."""
+    leases = getattr(queue, "leases", None)
+    if leases is None:
+        return None
+    result: dict[str, int] = await leases()
+    return result
 
 
 def check_id(text: str) -> QueueId:

@@ -230,7 +230,8 @@ class Bouncer:
         )
         dsn = await asyncio.to_thread(build) if len(body) > _IN_THREAD_BYTES else build()
         if self._sign is not None:  # DKIM with the key of server.hostname's domain (docs/dkim.md)
-            dsn = self._sign(dsn) + dsn
+            sign = self._sign
+            dsn = (await asyncio.to_thread(sign, dsn) if len(dsn) > _IN_THREAD_BYTES else sign(dsn)) + dsn
         carrier = dsn_envelope(envelope, dsn)
         carrier = dataclasses.replace(carrier, recipients=self._expand(carrier.recipients))
         queued = await self._queue.enqueue(carrier, dsn, queue_id=bounce_id)

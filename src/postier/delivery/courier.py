@@ -23,6 +23,13 @@ Setting up a session, in order (RFC 5321 §3.1, RFC 3207, RFC 4954):
    "encryption needed", RFC 4954 §6). A refused AUTH (535) defers with ``4.7.8`` instead of bouncing:
    wrong credentials are our configuration's fault (Postfix: ``smtp_sasl_auth_soft_bounce``).
 
+Two caps bound one attempt (issue 14, finding 8; Postfix's ``smtp_mx_address_limit`` and
+``smtp_mx_session_limit``): at most ``max_addresses`` addresses are tried (connected to or not) over
+all hosts, and at most ``max_sessions`` sessions that got through their set-up carry the message —
+a destination with 20 MX hosts of 10 addresses each costs at most 5 connect timeouts, not 200. A
+session taken from the pool counts for neither. When a cap stops the walk, the recipients still
+pending get their most telling site failure, as when every host failed.
+
 Accepted recipients get ``dsn_relayed`` when the peer does not offer DSN (RFC 3461 §4.1), except
 under LMTP, which is final delivery. ``remote_mta`` is "host [ip]:port" whenever a server was talked
 to; ``tls`` describes the session's TLS. After a clean transaction the connection goes back to the
@@ -87,7 +94,12 @@ class SmtpCourier:
         timeouts: ClientTimeouts | None = None,
         clock: Clock = time.monotonic,
         own: OwnAddresses | None = None,
+        max_addresses: int = 5,
+        max_sessions: int = 2,
     ) -> None:
+        if max_addresses < 1 or max_sessions < 1:
+            raise ValueError("max_addresses and max_sessions must be at least 1")
+        self.max_addresses, self.max_sessions = max_addresses, max_sessions
         self._resolver = resolver
         self._own = own or OwnAddresses()
         self._helo_name = helo_name
@@ -109,7 +121,25 @@ class SmtpCourier:
         reused = self.pool.take(destination.key)
         if reused is not None:
             await self._transact(reused, destination, message, book)
+        await self._walk(destination, message, book)
+        return label_attempts(destination, book.attempts())
+
+    async def _walk(self, destination: Destination, message: OutboundMessage, book: AttemptBook) -> None:
+        """Every address of every host in order, until the recipients are done or a cap is reached."""
+        addresses = sessions = 0
+
+        def capped() -> bool:
+            if addresses < self.max_addresses and sessions < self.max_sessions:
+                return False
+            _log.info(
+                "address or session limit reached; the other hosts are not tried",
+                extra=fields(domain=destination.key, addresses=addresses, sessions=sessions),
+            )
+            return True
+
         for hop in destination.hosts:
+            if book.is_done or capped():
+                return
             if hop.refusal is not None:  # DANE: a host that cannot be authenticated is never used
                 if not book.is_done:
                     book.site_failure(
@@ -118,14 +148,15 @@ class SmtpCourier:
                 continue
             endpoints = await self._endpoints(destination, hop, book)
             if endpoints is None:
-                break  # RFC 5321 §5.1: this host is us; the hosts after it are not tried either
+                return  # RFC 5321 §5.1: this host is us; the hosts after it are not tried either
             for endpoint in endpoints:
-                if book.is_done:
-                    return label_attempts(destination, book.attempts())
+                if book.is_done or capped():
+                    return
+                addresses += 1
                 connection = await self._establish(destination, hop, endpoint, book)
                 if connection is not None:
+                    sessions += 1
                     await self._transact(connection, destination, message, book)
-        return label_attempts(destination, book.attempts())
 
     async def close(self) -> None:
         await self.pool.close()

@@ -1,7 +1,8 @@
 """The delivery scheduler: due recipients from the queue → routes → couriers → outcomes and bounces.
 
 Theory of operation. The queue hands out due recipients as claims, one per destination domain,
-leased for ``lease_s`` (a scheduler that dies gives them back when the lease ends). Each claim runs as
+leased for ``lease_s`` and renewed while their delivery runs (a scheduler that dies stops renewing and
+gives them back when the lease ends: another node takes them over). Each claim runs as
 its own task, so a slow or dead destination never holds up the others:
 
 1. route the domain once (``Router``): a ``Destination``, or a ``Reply`` that settles every recipient
@@ -52,6 +53,7 @@ from postier.delivery.routes import Router
 from postier.delivery.settings import DeliverySettings
 from postier.delivery.settle import Settler, damaged_reply, load
 from postier.delivery.transport import Attempt, Courier, Destination, DestinationKind, OutboundMessage
+from postier.mail.errors import QueueError
 from postier.mail.reply import EnhancedStatus, Reply
 from postier.queue.model import Claim, ClaimedRecipient, QueueId
 from postier.queue.protocol import Queue
@@ -167,12 +169,41 @@ class Scheduler:
 
     async def run_forever(self) -> None:
         """Claim and deliver until ``stop()``. A failed claim (a queue error, or any other: the loop
-        must not die and leave mail undelivered) is logged and tried again after ``poll_s``."""
+        must not die and leave mail undelivered) is logged and tried again after ``poll_s``. The
+        leases of recipients in progress are renewed meanwhile (``_renew_forever``)."""
+        renewer = asyncio.get_running_loop().create_task(self._renew_forever(), name="lease-renewal")
+        try:
+            await self._claim_forever()
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    async def _renew_forever(self) -> None:
+        """Every third of ``lease_s``, extend the leases of every recipient still in progress by a
+        whole ``lease_s``: a delivery that outlasts its lease is not claimed again by another node
+        (or after a restart of this one), while a node that dies stops renewing and its recipients
+        come due within ``lease_s``. A failed renewal (the database away) is tried at the next turn."""
+        lease_s = self._settings.lease_s
+        while True:
+            await asyncio.sleep(lease_s / 3)
+            items = list(self._in_flight)
+            if not items:
+                continue
+            try:
+                await self._queue.renew(items, self._clock() + timedelta(seconds=lease_s))
+            except Exception:
+                _log.exception("renewing the leases of %d recipients failed; trying again", len(items))
+
+    async def _claim_forever(self) -> None:
         while not self._stopping:
             self._wake.clear()
             self._freed.clear()
             try:
                 await self._claim()
+            except QueueError as exc:  # the queue's database away (PostgreSQL restarting): no traceback
+                _log.warning("claiming due recipients failed (%s); retrying", exc)
+                self._starved = self._saturated = False
             except Exception:
                 _log.exception("claiming due recipients failed; retrying")
                 self._starved = self._saturated = False

@@ -17,7 +17,8 @@ __all__ = ["DeliverySettings", "delivery_settings"]
 @dataclass(frozen=True, slots=True)
 class DeliverySettings:
     """Limits and times of the scheduler. ``max_in_flight``: recipients in progress at once (claims
-    stop beyond); ``claim_batch``: most recipients per claim; ``lease_s``: how long a claim is ours;
+    stop beyond); ``claim_batch``: most recipients per claim; ``lease_s``: how long a claim is ours
+    (renewed while delivering);
     ``poll_s``: how often the queue is asked when nobody wakes the scheduler; ``dead_s``: how long a
     destination where no server answered is deferred without trying; ``max_in_flight_per_destination``:
     recipients of one domain in progress at once — more are left leased, untouched, until their lease
@@ -31,7 +32,7 @@ class DeliverySettings:
     max_in_flight: int = 5000
     max_in_flight_per_destination: int = 2000
     claim_batch: int = 500
-    lease_s: float = 900.0
+    lease_s: float = 120.0
     poll_s: float = 1.0
     dead_s: float = 60.0
 
@@ -71,6 +72,7 @@ def delivery_settings(config: Config) -> DeliverySettings:
             1, min(in_flight // 2, 2 * d.max_connections_per_destination * d.max_recipients_per_transaction)
         ),
         dead_s=min(60.0, d.retry_base_s),
+        lease_s=config.queue.lease_s,
     )
 
 

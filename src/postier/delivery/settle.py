@@ -14,6 +14,7 @@ that starts afterwards uses the new ones.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from postier.queue.protocol import Queue
 __all__ = ["Settler", "damaged_reply", "load"]
 
 _log = logging.getLogger("postier.delivery.scheduler")  # one logger for the scheduler and its parts
+_RECORD_PATIENCE_S = 60.0  # how long a failing record() is tried again before the lease is left to act
 
 
 async def load(queue: Queue, message_id: QueueId, *, body: bool = True) -> Loaded | None:
@@ -139,13 +141,26 @@ class Settler:
         ]
 
     async def _record(self, message_id: QueueId, results: list[RecipientResult]) -> None:
-        """Record the settled outcomes; a queue error leaves them to be retried when the lease ends."""
-        if not results:
-            return
-        try:
-            await self._queue.record(results, self._clock())
-        except QueueError:
-            _log.exception("recording outcomes of %s failed; retried when the lease ends", message_id)
+        """Record the settled outcomes, trying again for ``_RECORD_PATIENCE_S`` while the queue fails
+        (a PostgreSQL queue restarting): the attempt happened, and an outcome not recorded makes the
+        recipient due again when its lease ends — a second delivery. The scheduler keeps renewing
+        the lease meanwhile. Past that, it is logged and left to the lease."""
+        waited, pause = 0.0, 0.25
+        while results:
+            try:
+                await self._queue.record(results, self._clock())
+                return
+            except QueueError as exc:
+                if waited >= _RECORD_PATIENCE_S:
+                    _log.error(
+                        "recording outcomes of %s failed (%s); retried when the lease ends", message_id, exc
+                    )
+                    return
+                if waited == 0.0:
+                    _log.warning("recording outcomes of %s failed (%s); trying again", message_id, exc)
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 5.0)
 
     async def _notify(self, loaded: Loaded, judged: Sequence[Judgement]) -> list[bool]:
         """Enqueue the DSNs due; which judgements may be recorded. If a bounce cannot be queued,

@@ -14,7 +14,7 @@ from postier.dns.mx import (
     resolve_mx,
     select_mx,
 )
-from postier.dns.resolver import MxRecord, Resolver
+from postier.dns.resolver import MxRecord, Resolver, SecureAnswer, SecureResolver
 from postier.dns.stub import DnsPythonResolver
 
 __all__ = [
@@ -31,6 +31,8 @@ __all__ = [
     "NoData",
     "NxDomain",
     "Resolver",
+    "SecureAnswer",
+    "SecureResolver",
     "TemporaryDnsError",
     "drop_self",
     "mx_targets",

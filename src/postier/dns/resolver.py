@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["MxRecord", "Resolver"]
+__all__ = ["MxRecord", "Resolver", "SecureAnswer", "SecureResolver"]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -45,4 +45,26 @@ class Resolver(Protocol):
 
     async def txt(self, name: str) -> list[str]:
         """The TXT records of ``name``, each one's strings joined (RFC 7208 §3.3)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SecureAnswer:
+    """Records of one type as text (empty: the name exists without such records, NODATA) and whether
+    the validating resolver vouched for them (the AD bit, RFC 4035 §3.2.3; RFC 6840 §5.7)."""
+
+    records: tuple[str, ...]
+    is_secure: bool
+
+
+class SecureResolver(Resolver, Protocol):
+    """A resolver that also reports DNSSEC status. ``is_validating`` is the operator's word
+    (``dns.dnssec``) that the servers asked validate: when False, nothing is ever secure."""
+
+    @property
+    def is_validating(self) -> bool: ...
+
+    async def secure(self, name: str, rdtype: str) -> SecureAnswer:
+        """``rdtype`` records of ``name`` (MX, A, AAAA, TLSA …) with their DNSSEC status. Raises
+        ``NxDomain`` or ``TemporaryDnsError`` (a bogus answer is a SERVFAIL from a validator)."""
         ...

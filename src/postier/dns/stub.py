@@ -1,5 +1,10 @@
 """``DnsPythonResolver``: the ``Resolver`` protocol on dnspython's asyncio stub resolver, with a cache.
 
+DNSSEC: with ``dnssec=True`` (``dns.dnssec``: the servers are validating resolvers on a trusted path)
+``secure()`` asks with the DO and AD bits and reports the answer's AD bit (RFC 6840 §5.7); its answers
+are cached apart, with their status. Postier does not validate signatures itself: like Postfix, it
+relies on a local validating resolver (unbound), which answers SERVFAIL for bogus data.
+
 Theory of operation: one query per ``(name, type)``; dnspython's own cache and search list are off
 (names are always absolute) so the only cache is ``AnswerCache``, which respects TTLs on an injected
 clock. dnspython's exceptions are mapped once, here, onto the typed errors: NXDOMAIN → ``NxDomain``;
@@ -16,6 +21,7 @@ import time
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.nameserver
@@ -29,7 +35,7 @@ import dns.resolver
 
 from postier.dns.cache import AnswerCache, Clock
 from postier.dns.errors import DnsError, NoData, NxDomain, TemporaryDnsError
-from postier.dns.resolver import MxRecord
+from postier.dns.resolver import MxRecord, SecureAnswer
 from postier.mail.domain import to_ascii
 
 __all__ = ["DnsPythonResolver"]
@@ -47,14 +53,36 @@ class DnsPythonResolver:
         timeout_s: float = 10.0,
         clock: Clock = time.monotonic,
         cache: AnswerCache | None = None,
+        dnssec: bool = False,
     ) -> None:
-        self._resolver = dns.asyncresolver.Resolver(configure=nameservers is None)
-        if nameservers is not None:
-            self._resolver.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in nameservers]
-        self._resolver.cache = None
-        self._resolver.lifetime = timeout_s
-        self._resolver.timeout = timeout_s
+        self._resolver = self._make(nameservers, timeout_s)
         self._cache = cache if cache is not None else AnswerCache(clock)
+        self._dnssec = dnssec
+        self._secure_resolver = self._make(nameservers, timeout_s)
+        self._secure_resolver.use_edns(0, dns.flags.DO, 1232)
+        self._secure_resolver.flags = dns.flags.RD | dns.flags.AD
+
+    @staticmethod
+    def _make(nameservers: list[tuple[str, int]] | None, timeout_s: float) -> dns.asyncresolver.Resolver:
+        resolver = dns.asyncresolver.Resolver(configure=nameservers is None)
+        if nameservers is not None:
+            resolver.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in nameservers]
+        resolver.cache = None
+        resolver.lifetime = timeout_s
+        resolver.timeout = timeout_s
+        return resolver
+
+    @property
+    def is_validating(self) -> bool:
+        return self._dnssec
+
+    async def secure(self, name: str, rdtype: str) -> SecureAnswer:
+        """See ``SecureResolver.secure``; cached under ``rdtype + "/ad"`` with the status first."""
+        try:
+            result = await self._lookup(name, f"{rdtype}/ad")
+        except NoData:
+            return SecureAnswer((), False)
+        return SecureAnswer(result[1:], self._dnssec and result[0] == "ad")
 
     async def mx(self, domain: str) -> list[MxRecord]:
         texts = await self._lookup(domain, "MX")
@@ -101,8 +129,10 @@ class DnsPythonResolver:
         return result
 
     async def _query(self, qname: dns.name.Name, key: str, rdtype: str) -> tuple[str, ...] | DnsError:
+        qtype, _, ad = rdtype.partition("/")
+        resolver = self._secure_resolver if ad else self._resolver
         try:
-            answer = await self._resolver.resolve(qname, rdtype, search=False, raise_on_no_answer=False)
+            answer = await resolver.resolve(qname, qtype, search=False, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN as exc:
             error = NxDomain(key, rdtype)
             response = exc.response(qname)  # type: ignore[no-untyped-call]
@@ -114,11 +144,16 @@ class DnsPythonResolver:
             return TemporaryDnsError(key, rdtype, _server_failure(exc))
         except (dns.exception.DNSException, OSError) as exc:
             return TemporaryDnsError(key, rdtype, type(exc).__name__)
-        if answer.rrset is None:
+        if answer.rrset is None and not ad:
             no_data = NoData(key, rdtype)
             self._cache.put(key, rdtype, no_data, _negative_ttl(answer.response))
             return no_data
-        texts = tuple(_to_text(rdata) for rdata in answer.rrset)
+        texts = tuple(_to_text(rdata) for rdata in answer.rrset or ())
+        if ad:  # the status first; a NODATA is an empty answer here, its denial secure or not
+            texts = ("ad" if answer.response.flags & dns.flags.AD else "", *texts)
+            if answer.rrset is None:
+                self._cache.put(key, rdtype, texts, _negative_ttl(answer.response))
+                return texts
         # The TTL of a CNAME chain is that of its shortest-lived link.
         ttl = min(rrset.ttl for rrset in answer.response.answer)
         self._cache.put(key, rdtype, texts, ttl)

@@ -19,7 +19,8 @@ reject         sid, stage (connect|helo|auth|mail|rcpt|data), reply ("550 5.1.1 
                (the policy check that refused), reason
 verdict        sid, id, stage, check, action (tag|quarantine|discard|accept), reason, score — a check's
                word that did not refuse the client (a header added, a message held or dropped)
-queued         sid, id, from (<sender>, ``<>`` for bounces), size (octets), nrcpt, msgid, duration_s
+queued         sid, id, from (<sender>, ``<>`` for bounces), size (octets), nrcpt, msgid, duration_s,
+               held (quarantined), dkim (the signing domain, or unsigned), dkim_reason
 delivery       id, rcpt, result (delivered|deferred|failed), reply, mx (host[ip]), attempt, delay_s,
                duration_s (the attempt itself)
 bounce         id, rcpt, reply, bounce_id (queue id of the DSN sent), reason

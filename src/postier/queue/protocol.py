@@ -57,6 +57,12 @@ class Queue(Protocol):
         the caller claimed more than it can start now. Recorded or released recipients are untouched."""
         ...
 
+    async def renew(self, items: Sequence[tuple[str, int]], until: datetime) -> int:
+        """Extend the caller's leases of claimed recipients (message id, index) whose delivery still
+        runs to ``until``; a lease another node took over after it ran out stays with that node.
+        Returns how many were renewed."""
+        ...
+
     async def record(self, results: Sequence[RecipientResult], now: datetime | None = None) -> int:
         """Record attempt outcomes; outcomes for final or vanished recipients are ignored."""
         ...

@@ -50,16 +50,16 @@ class TlsPlanner:
         self.dane = dane
 
     async def plan(self, destination: Destination) -> Destination:
+        if self.dane is not None:
+            hops = await self.dane.plan_hops(destination.domain, destination.hosts)
+            if any(_is_dane(h) for h in hops):
+                destination = dataclasses.replace(destination, hosts=hops, key=destination.key + "/dane")
         if self.sts is not None:
             destination = self._apply_sts(destination, await self.sts.policy(destination.domain))
-        if self.dane is not None and destination.refusal is None:
-            hops = await self.dane.plan_hops(destination.domain, destination.hosts)
-            if any(h.tlsa or h.refusal is not None for h in hops):
-                suffix = "" if destination.key.endswith("/mta-sts") else "/dane"
-                destination = dataclasses.replace(destination, hosts=hops, key=destination.key + suffix)
         return destination
 
     def _apply_sts(self, destination: Destination, answer: StsAnswer) -> Destination:
+        """MTA-STS over the hosts DANE does not cover (DANE hosts stay, whatever the policy says)."""
         domain = destination.domain
         for problem in answer.problems:
             _log.info("MTA-STS problem", extra=fields(domain=domain, problem=problem))
@@ -67,7 +67,7 @@ class TlsPlanner:
         if policy is None or policy.mode is StsMode.NONE:
             return destination
         source = f"mta-sts:id={answer.id}"
-        names = [h.host for h in destination.hosts]
+        names = [h.host for h in destination.hosts if not _is_dane(h)]
         allowed = set(allowed_hosts(policy, names))
         if policy.mode is StsMode.TESTING:
             for name in names:
@@ -78,7 +78,9 @@ class TlsPlanner:
                     )
             return dataclasses.replace(destination, tls_label="mta-sts-testing", tls_source=source)
         hops = tuple(
-            dataclasses.replace(h, tls=TlsPolicy.VERIFY) for h in destination.hosts if h.host in allowed
+            h if _is_dane(h) else dataclasses.replace(h, tls=TlsPolicy.VERIFY)
+            for h in destination.hosts
+            if _is_dane(h) or h.host in allowed
         )
         refusal = None
         if not hops:
@@ -93,3 +95,7 @@ class TlsPlanner:
             tls_source=source,
             refusal=refusal,
         )
+
+
+def _is_dane(hop: Hop) -> bool:
+    return bool(hop.tlsa) or (hop.refusal is not None and hop.tls_label == "dane")

@@ -4,6 +4,7 @@ of ``server.hostname`` (the host name, or the nearest parent domain that has a k
 
 from __future__ import annotations
 
+import re
 from email.utils import getaddresses
 
 from postier.mail.address import Address
@@ -13,6 +14,13 @@ from postier.mailauth.dkim.signer import DkimSigner
 
 __all__ = ["from_domain", "host_domain", "signing_domain"]
 
+# ``Name <local@domain>`` or ``local@domain`` with no quote, comment, group, list or second address.
+_ATOM = rb'[^"(),:;<>@\\\s]+'
+_NAME = rb'[^"(),:;<>@\\\r\n]*'
+_SIMPLE = re.compile(
+    rb"[ \t]*(?:" + _NAME + rb"<" + _ATOM + rb"@(" + _ATOM + rb")>|" + _ATOM + rb"@(" + _ATOM + rb"))[ \t]*"
+)
+
 
 def from_domain(message: bytes) -> str | None:
     """The one domain of the From: addresses (A-label, lowercase). None without a From:, with two
@@ -21,7 +29,14 @@ def from_domain(message: bytes) -> str | None:
     values = [raw.partition(b":")[2] for name, raw in header_fields(header) if name == b"from"]
     if len(values) != 1:
         return None
-    text = values[0].replace(b"\r\n", b"").decode("utf-8", "replace")
+    raw = values[0]
+    simple = _SIMPLE.fullmatch(raw)  # one plain address: no comments, quotes or lists to parse
+    if simple is not None:
+        try:
+            return normalize_domain((simple.group(1) or simple.group(2)).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return None
+    text = raw.replace(b"\r\n", b"").decode("utf-8", "replace")
     domains = set()
     for _, address in getaddresses([text]):
         local, at, domain = address.rpartition("@")

@@ -183,6 +183,9 @@ class SqliteQueue:
     async def unlease(self, items: Sequence[tuple[str, int]], until: datetime) -> int:
         return await self._submit(partial(store.unlease, items=tuple(items), until=to_epoch(until)))
 
+    async def renew(self, items: Sequence[tuple[str, int]], until: datetime) -> int:
+        return await self._submit(partial(store.renew, items=tuple(items), until=to_epoch(until)))
+
     async def record(self, results: Sequence[RecipientResult], now: datetime | None = None) -> int:
         return await self._submit(partial(store.record, results=tuple(results), now=self._now(now)))
 

@@ -40,6 +40,7 @@ __all__ = [
     "purge",
     "record",
     "release",
+    "renew",
     "retry",
     "unlease",
 ]
@@ -259,6 +260,17 @@ def unlease(conn: Conn, items: tuple[tuple[str, int], ...], until: float) -> int
         "UPDATE recipients SET lease_until = ? WHERE message_id = ? AND idx = ?"
         " AND state IN ('queued', 'deferred') AND lease_until > ?",
         [(until, mid, idx, until) for mid, idx in items],
+    )
+    return cur.rowcount
+
+
+def renew(conn: Conn, items: tuple[tuple[str, int], ...], until: float) -> int:
+    """Extend the lease of recipients whose delivery still runs to ``until`` (one process
+    delivers from an SQLite queue, so every lease is the caller's)."""
+    cur = conn.executemany(
+        "UPDATE recipients SET lease_until = ? WHERE message_id = ? AND idx = ?"
+        " AND state IN ('queued', 'deferred')",
+        [(until, mid, idx) for mid, idx in items],
     )
     return cur.rowcount
 
