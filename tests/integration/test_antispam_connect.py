@@ -189,3 +189,22 @@ async def test_verdicts_are_counted_per_check_and_action(start_server: StartServ
     assert value("postier_policy_verdicts_total", {"check": "dnsbl", "action": "reject"}) == 1
     assert value("postier_policy_verdicts_total", {"check": "greylist", "action": "defer"}) == 1
     assert value("postier_policy_verdicts_total", {"check": "dnsbl", "action": "accept"}) == 1  # noted
+
+
+async def test_a_reload_keeps_the_greylisting_store_and_the_pregreet_memory(
+    start_server: StartServer,
+) -> None:
+    from postier.config import parse_config
+    from tests.integration.harness import make_config
+
+    antispam = {"greylist": True, "greylist_delay_s": 0.0, "pregreet_s": 0.2}
+    server = await start_server(relay=STRANGERS, antispam=antispam)
+    port = server.smtp_port
+    assert (await asyncio.to_thread(_transaction, port, "127.0.0.7"))[0] == 451
+    store, passes = server.app.greylist, server.app.pregreet
+    assert passes.has_passed("127.0.0.7")
+    new = make_config(server.data_dir, relay=STRANGERS, antispam={**antispam, "greylist_auto_allow": 9})
+    new["listener"] = [{"address": lc.address, "mode": lc.mode} for lc in server.config.listeners]
+    assert server.app.reload(parse_config(new))
+    assert server.app.greylist is store and server.app.pregreet is passes
+    assert (await asyncio.to_thread(_transaction, port, "127.0.0.7"))[0] == 250  # the triplet was kept
