@@ -78,6 +78,7 @@ class _Conversation:
         self.parser = MilterParser()
         self.outcome = MilterOutcome()
         self.protocol = Protocol(0)
+        self.skipped = False  # the filter answered SMFIR_SKIP: no more body chunks
 
     async def response(self) -> Response:
         while True:
@@ -102,6 +103,7 @@ class _Conversation:
         await self.writer.drain()
         response = await self.response()
         if response.command in "cs":
+            self.skipped = response.command == "s"
             return True
         return self.final(response)
 
@@ -196,6 +198,8 @@ async def _content(talk: _Conversation, txn: MilterTransaction) -> bool:
         chunk = encode("B", txn.body[start : start + MAX_CHUNK])
         if not await talk.step(chunk, skip=Protocol.NOBODY, no_reply=Protocol.NR_BODY):
             return False
+        if talk.skipped:
+            break
     return True
 
 
