@@ -23,6 +23,7 @@ _NO_REPLY = {b"D", b"L"}  # macros never answered; headers not answered (NR_HDR)
 class FakeMilter:
     def __init__(self) -> None:
         self.script: Sequence[bytes] = (encode("a"),)
+        self.body_reply = "c"  # "s": SMFIR_SKIP, no more body chunks wanted
         self.seen: list[tuple[str, bytes]] = []
         self.server: asyncio.Server | None = None
         self.port = 0
@@ -47,6 +48,8 @@ class FakeMilter:
                     writer.write(encode("O", struct.pack("!III", 6, 0x3F, _PROTOCOL)))
                 elif command == b"E":
                     writer.write(b"".join(self.script))
+                elif command == b"B":
+                    writer.write(encode(self.body_reply))
                 elif command == b"Q":
                     break
                 elif command not in _NO_REPLY:

@@ -185,3 +185,11 @@ async def test_milter_discard_and_quarantine(start_server: StartServer, fake_mil
     queue_id = text.decode().rsplit(" ", 1)[1]
     record = await server.app.queue.get(queue_id)  # held: kept in the queue for an operator
     assert record.status.value == "held"
+
+
+async def test_milter_skip_ends_the_body_chunks(start_server: StartServer, fake_milter: FakeMilter) -> None:
+    fake_milter.body_reply = "s"
+    server = await start_server(relay=STRANGERS, milter=[{"address": fake_milter.address}])
+    body = ("x" * 998 + "\r\n") * 200  # 200 kB: four chunks of 64 KiB
+    assert (await asyncio.to_thread(_send, server.smtp_port, "big", body))[0] == 250
+    assert [c for c, _ in fake_milter.seen].count("B") == 1
