@@ -19,7 +19,7 @@ from typing import Any
 
 from postier.antispam import GreylistStore, Pregreet, PregreetPasses, antispam_checks
 from postier.antispam.greylist import GreylistSettings
-from postier.assembly import DeliveryParts, delivery_parts
+from postier.assembly import DeliveryParts, delivery_parts, start_tls_reports
 from postier.config import Config, parse_hostport
 from postier.config.model import AuthConfig, ListenerConfig
 from postier.config.reloadable import plan_reload
@@ -36,6 +36,7 @@ from postier.server.listener import Listener, Live, SmtpServer, listener_setting
 from postier.server.sasl import Authenticator as PasswordCheck
 from postier.server.tls import TlsStore, ensure_self_signed
 from postier.smtp.server.settings import EngineSettings
+from postier.spool import MessageBody
 from postier.users import Authenticator, AuthThrottle, UserStore, users_path
 
 __all__ = ["Application", "Role", "run_loop", "serve"]
@@ -55,7 +56,12 @@ class _WakingSink:
         return self._queue.new_id()
 
     async def enqueue(
-        self, envelope: Envelope, body: bytes, *, queue_id: str | None = None, held: bool = False
+        self,
+        envelope: Envelope,
+        body: bytes | MessageBody,
+        *,
+        queue_id: str | None = None,
+        held: bool = False,
     ) -> str:
         queue_id = await self._queue.enqueue(envelope, body, queue_id=queue_id, held=held)
         if not held:
@@ -97,6 +103,7 @@ class Application:
         self._purger: asyncio.Task[None] | None = None
         self._deliverer: asyncio.Task[None] | None = None
         self._dkim_checker: asyncio.Task[None] | None = None
+        self._tlsrpt: tuple[asyncio.Task[None], Callable[[], None]] | None = None
         self.metrics = self._metrics_service(config) if role.delivers else None
         self._own = OwnAddresses(
             parse_hostport(lc.address) for lc in config.listeners
@@ -120,6 +127,9 @@ class Application:
             hostname=config.server.hostname,
             queue=_WakingSink(self.queue, role.notify or self.delivery.wake),
             live=self._live(config, self.tls, parts),
+            min_data_bytes_per_s=config.server.min_data_bytes_per_s,
+            memory_budget_bytes=config.server.memory_budget_bytes,
+            spool_dir=self.data_dir / "spool",
         )
 
     def _live(
@@ -215,6 +225,10 @@ class Application:
             max_recipients=s.max_recipients,
             max_errors=s.max_errors,
             max_text_line=s.max_line_octets,
+            hold_message_octets=s.hold_message_bytes,
+            max_header_octets=s.max_header_bytes,
+            bdat_min_chunk_octets=s.bdat_min_chunk_bytes,
+            bdat_max_small_chunks=s.bdat_max_small_chunks,
         )
         return [self._listener(lc, base) for lc in self.config.listeners]
 
@@ -226,6 +240,7 @@ class Application:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "spool").mkdir(mode=0o700, exist_ok=True)  # large messages being received
         await self.queue.open()
         try:
             await self.dkim.refresh()  # keys whose records match sign from the first message on
@@ -245,6 +260,7 @@ class Application:
         if self.role.delivers:
             self._purger = loop.create_task(self._purge_forever(), name="queue-purge")
             self._deliverer = loop.create_task(self.delivery.run_forever(), name="delivery")
+            self._tlsrpt = start_tls_reports(self.config, self._parts.resolver, self.queue)
         addresses = " ".join(f"{lc.mode}={lc.address}" for lc in self.config.listeners)
         mail_event("ready", listeners=addresses, hostname=self.config.server.hostname)
 
@@ -313,6 +329,12 @@ class Application:
     async def stop(self) -> None:
         await self.server.shutdown(self.config.server.shutdown_grace_s)
         await self.delivery.stop()
+        if self._tlsrpt is not None:
+            reports, unsubscribe = self._tlsrpt
+            unsubscribe()
+            reports.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reports
         for task in (self._purger, self._deliverer, self._dkim_checker):
             if task is not None:
                 task.cancel()

@@ -4,6 +4,8 @@ each reload, and swaps them in only once every part was built)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +27,15 @@ from postier.delivery.security.mtasts_cache import PolicyCache
 from postier.delivery.security.mtasts_fetch import HttpsPolicyFetcher
 from postier.delivery.security.mtasts_lookup import MtaSts
 from postier.delivery.security.plan import TlsPlanner
+from postier.delivery.security.tlsrpt_reporter import TlsReporter
 from postier.dns import DnsPythonResolver
 from postier.mail.errors import ConfigError
+from postier.observe.maillog import subscribe
+from postier.queue.protocol import Queue
 from postier.recipients.directory import LocalDirectory
 from postier.users import UserStore
 
-__all__ = ["DeliveryParts", "delivery_parts"]
+__all__ = ["DeliveryParts", "delivery_parts", "start_tls_reports"]
 
 
 def _resolver(config: Config) -> DnsPythonResolver:
@@ -68,6 +73,28 @@ def _planner(config: Config, resolver: DnsPythonResolver) -> TlsPlanner:
         cache = PolicyCache(Path(config.server.data_dir) / "mta-sts.json")
         sts = MtaSts(resolver, fetcher, cache, refresh_s=d.mta_sts_refresh_s)
     return TlsPlanner(sts, DaneLookup(resolver) if config.dns.dnssec else None)
+
+
+def start_tls_reports(
+    config: Config, resolver: DnsPythonResolver, queue: Queue
+) -> tuple[asyncio.Task[None], Callable[[], None]] | None:
+    """With ``tlsrpt.enabled``: record TLS results from the mail log and send daily reports (a task,
+    and the unsubscribe to call when stopping). A reload does not change it (restart)."""
+    t = config.tlsrpt
+    if not t.enabled:
+        return None
+    hostname = config.server.hostname
+    reporter = TlsReporter(
+        Path(config.server.data_dir) / "tlsrpt",
+        resolver,
+        queue,
+        organization=t.organization or hostname,
+        contact=t.contact or f"mailto:postmaster@{hostname}",
+        sender=t.sender or f"postmaster@{hostname}",
+        ca_file=config.delivery.ca_file,
+    )
+    unsubscribe = subscribe(reporter.record)
+    return asyncio.get_running_loop().create_task(reporter.run_forever(), name="tls-reports"), unsubscribe
 
 
 @dataclass(frozen=True, slots=True)

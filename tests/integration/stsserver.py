@@ -34,12 +34,19 @@ class PolicyServer:
     address: str
     response: bytes
     requests: list[str] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)  # request bodies (a TLS-RPT POST)
     server: asyncio.Server | None = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
-            self.requests.append(head.decode("latin-1").split("\r\n")[0])
+            lines = head.decode("latin-1").split("\r\n")
+            self.requests.append(lines[0])
+            length = [
+                int(v) for k, _, v in (x.partition(":") for x in lines) if k.lower() == "content-length"
+            ]
+            if length:
+                self.bodies.append(await reader.readexactly(length[0]))
             writer.write(self.response)
             await writer.drain()
         except (OSError, asyncio.IncompleteReadError, ssl.SSLError):
@@ -53,6 +60,7 @@ async def policy_server() -> AsyncIterator[Callable[..., Any]]:
     servers: list[PolicyServer] = []
 
     async def start(ca: trustme.CA, domain: str, policy: str, *, cert_for: str = "") -> PolicyServer:
+        """Serves ``policy``; the certificate names ``cert_for`` (default ``mta-sts.DOMAIN``)."""
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert(cert_for or f"mta-sts.{domain}").configure_cert(context)
         server = PolicyServer(loopback_address(443), http_response(policy))

@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ssl
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dns.flags
 import dns.rcode
 import pytest
+import tomli_w
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -219,3 +222,37 @@ async def test_insecure_domains_keep_the_configured_policy(
     assert await wait_final(server, qid) == [RecipientState.DELIVERED]
     [line] = [d for d in deliveries if d["id"] == qid]
     assert (line["tls_policy"], line["source"]) == ("opportunistic", "config:delivery.tls")
+
+
+async def test_explain_tls_shows_the_dane_decision(
+    tmp_path: Path,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811
+    unbound_factory: Callable[..., Unbound],  # noqa: F811
+    tls_ca: trustme.CA,
+) -> None:
+    _, cert = leaf_context(tls_ca, "mx1.dane.test")
+    records = {
+        "dane.test": {"MX": ["10 mx1.dane.test.", "20 mx2.dane.test."]},
+        "mx1.dane.test": {"A": ["127.0.0.210"]},
+        "mx2.dane.test": {"A": ["127.0.0.211"]},
+        "_25._tcp.mx1.dane.test": {"TLSA": [ee_record(cert)]},
+        "_25._tcp.mx2.dane.test": {"TLSA": ["0 0 1 " + "00" * 32]},  # PKIX-TA only: unusable
+    }
+    resolver = await resolver_for(records, tmp_path, dns_server_factory, unbound_factory)
+    config = {
+        "dns": {"nameservers": [f"{resolver.host}:{resolver.port}"], "dnssec": True},
+        "delivery": {"mta_sts": False},
+    }
+    path = tmp_path / "explain.toml"
+    path.write_text(tomli_w.dumps(config))
+    argv = [sys.executable, "-m", "postier", "explain", "tls", "dane.test", "-c", str(path)]
+    done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "DNSSEC: the MX records are DNSSEC-secure" in out
+    mx1, mx2 = out.split("  mx1.dane.test [")[1], out.split("  mx2.dane.test [")[1]
+    assert "policy: dane (source dnssec:_25._tcp.mx1.dane.test)" in mx1
+    assert f"TLSA: {ee_record(cert).lower()}" in mx1
+    assert "a certificate chain matching one of the TLSA records" in mx1
+    assert "not usable: 451 4.7.5 DANE: no usable TLSA record" in mx2
+    assert "broken: no usable TLSA record at _25._tcp.mx2.dane.test" in mx2

@@ -5,14 +5,22 @@ name exists nowhere else), aiosmtpd MX peers with and without STARTTLS and with 
 from __future__ import annotations
 
 import asyncio
+import email
+import gzip
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 import trustme
 
+from postier.delivery.security.tlsrpt_reporter import TlsReporter
+from postier.dns import DnsPythonResolver
 from postier.observe.maillog import subscribe
 from postier.queue.model import RecipientState
 from tests.integration.conftest import StartServer
@@ -211,3 +219,101 @@ async def test_policy_server_certificate_must_name_the_policy_host(
     qid = await send(server, "bob@dest.test")
     assert await wait_final(server, qid) == [RecipientState.DELIVERED]  # no policy: opportunistic
     assert sts.requests == []  # the handshake failed before any request
+
+
+def explain_tls(tmp_path: Path, domain: str, config: dict[str, Any]) -> str:
+    path = tmp_path / "explain.toml"
+    path.write_text(tomli_w.dumps(config))
+    argv = [sys.executable, "-m", "postier", "explain", "tls", domain, "-c", str(path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_explain_tls_tells_enforce_testing_and_none_apart(
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811
+    policy_server: Callable[..., Any],  # noqa: F811
+    tls_ca: trustme.CA,
+    ca_file: str,
+    tmp_path: Path,
+) -> None:
+    sts: PolicyServer = await policy_server(tls_ca, "dest.test", ENFORCE)
+    dns = dns_server_factory(
+        {
+            "dest.test": {"MX": ["10 mx1.dest.test", "20 rogue.dest.test"]},
+            "mx1.dest.test": {"A": ["127.0.0.200"]},
+            "rogue.dest.test": {"A": ["127.0.0.201"]},
+            "_mta-sts.dest.test": {"TXT": ["v=STSv1; id=20261207"]},
+            "mta-sts.dest.test": {"A": [sts.address]},
+            "plain.test": {"MX": ["10 mx.plain.test"]},
+            "mx.plain.test": {"A": ["127.0.0.202"]},
+            "_mta-sts.plain.test": {"TXT": ["v=STSv1; id=a", "v=STSv1; id=b"]},
+        }
+    )
+    config = {"dns": {"nameservers": [f"{dns.host}:{dns.port}"]}, "delivery": {"ca_file": ca_file}}
+    out = await asyncio.to_thread(explain_tls, tmp_path, "dest.test", config)
+    assert "MTA-STS policy: mode enforce, mx mx1.dest.test, max_age 86400 s, id 20261207" in out
+    mx1, rogue = out.split("  mx1.dest.test [")[1], out.split("  rogue.dest.test [")[1]
+    assert "policy: mta-sts (source mta-sts:id=20261207)" in mx1
+    assert "a delivery needs: STARTTLS, and a certificate for mx1.dest.test from a trusted CA" in mx1
+    assert "a REQUIRETLS message: yes, if the server offers REQUIRETLS" in mx1
+    assert "not usable: 451 4.7.5 MTA-STS: rogue.dest.test is not an MX host the policy" in rogue
+    plain = await asyncio.to_thread(explain_tls, tmp_path, "plain.test", config)
+    assert "MTA-STS problem: 2 TXT records start with v=STSv1" in plain
+    assert "policy: opportunistic (source config:delivery.tls)" in plain
+    assert "a REQUIRETLS message: no: bounced 5.7.30" in plain
+
+
+async def test_tls_reports_by_mail_and_https(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811
+    policy_server: Callable[..., Any],  # noqa: F811
+    aiosmtpd_peer: Peer,
+    tls_ca: trustme.CA,
+    ca_file: str,
+) -> None:
+    peer: AiosmtpdPeer = await aiosmtpd_peer(starttls=server_context(tls_ca, "mx1.dest.test"))
+    sts: PolicyServer = await policy_server(tls_ca, "dest.test", ENFORCE)
+    dns = dns_server_factory(
+        {
+            "dest.test": {"MX": ["10 mx1.dest.test"]},
+            "mx1.dest.test": {"A": [peer.address]},
+            "_mta-sts.dest.test": {"TXT": ["v=STSv1; id=20261207"]},
+            "mta-sts.dest.test": {"A": [sts.address]},
+            "_smtp._tls.dest.test": {
+                "TXT": ["v=TLSRPTv1; rua=mailto:tlsrpt@example.test,https://mta-sts.dest.test/tlsrpt"]
+            },
+        }
+    )
+    server = await start(start_server, dns, delivery={"ca_file": ca_file}, tlsrpt={"enabled": True})
+    await asyncio.to_thread(server.app.users.add, "tlsrpt@example.test", "pw")
+    qid = await send(server, "bob@dest.test")
+    assert await wait_final(server, qid) == [RecipientState.DELIVERED]
+    [recorded] = list((server.data_dir / "tlsrpt").glob("*.jsonl"))
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    reporter = TlsReporter(
+        server.data_dir / "tlsrpt",
+        DnsPythonResolver(dns.nameservers),
+        server.app.queue,
+        organization="mx.test",
+        contact="mailto:postmaster@mx.test",
+        sender="postmaster@example.test",
+        ca_file=ca_file,
+        clock=lambda: tomorrow,
+    )
+    assert await reporter.send_due() == 2
+    assert not recorded.exists() and recorded.with_suffix(".sent").exists()
+    [posted] = sts.bodies
+    report = json.loads(gzip.decompress(posted))
+    [policy] = report["policies"]
+    assert policy["policy"] == {"policy-type": "sts", "policy-domain": "dest.test"}
+    assert policy["summary"] == {"total-successful-session-count": 1, "total-failure-session-count": 0}
+    new = server.data_dir / "mail" / "example.test" / "tlsrpt" / "new"
+    for _ in range(400):
+        if new.is_dir() and any(new.iterdir()):
+            break
+        await asyncio.sleep(0.05)
+    [stored] = list(new.iterdir())
+    message = email.message_from_bytes(stored.read_bytes())
+    [part] = [p for p in message.walk() if p.get_content_type() == "application/tlsrpt+gzip"]
+    assert json.loads(gzip.decompress(part.get_payload(decode=True)))["policies"] == report["policies"]

@@ -27,6 +27,7 @@ from postier.queue import (
     is_queue_id,
 )
 from postier.queue.postgres import PostgresQueue
+from postier.spool import MessageBody, SpoolFile
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -129,6 +130,23 @@ async def test_enqueue_get_round_trip_keeps_every_field_and_exact_bytes(queue: Q
     assert [r.domain for r in record.recipients] == ["example.net", "[192.0.2.1]", ""]
     assert all(r.state is RecipientState.QUEUED and r.attempts == 0 for r in record.recipients)
     assert record.arrived_at == T0
+
+
+async def test_a_spooled_body_is_stored_exactly(queue: Queue, tmp_path: Path) -> None:
+    """``MessageBody``: a head in memory, the rest in a spool file (a large message, issue 14: 2)."""
+    spool = SpoolFile(tmp_path)
+    spool.write([b"Subject: big\r\n\r\n", b"\x00\xffline\r\n" * 30_000])
+    body = MessageBody(b"Received: from x\r\n", spool)
+    try:
+        qid = await queue.enqueue(FULL_ENVELOPE, body)
+        record = await queue.get(qid)
+        assert record.size == len(body)
+        assert record.body_sha256 == hashlib.sha256(body.read()).hexdigest()
+        assert await queue.read_body(qid) == body.read()
+        small = await queue.enqueue(FULL_ENVELOPE, MessageBody(b"only a head\r\n"))
+        assert await queue.read_body(small) == b"only a head\r\n"
+    finally:
+        body.close()
 
 
 async def test_ids_are_unique_sortable_and_log_safe(queue: Queue, clock: Clock) -> None:

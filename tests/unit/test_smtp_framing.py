@@ -10,7 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from postier.mail.replies import S
+from postier.mail.reply import Reply
 from postier.smtp.framing import ChunkReader, DataReader, dot_stuff, dot_unstuff
+from postier.smtp.sink import MessageSink
 
 
 def read(*parts: bytes, max_bytes: int = 10_000, max_line: int = 1000) -> tuple[bytes, str | None, bytes]:
@@ -149,13 +151,132 @@ def test_stuff_then_read_round_trips(body: bytes) -> None:
 
 
 def test_chunk_reader_reads_exactly_its_size() -> None:
-    reader = ChunkReader(5, keep=True)
+    sink = MessageSink(max_message_octets=100)
+    reader = ChunkReader(5, sink=sink)
     assert reader.feed(b"he") is None
     assert reader.feed(b"lloQUIT\r\n") == b"QUIT\r\n"
-    assert reader.chunk() == b"hello"
+    assert sink.finish() == b"hello"
 
 
 def test_chunk_reader_can_discard() -> None:
-    reader = ChunkReader(3, keep=False)
+    reader = ChunkReader(3, sink=None)
     assert reader.feed(b"abcd") == b"d"
-    assert reader.chunk() == b""
+    assert not reader.keep
+
+
+# --- streaming: the message in pieces, memory bounded (issue 14: 2, 7) -------------------------------
+
+
+def _stream(
+    wire: bytes, *, hold: int, step: int, max_bytes: int = 1 << 30
+) -> tuple[bytes, Reply | None, int]:
+    """Feed ``wire`` in ``step``-octet reads to a reader whose sink holds ``hold`` octets; take the
+    output as the engine would. Returns (whole body, error, the most octets ever kept at once)."""
+    sink = MessageSink(max_message_octets=max_bytes, hold_octets=hold)
+    reader = DataReader(max_message_bytes=max_bytes, max_text_line=1000, sink=sink)
+    out, peak = bytearray(), 0
+    for i in range(0, len(wire), step):
+        rest = reader.feed(wire[i : i + step])
+        peak = max(peak, reader.memory_octets + sink.memory_octets)
+        out += b"".join(sink.take())
+        if rest is not None:
+            break
+    body, error = reader.result()
+    return bytes(out) + body, error, peak
+
+
+@given(
+    st.lists(st.sampled_from([b"a" * 300, b".", b"..x", b"\r\n", b"Subject: s", b"\r\n\r\n"]), max_size=400),
+    st.sampled_from([0, 1000, 1 << 20]),
+    st.sampled_from([1, 7, 4096, 70_000]),
+)
+def test_streaming_gives_the_same_message_as_reading_it_whole(
+    pieces: list[bytes], hold: int, step: int
+) -> None:
+    body = b"".join(pieces).replace(b"\r\n.\r\n", b"\r\n")
+    wire = dot_stuff(body)
+    whole = read(wire, max_bytes=1 << 30)
+    streamed = _stream(wire, hold=hold, step=step)
+    assert (streamed[0], streamed[1] and f"{streamed[1].code} {streamed[1].status}") == whole[:2]
+
+
+def test_a_large_message_streams_with_bounded_memory() -> None:
+    line = b"x" * 998 + b"\r\n"
+    wire = b"Subject: big\r\n\r\n" + line * 20_000 + b".\r\n"  # 20 MB
+    body, error, peak = _stream(wire, hold=256 * 1024, step=256 * 1024)
+    assert error is None
+    assert len(body) == len(wire) - 3
+    assert peak < 1_000_000
+
+
+@pytest.mark.parametrize("cut", [997, 998, 999, 1000, 1001])
+def test_a_line_of_the_limit_split_before_its_lf_is_accepted(cut: int) -> None:
+    wire = b"x\r\n" + b"y" * 998 + b"\r\n" + b"z\r\n.\r\n"
+    assert read(wire[: cut + 3], wire[cut + 3 :])[1] is None
+    assert read(b"x\r\n" + b"y" * 999 + b"\r\n.\r\n")[1] == "550 5.6.0"
+
+
+def test_a_line_without_end_fails_at_once_and_is_not_kept() -> None:
+    reader = DataReader(max_message_bytes=1 << 30, max_text_line=1000)
+    for _ in range(1000):
+        assert reader.feed(b"y" * 10_000) is None  # 10 MB, one line
+        assert reader.memory_octets < 100_000
+    assert reader.feed(b"\r\n.\r\nNOOP\r\n") == b"NOOP\r\n"
+    assert reader.result()[1] == S.DATA_LINE_TOO_LONG
+
+
+@pytest.mark.parametrize(
+    ("header", "error"),
+    [
+        (b"X: " + b"y" * 900 + b"\r\n", None),
+        ((b"X: " + b"y" * 900 + b"\r\n") * 1200, S.HEADER_TOO_BIG),  # about 1.08 MB of header fields
+        (b"", None),
+    ],
+)
+def test_the_header_section_is_bounded(header: bytes, error: Reply | None) -> None:
+    wire = dot_stuff(header + b"\r\n" + b"body\r\n" * 300_000)
+    assert _stream(wire, hold=1 << 16, step=65536)[1] == error
+
+
+def test_a_message_without_a_blank_line_is_all_header() -> None:
+    wire = dot_stuff((b"X: " + b"y" * 900 + b"\r\n") * 1200)
+    assert _stream(wire, hold=1 << 16, step=65536)[1] == S.HEADER_TOO_BIG
+    assert _stream(wire[-5000:], hold=1 << 16, step=65536)[1] is None
+
+
+@pytest.mark.parametrize("cut", range(0, 8))
+def test_the_blank_line_is_found_across_writes(cut: int) -> None:
+    data = b"A: b\r\n\r\nbody"
+    sink = MessageSink(max_message_octets=100, max_header_octets=5)
+    sink.write(data[:cut])
+    sink.write(data[cut:])
+    assert sink.error is None
+    too_small = MessageSink(max_message_octets=100, max_header_octets=3)
+    too_small.write(data[:cut])
+    too_small.write(data[cut:])
+    assert too_small.error == S.HEADER_TOO_BIG
+
+
+def test_the_sink_holds_then_spools() -> None:
+    sink = MessageSink(max_message_octets=1000, hold_octets=10)
+    sink.write(b"12345")
+    assert not sink.has_output and sink.memory_octets == 5
+    sink.write(b"678901")
+    assert b"".join(sink.take()) == b"12345678901"
+    sink.write(b"ab")
+    assert sink.has_output
+    assert sink.finish() == b"ab"
+    assert sink.spooled_octets == 11
+
+
+def test_tiny_writes_cost_about_their_size() -> None:
+    sink = MessageSink(max_message_octets=1 << 30, hold_octets=1 << 20)
+    tracemalloc.start()
+    try:
+        for _ in range(100_000):
+            sink.write(b"x")
+        current, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert current < 200_000
+    assert sink.finish() == b"x" * 100_000

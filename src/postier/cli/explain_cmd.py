@@ -2,6 +2,8 @@
 
 Words are grouped into queries: ``postier explain 550 5.7.1 452`` explains ``550 5.7.1`` and ``452``;
 a quoted log fragment (``postier explain "451 4.4.1 No answer from host"``) is one query.
+``postier explain tls DOMAIN…`` explains the TLS decision for a recipient domain instead
+(``cli/explain_tls.py``).
 Exit status: 0 when everything was explained, 2 when a word is not a reply code.
 """
 
@@ -12,6 +14,7 @@ import json
 import sys
 from typing import Any
 
+from postier.cli.explain_tls import explain_tls_command
 from postier.mail.explain import Explanation, explain, group_queries
 
 __all__ = ["handler", "register", "render"]
@@ -26,6 +29,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("codes", nargs="+", metavar="CODE", help="452, 5.1.1, 550 5.7.1 or a quoted reply")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of text")
+    parser.add_argument(
+        "-c", "--config", metavar="FILE", help="for 'explain tls DOMAIN': the configuration to look up with"
+    )
     parser.set_defaults(func=handler)
 
 
@@ -46,6 +52,8 @@ def render(expl: Explanation) -> list[str]:
 
 
 def handler(args: argparse.Namespace) -> int:
+    if args.codes[0].lower() == "tls":  # postier explain tls DOMAIN…: the TLS decision, looked up live
+        return explain_tls_command(args, args.codes[1:])
     try:
         explanations = [explain(query) for query in group_queries(args.codes)]
     except ValueError as exc:

@@ -126,6 +126,7 @@ def _check(config: Config) -> None:
     if (config.tls.cert == "") != (config.tls.key == ""):
         raise ConfigError("tls", "give both cert and key, or neither")
     _check_delivery(config)
+    _check_session_bounds(config)
     check_dkim(config.dkim)
     _check_antispam(config)
     _check_relay_domains(config)
@@ -178,6 +179,17 @@ def _check_antispam(config: Config) -> None:
             parse_hostport(milter.address.removeprefix("inet:"))
         except ValueError as exc:
             raise ConfigError(f"milter[{i}].address", str(exc)) from None
+
+
+def _check_session_bounds(config: Config) -> None:
+    s = config.server
+    for key in ("hold_message_bytes", "memory_budget_bytes", "bdat_min_chunk_bytes", "bdat_max_small_chunks"):
+        if getattr(s, key) < 0:
+            raise ConfigError(f"server.{key}", "must not be negative")
+    if s.min_data_bytes_per_s < 0:
+        raise ConfigError("server.min_data_bytes_per_s", "must be 0 (off) or positive")
+    if s.max_header_bytes < 1024:
+        raise ConfigError("server.max_header_bytes", "must be at least 1024")
 
 
 def _check_queue(config: Config) -> None:

@@ -14,6 +14,7 @@ import msgspec
 
 from postier.config.antispam import AntispamConfig, MilterConfig
 from postier.config.dkim import DkimConfig, DkimKeyConfig
+from postier.config.tlsrpt import TlsRptConfig
 
 __all__ = [
     "AuthConfig",
@@ -75,6 +76,29 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Idle time allowed while waiting for a command (RFC 5321 §4.5.3.2.7: 5 minutes)."""
     data_timeout_s: float = 180.0
     """Idle time allowed between two blocks of message data (RFC 5321 §4.5.3.2.5: 3 minutes)."""
+    min_data_bytes_per_s: float = 500.0
+    """The slowest a message may arrive, in octets per second: from the 354 (or the first BDAT) the
+    whole message must be in within data_timeout_s plus one second per this many octets received, else
+    421 4.4.2 (as Postfix's smtpd_min_data_rate). Stops a client holding a session and its memory by
+    trickling one byte per data_timeout_s. 0: only the idle timeout per read. Default 500."""
+    hold_message_bytes: int = 256 * 1024
+    """Octets of one message a session keeps in memory; beyond, the message goes to an anonymous spool
+    file under data_dir/spool, then into the queue's body log without passing through memory again.
+    Default 256 KiB."""
+    memory_budget_bytes: int = 64 * 1024 * 1024
+    """Octets of client input all sessions of a process may hold in memory together (messages below
+    hold_message_bytes, buffers); when spent, a session spools its message from the first byte
+    instead. Bounds the memory of max_connections busy sessions. Default 64 MiB."""
+    max_header_bytes: int = 1024 * 1024
+    """Largest header section of a message (up to the first empty line, RFC 5322 §2.1), in octets;
+    beyond, the message is read to its end and refused with 552 5.3.4. A message without an empty line
+    is all header. Default 1 MiB."""
+    bdat_min_chunk_bytes: int = 4096
+    """A BDAT chunk (RFC 3030) smaller than this, other than the LAST, is "small" (BDAT 0, one-octet
+    chunks: each costs a command and a reply, but no memory: chunks are merged as they come). Default 4096."""
+    bdat_max_small_chunks: int = 1000
+    """Small BDAT chunks allowed in one message; beyond, 552 5.3.4, and every further chunk counts
+    toward max_errors (so a BDAT 0 flood ends with 421 4.7.0). Default 1000."""
     shutdown_grace_s: float = 30.0
     """On SIGTERM: how long open sessions may go on before they get 421 4.3.2."""
     early_talker_delay_s: float = 0.0
@@ -387,3 +411,4 @@ class Config(
     """[[milter]] tables: filters speaking the Sendmail milter protocol, asked at the end of data in
     file order (docs/antispam.md)."""
     dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)
+    tlsrpt: TlsRptConfig = msgspec.field(default_factory=TlsRptConfig)

@@ -261,7 +261,13 @@ class SmtpConnection:
         """One transaction (MAIL, RCPT …, DATA, the message); its result, reply by reply."""
         env = message.envelope
         command = self.engine.send_mail(
-            env.sender, list(recipients), message.body, smtputf8=env.smtputf8, ret=env.ret, envid=env.envid
+            env.sender,
+            list(recipients),
+            message.body,
+            smtputf8=env.smtputf8,
+            ret=env.ret,
+            envid=env.envid,
+            requiretls=env.requiretls,
         )
         event = await self._command(command)
         self.messages += 1

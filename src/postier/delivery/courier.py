@@ -45,7 +45,13 @@ from postier.delivery.attempts import AttemptBook, classify
 from postier.delivery.connection import Endpoint, SmtpConnection
 from postier.delivery.ownaddresses import OwnAddresses
 from postier.delivery.pool import ConnectionPool
-from postier.delivery.tlscheck import dane_verdict, hop_policy, label_attempts
+from postier.delivery.requiretls import (
+    is_relaxed,
+    refusal_before_connecting,
+    refusal_on_connection,
+    relaxed,
+)
+from postier.delivery.tlscheck import dane_verdict, hop_policy, label_attempts, mark_verified
 from postier.delivery.tlsclient import TlsContexts, is_ip_literal, strip_ip_literal
 from postier.delivery.transport import (
     Attempt,
@@ -116,8 +122,13 @@ class SmtpCourier:
         book = AttemptBook(recipients)
         if not recipients:
             return []
-        if destination.refusal is not None:  # e.g. an MTA-STS policy naming none of the MX hosts
-            return label_attempts(destination, [Attempt(r, destination.refusal) for r in recipients])
+        if is_relaxed(message):  # TLS-Required: No (RFC 8689 §5)
+            destination = relaxed(destination)
+        refusal = destination.refusal  # e.g. an MTA-STS policy naming none of the MX hosts
+        if refusal is None and message.envelope.requiretls:
+            refusal = refusal_before_connecting(destination)
+        if refusal is not None:
+            return label_attempts(destination, [Attempt(r, refusal) for r in recipients])
         reused = self.pool.take(destination.key)
         if reused is not None:
             await self._transact(reused, destination, message, book)
@@ -278,6 +289,8 @@ class SmtpCourier:
                 return True, reply
             if reply.code < 400 and hop.tlsa:
                 reply = dane_verdict(connection, hop)
+            elif reply.code < 400:
+                mark_verified(connection, destination, policy)
         if reply.code < 400 and destination.credentials is not None:
             reply = await self._authenticate(connection, destination, policy)
         return False, reply
@@ -343,6 +356,11 @@ class SmtpCourier:
         book: AttemptBook,
     ) -> None:
         indexes = book.pending
+        refusal = refusal_on_connection(connection) if message.envelope.requiretls else None
+        if refusal is not None:  # RFC 8689 §4.2.1: this host will not do; the next one may
+            book.site_failure(Attempt(book.recipients[0], refusal, str(connection.endpoint), connection.tls))
+            await connection.quit()
+            return
         try:
             result = await connection.send(message, [book.recipients[i] for i in indexes])
         except BaseException:  # cancelled: never leave the socket open

@@ -23,7 +23,7 @@ from postier.delivery.security.dane import check_chain
 from postier.delivery.transport import Attempt, Destination, DestinationKind, Hop, TlsPolicy
 from postier.mail.reply import EnhancedStatus, Reply
 
-__all__ = ["dane_verdict", "hop_policy", "label_attempts", "peer_chain"]
+__all__ = ["dane_verdict", "hop_policy", "label_attempts", "mark_verified", "peer_chain"]
 
 _ENCODING_DER = 2  # _ssl.ENCODING_DER
 
@@ -57,6 +57,17 @@ def dane_verdict(connection: SmtpConnection, hop: Hop, now: datetime | None = No
         connection.verified_by = "dane"
         return Reply(250, EnhancedStatus(2, 0, 0), "DANE authenticated")
     return Reply(421, EnhancedStatus(4, 7, 5), f"DANE: {problem}")
+
+
+def mark_verified(connection: SmtpConnection, destination: Destination, policy: TlsPolicy) -> None:
+    """After STARTTLS under VERIFY: an MTA-STS host or a configured relay is now authenticated (an MX
+    verified only by configuration is not: its name came from unauthenticated DNS)."""
+    if connection.tls is None or policy is not TlsPolicy.VERIFY:
+        return
+    if destination.tls_label == "mta-sts":
+        connection.verified_by = "mta-sts"
+    elif destination.kind is DestinationKind.RELAY:
+        connection.verified_by = "relay"
 
 
 def label_attempts(destination: Destination, attempts: Sequence[Attempt]) -> list[Attempt]:

@@ -73,3 +73,4 @@ class Envelope:
     envid: str | None = None
     declared_size: int | None = None
     client: ClientInfo = field(default_factory=ClientInfo)
+    requiretls: bool = False  # RFC 8689: relay only over verified TLS to servers offering REQUIRETLS

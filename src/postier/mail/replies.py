@@ -86,6 +86,8 @@ class S:
 
     # --- 5xx: addresses, size, content ---------------------------------------------------------------
     MESSAGE_TOO_BIG = _r(552, "5.3.4", "Message size exceeds fixed maximum message size")
+    HEADER_TOO_BIG = _r(552, "5.3.4", "Message header section exceeds the maximum size")
+    TOO_MANY_CHUNKS = _r(552, "5.3.4", "Too many small BDAT chunks in one message")
     UTF8_NOT_ALLOWED = _r(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
     BAD_DATA_LINE_ENDING = _r(
         550, "5.6.0", "Message contains a bare CR or LF; lines end with CRLF (RFC 5321 §2.3.8)"
@@ -96,6 +98,7 @@ class S:
     # --- 5xx: policy ---------------------------------------------------------------------------------
     RELAY_DENIED = _r(554, "5.7.1", "Relay access denied")
     AUTH_REQUIRED = _r(530, "5.7.0", "Authentication required")
+    REQUIRETLS_NEEDS_TLS = _r(530, "5.7.10", "REQUIRETLS needs an encrypted connection (RFC 8689)")
     ENCRYPTION_REQUIRED = _r(538, "5.7.11", "Encryption required for requested authentication mechanism")
     AUTH_FAILED = _r(535, "5.7.8", "Authentication credentials invalid")
     AUTHZID_REFUSED = _r(535, "5.7.8", "Authorization identity must be empty or the same as the login")

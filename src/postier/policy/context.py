@@ -15,6 +15,7 @@ from functools import cached_property
 from postier.mail.address import Address
 from postier.mail.envelope import Recipient
 from postier.smtp.server.events import MailParams
+from postier.spool import MessageBody
 
 __all__ = ["Client", "Message", "Transaction", "split_header"]
 
@@ -57,25 +58,35 @@ class Transaction:
 
 @dataclass(frozen=True)  # no slots: the parsed header is cached on the instance
 class Message:
-    data: bytes
-    """The message as received (header section, blank line, body), CRLF line ends."""
+    """The message as received: ``bytes``, or a ``MessageBody`` over a spool file when it is large
+    (``server.hold_message_bytes``). ``header`` and ``headers`` never read more than the header section
+    (bounded by ``server.max_header_bytes``); ``data`` and ``body`` read a spooled message whole into
+    memory — a check that needs them should say so in its docs and skip very large messages."""
+
+    content: bytes | MessageBody
 
     @property
     def size(self) -> int:
-        return len(self.data)
+        return len(self.content)
 
     @cached_property
-    def _split(self) -> tuple[int, int]:
-        return split_header(self.data)
-
-    @property
     def header(self) -> bytes:
         """The header section, without the blank line that ends it."""
-        return self.data[: self._split[0]]
+        content = self.content
+        if isinstance(content, bytes):
+            return content[: split_header(content)[0]]
+        return content.header_section()
+
+    @property
+    def data(self) -> bytes:
+        """The whole message (a copy of a spooled one)."""
+        content = self.content
+        return content if isinstance(content, bytes) else content.read()
 
     @property
     def body(self) -> bytes:
-        return self.data[self._split[1] :]
+        data = self.data
+        return data[split_header(data)[1] :]
 
     @cached_property
     def headers(self) -> tuple[tuple[str, str], ...]:
@@ -89,9 +100,8 @@ class Message:
                 continue
             name_b, colon, value_b = line.partition(b":")
             if colon:
-                fields.append(
-                    (name_b.strip().decode("ascii", "replace"), value_b.strip().decode("utf-8", "replace"))
-                )
+                name = name_b.strip().decode("ascii", "replace")
+                fields.append((name, value_b.strip().decode("utf-8", "replace")))
         return tuple(fields)
 
     def get_all(self, name: str) -> list[str]:

@@ -56,6 +56,7 @@ def encode_envelope(envelope: Envelope) -> str:
         "ret": None if envelope.ret is None else envelope.ret.value,
         "envid": envelope.envid,
         "declared_size": envelope.declared_size,
+        "requiretls": envelope.requiretls,
         "client": {name: getattr(envelope.client, name) for name in _CLIENT_FIELDS},
     }
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
@@ -73,6 +74,7 @@ def decode_envelope(text: str, recipients: tuple[Recipient, ...]) -> Envelope:
         envid=data["envid"],
         declared_size=data["declared_size"],
         client=ClientInfo(**data["client"]),
+        requiretls=bool(data.get("requiretls", False)),
     )
 
 

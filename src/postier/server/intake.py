@@ -37,6 +37,7 @@ from postier.policy.edits import apply_edits, header_line
 from postier.server.received import protocol_keyword, received_header
 from postier.server.signing import UNSIGNED, dkim_sign
 from postier.smtp.server.events import MessageReceived
+from postier.spool import MessageBody, as_bytes, prepend
 
 if TYPE_CHECKING:
     from postier.server.listener import Live, SmtpServer
@@ -70,6 +71,7 @@ async def queue_message(
     server: SmtpServer,
     live: Live,
     event: MessageReceived,
+    received: bytes | MessageBody,
     info: ClientInfo,
     client: Client,
     txn: Transaction,
@@ -77,9 +79,10 @@ async def queue_message(
     mail_at: float,
     flush: Callable[[], None],
 ) -> Reply:
-    """The reply to the end of DATA; ``mail_at``: monotonic time of the transaction's MAIL FROM."""
+    """The reply to the end of DATA; ``received``: the message as received (``bytes``, or over a spool
+    file when large); ``mail_at``: monotonic time of the transaction's MAIL FROM."""
     policy = live.policy
-    decision = await policy.pipeline.run(Stage.DATA, client, txn, Message(event.body))
+    decision = await policy.pipeline.run(Stage.DATA, client, txn, Message(received))
     verdict = decision.verdict
     if verdict.is_refusal:
         assert verdict.reply is not None
@@ -91,7 +94,9 @@ async def queue_message(
     if verdict.action is Action.DISCARD:
         return queued(queue_id)  # RFC 5321 §6.2 allows it when a filter says so: nothing is kept
     envelope = _envelope(policy, event, info)
-    content = _added_headers(verdict.headers) + apply_edits(event.body, verdict.edits)
+    if verdict.edits:  # a check changed the message: edited in memory (a spooled one is read whole)
+        received = apply_edits(as_bytes(received), verdict.edits)
+    content = prepend(_added_headers(verdict.headers), received)
     signed = UNSIGNED if live.dkim.is_empty else await dkim_sign(live.dkim, content, event.sender, client)
     header = received_header(
         helo=info.helo,
@@ -106,7 +111,9 @@ async def queue_message(
     flush()
     held = verdict.action is Action.QUARANTINE
     try:
-        await server.queue.enqueue(envelope, signed.fields + header + content, queue_id=queue_id, held=held)
+        await server.queue.enqueue(
+            envelope, prepend(signed.fields + header, content), queue_id=queue_id, held=held
+        )
     except QueueFullError:
         _log.error("session %s: queue is out of space", client.sid)
         return S.QUEUE_FULL
@@ -119,7 +126,7 @@ async def queue_message(
         sid=client.sid,
         id=queue_id,
         from_=f"<{'' if event.sender is None else str(event.sender)}>",
-        size=len(event.body),
+        size=len(content),
         nrcpt=len(envelope.recipients),
         proto=info.protocol,
         user=info.auth_user,
@@ -164,4 +171,5 @@ def _envelope(policy: Policy, event: MessageReceived, client: ClientInfo) -> Env
         envid=event.params.envid,
         declared_size=event.params.size,
         client=client,
+        requiretls=event.params.requiretls,
     )

@@ -13,8 +13,10 @@ import asyncio
 import functools
 import socket
 import ssl
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from postier.antispam.pregreet import Pregreet
@@ -24,10 +26,12 @@ from postier.mailauth.dkim import DkimSigner
 from postier.observe import get_logger
 from postier.policy import Policy
 from postier.policy.admission import Admission
+from postier.server.budget import MemoryBudget
 from postier.server.sasl import MECHANISMS, Authenticator
 from postier.server.session import Session
 from postier.server.tlsaccept import ImplicitTlsAcceptor
 from postier.smtp.server.settings import EngineSettings
+from postier.spool import MessageBody
 from postier.users.throttle import AuthThrottle
 
 __all__ = ["Listener", "Live", "MessageSink", "SmtpServer"]
@@ -41,7 +45,12 @@ class MessageSink(Protocol):
     def new_id(self) -> str: ...
 
     async def enqueue(
-        self, envelope: Envelope, body: bytes, *, queue_id: str | None = None, held: bool = False
+        self,
+        envelope: Envelope,
+        body: bytes | MessageBody,
+        *,
+        queue_id: str | None = None,
+        held: bool = False,
     ) -> str: ...
 
 
@@ -98,11 +107,25 @@ class Live:
 
 
 class SmtpServer:
-    def __init__(self, *, hostname: str, queue: MessageSink, live: Live) -> None:
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        queue: MessageSink,
+        live: Live,
+        min_data_bytes_per_s: float = 500.0,
+        memory_budget_bytes: int = 64 << 20,
+        spool_dir: Path | None = None,
+    ) -> None:
         self.hostname = hostname
         self.queue = queue
         self.live = live
         self.admission = Admission()
+        # Restart-only: the data deadline (budget.DataDeadline), the client input held by all
+        # sessions, and where large messages being received are spooled.
+        self.min_data_bytes_per_s = min_data_bytes_per_s
+        self.memory = MemoryBudget(memory_budget_bytes)
+        self.spool_dir = spool_dir or Path(tempfile.gettempdir())
         self._servers: list[asyncio.Server] = []
         self._acceptors: list[ImplicitTlsAcceptor] = []
         self._sessions: set[Session] = set()

@@ -39,6 +39,7 @@ from postier.mail.reply import Reply
 from postier.observe import get_logger, mail_event
 from postier.server.auth_flow import SessionAuth
 from postier.server.inputwait import InputWait
+from postier.server.spooling import Receiving
 from postier.server.stages import SessionStages
 from postier.smtp.server.connection import ServerConnection
 from postier.smtp.server.events import (
@@ -49,19 +50,21 @@ from postier.smtp.server.events import (
     Event,
     Hello,
     MailFrom,
+    MessageData,
     MessageReceived,
     Quit,
     RcptTo,
     Rejected,
     StartTls,
 )
+from postier.spool import MessageBody
 
 if TYPE_CHECKING:
     from postier.server.listener import Listener, SmtpServer
 
 __all__ = ["Session", "new_session_id"]
 
-_READ_HIGH_WATER = 1 << 20
+_READ_HIGH_WATER = 256 * 1024
 _log = get_logger("postier.server")
 
 
@@ -101,6 +104,13 @@ class Session(asyncio.Protocol):
         self.admission_key = admission_key or ""
         self.is_admitted = admission_key is not None
         self._stages = SessionStages(server, self.sid, self._auth)
+        self._receiving = Receiving(
+            spool_dir=server.spool_dir,
+            sid=self.sid,
+            budget=server.memory,
+            data_timeout_s=server.live.data_timeout_s,
+            min_rate=server.min_data_bytes_per_s,
+        )
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -141,6 +151,7 @@ class Session(asyncio.Protocol):
         if not self._greeted:
             self._early = True
         self._conn.receive_data(data)
+        self._receiving.on_input(self._conn, len(data))
         self._pending_in += len(data)
         if self._pending_in > _READ_HIGH_WATER and not self._paused and self._transport is not None:
             self._transport.pause_reading()
@@ -209,6 +220,7 @@ class Session(asyncio.Protocol):
             _log.exception("session %s: internal error", self.sid)
             self._write_now(S.INTERNAL_ERROR)
         finally:
+            self._receiving.close()
             if self._input is not None:
                 self._input.close()
             self._flush()
@@ -261,12 +273,17 @@ class Session(asyncio.Protocol):
                 self._flush()
                 await self._can_write.wait()
             event = conn.next_event()
+            if isinstance(event, MessageData):  # octets of a large message: to its spool file
+                self._receiving.spool.write(event.parts)
+                self._receiving.on_output(conn)
+                continue
             if not isinstance(event, Event):
                 if conn.is_closed or self._eof or not await self._wait_input():
                     return
                 continue
             reply = await self._answer(event)
             self._out.append(conn.send(reply))
+            self._receiving.after(event)
             if isinstance(event, Quit) or reply.code == 421 or conn.is_closed:
                 self._end_reason = "quit" if isinstance(event, Quit) else "error"
                 return
@@ -280,14 +297,19 @@ class Session(asyncio.Protocol):
         if self._paused and self._transport is not None:
             self._transport.resume_reading()
             self._paused = False
-        reading_data = self._conn is not None and self._conn.is_reading_data
+        conn = self._conn
+        assert conn is not None and self._input is not None
         live = self._stages.live
-        timeout = live.data_timeout_s if reading_data else live.command_timeout_s
+        timeout = live.data_timeout_s if conn.is_reading_data else live.command_timeout_s
+        timeout = self._receiving.wait_s(conn, asyncio.get_running_loop().time(), timeout)
+        if timeout <= 0:  # the message came in slower than server.min_data_bytes_per_s
+            self._end_reason = "timeout"
+            self._write_now(S.TIMEOUT)
+            return False
         if self._stopping:
             self._end_reason = "shutdown"
             self._write_now(S.SERVICE_UNAVAILABLE)
             return False
-        assert self._input is not None
         if not await self._input.wait(timeout):
             self._end_reason = "timeout"
             self._write_now(S.TIMEOUT)
@@ -337,7 +359,16 @@ class Session(asyncio.Protocol):
         return self._conn.ehlo_reply() if self._stages.esmtp else Reply(250, None, self.server.hostname)
 
     async def _queue_message(self, event: MessageReceived) -> Reply:
-        return await self._stages.message(event, listener=self.listener.address, flush=self._flush)
+        content = self._receiving.message(event)
+        if isinstance(content, Reply):
+            return content
+        try:
+            return await self._stages.message(
+                event, content, listener=self.listener.address, flush=self._flush
+            )
+        finally:
+            if isinstance(content, MessageBody):
+                content.close()
 
     # --- TLS -----------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from postier.mail.address import Address
 from postier.mailauth.dkim import DkimSigner, signing_domain
 from postier.policy import Client
+from postier.spool import MessageBody
 
 __all__ = ["UNSIGNED", "Signed", "dkim_sign"]
 
@@ -34,20 +35,25 @@ class Signed:
 UNSIGNED = Signed()
 
 
-async def dkim_sign(signer: DkimSigner, message: bytes, sender: Address | None, client: Client) -> Signed:
-    """The signatures for ``message`` (as it will be queued, less the trace header)."""
-    domain = signing_domain(message, sender, signer.sign_by)
+async def dkim_sign(
+    signer: DkimSigner, content: bytes | MessageBody, sender: Address | None, client: Client
+) -> Signed:
+    """The signatures for ``content`` (the message as it will be queued, less the trace header)."""
+    header = content if isinstance(content, bytes) else content.header_section() + b"\r\n\r\n"
+    domain = signing_domain(header, sender, signer.sign_by)
     if domain is None or domain not in signer.keyed:
         return UNSIGNED
     if not client.is_ours:
         return Signed(result="unsigned", reason="not from an authenticated or trusted client")
     if not signer.keys_for(domain):
         return Signed(result="unsigned", reason="no key of the domain can sign (see postier dkim list)")
-    if signer.has_rsa(domain) or len(message) > _THREAD_BYTES:
+    if isinstance(content, MessageBody):  # a large message of our own users: read whole to sign it
+        fields = await asyncio.to_thread(lambda: signer.sign(content.read(), domain))
+    elif signer.has_rsa(domain) or len(content) > _THREAD_BYTES:
         # Off the event loop: the RSA signature (OpenSSL releases the GIL) and the hashing of a large
         # body would stall every other session for hundreds of µs; Ed25519 on a small message is
         # quicker than the hand-off to a thread.
-        fields = await asyncio.to_thread(signer.sign, message, domain)
+        fields = await asyncio.to_thread(signer.sign, content, domain)
     else:
-        fields = signer.sign(message, domain)
+        fields = signer.sign(content, domain)
     return Signed(fields, domain)

@@ -21,6 +21,7 @@ from postier.policy import Client, Decision, Policy, Stage, Transaction
 from postier.server.auth_flow import SessionAuth
 from postier.server.intake import client_info, queue_message
 from postier.smtp.server.events import Hello, MailFrom, MessageReceived, RcptTo
+from postier.spool import MessageBody
 
 if TYPE_CHECKING:
     from postier.server.listener import Listener, Live, SmtpServer
@@ -127,7 +128,14 @@ class SessionStages:
         txn.recipients.append(event.recipient)
         return S.RECIPIENT_OK
 
-    async def message(self, event: MessageReceived, *, listener: str, flush: Callable[[], None]) -> Reply:
+    async def message(
+        self,
+        event: MessageReceived,
+        received: bytes | MessageBody,
+        *,
+        listener: str,
+        flush: Callable[[], None],
+    ) -> Reply:
         """The end of data: the data stage, then the queue (intake.py)."""
         client = self.client()
         txn = self._txn or Transaction(event.sender, event.params)
@@ -143,5 +151,5 @@ class SessionStages:
             smtputf8=event.params.smtputf8,
         )
         return await queue_message(
-            self.server, self.live, event, info, client, txn, mail_at=self._mail_at, flush=flush
+            self.server, self.live, event, received, info, client, txn, mail_at=self._mail_at, flush=flush
         )

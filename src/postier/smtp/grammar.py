@@ -53,6 +53,7 @@ class MailParams:
     ret: Ret | None = None  # RFC 3461 RET=
     envid: str | None = None  # RFC 3461 ENVID=, decoded from xtext
     auth: str | None = None  # RFC 4954 AUTH=, decoded from xtext; "<>" when given as <>
+    requiretls: bool = False  # RFC 8689 REQUIRETLS
 
 
 _T = TypeVar("_T")
@@ -159,10 +160,10 @@ def _mail_params(raw: dict[str, str | None], max_message_bytes: int) -> MailPara
     ret: Ret | None = None
     envid: str | None = None
     auth: str | None = None
-    if raw.get("SMTPUTF8") is not None:  # RFC 6531 §3.4: no value
+    if raw.get("SMTPUTF8") is not None or raw.get("REQUIRETLS") is not None:  # RFC 6531 §3.4, 8689 §4
         raise RemoteProtocolError(S.BAD_PARAMETER_VALUE)
     for key, value in raw.items():
-        if key == "SMTPUTF8":
+        if key in ("SMTPUTF8", "REQUIRETLS"):
             continue
         if key not in _MAIL_KEYS:
             raise RemoteProtocolError(S.UNKNOWN_PARAMETER)
@@ -182,7 +183,7 @@ def _mail_params(raw: dict[str, str | None], max_message_bytes: int) -> MailPara
             envid = _xtext(value, MAX_ENVID)
         else:  # AUTH, RFC 4954 §5
             auth = value if value == "<>" else _xtext(value, 500)
-    return MailParams(size, body, "SMTPUTF8" in raw, ret, envid, auth)
+    return MailParams(size, body, "SMTPUTF8" in raw, ret, envid, auth, "REQUIRETLS" in raw)
 
 
 _MAIL_KEYS = frozenset({"SIZE", "BODY", "RET", "ENVID", "AUTH"})

@@ -9,8 +9,9 @@ which may raise it, in this order of precedence (highest first):
    the certificate must match a record (``Hop.tlsa``). A secure TLSA set with no usable record, or a
    TLSA lookup that fails for a secure host, makes the host unusable (``Hop.refusal``): never clear text.
 2. **MTA-STS** (RFC 8461), per domain: ``enforce`` → only MX hosts the policy names, each with a
-   verified certificate (VERIFY), else deferred with ``4.7.5``; ``testing`` → delivered as configured,
-   and what enforce would have refused is logged; ``none`` → ignored.
+   verified certificate (VERIFY); the others are kept with a ``4.7.5`` refusal (never tried, but
+   ``TLS-Required: No`` may lift it); none named → the destination is deferred with ``4.7.5``;
+   ``testing`` → delivered as configured, and what enforce would have refused is logged; ``none`` → ignored.
 3. ``delivery.tls_policy`` for the domain, then 4. ``delivery.tls``.
 
 Every host and the destination carry a label and a source (``tls_policy=dane
@@ -77,13 +78,9 @@ class TlsPlanner:
                         extra=fields(domain=domain, mx=name, policy_id=answer.id),
                     )
             return dataclasses.replace(destination, tls_label="mta-sts-testing", tls_source=source)
-        hops = tuple(
-            h if _is_dane(h) else dataclasses.replace(h, tls=TlsPolicy.VERIFY)
-            for h in destination.hosts
-            if _is_dane(h) or h.host in allowed
-        )
+        hops = tuple(_sts_hop(h, h.host in allowed, domain, source) for h in destination.hosts)
         refusal = None
-        if not hops:
+        if all(h.refusal is not None for h in hops) and not any(_is_dane(h) for h in hops):
             text = f"MTA-STS policy of {domain} (enforce) allows none of its MX hosts ({', '.join(names)})"
             refusal = Reply(451, STS_NO_MX, text)
         return dataclasses.replace(
@@ -99,3 +96,16 @@ class TlsPlanner:
 
 def _is_dane(hop: Hop) -> bool:
     return bool(hop.tlsa) or (hop.refusal is not None and hop.tls_label == "dane")
+
+
+def _sts_hop(hop: Hop, is_allowed: bool, domain: str, source: str) -> Hop:
+    """A host under MTA-STS enforce: VERIFY when the policy names it, else refused (kept, so that
+    ``TLS-Required: No`` can still reach it)."""
+    if _is_dane(hop):
+        return hop
+    if is_allowed:
+        return dataclasses.replace(hop, tls=TlsPolicy.VERIFY)
+    text = f"MTA-STS: {hop.host} is not an MX host the policy of {domain} names"
+    return dataclasses.replace(
+        hop, refusal=Reply(451, STS_NO_MX, text), tls_label="mta-sts", tls_source=source
+    )

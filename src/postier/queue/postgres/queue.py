@@ -42,6 +42,7 @@ from postier.queue.postgres import ops, reads
 from postier.queue.postgres.schema import SCHEMA_VERSION, current_version, migrate
 from postier.queue.postgres.writer import NOTIFY_CHANNEL, GroupWriter, Insert
 from postier.queue.protocol import DEFAULT_KEEP_BODY_S, DEFAULT_KEEP_S, Target
+from postier.spool import MessageBody, as_bytes
 
 __all__ = ["PostgresQueue", "safe_dsn"]
 
@@ -232,13 +233,25 @@ class PostgresQueue:
     # --- the Queue interface --------------------------------------------------------------------
 
     async def enqueue(
-        self, envelope: Envelope, body: bytes, *, queue_id: str | None = None, held: bool = False
+        self,
+        envelope: Envelope,
+        body: bytes | MessageBody,
+        *,
+        queue_id: str | None = None,
+        held: bool = False,
     ) -> QueueId:
         if not envelope.recipients:
             raise QueueError("a message needs at least one recipient")
         if self._writer is None:
             raise QueueError("the queue is not open")
         qid = self.new_id() if queue_id is None else QueueId(queue_id)
+        if isinstance(body, MessageBody):
+            # The body goes to PostgreSQL as one bytea parameter: a spooled one is read whole, off the
+            # loop. (Streaming it would need large objects or COPY; not built.)
+            try:
+                body = await asyncio.to_thread(as_bytes, body) if body.is_spooled else body.head
+            except OSError as exc:
+                raise QueueError(f"cannot read the spooled message: {exc.strerror or exc}") from None
         await self._writer.submit(Insert(qid, envelope, bytes(body), self._now(None), held=held))
         return qid
 

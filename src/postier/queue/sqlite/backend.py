@@ -45,6 +45,7 @@ from postier.queue.sqlite.bodylog import BodyLog
 from postier.queue.sqlite.sql import SCHEMA, SCHEMA_VERSION
 from postier.queue.sqlite.writer import Writer
 from postier.safeio import fsync_dir
+from postier.spool import MessageBody
 
 __all__ = ["BODY_LOG_MIN_BYTES", "DB_NAME", "LOCK_NAME", "SqliteQueue"]
 
@@ -167,12 +168,26 @@ class SqliteQueue:
         return to_epoch(self._clock() if now is None else now)
 
     async def enqueue(
-        self, envelope: Envelope, body: bytes, *, queue_id: str | None = None, held: bool = False
+        self,
+        envelope: Envelope,
+        body: bytes | MessageBody,
+        *,
+        queue_id: str | None = None,
+        held: bool = False,
     ) -> QueueId:
         if not envelope.recipients:
             raise QueueError("a message needs at least one recipient")
         qid = self.new_id() if queue_id is None else QueueId(queue_id)
-        body, now = bytes(body), self._now(None)
+        if isinstance(body, MessageBody) and body.is_spooled and self._log.wants(body):
+            try:  # the hash reads the spool: off the loop; the body log copies it in the kernel
+                await asyncio.to_thread(body.sha256)
+            except OSError as exc:
+                raise QueueError(f"cannot read the spooled message: {exc.strerror or exc}") from None
+        elif isinstance(body, MessageBody):
+            body = body.read()
+        else:
+            body = bytes(body)
+        now = self._now(None)
         # grouped with the other enqueues of the same commit (store.Insert.many)
         await self._submit(store.Insert(qid, envelope, body, now, self._log, held=held))
         return qid

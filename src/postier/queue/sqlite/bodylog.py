@@ -46,6 +46,7 @@ from pathlib import Path
 from postier.mail.errors import DamagedBodyError
 from postier.queue.sqlite.writer import map_error
 from postier.safeio import fsync_dir, pwritev_all
+from postier.spool import MessageBody
 
 __all__ = ["BodyLog"]
 
@@ -68,6 +69,22 @@ def _remove_unlocked(path: Path) -> bool:
     return True
 
 
+def _write_bodies(fd: int, bodies: list[bytes | MessageBody], offset: int) -> None:
+    """In-memory bodies by ``pwritev`` (neighbours together), spooled ones by ``copy_to``."""
+    run: list[bytes] = []
+    for body in bodies:
+        if isinstance(body, bytes):
+            run.append(body)
+            continue
+        if run:
+            pwritev_all(fd, run, offset)
+            offset += sum(len(b) for b in run)
+            run = []
+        offset += body.copy_to(fd, offset)
+    if run:
+        pwritev_all(fd, run, offset)
+
+
 class BodyLog:
     """The body log of one queue. Every method but ``open``/``close`` runs in the writer thread."""
 
@@ -82,7 +99,7 @@ class BodyLog:
         self._created = False  # the batch in progress created it: fsync the directory too
         self._doomed: list[Path] = []  # segments to remove once the batch in progress commits
 
-    def wants(self, body: bytes) -> bool:
+    def wants(self, body: bytes | MessageBody) -> bool:
         return self.min_bytes > 0 and len(body) >= self.min_bytes
 
     def segment_path(self, segment: int) -> Path:
@@ -132,15 +149,16 @@ class BodyLog:
         self._segment, self._size, self._created = segment, 0, True
         self._batch_start = 0
 
-    def append(self, body: bytes) -> tuple[int, int]:
+    def append(self, body: bytes | MessageBody) -> tuple[int, int]:
         """Append one body; returns (segment, start). Durable only after ``before_commit``."""
         segment, starts = self.append_many([body])
         return segment, starts[0]
 
-    def append_many(self, bodies: list[bytes]) -> tuple[int, list[int]]:
+    def append_many(self, bodies: list[bytes | MessageBody]) -> tuple[int, list[int]]:
         """Append several bodies in one ``pwritev`` (one GIL round trip for the writer thread);
         returns the segment and each body's start. A segment may outgrow ``segment_bytes`` by one
-        group: the group is never split."""
+        group: the group is never split. A spooled body (``MessageBody``) is copied from its spool
+        file in the kernel (``copy_file_range``), never through memory."""
         try:
             if self._fd < 0 or self._size >= self.segment_bytes:
                 self._start_segment()
@@ -151,7 +169,7 @@ class BodyLog:
             for body in bodies:
                 starts.append(start)
                 start += len(body)
-            pwritev_all(self._fd, bodies, first)
+            _write_bodies(self._fd, bodies, first)
         except OSError as exc:
             raise map_error(exc) from None
         self._size = start

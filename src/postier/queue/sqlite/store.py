@@ -29,6 +29,7 @@ from postier.queue.model import (
 )
 from postier.queue.sqlite.bodylog import BodyLog
 from postier.queue.sqlite.sql import filter_clause
+from postier.spool import MessageBody
 
 __all__ = [
     "Insert",
@@ -88,15 +89,18 @@ class Insert:
         self,
         qid: QueueId,
         envelope: Envelope,
-        body: bytes,
+        body: bytes | MessageBody,
         now: float,
         log: BodyLog | None = None,
         *,
         held: bool = False,
     ) -> None:
+        if isinstance(body, MessageBody) and (log is None or not log.wants(body)):
+            body = body.read()  # stored inline: SQLite needs the bytes
         self.qid, self.body, self.log = qid, body, log
         sender = "" if envelope.sender is None else str(envelope.sender)
-        digest = hashlib.sha256(body).hexdigest()
+        # A spooled body's hash is taken before, off the loop (``SqliteQueue.enqueue``).
+        digest = hashlib.sha256(body).hexdigest() if isinstance(body, bytes) else body.sha256()
         status = _HELD if held else _ACTIVE
         self.row = (qid, now, sender, encode_envelope(envelope), len(body), digest, status)
         self.recipients = [(qid, i, *encode_recipient(r), now) for i, r in enumerate(envelope.recipients)]

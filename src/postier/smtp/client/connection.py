@@ -254,6 +254,7 @@ class ClientConnection:
         smtputf8: bool = False,
         ret: Ret | None = None,
         envid: str | None = None,
+        requiretls: bool = False,
     ) -> bytes:
         """Start one transaction; its ``TransactionResult`` comes as an event. When the peer cannot take
         the message (SIZE, SMTPUTF8, 8BITMIME; see ``message``) nothing is sent: the result
@@ -268,7 +269,9 @@ class ClientConnection:
             self._events.append(TransactionResult(tuple(recipients), refusal, is_local=True))
             return b""
         utf8 = (smtputf8 or required) and extensions.has("SMTPUTF8")  # pass the flag on when we can
-        commands = [mail_line(sender, message, extensions, utf8=utf8, ret=ret, envid=envid)]
+        commands = [
+            mail_line(sender, message, extensions, utf8=utf8, ret=ret, envid=envid, requiretls=requiretls)
+        ]
         commands += [rcpt_line(r, extensions) for r in recipients]
         commands.append(b"DATA\r\n")
         # RFC 2033 §4.2: LMTP servers pipeline; RFC 2920: SMTP ones say so with PIPELINING.

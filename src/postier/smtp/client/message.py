@@ -121,9 +121,11 @@ def mail_line(
     utf8: bool,
     ret: Ret | None,
     envid: str | None,
+    requiretls: bool = False,
 ) -> bytes:
     """``MAIL FROM:<…>`` with SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8 (RFC 6531), RET and ENVID
-    (RFC 3461) — each only when the peer offers the extension."""
+    (RFC 3461) — each only when the peer offers the extension — and REQUIRETLS (RFC 8689) when asked
+    (the courier only asks of a peer that offers it)."""
     words = [f"MAIL FROM:{_path(sender)}"]
     if extensions.has("SIZE"):
         words.append(f"SIZE={message.size}")
@@ -136,6 +138,8 @@ def mail_line(
             words.append(f"RET={ret.value}")
         if envid and envid.isascii() and len(xtext_encode(envid)) <= MAX_ENVID:
             words.append(f"ENVID={xtext_encode(envid)}")
+    if requiretls:
+        words.append("REQUIRETLS")
     return _line(words)
 
 

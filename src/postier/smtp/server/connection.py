@@ -26,12 +26,9 @@ Choices worth knowing (see also ``framing`` for DATA):
 
 from __future__ import annotations
 
-from postier.mail.address import Address
-from postier.mail.envelope import Recipient
 from postier.mail.replies import S
 from postier.mail.reply import Reply
 from postier.smtp.framing import ChunkReader, DataReader
-from postier.smtp.grammar import MailParams
 from postier.smtp.need_data import NEED_DATA, NeedData
 from postier.smtp.server.events import (
     AuthCancelled,
@@ -40,37 +37,18 @@ from postier.smtp.server.events import (
     Event,
     Hello,
     MailFrom,
-    MessageReceived,
+    MessageData,
     RcptTo,
     Rejected,
 )
 from postier.smtp.server.handlers import ReadChunk, Refusal, TransactionView, dispatch
 from postier.smtp.server.settings import EngineSettings
 from postier.smtp.server.state import OUT_OF_SEQUENCE, Effect, Mode, Phase, phase_after, step_for
+from postier.smtp.server.txn import Transaction
 
 __all__ = ["AUTH_LINE_MAX", "ServerConnection"]
 
 AUTH_LINE_MAX = 12288  # RFC 4954 §4: AUTH lines may be this long, CRLF included
-
-
-class _Transaction:
-    """What one MAIL … (DATA | BDAT LAST) transaction has gathered."""
-
-    __slots__ = ("chunk_bytes", "chunks", "failed", "params", "recipients", "sender", "used_bdat")
-
-    def __init__(self, sender: Address | None, params: MailParams) -> None:
-        self.sender = sender
-        self.params = params
-        self.recipients: list[Recipient] = []
-        self.chunks: list[bytes] = []
-        self.chunk_bytes = 0
-        self.used_bdat = False
-        self.failed: Reply | None = None  # a BDAT chunk failed: later chunks get this reply
-
-    def message(self, body: bytes) -> MessageReceived:
-        return MessageReceived(
-            body, sender=self.sender, params=self.params, recipients=tuple(self.recipients)
-        )
 
 
 class ServerConnection:
@@ -91,7 +69,7 @@ class ServerConnection:
         self._is_authenticated = False
         self._is_esmtp = False  # EHLO (not HELO) accepted
         self._helo_name: str | None = None
-        self._txn: _Transaction | None = None
+        self._txn: Transaction | None = None
         self._pending: Event | None = None
         self._counts_as_error = False
         self._errors = 0
@@ -120,6 +98,25 @@ class ServerConnection:
     def is_reading_data(self) -> bool:
         """True between 354 and the end of data, or inside a BDAT chunk (the driver's data timeout)."""
         return self._mode in (Mode.DATA, Mode.CHUNK)
+
+    @property
+    def is_in_message(self) -> bool:
+        """From the 354 (or the first BDAT) to the end of the message: the driver's data deadline."""
+        txn = self._txn
+        return self._mode is Mode.DATA or (txn is not None and (txn.used_bdat or self._mode is Mode.CHUNK))
+
+    @property
+    def memory_octets(self) -> int:
+        """Octets of client input this engine holds now: unread input, the framing's buffer and the
+        message held in memory (the driver charges them to the server's memory budget)."""
+        reader, txn = self._reader, self._txn
+        held = len(self._buf) + (reader.memory_octets if reader is not None else 0)
+        return held + (txn.sink.memory_octets if txn is not None and txn.sink is not None else 0)
+
+    def spool_message(self) -> None:
+        """Keep no more of the current message in memory: hand it all out as ``MessageData``."""
+        if self._txn is not None and self._txn.sink is not None:
+            self._txn.sink.spool()
 
     @property
     def helo_name(self) -> str | None:
@@ -166,13 +163,14 @@ class ServerConnection:
             return
         self._buf += data
 
-    def next_event(self) -> Event | NeedData:
-        """The next event, or NEED_DATA when more bytes (or the answer to the last event) are needed."""
+    def next_event(self) -> Event | MessageData | NeedData:
+        """The next event, or NEED_DATA when more bytes (or the answer to the last event) are needed.
+        ``MessageData`` is not answered (see its docstring)."""
         if self._pending is not None or self._mode in (Mode.CLOSED, Mode.TLS):
             return NEED_DATA
         if self._phase is Phase.CONNECTED:
             return NEED_DATA  # the greeting comes first
-        event: Event | NeedData
+        event: Event | MessageData | NeedData
         self._counts_as_error = False
         if self._forced is not None:
             event, self._forced = self._forced, None
@@ -180,7 +178,7 @@ class ServerConnection:
             event = self._read_message()
         else:
             event = self._read_line()
-        if not isinstance(event, NeedData):
+        if not isinstance(event, NeedData | MessageData):
             self._pending = event
         return event
 
@@ -219,7 +217,7 @@ class ServerConnection:
             self._is_esmtp = event.verb == "EHLO"
         elif effect is Effect.OPEN_TRANSACTION:
             assert isinstance(event, MailFrom)
-            self._txn = _Transaction(event.sender, event.params)
+            self._txn = Transaction(event.sender, event.params)
         elif effect is Effect.ADD_RECIPIENT:
             assert isinstance(event, RcptTo)
             if self._txn is not None:
@@ -227,8 +225,11 @@ class ServerConnection:
         elif effect is Effect.DROP_TRANSACTION:
             self._txn = None
         elif effect is Effect.READ_DATA:
-            s = self.settings
-            self._reader = DataReader(max_message_bytes=s.max_message_bytes, max_text_line=s.max_text_line)
+            s, txn = self.settings, self._txn
+            sink = txn.open_sink(s) if txn is not None else None
+            self._reader = DataReader(
+                max_message_bytes=s.max_message_bytes, max_text_line=s.max_text_line, sink=sink
+            )
         elif effect is Effect.START_TLS:
             self._buf.clear()  # RFC 3207 §4.2: nothing pipelined after STARTTLS survives
         elif effect is Effect.AUTHENTICATED:
@@ -272,6 +273,8 @@ class ServerConnection:
         lines += ["SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "BINARYMIME", "DSN"]
         if s.can_starttls and not self._is_tls:
             lines.append("STARTTLS")
+        if self._is_tls:  # RFC 8689 §4: REQUIRETLS only on a TLS session
+            lines.append("REQUIRETLS")
         if self._mechanisms and (self._is_tls or not s.auth_requires_tls):
             lines.append("AUTH " + " ".join(self._mechanisms))
         return Reply(250, None, "\n".join(lines))
@@ -282,7 +285,7 @@ class ServerConnection:
         self._counts_as_error = counts
         return Rejected(reply, command=command)
 
-    def _read_line(self) -> Event | NeedData:
+    def _read_line(self) -> Event | MessageData | NeedData:
         buf = self._buf
         newline = buf.find(b"\n")
         if self._skip_line:
@@ -309,7 +312,7 @@ class ServerConnection:
             return self._auth_line(line[:-2])
         return self._command(line[:-2])
 
-    def _command(self, line: bytes) -> Event | NeedData:
+    def _command(self, line: bytes) -> Event | MessageData | NeedData:
         outcome = dispatch(self, line)
         if isinstance(outcome, Refusal):
             return self._reject(outcome.reply, outcome.command, counts=outcome.counts)
@@ -331,12 +334,15 @@ class ServerConnection:
         self._mode = Mode.AUTH
         return AuthResponse(line.decode("ascii"))
 
-    def _read_message(self) -> Event | NeedData:
+    def _read_message(self) -> Event | MessageData | NeedData:
         reader = self._reader
         assert reader is not None
         if self._buf and not reader.is_done:
             rest = reader.feed(self._buf)
             self._buf = bytearray(rest or b"")
+        sink = reader.sink
+        if sink is not None and sink.has_output:
+            return MessageData(sink.take())
         if not reader.is_done:
             return NEED_DATA
         self._reader = None
@@ -348,12 +354,12 @@ class ServerConnection:
     def _data_done(self, reader: DataReader) -> Event:
         txn = self._txn
         self._end_transaction()  # RFC 5321 §4.1.1.4: the data ends the transaction, whatever the reply
-        body, error = reader.result()
+        error = reader.error or reader.sink.error
         if error is not None or txn is None:
             return self._reject(error or S.BAD_SEQUENCE, "DATA")
-        return txn.message(body)
+        return txn.message(reader.sink)
 
-    def _read_chunk(self, size: int, *, last: bool) -> Event | NeedData:
+    def _read_chunk(self, size: int, *, last: bool) -> Event | MessageData | NeedData:
         """Start reading a BDAT chunk of ``size`` octets (kept only if it may join the transaction)."""
         txn = self._txn
         keep = (
@@ -362,7 +368,8 @@ class ServerConnection:
             and txn.failed is None
             and txn.chunk_bytes + size <= self.settings.max_message_bytes
         )
-        self._reader = ChunkReader(size, keep=keep)
+        sink = txn.open_sink(self.settings) if keep and txn is not None else None
+        self._reader = ChunkReader(size, sink=sink)
         self._mode = Mode.CHUNK
         self._chunk_last = last
         return self._read_message()
@@ -375,20 +382,22 @@ class ServerConnection:
                 self._end_transaction()
             return self._reject(refusal or S.BAD_SEQUENCE, "BDAT")
         txn.used_bdat = True
-        counts = txn.failed is None  # chunks pipelined after a failed one repeat its reply
-        if txn.failed is None and not reader.keep:
-            txn.failed = S.MESSAGE_TOO_BIG  # RFC 3030 §2 and RFC 1870: over the limit across chunks
-            txn.chunks.clear()
+        # Chunks pipelined after a failed one repeat its reply, and do not count as errors, unless
+        # the client floods small chunks: those count, so max_errors ends the session.
+        counts = txn.failed is None or txn.failed is S.TOO_MANY_CHUNKS
+        if txn.failed is None:
+            txn.failed = txn.chunk_refusal(reader, self.settings, last=last)
+            if txn.failed is not None and txn.sink is not None:
+                txn.sink.fail(txn.failed)
         if txn.failed is not None:
             if last:
                 self._end_transaction()
             return self._reject(txn.failed, "BDAT", counts=counts)
-        txn.chunks.append(reader.chunk())
         txn.chunk_bytes += reader.size
         if not last:
             return ChunkReceived(S.OK.with_text(f"{reader.size} octets received"), octets=reader.size)
         self._end_transaction()
-        return txn.message(b"".join(txn.chunks))
+        return txn.message(txn.open_sink(self.settings))
 
     def _end_transaction(self) -> None:
         self._txn = None

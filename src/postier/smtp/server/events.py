@@ -33,6 +33,7 @@ __all__ = [
     "Hello",
     "MailFrom",
     "MailParams",
+    "MessageData",
     "MessageReceived",
     "Noop",
     "Quit",
@@ -80,7 +81,9 @@ class DataStart:
 @dataclass(frozen=True, slots=True)
 class MessageReceived:
     """The whole message: after ``<CRLF>.<CRLF>`` (dot-unstuffed) or after BDAT LAST. ``body`` is the
-    message exactly as the client meant it; the driver prepends the Received header and queues it.
+    message exactly as the client meant it — or, when ``spooled_octets`` is not 0, its last part only:
+    the first ``spooled_octets`` came before in ``MessageData`` events. The driver prepends the
+    Received header and queues it.
     ``sender``, ``params`` and ``recipients`` are the transaction: the recipients are only those the
     driver accepted (a 2xx reply to their ``RcptTo``), in order. The transaction ends with this event,
     whatever the reply."""
@@ -89,6 +92,26 @@ class MessageReceived:
     sender: Address | None = None
     params: MailParams = MailParams()
     recipients: tuple[Recipient, ...] = ()
+    spooled_octets: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.spooled_octets + len(self.body)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageData:
+    """Message octets the engine does not keep in memory (``EngineSettings.hold_message_octets``, or
+    ``ServerConnection.spool_message``): the driver writes ``parts``, in order, to the message's spool.
+    **Not answered**: this is the one event the driver does not ``send`` a reply to. The data may
+    still be refused at its end (a ``Rejected`` for DATA or BDAT, or a later chunk failing): the
+    driver then drops its spool, as it does when the transaction ends any other way."""
+
+    parts: tuple[bytes | bytearray, ...]
+
+    @property
+    def octets(self) -> int:
+        return sum(len(part) for part in self.parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,6 +111,8 @@ def _mail(conn: CommandContext, arg: bytes) -> Event:
     if conn.settings.mail_requires_auth and not conn.is_authenticated:
         raise RemoteProtocolError(S.AUTH_REQUIRED)  # RFC 4954 §6
     sender, params = grammar.parse_mail(arg, max_message_bytes=conn.settings.max_message_bytes)
+    if params.requiretls and not conn.is_tls:  # RFC 8689 §4: offered, and valid, only under TLS
+        raise RemoteProtocolError(S.REQUIRETLS_NEEDS_TLS)
     return MailFrom(sender, params)
 
 
