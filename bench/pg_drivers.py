@@ -75,7 +75,7 @@ class Asyncpg(Driver):
     name = "asyncpg"
 
     async def connect(self, dsn: str, schema: str) -> None:
-        import asyncpg  # noqa: PLC0415
+        import asyncpg
 
         self.conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
 
@@ -97,7 +97,7 @@ class Psycopg(Driver):
     name = "psycopg"
 
     async def connect(self, dsn: str, schema: str) -> None:
-        import psycopg  # noqa: PLC0415
+        import psycopg
 
         self.conn = await psycopg.AsyncConnection.connect(dsn, options=f"-c search_path={schema}")
 

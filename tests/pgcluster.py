@@ -30,11 +30,11 @@ def postgres_bin() -> Path | None:
 
 
 class PrivateCluster:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, options: str = "") -> None:
         bindir = postgres_bin()
         if bindir is None:
             raise RuntimeError("no PostgreSQL server binaries (initdb, pg_ctl)")
-        self.bin, self.port = bindir, port
+        self.bin, self.port, self.options = bindir, port, options
         self.dir = Path(tempfile.mkdtemp(prefix="postier-pg-"))
         self.data = self.dir / "data"
         self._user = "postgres" if os.geteuid() == 0 else None
@@ -59,7 +59,7 @@ class PrivateCluster:
     def start(self) -> None:
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir}"
-            " -c max_connections=200 -c shared_buffers=64MB"
+            f" -c max_connections=200 -c shared_buffers=64MB {self.options}"
         )
         self._run(
             str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"),
@@ -82,8 +82,9 @@ class PrivateCluster:
 
 
 @contextlib.contextmanager
-def private_cluster(port: int) -> Iterator[PrivateCluster]:
-    cluster = PrivateCluster(port)
+def private_cluster(port: int, options: str = "") -> Iterator[PrivateCluster]:
+    """A new cluster, started (``options``: more ``postgres`` command-line options); removed after."""
+    cluster = PrivateCluster(port, options)
     try:
         cluster.init()
         cluster.start()

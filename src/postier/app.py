@@ -20,6 +20,7 @@ from typing import Any
 from postier.antispam import GreylistStore, Pregreet, PregreetPasses, antispam_checks
 from postier.antispam.greylist import GreylistSettings
 from postier.assembly import DeliveryParts, delivery_parts, start_tls_reports
+from postier.checks.build import dmarc_report_store, feature_checks, start_dmarc_reports
 from postier.config import Config, parse_hostport
 from postier.config.model import AuthConfig, ListenerConfig
 from postier.config.reloadable import plan_reload
@@ -32,6 +33,7 @@ from postier.observe.metrics import MetricsService
 from postier.policy import build_policy
 from postier.queue import Queue
 from postier.queue.configured import build_queue
+from postier.queue.protocol import SharedSlots
 from postier.server.listener import Listener, Live, SmtpServer, listener_settings
 from postier.server.sasl import Authenticator as PasswordCheck
 from postier.server.tls import TlsStore, ensure_self_signed
@@ -104,6 +106,8 @@ class Application:
         self._deliverer: asyncio.Task[None] | None = None
         self._dkim_checker: asyncio.Task[None] | None = None
         self._tlsrpt: tuple[asyncio.Task[None], Callable[[], None]] | None = None
+        self._dmarc_reports: asyncio.Task[None] | None = None
+        self._dmarc_store = dmarc_report_store(config)  # restart-only, as its task
         self.metrics = self._metrics_service(config) if role.delivers else None
         self._own = OwnAddresses(
             parse_hostport(lc.address) for lc in config.listeners
@@ -118,6 +122,7 @@ class Application:
             parts.settings,
             expand=parts.directory.expand,
             sign=self._sign_own,
+            shared_slots=self.queue if isinstance(self.queue, SharedSlots) else None,  # several nodes
         )
         self.dkim = DkimKeys(config.dkim, self.data_dir, parts.resolver, on_change=self._dkim_changed)
         # Anti-spam state that outlives reloads: greylisting triplets, pregreet passes.
@@ -128,6 +133,7 @@ class Application:
             queue=_WakingSink(self.queue, role.notify or self.delivery.wake),
             live=self._live(config, self.tls, parts),
             min_data_bytes_per_s=config.server.min_data_bytes_per_s,
+            error_delay_s=config.server.error_delay_s,
             memory_budget_bytes=config.server.memory_budget_bytes,
             spool_dir=self.data_dir / "spool",
         )
@@ -152,11 +158,15 @@ class Application:
             )
             if previous.authenticator is not None and same:
                 authenticator = previous.authenticator
+        store = self._dmarc_store
         policy = build_policy(
             config,
             directory=parts.directory,
             sender_rule=self.users.can_send_as,
-            checks=antispam_checks(config, resolver=parts.resolver, greylist=self._greylist(config)),
+            checks=[
+                *feature_checks(config, parts.resolver, observe=store.add if store is not None else None),
+                *antispam_checks(config, resolver=parts.resolver, greylist=self._greylist(config)),
+            ],
             previous=previous.policy if previous is not None else None,
         )
         self.pregreet.ttl_s = config.antispam.pregreet_pass_ttl_s
@@ -171,6 +181,7 @@ class Application:
             pregreet=Pregreet(config.antispam.pregreet_s, self.pregreet)
             if config.antispam.pregreet_s
             else None,
+            arc_seal=config.mailauth.arc_seal,
         )
 
     def _greylist(self, config: Config) -> GreylistStore | None:
@@ -208,7 +219,8 @@ class Application:
         if not config.metrics.address:
             return None
         host, port = parse_hostport(config.metrics.address)
-        return MetricsService(host, port, self._queue_counts)
+        leases = getattr(self.queue, "leases", None)  # a cluster's queue: which node delivers what
+        return MetricsService(host, port, self._queue_counts, lease_counts=leases)
 
     async def _queue_counts(self) -> tuple[dict[str, int], dict[str, int]]:
         stats = await self.queue.stats()
@@ -261,6 +273,14 @@ class Application:
             self._purger = loop.create_task(self._purge_forever(), name="queue-purge")
             self._deliverer = loop.create_task(self.delivery.run_forever(), name="delivery")
             self._tlsrpt = start_tls_reports(self.config, self._parts.resolver, self.queue)
+            if self._dmarc_store is not None:
+                self._dmarc_reports = start_dmarc_reports(
+                    self.config,
+                    self._dmarc_store,
+                    self._parts.resolver,
+                    self.server.queue.enqueue,
+                    self._sign_own,
+                )
         addresses = " ".join(f"{lc.mode}={lc.address}" for lc in self.config.listeners)
         mail_event("ready", listeners=addresses, hostname=self.config.server.hostname)
 
@@ -335,7 +355,7 @@ class Application:
             reports.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reports
-        for task in (self._purger, self._deliverer, self._dkim_checker):
+        for task in (self._purger, self._deliverer, self._dkim_checker, self._dmarc_reports):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -384,7 +404,12 @@ async def serve(
         await app.stop()
         # Stopped: from here on a late SIGTERM/SIGINT (sent again while the loop and interpreter wind
         # down) is ignored rather than fatal, so a clean stop still exits 0, not "killed by SIGTERM".
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        # Blocked first: removing a loop's handler restores SIG_DFL for a moment (and closing the
+        # loop does it again), and a signal in that moment killed the process; a blocked one waits,
+        # and is dropped when the process exits.
+        stopping = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
+        for sig in stopping:
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)
 

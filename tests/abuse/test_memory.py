@@ -35,7 +35,13 @@ TRANSACTION = b"MAIL FROM:<bot@example.net>\r\nRCPT TO:<erin@example.test>\r\n"
 def server(module_tmp: Path) -> Iterator[AbuseServer]:
     yield from start_abuse_server(
         module_tmp,
-        server={"data_timeout_s": 2.0, "min_data_bytes_per_s": 1000.0, "max_connections_per_ip": 200},
+        server={
+            "data_timeout_s": 2.0,
+            "min_data_bytes_per_s": 1000.0,
+            "max_connections_per_ip": 200,
+            "bdat_max_small_chunks": 1000,  # to play 1000 per session (the default is 100)
+            "error_delay_s": 0.2,
+        },
     )
 
 
@@ -71,7 +77,9 @@ def test_100k_bdat_0_cost_no_memory(server: AbuseServer) -> None:
 
 def test_a_bdat_0_flood_is_cut_after_the_small_chunk_cap(server: AbuseServer) -> None:
     """Finding 1: past 1000 small chunks the message fails (552 5.3.4) and each further chunk counts
-    as an error: max_errors (10) ends the session with 421."""
+    as an error: max_errors (10) ends the session with 421, the last five errors each 0.2 s late
+    (``error_delay_s``: a tarpit)."""
+    started = time.monotonic()
     with raw_session(server.port) as sock:
         sock.sendall(TRANSACTION)
         expect(sock, b"250 2.1.5")
@@ -81,6 +89,7 @@ def test_a_bdat_0_flood_is_cut_after_the_small_chunk_cap(server: AbuseServer) ->
     assert replies[:1000] == [b"250 2.0.0 0 octets received"] * 1000
     assert replies[1000].startswith(b"552 5.3.4")
     assert replies[-1].startswith(b"421 4.7.0") and len(replies) == 1011
+    assert time.monotonic() - started > 1.0
     good_client(server.port)
 
 

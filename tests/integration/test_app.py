@@ -10,12 +10,13 @@ from collections.abc import Callable
 import pytest
 
 from postier.mail.errors import UnknownMessageError
-from postier.queue import RecipientResult, RecipientState
+from postier.queue import Queue, RecipientResult, RecipientState
 from postier.server.tls import ensure_self_signed
 from tests.integration.conftest import StartServer
 from tests.integration.dnsserver import DnsServer, dns_server_factory  # noqa: F401 (fixture)
 from tests.integration.harness import add_users, peer_certificate
 from tests.integration.mailcheck import queue_id_from_reply
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -33,13 +34,15 @@ async def test_finished_messages_are_purged(start_server: StartServer) -> None:
     qid = queue_id_from_reply(await asyncio.to_thread(_send, server.smtp_port))
     queue = server.app.queue
     await queue.record([RecipientResult(qid, 0, RecipientState.DELIVERED, "250 2.0.0 ok")])
-    for _ in range(1200):  # up to a minute: a loaded CI machine is slow, the loop ends at once when done
-        try:
-            await queue.get(qid)
-        except UnknownMessageError:
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail("the delivered message was never purged")
+    await eventually(lambda: _purged(queue, qid), "the purge of the delivered message", timeout_s=60)
+
+
+async def _purged(queue: Queue, qid: str) -> bool:
+    try:
+        await queue.get(qid)
+    except UnknownMessageError:
+        return True
+    return False
 
 
 async def test_queued_messages_are_never_purged(
@@ -51,10 +54,21 @@ async def test_queued_messages_are_never_purged(
         queue={"keep_history_s": 0.0, "keep_body_s": 0.0, "purge_interval_s": 0.05},
         dns={"nameservers": [f"{dns.host}:{dns.port}"]},
     )
+    queue = server.app.queue
     # A remote recipient stays deferred (its DNS fails: 451 4.4.3): not finished, never purged.
     qid = queue_id_from_reply(await asyncio.to_thread(_send, server.smtp_port, "bob@remote.example"))
-    await asyncio.sleep(0.3)
-    assert (await server.app.queue.read_body(qid)).endswith(b"bye\r\n")
+    witness = queue_id_from_reply(await asyncio.to_thread(_send, server.smtp_port, "bob@remote.example"))
+
+    async def deferred(message_id: str) -> bool:
+        return (await queue.get(message_id)).recipients[0].state is RecipientState.DEFERRED
+
+    await eventually(lambda: deferred(qid), "the deferral")
+    await eventually(lambda: deferred(witness), "the witness's deferral")
+    # The witness, finished now, is purged by a pass that also sees the deferred message.
+    await queue.record([RecipientResult(witness, 0, RecipientState.DELIVERED, "250 2.0.0 ok")])
+
+    await eventually(lambda: _purged(queue, witness), "the purge of the finished witness", timeout_s=60)
+    assert (await queue.read_body(qid)).endswith(b"bye\r\n")
 
 
 async def test_implicit_tls_listener_uses_a_reloaded_certificate(start_server: StartServer) -> None:
@@ -75,11 +89,8 @@ async def test_local_mail_lands_in_the_maildir(start_server: StartServer) -> Non
     await asyncio.to_thread(add_users, server.data_dir, "bob@example.test")
     await asyncio.to_thread(_send, server.smtp_port, "bob@example.test")
     new = server.data_dir / "mail" / "example.test" / "bob" / "new"
-    for _ in range(1200):  # up to a minute: a loaded CI machine is slow, the loop ends at once when done
-        files = list(new.glob("*")) if new.is_dir() else []
-        if files:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: new.is_dir() and any(new.iterdir()), "the delivery", timeout_s=60)
+    files = list(new.iterdir())
     assert len(files) == 1
     content = files[0].read_bytes()
     assert content.startswith(b"Return-Path: <a@example.org>\r\nDelivered-To: bob@example.test\r\n")

@@ -393,10 +393,10 @@ async def test_disk_full_in_maildir_defers_451_and_delivers_once_there_is_room(t
         qid = queue_id_from_reply(reply)
         deferred = f"id={qid} rcpt=<alice@example.test> result=deferred relay=maildir:example.test "
 
-        def was_deferred() -> bool:
+        def deferred_451() -> bool:  # the TLS fields (tls_policy=, source=) come between relay and reply
             return any(deferred in line and 'reply="451 4.3.0 ' in line for line in child.log().splitlines())
 
-        await _until(was_deferred, "the 451 deferral", child.log)
+        await _until(deferred_451, "the 451 deferral", child.log)
         maildir = child.inside(data_dir / "mail" / "example.test" / "alice")
         assert list((maildir / "tmp").iterdir()) == []  # the partial file was removed
         assert list((maildir / "new").iterdir()) == []

@@ -146,7 +146,16 @@ async def test_enforce_defers_with_4_7_5(
     assert peer.messages == []
 
 
-async def test_testing_mode_delivers_and_records(
+@pytest.mark.parametrize(
+    ("starttls_for", "failure"),
+    [
+        (None, "starttls-not-supported"),
+        ("other.test", "certificate-host-mismatch"),
+        ("mx1.dest.test", None),
+    ],
+    ids=["no-starttls", "wrong-name", "good"],
+)
+async def test_testing_mode_delivers_and_records_what_enforce_would_refuse(
     start_server: StartServer,
     dns_server_factory: Callable[..., DnsServer],  # noqa: F811
     policy_server: Callable[..., Any],  # noqa: F811
@@ -154,16 +163,21 @@ async def test_testing_mode_delivers_and_records(
     tls_ca: trustme.CA,
     ca_file: str,
     deliveries: list[dict[str, object]],
+    starttls_for: str | None,
+    failure: str | None,
 ) -> None:
-    peer: AiosmtpdPeer = await aiosmtpd_peer()  # no STARTTLS: enforce would refuse it
+    options = {} if starttls_for is None else {"starttls": server_context(tls_ca, starttls_for)}
+    peer: AiosmtpdPeer = await aiosmtpd_peer(**options)
     policy = ENFORCE.replace("enforce", "testing")
     server, _, _ = await setup(
         start_server, dns_server_factory, policy_server, tls_ca, ca_file, peer, policy=policy
     )
     qid = await send(server, "bob@dest.test")
     assert await wait_final(server, qid) == [RecipientState.DELIVERED]
+    assert peer.messages[0].is_tls is (starttls_for is not None)
     line = next(d for d in deliveries if d["id"] == qid)
     assert (line["tls_policy"], line["source"]) == ("mta-sts-testing", "mta-sts:id=20261207")
+    assert line.get("tls_failure") == failure
 
 
 @pytest.mark.parametrize(
@@ -317,3 +331,36 @@ async def test_tls_reports_by_mail_and_https(
     message = email.message_from_bytes(stored.read_bytes())
     [part] = [p for p in message.walk() if p.get_content_type() == "application/tlsrpt+gzip"]
     assert json.loads(gzip.decompress(part.get_payload(decode=True)))["policies"] == report["policies"]
+
+
+async def test_explain_tls_probe_tells_a_stripped_starttls_from_a_good_server(
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811
+    policy_server: Callable[..., Any],  # noqa: F811
+    aiosmtpd_peer: Peer,
+    tls_ca: trustme.CA,
+    ca_file: str,
+    tmp_path: Path,
+) -> None:
+    good: AiosmtpdPeer = await aiosmtpd_peer(starttls=server_context(tls_ca, "mx1.dest.test"))
+    stripped: AiosmtpdPeer = await aiosmtpd_peer()
+    sts: PolicyServer = await policy_server(tls_ca, "dest.test", ENFORCE.replace("mx: mx1", "mx: *"))
+    dns = dns_server_factory(
+        {
+            "dest.test": {"MX": ["10 mx1.dest.test", "20 mx2.dest.test"]},
+            "mx1.dest.test": {"A": [good.address]},
+            "mx2.dest.test": {"A": [stripped.address]},
+            "_mta-sts.dest.test": {"TXT": ["v=STSv1; id=1"]},
+            "mta-sts.dest.test": {"A": [sts.address]},
+        }
+    )
+    path = tmp_path / "explain.toml"
+    config = {"dns": {"nameservers": [f"{dns.host}:{dns.port}"]}, "delivery": {"ca_file": ca_file}}
+    path.write_text(tomli_w.dumps(config))
+    argv = [sys.executable, "-m", "postier", "explain", "tls", "dest.test", "--probe", "-c", str(path)]
+    done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    mx1, mx2 = done.stdout.split("  mx1.dest.test [")[1], done.stdout.split("  mx2.dest.test [")[1]
+    assert "probe: TLSv1" in mx1 and "the certificate is valid for mx1.dest.test" in mx1
+    assert "does not offer REQUIRETLS" in mx1
+    assert "probe: STARTTLS not offered: a delivery needing TLS is deferred (4.7.4)" in mx2
+    assert good.messages == [] and stripped.messages == []

@@ -9,7 +9,8 @@ import pytest
 
 from postier.cli import explain_cmd
 from postier.mail.explain import explain, group_queries, replies_using
-from postier.mail.explain_data import BASIC, ENHANCED
+from postier.mail.explain_data import BASIC
+from postier.mail.explain_enhanced import ENHANCED
 from postier.mail.replies import S
 from postier.mail.reply import Reply
 
@@ -253,7 +254,8 @@ def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     data = json.loads(out)
     assert [d["query"] for d in data] == ["550 5.7.1", "571"]
     assert data[0]["enhanced"]["source"] == "RFC 3463 §3.8"
-    assert data[0]["postier_sends_as"] == ["MILTER_REJECTED — Message content rejected"]
+    assert any(s.startswith("DMARC_REJECT ") for s in data[0]["postier_sends_as"])
+    assert "MILTER_REJECTED — Message content rejected" in data[0]["postier_sends_as"]
     assert data[1]["basic"]["defined_by_rfc"] is False
     assert data[1]["outcome"] == "permanent"
 

@@ -35,7 +35,12 @@ def populate(data_dir: Path) -> tuple[QueueId, QueueId]:
             Address("alice", "example.org"),
             (Recipient(Address("bob", "b.test")), Recipient(Address("carol", "c.test"))),
             envid="ENV1",
-            client=ClientInfo(ip="192.0.2.7", helo="mua.example", auth_user="alice"),
+            client=ClientInfo(
+                ip="192.0.2.7",
+                helo="mua.example",
+                auth_user="alice",
+                mailauth="spf=pass dkim=none dmarc=none",
+            ),
         )
         first = await q.enqueue(env, BODY)
         await q.record([RecipientResult(first, 0, RecipientState.FAILED, "550 5.1.1 unknown user")])
@@ -127,9 +132,11 @@ def test_show_headers_not_body_unless_asked(
     out = capsys.readouterr().out
     assert "Subject: hello" in out and "secret body line" not in out
     assert "<bob@b.test>  failed" in out and "550 5.1.1 unknown user" in out and "192.0.2.7" in out
+    assert "mailauth:  spf=pass dkim=none dmarc=none" in out
     assert run("queue", "show", first.lower(), "--data-dir", str(var), "--json") == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["envid"] == "ENV1" and shown["client"]["auth_user"] == "alice"
+    assert shown["client"]["mailauth"] == "spf=pass dkim=none dmarc=none"
     assert [r["state"] for r in shown["recipients"]] == ["failed", "queued"]
 
 
@@ -210,3 +217,42 @@ def test_data_dir_from_config_and_missing_queue(tmp_path: Path, capsys: pytest.C
     assert not (tmp_path / "empty").exists()
     config.write_text("[server]\nnope = 1\n")
     assert run("queue", "stats", "--config", str(config)) == 2
+
+
+def test_show_body_on_a_terminal_is_escaped_and_piped_is_raw(tmp_path: Path) -> None:
+    """``--body`` is the message byte for byte when piped; on a terminal, its escapes are shown."""
+    import os
+    import subprocess
+    import sys
+
+    async def main() -> QueueId:
+        q = SqliteQueue(tmp_path / "var" / "queue")
+        await q.open()
+        qid = await q.enqueue(
+            Envelope(None, (Recipient(Address("dan", "d.test")),)), b"X: \x1b[2J\r\n\r\nz\r\n"
+        )
+        await q.close()
+        return qid
+
+    qid = asyncio.run(main())
+    argv = [
+        sys.executable,
+        "-m",
+        "postier",
+        "queue",
+        "show",
+        qid,
+        "--body",
+        "--data-dir",
+        str(tmp_path / "var"),
+    ]
+    piped = subprocess.run(argv, capture_output=True, check=True, timeout=60)
+    assert piped.stdout == b"X: \x1b[2J\r\n\r\nz\r\n"
+    master, slave = os.openpty()
+    try:
+        subprocess.run(argv, stdout=slave, check=True, timeout=60)
+        shown = os.read(master, 4096)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert b"\x1b" not in shown and b"\\x1b[2J" in shown

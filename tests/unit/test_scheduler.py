@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from flufl.bounce import scan_message
+from tests.waiting import eventually
 
 from postier.delivery import BounceSettings, DeliverySettings, RetryPolicy, Router, RoutingTable, Scheduler
 from postier.delivery.transport import Attempt, Destination, DestinationKind, OutboundMessage
@@ -71,7 +72,7 @@ Script = Callable[[Destination, Recipient], Reply]
 
 class FakeCourier:
     """The Courier protocol: answers each recipient with ``script``; ``gate`` (when set) holds every
-    delivery until opened; counts the deliveries in progress."""
+    delivery until opened; counts the deliveries in progress; ``until`` waits for its state."""
 
     def __init__(self, script: Script = lambda d, r: OK) -> None:
         self.script = script
@@ -82,6 +83,14 @@ class FakeCourier:
         self.active = 0
         self.most_active = 0
         self.closed = False
+        self._changed = asyncio.Event()
+
+    async def until(self, condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+        """Wait until ``condition()`` holds: checked each time a delivery starts or ends, or a close."""
+        async with asyncio.timeout(timeout_s):
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
 
     async def deliver(
         self, destination: Destination, message: OutboundMessage, recipients: Sequence[Recipient]
@@ -90,6 +99,7 @@ class FakeCourier:
         self.active += 1
         self.most_active = max(self.most_active, self.active)
         try:
+            self._changed.set()
             if self.gate is not None:
                 await self.gate.wait()
             return [
@@ -98,9 +108,11 @@ class FakeCourier:
             ]
         finally:
             self.active -= 1
+            self._changed.set()
 
     async def close(self) -> None:
         self.closed = True
+        self._changed.set()
 
 
 ANSWERS: dict[str, list[MxRecord] | DnsError] = {
@@ -150,6 +162,15 @@ class World:
 
     async def states(self, qid: QueueId) -> list[tuple[RecipientState, str | None]]:
         return [(r.state, r.last_reply) for r in (await self.queue.get(qid)).recipients]
+
+    async def until_first_is(self, qid: QueueId, state: RecipientState) -> None:
+        """Wait until the first recipient of ``qid`` is in ``state`` (the queue has no notification:
+        it is read until then, with a deadline)."""
+
+        async def reached() -> bool:
+            return (await self.states(qid))[0][0] is state
+
+        await eventually(reached, f"{qid} {state.value}")
 
     def bounces(self) -> list[OutboundMessage]:
         """DSNs handed to the local courier (they go back to the local sender)."""
@@ -324,14 +345,12 @@ async def test_per_destination_limit_and_a_slow_destination_blocks_nobody(
     try:
         local = await w.send(Address("carol", "example.org"))
         w.scheduler.wake()
-        while (await w.states(local))[0][0] is not RecipientState.DELIVERED:
-            await asyncio.sleep(0.01)
-        while w.remote.active < 2:  # five messages, at most two at once to one destination
-            await asyncio.sleep(0.01)
+        await w.until_first_is(local, RecipientState.DELIVERED)
+        # five messages, at most two at once to one destination: two in progress, three waiting
+        await eventually(lambda: w.remote.active == 2 and w.scheduler.waiting_for_slots >= 1, "2 + waiting")
         slow.set()
         for qid in stuck:
-            while (await w.states(qid))[0][0] is not RecipientState.DELIVERED:
-                await asyncio.sleep(0.01)
+            await w.until_first_is(qid, RecipientState.DELIVERED)
     finally:
         await w.scheduler.stop()
         await asyncio.wait_for(task, timeout=10)  # run_forever returns once stopped
@@ -363,9 +382,8 @@ async def test_global_connection_limit(queue: SqliteQueue, clock: Clock) -> None
     w.remote.gate = gate
     ids = [await w.send(bob()), await w.send(Address("x", "else.test"))]  # two destinations
     run = asyncio.create_task(w.scheduler.run_once())
-    while w.remote.active < 1:
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)  # room for a second delivery to start, were the limit not kept
+    # The witness: the other destination's transaction is waiting for the one slot, not delivering.
+    await eventually(lambda: w.remote.active == 1 and w.scheduler.waiting_for_slots == 1, "one waiting")
     assert w.remote.active == 1
     gate.set()
     assert await run == 2
@@ -393,9 +411,11 @@ class FaultyBodies(SqliteQueue):
     """A real queue whose bodies of chosen messages cannot be read (a damaged body file)."""
 
     broken: set[str]
+    refused: asyncio.Event
 
     async def read_body(self, queue_id: str) -> bytes:
         if queue_id in self.broken:
+            self.refused.set()
             raise QueueError(f"cannot read the body of {queue_id}")
         return await super().read_body(queue_id)
 
@@ -409,11 +429,10 @@ async def test_a_message_that_cannot_be_read_does_not_stop_the_others(tmp_path: 
         w.remote.gate = gate
         good = await w.send(bob(1))
         bad = await w.send(bob(2))
-        queue.broken = {bad}
+        queue.broken, queue.refused = {bad}, asyncio.Event()
         run = asyncio.create_task(w.scheduler.run_once())
-        while w.remote.active < 1:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)  # the broken one has failed by now; the good one is in flight
+        await queue.refused.wait()  # the broken one has failed,
+        await w.remote.until(lambda: w.remote.active == 1)  # and the good one is in flight
         gate.set()
         assert await run == 2
         assert (await w.states(good))[0][0] is RecipientState.DELIVERED
@@ -428,8 +447,7 @@ async def test_a_message_deleted_in_flight_gets_no_bounce(world: World) -> None:
     world.remote.gate = gate
     qid = await world.send(bob())
     run = asyncio.create_task(world.scheduler.run_once())
-    while world.remote.active < 1:
-        await asyncio.sleep(0.01)
+    await world.remote.until(lambda: world.remote.active == 1)
     await world.queue.delete(qid)  # `postier queue delete` while the courier is talking
     gate.set()
     await run
@@ -462,8 +480,7 @@ async def test_stop_during_a_claim_leaves_nothing_running(tmp_path: Path, clock:
         runner = asyncio.create_task(w.scheduler.run_forever())
         await queue.entered.wait()
         stopping = asyncio.create_task(w.scheduler.stop(grace_s=5))
-        for _ in range(20):
-            await asyncio.sleep(0)  # stop() gets as far as it can while the claim is still out
+        await asyncio.sleep(0)  # one turn of the loop: stop() waits for the claim that is still out
         queue.gate.set()
         await asyncio.wait_for(stopping, timeout=10)
         await asyncio.wait_for(runner, timeout=10)
@@ -527,9 +544,7 @@ async def test_a_slow_destination_with_a_big_backlog_does_not_starve_the_others(
     try:
         other = await w.send(Address("x", "else.test"))
         w.scheduler.wake()
-        async with asyncio.timeout(20):
-            while (await w.states(other))[0][0] is not RecipientState.DELIVERED:
-                await asyncio.sleep(0.01)
+        await w.until_first_is(other, RecipientState.DELIVERED)
     finally:
         slow.set()
         await w.scheduler.stop()
@@ -553,11 +568,13 @@ async def test_a_burst_beyond_a_domain_share_drains_without_waiting_for_the_leas
     w = World(queue, clock, claim_batch=10, max_in_flight_per_destination=2, poll_s=0.02)
     qids = [await w.send(bob(i)) for i in range(10)]
     task = asyncio.create_task(w.scheduler.run_forever())
+
+    async def drained() -> bool:
+        clock.advance(0.5)  # the queue's time between two looks; the full lease is 900 s of it
+        return await _all_delivered(w, qids)
+
     try:
-        async with asyncio.timeout(60):
-            while not await _all_delivered(w, qids):
-                clock.advance(0.5)  # the queue's time; the full lease is 900 s of it
-                await asyncio.sleep(0.02)
+        await eventually(drained, "every message delivered", timeout_s=60)
     finally:
         await w.scheduler.stop()
         await asyncio.wait_for(task, timeout=10)
@@ -590,21 +607,20 @@ async def test_a_saturated_destination_is_not_claimed_again_at_each_new_message(
     try:
         qids = [await w.send(bob(i)) for i in range(5)]
         w.scheduler.wake()
-        async with asyncio.timeout(10):
-            while w.remote.active < 2:
-                await asyncio.sleep(0.01)
+        await w.remote.until(lambda: w.remote.active == 2)
         before = queue.claims
-        for i in range(5, 60):  # each enqueue wakes the scheduler, as the server's does
-            qids.append(await w.send(bob(i)))
+        for i in range(5, 60):  # each enqueue wakes the scheduler, as the server's does; the enqueue's
+            qids.append(await w.send(bob(i)))  # own wait for its commit lets the woken scheduler run
             w.scheduler.wake()
-            await asyncio.sleep(0.002)
         assert queue.claims - before <= 2  # not one per message
         w.remote.gate.set()
-        async with asyncio.timeout(60):
-            while not await _all_delivered(w, qids):
-                clock.advance(1.0)  # the handed-back recipients come due again,
-                w.scheduler.wake()  # and the poll (1 s in production, 30 s here) finds them
-                await asyncio.sleep(0.02)
+
+        async def drained() -> bool:
+            clock.advance(1.0)  # the handed-back recipients come due again,
+            w.scheduler.wake()  # and the poll (1 s in production, 30 s here) finds them
+            return await _all_delivered(w, qids)
+
+        await eventually(drained, "every message delivered", timeout_s=60)
     finally:
         await w.scheduler.stop()
         await asyncio.wait_for(task, timeout=10)
@@ -628,9 +644,7 @@ async def test_deliveries_are_recorded_when_their_transaction_ends(queue: Sqlite
     w.remote.script = lambda d, r: OK if r.address == bob(1) else UNKNOWN
     qid = await w.send(bob(1), bob(2), bob(3))
     run = asyncio.create_task(w.scheduler.run_once())
-    async with asyncio.timeout(10):
-        while (await w.states(qid))[0][0] is not RecipientState.DELIVERED:
-            await asyncio.sleep(0.01)
+    await w.until_first_is(qid, RecipientState.DELIVERED)
     assert [s for s, _ in await w.states(qid)][1:] == [RecipientState.QUEUED] * 2  # bob3 waits: one DSN
     slow.set()
     assert await run == 3
@@ -659,9 +673,7 @@ async def test_delivery_goes_on_after_an_unexpected_claim_error(tmp_path: Path, 
     try:
         qid = await w.send(bob())
         w.scheduler.wake()
-        async with asyncio.timeout(10):
-            while (await w.states(qid))[0][0] is not RecipientState.DELIVERED:
-                await asyncio.sleep(0.01)
+        await w.until_first_is(qid, RecipientState.DELIVERED)
         assert queue.failures == 0
     finally:
         await w.scheduler.stop()
@@ -693,8 +705,7 @@ async def test_stop_cancels_what_outlives_the_grace_time(world: World) -> None:
     world.remote.gate = asyncio.Event()  # never opened: a server that hangs
     qid = await world.send(bob())
     task = asyncio.create_task(world.scheduler.run_forever())
-    while world.remote.active < 1:
-        await asyncio.sleep(0.01)
+    await world.remote.until(lambda: world.remote.active == 1)
     await world.scheduler.stop(grace_s=0.05)
     await asyncio.wait_for(task, timeout=10)
     assert world.remote.active == 0 and world.remote.closed  # cancelled, then closed
@@ -712,15 +723,13 @@ async def test_a_reload_swaps_couriers_and_settings_for_what_starts_next(
     old.gate = asyncio.Event()
     first = await w.send(bob(1))
     running = asyncio.create_task(w.scheduler.run_once())
-    while old.active < 1:
-        await asyncio.sleep(0.01)
+    await old.until(lambda: old.active == 1)
 
     new = FakeCourier(lambda d, r: LATER)
     retry = RetryPolicy(base_s=600, cap_s=6000, max_age_s=36000, delay_notice_s=0)
     settings = dataclasses.replace(DeliverySettings(), retry=retry, max_connections=1)
     w.scheduler.reconfigure({DestinationKind.MX: new, DestinationKind.MAILDIR: w.local}, settings)
-    while not old.closed:  # closed at once: its transaction in progress keeps going
-        await asyncio.sleep(0.01)
+    await old.until(lambda: old.closed)  # closed at once: its transaction in progress keeps going
     assert not w.local.closed  # still in use
     old.gate.set()
     assert await running == 1

@@ -135,7 +135,7 @@ def test_bdat_chunks_are_merged_across_the_hold_limit() -> None:
 
 
 def test_a_bdat_0_flood_costs_no_memory_and_ends_the_session() -> None:
-    driver = Driver()
+    driver = Driver(bdat_max_small_chunks=1000)
     driver.start()
     tracemalloc.start()
     try:
@@ -194,3 +194,23 @@ def test_in_message_covers_data_and_the_whole_bdat_transaction() -> None:
     assert driver.conn.is_in_message
     driver.feed(b"\r\n.\r\n")
     assert not driver.conn.is_in_message
+
+
+def test_the_small_chunk_cap_is_per_session() -> None:
+    driver = Driver(bdat_max_small_chunks=10)
+    driver.start()
+    driver.feed(b"BDAT 0\r\n" * 6 + b"RSET\r\n")
+    driver.start()
+    driver.feed(b"BDAT 0\r\n" * 4)
+    assert driver.last == "250 2.0.0"
+    driver.feed(b"BDAT 0\r\n")
+    assert driver.replies[-1] == S.TOO_MANY_CHUNKS
+    driver.feed(b"RSET\r\n")
+    driver.start()
+    driver.feed(b"BDAT 0\r\n")
+    assert driver.replies[-1] == S.TOO_MANY_CHUNKS  # no new budget
+    driver.feed(b"BDAT 5000 LAST\r\n" + b"x" * 5000)
+    assert driver.replies[-1] == S.TOO_MANY_CHUNKS  # the failed transaction's LAST
+    driver.start()
+    driver.feed(b"BDAT 5000 LAST\r\n" + b"x" * 5000)
+    assert driver.last == "250 2.0.0"  # large chunks still make messages

@@ -39,7 +39,7 @@ _LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
 class ZoneResolver(Protocol):
-    async def a(self, name: str) -> list[str]: ...
+    async def records(self, name: str, rdtype: str) -> list[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +150,7 @@ class DnsblCheck:
 
     async def _ask(self, name: str) -> list[str] | None:
         try:
-            return await self.resolver.a(name)
+            return await self.resolver.records(name, "A")
         except TemporaryDnsError:
             return None
         except DnsError:  # NXDOMAIN, no A record: not listed

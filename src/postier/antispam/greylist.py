@@ -10,7 +10,7 @@ retries pays the delay a few times, not for every new correspondent.
 
 Exempt: trusted and authenticated clients, ``exempt_networks``, clients on a DNS allow list
 (``DnsblCheck.standing``), and a sender whose domain is in ``exempt_spf_domains`` when the SPF
-check's note in the transaction (``txn.notes["spf"]``) says pass.
+check's note in the transaction (``txn.notes["mailauth.spf"]``) says pass for that domain.
 
 ``decide`` is pure; ``GreylistStore`` keeps the triplets in SQLite beside the queue
 (``data_dir/greylist.sqlite``, WAL, ``synchronous=NORMAL``: a power cut may forget the last few
@@ -45,6 +45,8 @@ __all__ = [
 ]
 
 GREYLISTED = S.GREYLISTED
+SPF_NOTE = "mailauth.spf"
+"""Where the mail authentication check (``postier.checks.mailauth``) leaves its SPF result."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,12 +204,17 @@ class GreylistCheck:
         ip = ipaddress.ip_address(client.ip)
         if any(ip in net for net in self.exempt):
             return True
-        if self.spf_domains and txn.sender is not None and _spf_passed(txn.notes.get("spf")):
-            return str(txn.sender.domain).lower() in self.spf_domains
+        if self.spf_domains and txn.sender is not None:
+            domain = _spf_pass_domain(txn.notes.get(SPF_NOTE, txn.notes.get("spf")), txn.sender.domain)
+            return domain is not None and domain.lower().rstrip(".") in self.spf_domains
         return False
 
 
-def _spf_passed(note: object) -> bool:
-    """The SPF check's note: its result as text ("pass"), or an object with a ``result`` attribute."""
-    result = getattr(note, "result", note)
-    return str(getattr(result, "value", result)).lower() == "pass"
+def _spf_pass_domain(note: object, sender_domain: str) -> str | None:
+    """The domain SPF passed for, from the mail authentication check's note (``mailfrom``, a result
+    with ``result`` and ``domain``) or a plain ``"pass"``; None when SPF did not pass."""
+    spf = getattr(note, "mailfrom", note)
+    result = getattr(spf, "result", spf)
+    if str(getattr(result, "value", result)).lower() != "pass":
+        return None
+    return str(getattr(spf, "domain", "") or sender_domain)

@@ -32,6 +32,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "-c", "--config", metavar="FILE", help="for 'explain tls DOMAIN': the configuration to look up with"
     )
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="for 'explain tls': also connect to each MX (EHLO, STARTTLS; no mail)",
+    )
     parser.set_defaults(func=handler)
 
 

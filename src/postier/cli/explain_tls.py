@@ -25,7 +25,7 @@ from postier.mail.errors import PostierError
 __all__ = ["explain_tls_command", "render"]
 
 
-async def _report(config: Config, domain: str) -> TlsReport:
+async def _report(config: Config, domain: str, probe: bool) -> TlsReport:
     servers = [parse_hostport(ns, default_port=53) for ns in config.dns.nameservers]
     resolver = DnsPythonResolver(servers or None, dnssec=config.dns.dnssec)
     d = config.delivery
@@ -41,7 +41,13 @@ async def _report(config: Config, domain: str) -> TlsReport:
         configured, source = TlsPolicy(d.tls), "config:delivery.tls"
     dane = DaneLookup(resolver) if config.dns.dnssec else None
     return await explain_tls(
-        ascii_domain, resolver, configured=configured, configured_source=source, sts=sts, dane=dane
+        ascii_domain,
+        resolver,
+        configured=configured,
+        configured_source=source,
+        sts=sts,
+        dane=dane,
+        probe_ca_file=d.ca_file if probe else None,
     )
 
 
@@ -65,6 +71,8 @@ def render(report: TlsReport) -> list[str]:
         lines.extend(f"    TLSA: {t}" for t in host.tlsa)
         lines.append(f"    a REQUIRETLS message: {host.requiretls}")
         lines.extend(f"    broken: {p}" for p in host.problems)
+        if host.probe:
+            lines.append(f"    probe: {host.probe}")
     return lines
 
 
@@ -74,7 +82,7 @@ def explain_tls_command(args: argparse.Namespace, domains: list[str]) -> int:
         return 2
     try:
         config = load_config(args.config) if args.config else Config()
-        reports = [asyncio.run(_report(config, d)) for d in domains]
+        reports = [asyncio.run(_report(config, d, args.probe)) for d in domains]
     except (PostierError, ValueError) as exc:
         print(f"postier explain tls: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from postier.cli.dkim_cmd import register as register_dkim
 from postier.cli.explain_cmd import register as register_explain
 from postier.cli.queue_cmd import register as register_queue
 from postier.cli.send_cmd import register as register_send
+from postier.cli.tls_cmd import register as register_tls
 from postier.cli.user_cmd import register as register_user
 from postier.config import Config, load_config
 from postier.mail.errors import ConfigError, PostierError
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_explain(sub)
     register_send(sub)
     register_dkim(sub)
+    register_tls(sub)
     _finish_help(parser)
     return parser
 

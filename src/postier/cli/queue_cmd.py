@@ -137,8 +137,13 @@ def _show(args: argparse.Namespace) -> int:
             print(json.dumps(queue_ops.record_to_json(shown.record), indent=2, ensure_ascii=True))
             return 0
         if args.body and shown.body is not None:
+            # A person reads it: no escape sequence in the message may reach the terminal.
+            if sys.stdout.isatty():
+                text = shown.body.decode("utf-8", "replace").replace("\r\n", "\n")
+                print(visible(text, keep_newlines=True), end="")
+                return 0
             sys.stdout.flush()
-            sys.stdout.buffer.write(shown.body)
+            sys.stdout.buffer.write(shown.body)  # piped: the message as stored, byte for byte
             sys.stdout.buffer.flush()
             return 0
         _print_record(queue_ops.record_to_json(shown.record), shown.body)
@@ -162,6 +167,8 @@ def _print_record(data: dict[str, Any], headers: bytes | None) -> None:
         f"client:    {client['ip']}  helo={client['helo']}  proto={client['protocol']}  "
         f"tls={client['tls']}  user={client['auth_user']}"
     )
+    if client.get("mailauth"):
+        print(f"mailauth:  {client['mailauth']}")
     if data["done_at"]:
         print(f"done:      {data['done_at']}")
     for r in data["recipients"]:

@@ -39,6 +39,7 @@ _SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("log", model.LogConfig, "[log]"),
     ("dkim", model.DkimConfig, "[dkim] (DKIM signing of outgoing mail: docs/dkim.md)"),
     ("dkim.key", model.DkimKeyConfig, "[[dkim.key]] (a DKIM key kept outside data_dir/dkim)"),
+    ("mailauth", model.MailauthConfig, "[mailauth] (SPF, DKIM, DMARC, ARC on arrival: docs/mailauth.md)"),
     (
         "antispam",
         antispam.AntispamConfig,

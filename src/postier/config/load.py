@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from postier.config.dkim import check_dkim
+from postier.config.mailauth import check_mailauth
 from postier.config.model import Config
 from postier.mail.errors import ConfigError
 
@@ -128,6 +129,7 @@ def _check(config: Config) -> None:
     _check_delivery(config)
     _check_session_bounds(config)
     check_dkim(config.dkim)
+    check_mailauth(config.mailauth)
     _check_antispam(config)
     _check_relay_domains(config)
 
@@ -186,8 +188,8 @@ def _check_session_bounds(config: Config) -> None:
     for key in ("hold_message_bytes", "memory_budget_bytes", "bdat_min_chunk_bytes", "bdat_max_small_chunks"):
         if getattr(s, key) < 0:
             raise ConfigError(f"server.{key}", "must not be negative")
-    if s.min_data_bytes_per_s < 0:
-        raise ConfigError("server.min_data_bytes_per_s", "must be 0 (off) or positive")
+    if s.min_data_bytes_per_s < 0 or s.error_delay_s < 0:
+        raise ConfigError("server", "min_data_bytes_per_s and error_delay_s must be 0 (off) or positive")
     if s.max_header_bytes < 1024:
         raise ConfigError("server.max_header_bytes", "must be at least 1024")
 

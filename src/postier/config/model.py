@@ -14,6 +14,7 @@ import msgspec
 
 from postier.config.antispam import AntispamConfig, MilterConfig
 from postier.config.dkim import DkimConfig, DkimKeyConfig
+from postier.config.mailauth import MailauthConfig
 from postier.config.tlsrpt import TlsRptConfig
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "ListenerConfig",
     "LocalConfig",
     "LogConfig",
+    "MailauthConfig",
     "MetricsConfig",
     "PolicyConfig",
     "QueueConfig",
@@ -68,6 +70,11 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     read to its end and refused with 550 5.6.0. Raise it only for legacy senders that cannot fold lines."""
     max_errors: int = 10
     """Protocol errors tolerated in one session before 421 4.7.0 and close."""
+    error_delay_s: float = 1.0
+    """Once a session has made max_errors / 2 protocol errors, each further error reply waits this
+    long (a tarpit, as Postfix's smtpd_error_sleep_time after smtpd_soft_error_limit): a client
+    flooding bad or junk commands (a BDAT 0 flood past server.bdat_max_small_chunks) then costs
+    seconds, not CPU, before the 421. 0: no delay."""
     max_connections: int = 1000
     """Concurrent SMTP connections over all listeners; beyond, 421 4.7.0."""
     max_connections_per_ip: int = 50
@@ -96,9 +103,10 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     bdat_min_chunk_bytes: int = 4096
     """A BDAT chunk (RFC 3030) smaller than this, other than the LAST, is "small" (BDAT 0, one-octet
     chunks: each costs a command and a reply, but no memory: chunks are merged as they come). Default 4096."""
-    bdat_max_small_chunks: int = 1000
-    """Small BDAT chunks allowed in one message; beyond, 552 5.3.4, and every further chunk counts
-    toward max_errors (so a BDAT 0 flood ends with 421 4.7.0). Default 1000."""
+    bdat_max_small_chunks: int = 100
+    """Small BDAT chunks one session may send (over all its transactions: RSET gives no new budget);
+    beyond, each gets 552 5.3.4 and counts toward max_errors, so a BDAT 0 flood ends with 421 4.7.0
+    (slowed by error_delay_s). Like Postfix's smtpd_junk_command_limit (100). Default 100."""
     shutdown_grace_s: float = 30.0
     """On SIGTERM: how long open sessions may go on before they get 421 4.3.2."""
     early_talker_delay_s: float = 0.0
@@ -296,7 +304,8 @@ class DeliveryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     max_connections: int = 100
     """Outbound connections open at once, over all destinations."""
     max_connections_per_destination: int = 20
-    """Outbound connections open at once to one destination (one domain's MX set, or one relay)."""
+    """Outbound connections open at once to one destination (one domain's MX set, or one relay). With
+    queue.backend = "postgres", counted over every node of the cluster."""
     max_recipients_per_transaction: int = 50
     """Recipients of one message sent in one SMTP transaction; more are split over transactions."""
     reuse_idle_s: float = 5.0
@@ -411,4 +420,5 @@ class Config(
     """[[milter]] tables: filters speaking the Sendmail milter protocol, asked at the end of data in
     file order (docs/antispam.md)."""
     dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)
+    mailauth: MailauthConfig = msgspec.field(default_factory=MailauthConfig)
     tlsrpt: TlsRptConfig = msgspec.field(default_factory=TlsRptConfig)

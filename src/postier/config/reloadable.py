@@ -12,7 +12,8 @@ Live: what a new session reads from the server each time (relay policy, rate lim
 and password checks, connection limits, timeouts), the TLS pair, the log, the shutdown grace, and
 what delivery takes per claim: ``[[route]]`` and the smarthost keys (password files are read again),
 ``[delivery]``, ``[dns]``, ``[local]``, ``[dkim]`` (the keys are read and checked again),
-``[antispam]`` and ``[[milter]]`` (the greylisting store and the pregreet memory are kept).
+``[mailauth]`` (but its DMARC report keys need a restart), ``[antispam]`` and ``[[milter]]`` (the
+greylisting store and the pregreet memory are kept).
 Restart: what is bound into a listening socket or an open store — listener addresses and modes,
 ``server.hostname`` and the message limits (baked into each listener's engine settings),
 ``server.data_dir``, ``[queue]``, ``[metrics]``.
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 import msgspec
 
 from postier.config.antispam import AntispamConfig
-from postier.config.model import Config, DeliveryConfig, DkimConfig, DnsConfig, LocalConfig
+from postier.config.model import Config, DeliveryConfig, DkimConfig, DnsConfig, LocalConfig, MailauthConfig
 
 __all__ = ["LIVE", "LIVE_TABLES", "ReloadPlan", "plan_reload"]
 
@@ -77,6 +78,8 @@ LIVE: dict[str, frozenset[str]] = {
     "dns": frozenset(DnsConfig.__struct_fields__),
     "local": frozenset(LocalConfig.__struct_fields__),
     "dkim": frozenset(DkimConfig.__struct_fields__),
+    "mailauth": frozenset(MailauthConfig.__struct_fields__)
+    - {"dmarc_reports", "dmarc_report_interval_s", "dmarc_report_from", "dmarc_report_org"},
     "antispam": frozenset(AntispamConfig.__struct_fields__),
 }
 """Per section, the keys a reload applies. Every other key needs a restart."""

@@ -186,6 +186,7 @@ def record_to_json(record: MessageRecord) -> dict[str, Any]:
             "tls": client.tls,
             "auth_user": client.auth_user,
             "listener": client.listener,
+            "mailauth": client.mailauth,
         },
         "recipients": [
             {

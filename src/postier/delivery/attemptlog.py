@@ -38,14 +38,15 @@ def log_attempt(
         result=result.state.value,
         relay=attempt.remote_mta or relay,
         tls=attempt.tls,
-        tls_policy=attempt.tls_policy or tls_default[0],
-        source=attempt.tls_source or tls_default[1],
         reply=result.reply,
         attempt=item.attempts + 1,
         next=None if result.next_attempt_at is None else result.next_attempt_at.isoformat(timespec="seconds"),
         delay_s=age_s,
         duration_s=None if duration_s is None else round(duration_s, 3),
         dsn=None if status is None else str(status),
+        tls_policy=attempt.tls_policy or tls_default[0],  # last: lines stay greppable as before
+        source=attempt.tls_source or tls_default[1],
+        tls_failure=attempt.tls_failure,
     )
     if judgement.expired:
         mail_event(

@@ -137,6 +137,7 @@ class SmtpConnection:
         self._stream = stream
         self.tls = describe_tls(transport.get_extra_info("ssl_object"))
         self.verified_by: str | None = None  # "dane" / "mta-sts": the peer was authenticated so
+        self.tls_failure: str | None = None  # MTA-STS testing: what enforce would have refused
 
     @property
     def ssl_object(self) -> object:

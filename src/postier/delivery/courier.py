@@ -18,7 +18,9 @@ Setting up a session, in order (RFC 5321 §3.1, RFC 3207, RFC 4954):
    courier logs it and reconnects to the same address in plain text (as Postfix does at level "may"),
    and a refused STARTTLS continues in plain text; REQUIRED and VERIFY defer with ``4.7.4`` when
    STARTTLS is not offered and with ``4.7.5`` when the handshake or the certificate check fails.
-   LMTP never uses TLS. After TLS, EHLO again (RFC 3207 §4.2);
+   LMTP never uses TLS. After TLS, EHLO again (RFC 3207 §4.2). Per host (``Hop``, from
+   ``security.plan``): DANE hosts need STARTTLS and a TLSA match (``tlscheck``); MTA-STS ``testing``
+   tries VERIFY first and, when it fails, notes why (``tls_failure``) and goes on as configured;
 4. AUTH with ``destination.credentials``, only over TLS unless the policy is NONE (else ``4.7.10``,
    "encryption needed", RFC 4954 §6). A refused AUTH (535) defers with ``4.7.8`` instead of bouncing:
    wrong credentials are our configuration's fault (Postfix: ``smtp_sasl_auth_soft_bounce``).
@@ -51,7 +53,7 @@ from postier.delivery.requiretls import (
     refusal_on_connection,
     relaxed,
 )
-from postier.delivery.tlscheck import dane_verdict, hop_policy, label_attempts, mark_verified
+from postier.delivery.tlscheck import dane_verdict, hop_policy, label_attempts, mark_verified, testing_failed
 from postier.delivery.tlsclient import TlsContexts, is_ip_literal, strip_ip_literal
 from postier.delivery.transport import (
     Attempt,
@@ -229,9 +231,15 @@ class SmtpCourier:
         book: AttemptBook,
         *,
         plain: bool = False,
+        testing_failure: str | None = None,
     ) -> SmtpConnection | None:
-        """Connect, greet, EHLO, TLS, AUTH. None when the host cannot be used (recorded in ``book``)."""
+        """Connect, greet, EHLO, TLS, AUTH. None when the host cannot be used (recorded in ``book``).
+        MTA-STS testing: STARTTLS is tried as enforce would (VERIFY); when that fails, the failure is
+        kept (``tls_failure``) and the host is used as configured — again, unverified, after a failed
+        certificate check (``testing_failure``)."""
         policy = hop_policy(destination, hop)
+        soft = destination.tls_label == "mta-sts-testing" and not hop.tlsa and not plain
+        soft = soft and testing_failure is None and policy is not TlsPolicy.NONE
         engine = ClientConnection(
             local_hostname=self._helo_name,
             lmtp=destination.kind is DestinationKind.LMTP,
@@ -254,13 +262,17 @@ class SmtpCourier:
         connection = opened
         try:
             retry, reply = await self._set_up(
-                connection, destination, hop, policy, starttls=not (implicit or plain)
+                connection, destination, hop, policy, starttls=not (implicit or plain), soft=soft
             )
         except BaseException:  # cancelled: never leave the socket open
             connection.close()
             raise
+        if retry and soft and connection.tls_failure is not None:  # testing: again, as configured
+            failure = connection.tls_failure
+            return await self._establish(destination, hop, endpoint, book, testing_failure=failure)
         if retry:
             return await self._establish(destination, hop, endpoint, book, plain=True)
+        connection.tls_failure = connection.tls_failure or testing_failure
         if reply.code >= 500:  # a site failure: only a host asked for the message may refuse it for good
             reply = _deferred(reply, (4, 0), "Refused by the remote server")
         if reply.code >= 400:
@@ -277,14 +289,19 @@ class SmtpCourier:
         policy: TlsPolicy,
         *,
         starttls: bool,
+        soft: bool = False,
     ) -> tuple[bool, Reply]:
-        """Greeting, EHLO, STARTTLS, AUTH: (retry in plain text, the reply that ends the set-up)."""
+        """Greeting, EHLO, STARTTLS, AUTH: (connect again, the reply that ends the set-up)."""
         reply = await connection.greet()
         if reply.code != 220:
             return False, reply
         reply = await connection.hello()
         if reply.code == 250 and starttls and policy is not TlsPolicy.NONE:
-            retry, reply = await self._starttls(connection, connection.endpoint, policy)
+            retry, reply = await self._starttls(
+                connection, connection.endpoint, TlsPolicy.VERIFY if soft else policy
+            )
+            if soft and reply.code >= 400:  # enforce would refuse this host: note why, go on as configured
+                retry, reply = testing_failed(connection, reply, policy)
             if retry:
                 return True, reply
             if reply.code < 400 and hop.tlsa:
@@ -374,7 +391,9 @@ class SmtpCourier:
         for i, (reply, is_site) in zip(indexes, classify(result, lmtp=lmtp), strict=True):
             reply = connection.explain(reply)
             relayed = reply.code < 300 and not has_dsn and not lmtp
-            attempt = Attempt(book.recipients[i], reply, remote, tls, dsn_relayed=relayed)
+            attempt = Attempt(
+                book.recipients[i], reply, remote, tls, relayed, tls_failure=connection.tls_failure
+            )
             if is_site:
                 any_site = True
                 book.site_failure(attempt, [i])

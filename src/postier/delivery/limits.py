@@ -4,7 +4,11 @@ Theory of operation. ``Slots.hold(key)`` is entered around each transaction: fir
 destination's own semaphore (``delivery.max_connections_per_destination``), then the global one
 (``delivery.max_connections``), so a transaction waiting for a busy destination never sits on a
 global slot that another destination could use. A destination's semaphore lives while someone holds
-or waits for it.
+or waits for it. With a queue shared by several nodes (``SharedSlots``: PostgreSQL), a transaction
+also takes one of the destination's cluster-wide slots once it has its own node's: the limit then
+holds over every node. None free: it waits (50 ms, doubling to 1 s) — holding only its node's
+destination slot. The shared store away (the database restarting): it goes on under the node's
+limit alone rather than stall deliveries in progress.
 
 ``DeadDestinations`` remembers a network destination where no server answered at all (every
 attempt a 4xx without a remote MTA: connection refused, timed out, temporary DNS failure of its
@@ -25,10 +29,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from postier.delivery.transport import Attempt, Destination, DestinationKind
+from postier.mail.errors import QueueError
 from postier.mail.reply import Reply
+from postier.queue.protocol import SharedSlots
 
 __all__ = ["DeadDestinations", "DomainShares", "Slots"]
 
@@ -38,24 +44,64 @@ _NETWORK_KINDS = frozenset({DestinationKind.MX, DestinationKind.RELAY, Destinati
 
 
 class Slots:
-    """The global and per-destination connection limits."""
+    """The global and per-destination connection limits (``shared``: per destination over every
+    node of a cluster too)."""
 
-    def __init__(self, total: int, per_destination: int) -> None:
+    def __init__(self, total: int, per_destination: int, shared: SharedSlots | None = None) -> None:
         self._total = asyncio.Semaphore(total)
         self._per_destination = per_destination
         self._by_key: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+        self._shared = shared
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """Transactions waiting for a slot (their destination's or a global one)."""
+        return self._waiting
 
     @contextlib.asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
         semaphore, users = self._by_key.setdefault(key, (asyncio.Semaphore(self._per_destination), [0]))
         users[0] += 1
+        self._waiting += 1
+        waiting = True
         try:
-            async with semaphore, self._total:  # the destination's slot first: never idle on a global one
-                yield
+            async with semaphore:  # the destination's slot first: never idle on a global one
+                slot = await self._take_shared(key)
+                try:
+                    async with self._total:
+                        self._waiting -= 1
+                        waiting = False
+                        yield
+                finally:
+                    if slot is not None and self._shared is not None:
+                        with contextlib.suppress(Exception):
+                            await self._shared.give_slot(key, slot)
         finally:
+            if waiting:  # cancelled while waiting
+                self._waiting -= 1
             users[0] -= 1
             if users[0] == 0:
                 del self._by_key[key]
+
+    async def _take_shared(self, key: str) -> Any:
+        """A cluster-wide slot of ``key``, waiting for one; None without a shared store (or while
+        it is away)."""
+        if self._shared is None:
+            return None
+        pause = 0.05
+        while True:
+            try:
+                slot = await self._shared.take_slot(key, self._per_destination)
+            except QueueError as exc:
+                _log.warning(
+                    "no shared connection slot for %s (%s); going on under this node's limit", key, exc
+                )
+                return None
+            if slot is not None:
+                return slot
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
 
 class DeadDestinations:

@@ -36,7 +36,7 @@ from datetime import datetime
 from pathlib import Path
 
 from postier.mail.errors import DeliveryError
-from postier.recipients.directory import mailbox_name
+from postier.recipients.mailbox import mailbox_name
 from postier.safeio import fsync_dir, write_all
 
 __all__ = ["MailboxFullError", "deliver_to_maildir", "mailbox_name", "mailbox_size", "unique_name"]

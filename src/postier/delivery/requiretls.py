@@ -27,6 +27,7 @@ import re
 from postier.delivery.connection import SmtpConnection
 from postier.delivery.transport import Destination, DestinationKind, Hop, OutboundMessage, TlsPolicy
 from postier.mail.reply import EnhancedStatus, Reply
+from postier.smtp.client.message import header_section
 
 __all__ = ["is_relaxed", "refusal_before_connecting", "refusal_on_connection", "relaxed"]
 
@@ -34,16 +35,11 @@ _FAILED = EnhancedStatus(5, 7, 30)
 _TLS_REQUIRED_NO = re.compile(rb"(?im)^TLS-Required[ \t]*:[ \t]*No[ \t]*\r?$")
 
 
-def _header(body: bytes) -> bytes:
-    end = body.find(b"\r\n\r\n")
-    if end < 0:
-        end = body.find(b"\n\n")
-    return body if end < 0 else body[:end]
-
-
 def is_relaxed(message: OutboundMessage) -> bool:
     """``TLS-Required: No`` applies: in the header, and the message does not require TLS."""
-    return not message.envelope.requiretls and _TLS_REQUIRED_NO.search(_header(message.body)) is not None
+    return (
+        not message.envelope.requiretls and _TLS_REQUIRED_NO.search(header_section(message.body)) is not None
+    )
 
 
 def relaxed(destination: Destination) -> Destination:

@@ -56,7 +56,7 @@ from postier.delivery.transport import Attempt, Courier, Destination, Destinatio
 from postier.mail.errors import QueueError
 from postier.mail.reply import EnhancedStatus, Reply
 from postier.queue.model import Claim, ClaimedRecipient, QueueId
-from postier.queue.protocol import Queue
+from postier.queue.protocol import Queue, SharedSlots
 
 __all__ = ["INTERNAL_ERROR", "NO_COURIER", "DeliverySettings", "Scheduler"]
 
@@ -91,8 +91,10 @@ class Scheduler:
         rng: random.Random | None = None,
         expand: Expand | None = None,
         sign: Sign | None = None,
+        shared_slots: SharedSlots | None = None,
     ) -> None:
         self._sign = sign  # DKIM for the DSNs we write (Bouncer)
+        self._shared_slots = shared_slots  # per-destination limits over every node (PostgreSQL)
         self._queue = queue
         self._router = router
         self._couriers = dict(couriers)
@@ -105,7 +107,7 @@ class Scheduler:
             clock=clock,
             rng=rng if rng is not None else random.Random(),
         )
-        self._slots = Slots(settings.max_connections, settings.max_connections_per_destination)
+        self._slots = Slots(settings.max_connections, settings.max_connections_per_destination, shared_slots)
         self._in_flight: set[tuple[QueueId, int]] = set()
         self._shares = DomainShares(settings.max_in_flight_per_destination)
         self._tasks: set[asyncio.Task[int]] = set()
@@ -136,7 +138,7 @@ class Scheduler:
         self._couriers = dict(couriers)
         limits = (settings.max_connections, settings.max_connections_per_destination)
         if limits != (old.max_connections, old.max_connections_per_destination):
-            self._slots = Slots(*limits)
+            self._slots = Slots(*limits, self._shared_slots)
         self._shares.limit = settings.max_in_flight_per_destination
         if settings.dead_s != old.dead_s:
             self._dead = DeadDestinations(settings.dead_s, self._clock)
@@ -157,6 +159,12 @@ class Scheduler:
             expand=expand or tuple,
             sign=self._sign,
         )
+
+    @property
+    def waiting_for_slots(self) -> int:
+        """Transactions waiting for a connection slot (``max_connections`` and its per-destination
+        share), under the current limits."""
+        return self._slots.waiting
 
     def wake(self) -> None:
         """Claim now (after an enqueue) instead of at the next poll."""

@@ -20,10 +20,11 @@ from datetime import UTC, datetime
 
 from postier.delivery.connection import SmtpConnection
 from postier.delivery.security.dane import check_chain
+from postier.delivery.security.tlsrpt import result_type
 from postier.delivery.transport import Attempt, Destination, DestinationKind, Hop, TlsPolicy
 from postier.mail.reply import EnhancedStatus, Reply
 
-__all__ = ["dane_verdict", "hop_policy", "label_attempts", "mark_verified", "peer_chain"]
+__all__ = ["dane_verdict", "hop_policy", "label_attempts", "mark_verified", "peer_chain", "testing_failed"]
 
 _ENCODING_DER = 2  # _ssl.ENCODING_DER
 
@@ -68,6 +69,18 @@ def mark_verified(connection: SmtpConnection, destination: Destination, policy: 
         connection.verified_by = "mta-sts"
     elif destination.kind is DestinationKind.RELAY:
         connection.verified_by = "relay"
+
+
+def testing_failed(connection: SmtpConnection, reply: Reply, policy: TlsPolicy) -> tuple[bool, Reply]:
+    """MTA-STS testing: STARTTLS under VERIFY gave ``reply`` (≥ 400), which enforce would refuse. Keep
+    the RFC 8460 result type on the connection; then (connect again, unverified — after a failed
+    handshake or certificate), or what the configured ``policy`` makes of a missing STARTTLS."""
+    connection.tls_failure = result_type("", str(reply)) or "validation-failure"
+    if reply.status == EnhancedStatus(4, 7, 5) or not connection.is_usable:
+        return True, reply
+    if policy is TlsPolicy.OPPORTUNISTIC:
+        return False, Reply(250, EnhancedStatus(2, 0, 0), "TLS not offered")
+    return False, reply
 
 
 def label_attempts(destination: Destination, attempts: Sequence[Attempt]) -> list[Attempt]:

@@ -128,6 +128,7 @@ class Attempt:
     dsn_relayed: bool = False
     tls_policy: str | None = None  # the TLS policy applied (``Hop.tls_label``), for the log
     tls_source: str | None = None
+    tls_failure: str | None = None  # MTA-STS testing: the RFC 8460 result type enforce would have hit
 
 
 class Courier(Protocol):

@@ -28,6 +28,7 @@ import dns.nameserver
 import dns.rdata
 import dns.rdatatype
 import dns.rdtypes.ANY.MX
+import dns.rdtypes.ANY.PTR
 import dns.rdtypes.ANY.TXT
 import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
@@ -111,9 +112,10 @@ class DnsPythonResolver:
     async def txt(self, name: str) -> list[str]:
         return list(await self._lookup(name, "TXT"))
 
-    async def a(self, name: str) -> list[str]:
-        """The A records of ``name`` alone (a DNSBL query: RFC 5782 §2.1), cached for their TTL."""
-        return list(await self._lookup(name, "A"))
+    async def records(self, name: str, rdtype: str) -> list[str]:
+        """The records of one type as text (A, AAAA, MX "pref host", TXT joined, PTR host), for
+        callers that need a type the ``Resolver`` protocol does not name (SPF: A alone, PTR)."""
+        return list(await self._lookup(name, rdtype.upper()))
 
     async def _lookup(self, name: str, rdtype: str) -> tuple[str, ...]:
         try:
@@ -170,6 +172,8 @@ def _to_text(rdata: dns.rdata.Rdata) -> str:
         return b"".join(rdata.strings).decode("utf-8", "replace")
     if isinstance(rdata, dns.rdtypes.IN.A.A | dns.rdtypes.IN.AAAA.AAAA):
         return str(rdata.address)
+    if isinstance(rdata, dns.rdtypes.ANY.PTR.PTR):
+        return str(rdata.target.to_text(omit_final_dot=True).lower())
     return str(rdata.to_text())
 
 

@@ -59,6 +59,7 @@ class ClientInfo:
     tls: str | None = None  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"
     auth_user: str | None = None
     listener: str = ""  # the listener's address "127.0.0.1:2525"
+    mailauth: str = ""  # what mail authentication found: "spf=pass dkim=pass:example.com dmarc=pass"
 
 
 @dataclass(frozen=True, slots=True)

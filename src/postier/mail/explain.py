@@ -1,13 +1,13 @@
 """``postier explain``: SMTP replies in plain English, for the person reading a log.
 
-Theory of operation: a query is a basic reply code (``452``), an enhanced status code (``5.1.1``,
-or ``X.1.1`` for any class) or both (``550 5.7.1``), optionally followed by the reply text as it
-appeared in a log. Each code is looked up in ``explain_data``; a well-formed code no table knows is
-explained from its digits (RFC 5321 §4.2.1 for basic codes, RFC 3463 §2–3 for enhanced ones). What
-a sender does next — nothing, retry later, or bounce — follows from the basic code when there is
-one (it is what SMTP clients act on), else from the enhanced class. ``replies_using`` finds the
-replies of Postier's own catalogue (``postier.mail.replies``) that carry a code, so the
-explanation can say "Postier sends this as: …". Pure: no I/O.
+Theory of operation: a query is a basic reply code (``452``), an enhanced status code (``5.1.1``, or
+``X.1.1`` for any class) or both (``550 5.7.1``), optionally followed by the reply text as it appeared in a
+log. Each code is looked up in ``explain_data`` (basic) or ``explain_enhanced``; a well-formed code no table
+knows is explained from its digits (RFC 5321 §4.2.1 for basic codes, RFC 3463 §2–3 for enhanced ones). What
+a sender does next — nothing, retry later, or bounce — follows from the basic code when there is one (it is
+what SMTP clients act on), else from the enhanced class. ``replies_using`` finds the replies of Postier's
+own catalogue (``postier.mail.replies``) that carry a code, so the explanation can say "Postier sends this
+as: …". Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from postier.mail.explain_data import BASIC, BASIC_CATEGORY, BASIC_CLASS, ENHANCED, ENHANCED_SUBJECT
+from postier.mail.explain_data import BASIC, BASIC_CATEGORY, BASIC_CLASS
+from postier.mail.explain_enhanced import ENHANCED, ENHANCED_SUBJECT
 from postier.mail.replies import S, dnsbl_blocked, greeting, queued
 from postier.mail.reply import Reply
 

@@ -121,6 +121,12 @@ class S:
     MILTER_DEFERRED = _r(451, "4.7.1", "Message content deferred, try again later")
     AUTH_NEEDS_EHLO = _r(503, "5.5.1", "Send EHLO before AUTH")
 
+    # --- mail authentication (SPF, DMARC: docs/mailauth.md) -------------------------------------------
+    SPF_FAIL = _r(550, "5.7.23", "SPF validation failed: the sender's domain does not authorize this host")
+    SPF_TEMPERROR = _r(451, "4.7.24", "SPF validation error (DNS), try again later")
+    DMARC_REJECT = _r(550, "5.7.1", "Rejected by the DMARC policy of the From domain")
+    DMARC_TEMPERROR = _r(451, "4.7.1", "DMARC policy of the From domain unavailable, try again later")
+
 
 def greeting(hostname: str) -> Reply:
     """The 220 greeting (RFC 5321 §4.3.1): no enhanced status before EHLO."""

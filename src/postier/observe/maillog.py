@@ -8,27 +8,41 @@ A keyword that clashes with Python (``from``) is passed with a trailing undersco
 logged without it. ``None`` values are left out. (Model: chasquid ``internal/maillog``; Postfix's
 ``status=sent (250 …)`` lines.)
 
-Events and their usual fields:
+Events and the fields they are written with (in that order; ``?``: only when it applies). With
+``[server] workers`` above 1 every line also carries ``worker`` (the process index, ``logs.set_worker``).
 
 =============  ==============================================================================
 connect        sid, remote (ip:port), listener (smtp|submission|submissions), local (ip:port)
 helo           sid, name (as the client gave it), verb (HELO|EHLO)
-tls            sid, version (TLSv1.3), cipher
-auth           sid, mechanism, user, result (ok|failed|cancelled) — never the password or payload
-reject         sid, stage (connect|helo|auth|mail|rcpt|data), reply ("550 5.1.1 …"), from, rcpt, check
-               (the policy check that refused), reason
-verdict        sid, id, stage, check, action (tag|quarantine|discard|accept), reason, score — a check's
-               word that did not refuse the client (a header added, a message held or dropped)
-queued         sid, id, from (<sender>, ``<>`` for bounces), size (octets), nrcpt, msgid, duration_s,
-               held (quarantined), dkim (the signing domain, or unsigned), dkim_reason
-delivery       id, rcpt, result (delivered|deferred|failed), reply, mx (host[ip]), attempt, delay_s,
-               duration_s (the attempt itself)
-bounce         id, rcpt, reply, bounce_id (queue id of the DSN sent), reason
+tls            sid, version (TLSv1.3), cipher — or, when the handshake fails: sid, result=failed,
+               error (the exception's class name)
+auth           sid, mechanism, user?, result (ok|failed|locked|authzid) — never the password or payload
+reject         sid (absent when refused before a session began), remote? (connect stage), stage
+               (connect|helo|auth|mail|rcpt|data|…: the command), from? (mail), rcpt? (rcpt), user?
+               (a sender rule or a rate limit), reply ("550 5.1.1 …"), check? (the policy check that
+               refused: relay, recipient, rate, loop, admission, a user check …), reason?
+verdict        sid, id? (data stage), stage, check, action (tag|quarantine|discard|accept), reason?,
+               score? — a check's word that did not refuse the client (a header added, a message held
+               or dropped, a check skipped after a failure)
+queued         sid, id, from (<sender>, ``<>`` for bounces), size (octets), nrcpt, proto
+               (the RFC 3848 "with" keyword: SMTP, ESMTPSA, UTF8SMTPS …), user?, duration_s (MAIL to
+               queued), held? (quarantined by a check), dkim? (the signing domain, or unsigned),
+               dkim_reason?, mailauth? (what mail authentication found: "spf=pass
+               dkim=pass:example.com dmarc=pass arc=none"), arc? (sealed: an ARC set was added, the
+               message being forwarded by an alias)
+delivery       id, rcpt, result (delivered|deferred|failed), relay (the server "host [ip]:port", or
+               the destination), tls?, tls_policy, source (where the policy came from), reply,
+               attempt, next? (the next attempt, deferred only), delay_s (time in queue), duration_s?
+               (the attempt itself), dsn? (the reply's enhanced status)
+bounce         id, rcpt, action (failed|delayed|delivered|relayed), then either to (the DSN's
+               recipient), bounce_id (queue id of the DSN), reason? (double bounce), reply?; or
+               result (withheld|dropped), reason, reply?
 expired        id, rcpt, age_s (time in queue), last_reply
-removed        id, by (cli|api|expiry), reason
-disconnect     sid, remote, commands (count), duration_s, reason (quit|timeout|error|shutdown)
+removed        reserved: not written yet (``postier queue delete`` logs nothing here)
+disconnect     sid, remote, commands (count), duration_s, reason (quit|timeout|error|shutdown|closed)
 ready          listeners ("smtp=127.0.0.1:2525 submission=…"), hostname — the server accepts mail
 stopped        (no fields) — the server has shut down
+dmarc_report   id (of the report message queued), domain (the policy domain), to (<rua address>), rows
 =============  ==============================================================================
 
 Never pass passwords, AUTH payloads, keys or message bodies as fields.
@@ -69,6 +83,7 @@ EVENTS = frozenset(
         "disconnect",
         "ready",
         "stopped",
+        "dmarc_report",
     }
 )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from postier.mail.envelope import Envelope
 from postier.queue.model import (
@@ -23,7 +23,7 @@ from postier.queue.model import (
 )
 from postier.spool import MessageBody
 
-__all__ = ["DEFAULT_KEEP_BODY_S", "DEFAULT_KEEP_S", "Queue", "Target"]
+__all__ = ["DEFAULT_KEEP_BODY_S", "DEFAULT_KEEP_S", "Queue", "SharedSlots", "Target"]
 
 Target = QueueId | QueueFilter
 DEFAULT_KEEP_S = 7 * 86400.0
@@ -101,3 +101,15 @@ class Queue(Protocol):
     async def purge(
         self, now: datetime | None = None, *, keep_s: float = ..., keep_body_s: float = ...
     ) -> PurgeResult: ...
+
+
+@runtime_checkable
+class SharedSlots(Protocol):
+    """What a queue shared by several nodes (PostgreSQL) adds: connection slots per destination
+    counted over every node, so a destination's limit holds for the whole cluster."""
+
+    async def take_slot(self, key: str, limit: int) -> Any:
+        """One of ``limit`` slots of destination ``key``; None when every one is taken."""
+        ...
+
+    async def give_slot(self, key: str, slot: Any) -> None: ...

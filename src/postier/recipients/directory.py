@@ -48,6 +48,7 @@ from postier.mail.replies import S
 from postier.mail.reply import Reply
 from postier.recipients.aliases import Aliases, AliasFile, alias_key
 from postier.recipients.local_settings import check_template, config_address, lmtp_domains, local_domain_key
+from postier.recipients.mailbox import mailbox_name
 from postier.users.model import User
 
 if TYPE_CHECKING:
@@ -72,31 +73,6 @@ class UserLookup(Protocol):
 class _AliasLoop(Exception):
     def __init__(self, chain: Sequence[str]) -> None:
         super().__init__(" -> ".join(chain))
-
-
-def mailbox_name(local_part: str) -> str:
-    """A local part as a directory name: unquoted, lowercased, with ``/`` and NUL replaced by
-    ``_`` and leading dots replaced by ``_`` (no ``.``, ``..`` or hidden directories)."""
-    name = local_part
-    if len(name) >= 2 and name.startswith('"') and name.endswith('"'):
-        name = _unescape(name[1:-1])
-    name = name.lower().replace("/", "_").replace("\0", "_")
-    stripped = name.lstrip(".")
-    name = "_" * (len(name) - len(stripped)) + stripped
-    return name or "_"
-
-
-def _unescape(quoted_inner: str) -> str:
-    """RFC 5321 §4.1.2 quoted-pairSMTP: a backslash quotes the next character."""
-    out: list[str] = []
-    escaped = False
-    for char in quoted_inner:
-        if char == "\\" and not escaped:
-            escaped = True
-            continue
-        out.append(char)
-        escaped = False
-    return "".join(out)
 
 
 class LocalDirectory:

@@ -102,6 +102,8 @@ class Live:
     handshake_timeout_s: float = 30.0
     dkim: DkimSigner = field(default_factory=DkimSigner)
     """Signs our own users' mail at the end of data; swapped (as a new ``Live``) by the key checks."""
+    arc_seal: bool = False
+    """Seal strangers' mail an alias forwards to another domain (``[mailauth] arc_seal``, arcsealing.py)."""
     pregreet: Pregreet | None = None
     """The pregreet test of ``smtp`` listeners (``antispam.pregreet_s``), None when off."""
 
@@ -114,6 +116,7 @@ class SmtpServer:
         queue: MessageSink,
         live: Live,
         min_data_bytes_per_s: float = 500.0,
+        error_delay_s: float = 0.0,
         memory_budget_bytes: int = 64 << 20,
         spool_dir: Path | None = None,
     ) -> None:
@@ -124,6 +127,7 @@ class SmtpServer:
         # Restart-only: the data deadline (budget.DataDeadline), the client input held by all
         # sessions, and where large messages being received are spooled.
         self.min_data_bytes_per_s = min_data_bytes_per_s
+        self.error_delay_s = error_delay_s  # the tarpit past half of max_errors
         self.memory = MemoryBudget(memory_budget_bytes)
         self.spool_dir = spool_dir or Path(tempfile.gettempdir())
         self._servers: list[asyncio.Server] = []

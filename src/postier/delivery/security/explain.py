@@ -19,6 +19,7 @@ from postier.delivery.security.dane_lookup import DaneHost, DaneLookup
 from postier.delivery.security.mtasts import StsMode, record_name
 from postier.delivery.security.mtasts_lookup import MtaSts, StsAnswer
 from postier.delivery.security.plan import TlsPlanner
+from postier.delivery.tlsprobe import probe
 from postier.delivery.transport import Destination, DestinationKind, Hop, TlsPolicy
 from postier.dns import DnsError, Resolver, resolve_mx
 
@@ -36,6 +37,7 @@ class HostReport:
     addresses: tuple[str, ...] = ()
     tlsa: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
+    probe: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,9 @@ async def explain_tls(
     configured_source: str,
     sts: MtaSts | None,
     dane: DaneLookup | None,
+    probe_ca_file: str | None = None,
 ) -> TlsReport:
+    """``probe_ca_file`` set (``""``: the system store): also connect to each host (``tlsprobe``)."""
     domain = domain.lower().rstrip(".")
     report = TlsReport(domain, (configured.value, configured_source))
     plan = await resolve_mx(resolver, domain, random.Random(0))
@@ -84,7 +88,12 @@ async def explain_tls(
     sts_record = await _sts_record(resolver, domain)
     reports = []
     for hop in planned.hosts:
-        reports.append(await _host(resolver, planned, hop, dane_hosts.get(hop.host)))
+        host = await _host(resolver, planned, hop, dane_hosts.get(hop.host))
+        if probe_ca_file is not None and host.addresses and hop.refusal is None:
+            verify = host.policy == "mta-sts" or (hop.tls or planned.tls) is TlsPolicy.VERIFY
+            found = await probe(hop, host.addresses[0], verify=verify, ca_file=probe_ca_file)
+            host = dataclasses.replace(host, probe=found)
+        reports.append(host)
     return dataclasses.replace(
         report,
         mx=tuple(f"{r.preference} {r.host}" for r in plan.hosts),

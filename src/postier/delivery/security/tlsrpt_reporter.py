@@ -73,7 +73,10 @@ class TlsReporter:
             return
         domain = str(values.get("rcpt", "")).strip("<>").rpartition("@")[2].lower()
         mx = str(values.get("relay", "")).split(" ")[0]
-        failure = result_type(str(values.get("result", "")), str(values.get("reply", "")))
+        testing = values.get("tls_failure")  # MTA-STS testing: delivered, but enforce would have failed
+        failure = (
+            str(testing) if testing else result_type(str(values.get("result")), str(values.get("reply")))
+        )
         line = PolicyResult(domain, str(values["tls_policy"]), mx, failure).to_json()
         path = self._dir / f"{self._clock().date().isoformat()}.jsonl"
         try:

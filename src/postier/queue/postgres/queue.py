@@ -40,7 +40,8 @@ from postier.queue.model import (
 )
 from postier.queue.postgres import ops, reads
 from postier.queue.postgres.schema import SCHEMA_VERSION, current_version, migrate
-from postier.queue.postgres.writer import NOTIFY_CHANNEL, GroupWriter, Insert
+from postier.queue.postgres.slots import ClusterSlots
+from postier.queue.postgres.writer import NOTIFY_CHANNEL, GroupWriter, Insert, Record
 from postier.queue.protocol import DEFAULT_KEEP_BODY_S, DEFAULT_KEEP_S, Target
 from postier.spool import MessageBody, as_bytes
 
@@ -62,6 +63,12 @@ def safe_dsn(dsn: str) -> str:
     if not sep or not at or ":" not in userinfo:
         return dsn
     return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+
+
+async def _no_reset(_conn: Any) -> None:
+    """A pooled connection goes back as it is: the queue never leaves session state on one (no
+    session advisory locks, cursors, LISTEN or SET; its locks and settings are transaction-local).
+    asyncpg's default reset is four statements at every release — more than a claim costs."""
 
 
 def _shard(node: str, index: int) -> int:
@@ -87,6 +94,7 @@ class PostgresQueue:
         clock: Callable[[], datetime] = _utcnow,
         create: bool = True,
         worker: int = 0,
+        slot_keep_s: float = 0.2,
     ) -> None:
         if not schema.isidentifier():
             raise ValueError(f"not a plain SQL identifier: {schema!r}")
@@ -99,6 +107,7 @@ class PostgresQueue:
         self._writer: GroupWriter | None = None
         self._subscribers: list[Callable[[], None]] = []
         self._listener: asyncio.Task[None] | None = None
+        self._slots = ClusterSlots(self._connect_one, self._error, keep_s=slot_keep_s)
 
     @property
     def stats_commits(self) -> int:
@@ -107,6 +116,17 @@ class PostgresQueue:
 
     def new_id(self) -> QueueId:
         return self._new_id()
+
+    async def take_slot(self, key: str, limit: int) -> tuple[int, int] | None:
+        """One of ``limit`` connection slots of destination ``key``, shared by every node
+        (``slots.py``); None when all are taken."""
+        return await self._slots.take(key, limit)
+
+    async def give_slot(self, key: str, slot: tuple[int, int]) -> None:
+        await self._slots.give(key, slot)
+
+    async def _connect_one(self) -> Any:
+        return await asyncpg.connect(self._dsn, **self._connect_args())
 
     def subscribe(self, wake: Callable[[], None]) -> None:
         """Call ``wake`` when another node (or a tool) made recipients due: LISTEN/NOTIFY."""
@@ -127,7 +147,7 @@ class PostgresQueue:
             raise QueueError("the queue is already open")
         try:
             pool = await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=self._pool_size, **self._connect_args()
+                self._dsn, min_size=1, max_size=self._pool_size, reset=_no_reset, **self._connect_args()
             )
         except Exception as exc:
             raise self._error(exc) from None
@@ -164,6 +184,7 @@ class PostgresQueue:
             )
 
     async def close(self) -> None:
+        await self._slots.close()
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.cancel()
@@ -182,7 +203,7 @@ class PostgresQueue:
         while True:
             conn: Any = None
             try:
-                conn = await asyncpg.connect(self._dsn, **self._connect_args())
+                conn = await self._connect_one()
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(NOTIFY_CHANNEL, self._notified)
@@ -266,8 +287,12 @@ class PostgresQueue:
         return await self._run(lambda c: ops.renew(c, list(items), to_epoch(until), self.node))
 
     async def record(self, results: Sequence[RecipientResult], now: datetime | None = None) -> int:
-        at = self._now(now)
-        return await self._run(lambda c: ops.record(c, list(results), at))
+        if self._writer is None:
+            raise QueueError("the queue is not open")
+        if not results:
+            return 0
+        applied: int = await self._writer.submit(Record(list(results), self._now(now)))
+        return applied
 
     async def hold(self, target: Target) -> int:
         return await self._run(lambda c: ops.hold(c, target))

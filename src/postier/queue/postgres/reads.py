@@ -7,7 +7,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from postier.mail.errors import QueueError, UnknownMessageError
+from postier.mail.errors import DamagedBodyError, UnknownMessageError
 from postier.queue.codec import decode_envelope, decode_recipient, from_epoch
 from postier.queue.model import (
     AGE_BUCKETS_MIN,
@@ -28,20 +28,19 @@ _PENDING = "('queued', 'deferred')"
 
 
 async def get(conn: Any, qid: str) -> MessageRecord:
-    async with conn.transaction(readonly=True, isolation="repeatable_read"):
-        row = await conn.fetchrow(
-            "SELECT m.arrived_at, m.envelope, m.size, m.body_sha256, m.status, m.done_at,"
-            " EXISTS (SELECT 1 FROM bodies b WHERE b.message_id = m.id) FROM messages m WHERE m.id = $1",
-            qid,
-        )
-        if row is None:
-            raise UnknownMessageError(f"no message {qid} in the queue")
-        rows = await conn.fetch(
-            "SELECT idx, local_part, domain, domain_key, notify, orcpt, state, attempts, next_attempt_at,"
-            " last_attempt_at, last_reply FROM recipients WHERE message_id = $1 ORDER BY idx",
-            qid,
-        )
-    arrived, envelope, size, sha, status, done_at, has_body = row
+    """The message and its recipients by one statement (one snapshot, one round trip: the
+    scheduler asks this for every message it delivers)."""
+    rows = await conn.fetch(
+        "SELECT m.arrived_at, m.envelope, m.size, m.body_sha256, m.status, m.done_at,"
+        " EXISTS (SELECT 1 FROM bodies b WHERE b.message_id = m.id),"
+        " r.idx, r.local_part, r.domain, r.domain_key, r.notify, r.orcpt, r.state, r.attempts,"
+        " r.next_attempt_at, r.last_attempt_at, r.last_reply"
+        " FROM messages m LEFT JOIN recipients r ON r.message_id = m.id WHERE m.id = $1 ORDER BY r.idx",
+        qid,
+    )
+    if not rows:
+        raise UnknownMessageError(f"no message {qid} in the queue")
+    arrived, envelope, size, sha, status, done_at, has_body = tuple(rows[0])[:7]
     recipients = tuple(
         RecipientRecord(
             index=idx,
@@ -53,7 +52,10 @@ async def get(conn: Any, qid: str) -> MessageRecord:
             last_attempt_at=from_epoch(last_at),
             last_reply=reply,
         )
-        for idx, local, domain, key, notify, orcpt, state, attempts, next_at, last_at, reply in rows
+        for idx, local, domain, key, notify, orcpt, state, attempts, next_at, last_at, reply in (
+            tuple(row)[7:] for row in rows
+        )
+        if idx is not None
     )
     return MessageRecord(
         id=QueueId(qid),
@@ -79,10 +81,10 @@ async def read_body(conn: Any, qid: str) -> bytes:
         raise UnknownMessageError(f"no message {qid} in the queue")
     sha, data = row
     if data is None:
-        raise QueueError(f"the body of {qid} was purged (retention)")
+        raise DamagedBodyError(f"the body of {qid} is missing (purged by retention, or lost)")
     body = bytes(data)
     if hashlib.sha256(body).hexdigest() != sha:
-        raise QueueError(f"the body of {qid} does not match its hash: storage is damaged")
+        raise DamagedBodyError(f"the body of {qid} does not match its hash: storage is damaged")
     return body
 
 

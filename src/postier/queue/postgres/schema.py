@@ -56,7 +56,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (message_id, idx)
         )""",
         # only pending recipients are ever looked up by due time: the index stays small
-        "CREATE INDEX recipients_due ON recipients (next_attempt_at) WHERE state IN ('queued', 'deferred')",
+        "CREATE INDEX recipients_due ON recipients (next_attempt_at, message_id, idx)"
+        " WHERE state IN ('queued', 'deferred')",
         "CREATE INDEX recipients_domain ON recipients (domain_key)",
         "CREATE INDEX messages_status ON messages (status, done_at)",
     ),

@@ -21,15 +21,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from postier.mail.envelope import Envelope
 from postier.mail.errors import QueueError
 from postier.queue.codec import encode_envelope, encode_recipient
-from postier.queue.model import QueueId
+from postier.queue.model import QueueId, RecipientResult
+from postier.queue.postgres.ops import record_rows
 
-__all__ = ["NOTIFY_CHANNEL", "GroupWriter", "Insert"]
+__all__ = ["NOTIFY_CHANNEL", "GroupWriter", "Insert", "Record"]
 
 NOTIFY_CHANNEL = "postier_queue"
 """LISTEN/NOTIFY channel: due recipients were added (payload: the node that added them)."""
@@ -68,6 +69,19 @@ Connect = Callable[[], Any]
 """An async context manager yielding a connection (the pool's ``acquire``)."""
 
 
+class Record:
+    """Outcomes to record (``Queue.record``), at ``now``: they share the group commit with the
+    enqueues and the other deliveries' outcomes — each would cost a WAL flush of its own."""
+
+    __slots__ = ("now", "results")
+
+    def __init__(self, results: Sequence[RecipientResult], now: float) -> None:
+        self.results, self.now = results, now
+
+
+Job = Insert | Record
+
+
 class GroupWriter:
     """The queue's one writing task. ``errors`` turns a database exception into a ``QueueError``."""
 
@@ -81,7 +95,7 @@ class GroupWriter:
     ) -> None:
         self._acquire, self._node, self._batch_max = acquire, node, batch_max
         self._errors = errors
-        self._jobs: list[tuple[Insert, asyncio.Future[None]]] = []
+        self._jobs: list[tuple[Job, asyncio.Future[Any]]] = []
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
@@ -100,10 +114,11 @@ class GroupWriter:
                 future.set_exception(QueueError("the queue is closed"))
         self._jobs.clear()
 
-    def submit(self, job: Insert) -> Awaitable[None]:
+    def submit(self, job: Job) -> asyncio.Future[Any]:
+        """The job's future: None for an ``Insert`` (stored), the count applied for a ``Record``."""
         if self._task is None:
             raise QueueError("the queue is not open")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._jobs.append((job, future))
         self._ready.set()
         return future
@@ -115,7 +130,7 @@ class GroupWriter:
             if not self._jobs:
                 self._ready.clear()
             try:
-                stored = await self._store([job for job, _ in batch])
+                outcome = await self._store([job for job, _ in batch])
             except Exception as exc:  # the transaction failed: no job of it was stored
                 error = self._errors(exc)
                 for _, future in batch:
@@ -125,37 +140,63 @@ class GroupWriter:
             for job, future in batch:
                 if future.done():  # the session went away meanwhile
                     continue
-                if job in stored:
-                    future.set_result(None)
+                result = outcome.get(id(job))
+                if isinstance(result, QueueError):
+                    future.set_exception(result)
                 else:
-                    future.set_exception(QueueError(f"queue id {job.qid} is taken"))
+                    future.set_result(result)
 
-    async def _store(self, jobs: Sequence[Insert]) -> set[Insert]:
-        """One transaction for ``jobs``; the jobs stored (not those whose id was taken)."""
+    async def _store(self, jobs: Sequence[Job]) -> dict[int, Any]:
+        """One transaction for ``jobs``; each job's result by ``id(job)``: None (stored), a count
+        (outcomes applied) or a ``QueueError`` (its id was taken)."""
+        inserts = [j for j in jobs if isinstance(j, Insert)]
+        records = [j for j in jobs if isinstance(j, Record)]
+        async with self._acquire() as conn, conn.transaction():
+            outcome = await self._insert(conn, inserts) if inserts else {}
+            if records:
+                outcome.update(await _record(conn, records))
+        self.commits += 1
+        return outcome
+
+    async def _insert(self, conn: Any, jobs: list[Insert]) -> dict[int, Any]:
         unique: dict[str, Insert] = {}
         for job in jobs:
             unique.setdefault(job.qid, job)
         first = list(unique.values())
-        async with self._acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                _INSERT_MESSAGES,
-                [j.qid for j in first],
-                [j.now for j in first],
-                [j.sender for j in first],
-                [j.envelope for j in first],
-                [len(j.body) for j in first],
-                [j.digest for j in first],
-                self._node,
-                [j.status for j in first],
-            )
-            new = {row[0] for row in rows}
-            stored = [j for j in first if j.qid in new]
-            if stored:
-                await conn.execute(_INSERT_BODIES, [j.qid for j in stored], [j.body for j in stored])
-                await conn.execute(_INSERT_RECIPIENTS, *_recipient_columns(stored))
-                await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, self._node)
-        self.commits += 1
-        return set(stored)
+        rows = await conn.fetch(
+            _INSERT_MESSAGES,
+            [j.qid for j in first],
+            [j.now for j in first],
+            [j.sender for j in first],
+            [j.envelope for j in first],
+            [len(j.body) for j in first],
+            [j.digest for j in first],
+            self._node,
+            [j.status for j in first],
+        )
+        new = {row[0] for row in rows}
+        stored = [j for j in first if j.qid in new]
+        if stored:
+            await conn.execute(_INSERT_BODIES, [j.qid for j in stored], [j.body for j in stored])
+            await conn.execute(_INSERT_RECIPIENTS, *_recipient_columns(stored))
+            await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, self._node)
+        kept = {id(j) for j in stored}
+        return {id(j): None if id(j) in kept else QueueError(f"queue id {j.qid} is taken") for j in jobs}
+
+
+async def _record(conn: Any, jobs: list[Record]) -> dict[int, int]:
+    """Every job's outcomes by one statement; how many of each job's were applied."""
+    results = [(r, job.now) for job in jobs for r in job.results]
+    applied = await record_rows(conn, results)
+    counts: dict[int, int] = {}
+    for job in jobs:
+        mine = 0
+        for r in job.results:
+            if (r.message_id, r.index) in applied:
+                applied.discard((r.message_id, r.index))  # one outcome counted once
+                mine += 1
+        counts[id(job)] = mine
+    return counts
 
 
 def _recipient_columns(jobs: Sequence[Insert]) -> list[list[Any]]:

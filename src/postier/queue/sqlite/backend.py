@@ -13,6 +13,9 @@ Several processes (the workers of one server, the ``postier queue`` tools) may o
 each with its own ``SqliteQueue``: their writers take turns on ``<dir>/writer.lock`` (``writer.py``),
 each appends to a body log segment of its own (``bodylog.py``), and each mints ids with its own
 ``shard`` (``ids.py``) so two of them never make the same id. ``busy_timeout`` stays as a backstop.
+
+Reads — a record, listings, counts, statistics — run on a read-only connection of their own
+(``reader.py``), never in the writer's batches; bodies are read by the writer.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from postier.queue.model import (
 from postier.queue.protocol import DEFAULT_KEEP_BODY_S, DEFAULT_KEEP_S, Target
 from postier.queue.sqlite import reads, store
 from postier.queue.sqlite.bodylog import BodyLog
+from postier.queue.sqlite.reader import Reader
 from postier.queue.sqlite.sql import SCHEMA, SCHEMA_VERSION
 from postier.queue.sqlite.writer import Writer
 from postier.safeio import fsync_dir
@@ -86,6 +90,7 @@ class SqliteQueue:
         self._busy_timeout_s = busy_timeout_s
         self._new_id = IdGenerator(clock, shard=shard)
         self._writer: Writer | None = None
+        self._reader: Reader | None = None
         self._batch_max = batch_max
 
     @property
@@ -118,11 +123,15 @@ class SqliteQueue:
             await self._submit(self._init_schema)
             await asyncio.to_thread(fsync_dir, self.path)
             await self._submit(self._sweep)
+            self._reader = Reader(self._connect_reader)
         except BaseException:
             await self.close()
             raise
 
     async def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await reader.close()
         writer, self._writer = self._writer, None
         if writer is not None:
             await writer.stop()
@@ -144,6 +153,12 @@ class SqliteQueue:
             raise
         return conn
 
+    def _connect_reader(self) -> sqlite3.Connection:
+        """The reader's connection (``reader.py``): the database is in WAL mode already."""
+        return sqlite3.connect(
+            self.db_path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+
     @staticmethod
     def _init_schema(conn: sqlite3.Connection) -> None:
         for statement in SCHEMA:
@@ -163,6 +178,13 @@ class SqliteQueue:
         writer.put((fn, future, loop))
         result: T = await future
         return result
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A read on the reader's connection, off the writer (``reader.py``)."""
+        reader = self._reader
+        if reader is None:
+            raise QueueError("the queue is not open")
+        return await reader.run(fn)
 
     def _now(self, now: datetime | None) -> float:
         return to_epoch(self._clock() if now is None else now)
@@ -217,7 +239,7 @@ class SqliteQueue:
         return await self._submit(partial(store.delete, target=target, log=self._log))
 
     async def get(self, queue_id: str) -> MessageRecord:
-        return await self._submit(partial(reads.get, qid=QueueId(queue_id)))
+        return await self._read(partial(reads.get, qid=QueueId(queue_id)))
 
     async def read_body(self, queue_id: str) -> bytes:
         return await self._submit(partial(reads.read_body, qid=QueueId(queue_id), log=self._log))
@@ -226,14 +248,14 @@ class SqliteQueue:
         self, where: QueueFilter | None = None, *, limit: int | None = 1000
     ) -> list[MessageSummary]:
         where = QueueFilter() if where is None else where
-        return await self._submit(partial(reads.list_messages, where=where, limit=limit))
+        return await self._read(partial(reads.list_messages, where=where, limit=limit))
 
     async def count_messages(self, where: QueueFilter | None = None) -> int:
         where = QueueFilter() if where is None else where
-        return await self._submit(partial(reads.count_messages, where=where))
+        return await self._read(partial(reads.count_messages, where=where))
 
     async def stats(self, now: datetime | None = None) -> QueueStats:
-        return await self._submit(partial(reads.stats, now=self._now(now)))
+        return await self._read(partial(reads.stats, now=self._now(now)))
 
     async def purge(
         self,

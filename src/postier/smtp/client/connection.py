@@ -25,13 +25,12 @@ the caller: ``ClientStateError``.
 
 from __future__ import annotations
 
-import base64
 from collections import deque
-from dataclasses import dataclass, field
 
 from postier.mail.address import Address
 from postier.mail.envelope import Recipient, Ret
 from postier.mail.reply import EnhancedStatus, Reply
+from postier.smtp.client import sasl
 from postier.smtp.client.events import (
     AuthResult,
     ClientEvent,
@@ -57,7 +56,7 @@ from postier.smtp.client.replies import (
     parse_extensions,
     protocol_error,
 )
-from postier.smtp.client.txn import TXN_KINDS, Kind, Transaction, fill
+from postier.smtp.client.txn import TXN_KINDS, Kind, Transaction, fill, next_unpipelined
 from postier.smtp.need_data import NEED_DATA, NeedData
 
 __all__ = ["ClientConnection", "ClientStateError"]
@@ -65,12 +64,6 @@ __all__ = ["ClientConnection", "ClientStateError"]
 
 class ClientStateError(RuntimeError):
     """A method was called when the engine cannot do it (a bug in the driver, not the peer)."""
-
-
-@dataclass(slots=True)
-class _Auth:
-    mechanism: str
-    steps: list[bytes] = field(repr=False)  # responses, one per 334: secrets, never in a repr
 
 
 class ClientConnection:
@@ -100,7 +93,7 @@ class ClientConnection:
         self._is_closed = False
         self._eof = False
         self._txn: Transaction | None = None
-        self._auth: _Auth | None = None
+        self._auth: sasl.AuthExchange | None = None
 
     # --- properties --------------------------------------------------------------------------------
 
@@ -224,24 +217,21 @@ class ClientConnection:
     # --- AUTH (RFC 4954) ---------------------------------------------------------------------------
 
     def auth_plain(self, user: str, password: str) -> bytes:
-        """AUTH PLAIN with the initial response (RFC 4616 §2: ``\\0user\\0password``, UTF-8)."""
-        if "\0" in user or "\0" in password:
-            raise ValueError("NUL in AUTH PLAIN credentials")
-        token = _b64(f"\0{user}\0{password}")
-        return self._auth_start("PLAIN", f"AUTH PLAIN {token.decode('ascii') or '='}", [])
+        """AUTH PLAIN with the initial response (RFC 4616 §2)."""
+        return self._auth_start(sasl.plain(user, password))
 
     def auth_login(self, user: str, password: str) -> bytes:
         """AUTH LOGIN: the user name and the password, each after its 334 challenge."""
-        return self._auth_start("LOGIN", "AUTH LOGIN", [_b64(user), _b64(password)])
+        return self._auth_start(sasl.login(user, password))
 
-    def _auth_start(self, mechanism: str, line: str, steps: list[bytes]) -> bytes:
-        extensions = self._ready()
+    def _auth_start(self, exchange: sasl.AuthExchange) -> bytes:
+        extensions, mechanism = self._ready(), exchange.mechanism
         if mechanism not in extensions.auth_mechanisms:
             text = f"The remote server does not offer AUTH {mechanism}"
             self._events.append(AuthResult(Reply(504, EnhancedStatus(5, 7, 4), text), mechanism, True))
             return b""
-        self._auth = _Auth(mechanism, steps)
-        return self._command(Kind.AUTH, line)
+        self._auth = exchange
+        return self._command(Kind.AUTH, exchange.line)
 
     # --- the mail transaction ------------------------------------------------------------------------
 
@@ -316,8 +306,8 @@ class ClientConnection:
     def _on_auth(self, reply: Reply) -> None:
         auth = self._auth
         assert auth is not None
-        if reply.code == 334:  # RFC 4954 §4: a challenge; more challenges than steps: cancel ("*")
-            self._queue(Kind.AUTH, auth.steps.pop(0) if auth.steps else b"*")
+        if reply.code == 334:  # RFC 4954 §4: a challenge
+            self._queue(Kind.AUTH, auth.respond())
             return
         self._auth = None
         self._events.append(AuthResult(reply, auth.mechanism))
@@ -345,16 +335,13 @@ class ClientConnection:
 
     def _send_next_or_finish(self, txn: Transaction, *, go_on: bool) -> None:
         """Without PIPELINING: the next RCPT, then DATA if a recipient was accepted; else stop."""
-        if not go_on:
-            self._finish()
-            return
-        sent = 1 + len(txn.rcpts)
-        if sent <= len(txn.recipients):
-            self._queue(Kind.RCPT, txn.commands[sent])
-        elif txn.accepted:
-            self._queue(Kind.DATA, txn.commands[-1])
+        step = next_unpipelined(txn) if go_on else None
+        if step is not None:
+            self._queue(*step)
+        elif go_on:
+            self._queue(Kind.TXN_RSET, b"RSET")  # nobody accepted: reset, then finish
         else:
-            self._reset_then_finish()
+            self._finish()
 
     def _on_data(self, txn: Transaction, reply: Reply) -> None:
         txn.data = reply
@@ -364,12 +351,9 @@ class ClientConnection:
             self._outbox += txn.message.wire if accepted else b".\r\n"
             self._expect.extend([Kind.DATA_END] * (accepted if self.lmtp and accepted else 1))
         elif txn.mail is not None and txn.mail.code < 300:
-            self._reset_then_finish()  # the server still holds the open transaction
+            self._queue(Kind.TXN_RSET, b"RSET")  # the server still holds the open transaction
         else:
             self._finish()
-
-    def _reset_then_finish(self) -> None:
-        self._queue(Kind.TXN_RSET, b"RSET")
 
     def _finish(self) -> None:
         txn, self._txn = self._txn, None
@@ -415,7 +399,3 @@ class ClientConnection:
         raw = line.encode() if isinstance(line, str) else line
         self._expect.append(kind)
         self._outbox += raw if raw.endswith(b"\r\n") else raw + b"\r\n"
-
-
-def _b64(text: str) -> bytes:
-    return base64.b64encode(text.encode("utf-8"))

@@ -13,7 +13,7 @@ from postier.mail.reply import Reply
 from postier.smtp.client.events import TransactionResult
 from postier.smtp.client.message import Message
 
-__all__ = ["TXN_KINDS", "Kind", "Transaction", "fill"]
+__all__ = ["TXN_KINDS", "Kind", "Transaction", "fill", "next_unpipelined"]
 
 
 class Kind(Enum):
@@ -81,3 +81,14 @@ def fill(txn: Transaction, reply: Reply, kinds: list[Kind], *, lmtp: bool) -> Tr
     if Kind.TXN_RSET in kinds:
         txn.reset = reply
     return txn
+
+
+def next_unpipelined(txn: Transaction) -> tuple[Kind, bytes] | None:
+    """Without PIPELINING, once MAIL is accepted or a RCPT answered: the next RCPT, then DATA if a
+    recipient was accepted; None when none was (the transaction is reset)."""
+    sent = 1 + len(txn.rcpts)
+    if sent <= len(txn.recipients):
+        return Kind.RCPT, txn.commands[sent]
+    if txn.accepted:
+        return Kind.DATA, txn.commands[-1]
+    return None

@@ -78,6 +78,7 @@ class ServerConnection:
         self._skip_line = False  # discarding the rest of an overlong command line
         self._mechanisms = tuple(m.upper() for m in settings.auth_mechanisms)
         self._chunk_last = False
+        self._small_chunks = 0  # small BDAT chunks of the session's ended transactions
 
     # --- properties --------------------------------------------------------------------------------
 
@@ -98,6 +99,11 @@ class ServerConnection:
     def is_reading_data(self) -> bool:
         """True between 354 and the end of data, or inside a BDAT chunk (the driver's data timeout)."""
         return self._mode in (Mode.DATA, Mode.CHUNK)
+
+    @property
+    def errors(self) -> int:
+        """Errors counted so far (towards ``max_errors``)."""
+        return self._errors
 
     @property
     def is_in_message(self) -> bool:
@@ -212,7 +218,7 @@ class ServerConnection:
         """The engine's bookkeeping for one answer (``state.Effect``)."""
         if effect is Effect.HELLO:
             assert isinstance(event, Hello)
-            self._txn = None
+            self._drop_transaction()
             self._helo_name = event.name
             self._is_esmtp = event.verb == "EHLO"
         elif effect is Effect.OPEN_TRANSACTION:
@@ -223,7 +229,7 @@ class ServerConnection:
             if self._txn is not None:
                 self._txn.recipients.append(event.recipient)
         elif effect is Effect.DROP_TRANSACTION:
-            self._txn = None
+            self._drop_transaction()
         elif effect is Effect.READ_DATA:
             s, txn = self.settings, self._txn
             sink = txn.open_sink(s) if txn is not None else None
@@ -386,7 +392,7 @@ class ServerConnection:
         # the client floods small chunks: those count, so max_errors ends the session.
         counts = txn.failed is None or txn.failed is S.TOO_MANY_CHUNKS
         if txn.failed is None:
-            txn.failed = txn.chunk_refusal(reader, self.settings, last=last)
+            txn.failed = txn.chunk_refusal(reader, self.settings, last=last, small_before=self._small_chunks)
             if txn.failed is not None and txn.sink is not None:
                 txn.sink.fail(txn.failed)
         if txn.failed is not None:
@@ -399,7 +405,12 @@ class ServerConnection:
         self._end_transaction()
         return txn.message(txn.open_sink(self.settings))
 
-    def _end_transaction(self) -> None:
+    def _drop_transaction(self) -> None:
+        if self._txn is not None:
+            self._small_chunks += self._txn.small_chunks
         self._txn = None
+
+    def _end_transaction(self) -> None:
+        self._drop_transaction()
         if self._phase in (Phase.MAIL, Phase.RCPT):
             self._phase = Phase.HELLO

@@ -23,5 +23,5 @@ class EngineSettings:
     hold_message_octets: int = 256 * 1024  # kept in memory; beyond, MessageData events (spooled)
     max_header_octets: int = 1 << 20  # the header section (RFC 5322 §2.1); 552 5.3.4 beyond
     bdat_min_chunk_octets: int = 4096  # a non-LAST BDAT chunk below this is "small"…
-    bdat_max_small_chunks: int = 1000  # …and a message may have this many: 552 5.3.4 beyond
+    bdat_max_small_chunks: int = 100  # …and a session may send this many: 552 5.3.4 beyond
     lmtp: bool = False  # RFC 2033: LHLO instead of EHLO/HELO, one reply per recipient after data

@@ -7,9 +7,10 @@ the chunks after it (RFC 3030 §2).
 
 Small chunks. Chunks are merged into the sink as they come, so a chunk costs no memory of its own;
 but each small chunk (not LAST, under ``bdat_min_chunk_octets``) costs a command and a reply, so a
-message may have ``bdat_max_small_chunks`` of them: beyond, the transaction fails with 552 5.3.4
-(and every further chunk counts as an error, so ``max_errors`` ends a ``BDAT 0`` flood). The
-other chunks are bounded by the size limit: at most ``max_message_bytes / bdat_min_chunk_octets``.
+session may send ``bdat_max_small_chunks`` of them (counted over its transactions: RSET and a new
+MAIL start no new budget): beyond, the transaction fails with 552 5.3.4, and so does every later
+small chunk, each counting as an error, so ``max_errors`` ends a ``BDAT 0`` flood. The other
+chunks are bounded by the size limit: at most ``max_message_bytes / bdat_min_chunk_octets``.
 """
 
 from __future__ import annotations
@@ -70,14 +71,21 @@ class Transaction:
             spooled_octets=sink.spooled_octets,
         )
 
-    def chunk_refusal(self, reader: ChunkReader, settings: EngineSettings, *, last: bool) -> Reply | None:
-        """Why a chunk just read fails the transaction, or None."""
+    def chunk_refusal(
+        self, reader: ChunkReader, settings: EngineSettings, *, last: bool, small_before: int
+    ) -> Reply | None:
+        """Why a chunk just read fails the transaction, or None. ``small_before``: the small chunks
+        of the session's earlier transactions (the cap is per session: RSET starts no new budget)."""
         if not reader.keep:
             return S.MESSAGE_TOO_BIG  # RFC 3030 §2 and RFC 1870: over the limit across chunks
         if self.sink is not None and self.sink.error is not None:
             return self.sink.error  # the header section is too long
-        if not last and reader.size < settings.bdat_min_chunk_octets:
+        if is_small_chunk(reader, settings, last=last):
             self.small_chunks += 1
-            if self.small_chunks > settings.bdat_max_small_chunks:
+            if self.small_chunks + small_before > settings.bdat_max_small_chunks:
                 return S.TOO_MANY_CHUNKS
         return None
+
+
+def is_small_chunk(reader: ChunkReader, settings: EngineSettings, *, last: bool) -> bool:
+    return not last and reader.size < settings.bdat_min_chunk_octets
