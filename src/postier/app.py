@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from postier.assembly import DeliveryParts, delivery_parts, start_tls_reports
+from postier.checks.build import dmarc_report_store, feature_checks, start_dmarc_reports
 from postier.config import Config, parse_hostport
 from postier.config.model import AuthConfig, ListenerConfig
 from postier.config.reloadable import plan_reload
@@ -106,6 +107,8 @@ class Application:
         self._deliverer: asyncio.Task[None] | None = None
         self._dkim_checker: asyncio.Task[None] | None = None
         self._tlsrpt: tuple[asyncio.Task[None], Callable[[], None]] | None = None
+        self._dmarc_reports: asyncio.Task[None] | None = None
+        self._dmarc_store = dmarc_report_store(config)  # restart-only, as its task
         self.metrics = self._metrics_service(config) if role.delivers else None
         self._own = OwnAddresses(
             parse_hostport(lc.address) for lc in config.listeners
@@ -155,10 +158,12 @@ class Application:
             )
             if previous.authenticator is not None and same:
                 authenticator = previous.authenticator
+        store = self._dmarc_store
         policy = build_policy(
             config,
             directory=parts.directory,
             sender_rule=self.users.can_send_as,
+            checks=feature_checks(config, parts.resolver, observe=store.add if store is not None else None),
             previous=previous.policy if previous is not None else None,
         )
         return Live(
@@ -169,6 +174,7 @@ class Application:
             command_timeout_s=s.command_timeout_s,
             data_timeout_s=s.data_timeout_s,
             dkim=previous.dkim if previous is not None else DkimSigner(),
+            arc_seal=config.mailauth.arc_seal,
         )
 
     def _dkim_changed(self, signer: DkimSigner) -> None:
@@ -198,7 +204,8 @@ class Application:
         if not config.metrics.address:
             return None
         host, port = parse_hostport(config.metrics.address)
-        return MetricsService(host, port, self._queue_counts)
+        leases = getattr(self.queue, "leases", None)  # a cluster's queue: which node delivers what
+        return MetricsService(host, port, self._queue_counts, lease_counts=leases)
 
     async def _queue_counts(self) -> tuple[dict[str, int], dict[str, int]]:
         stats = await self.queue.stats()
@@ -251,6 +258,14 @@ class Application:
             self._purger = loop.create_task(self._purge_forever(), name="queue-purge")
             self._deliverer = loop.create_task(self.delivery.run_forever(), name="delivery")
             self._tlsrpt = start_tls_reports(self.config, self._parts.resolver, self.queue)
+            if self._dmarc_store is not None:
+                self._dmarc_reports = start_dmarc_reports(
+                    self.config,
+                    self._dmarc_store,
+                    self._parts.resolver,
+                    self.server.queue.enqueue,
+                    self._sign_own,
+                )
         addresses = " ".join(f"{lc.mode}={lc.address}" for lc in self.config.listeners)
         mail_event("ready", listeners=addresses, hostname=self.config.server.hostname)
 
@@ -321,7 +336,7 @@ class Application:
             reports.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reports
-        for task in (self._purger, self._deliverer, self._dkim_checker):
+        for task in (self._purger, self._deliverer, self._dkim_checker, self._dmarc_reports):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -379,7 +394,12 @@ async def serve(
         await app.stop()
         # Stopped: from here on a late SIGTERM/SIGINT (sent again while the loop and interpreter wind
         # down) is ignored rather than fatal, so a clean stop still exits 0, not "killed by SIGTERM".
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        # Blocked first: removing a loop's handler restores SIG_DFL for a moment (and closing the
+        # loop does it again), and a signal in that moment killed the process; a blocked one waits,
+        # and is dropped when the process exits.
+        stopping = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
+        for sig in stopping:
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)
 

@@ -11,7 +11,8 @@ them in at once; new sessions and new delivery attempts use them.
 Live: what a new session reads from the server each time (relay policy, rate limits, AUTH throttle
 and password checks, connection limits, timeouts), the TLS pair, the log, the shutdown grace, and
 what delivery takes per claim: ``[[route]]`` and the smarthost keys (password files are read again),
-``[delivery]``, ``[dns]``, ``[local]``, ``[dkim]`` (the keys are read and checked again), ``[mailauth]``.
+``[delivery]``, ``[dns]``, ``[local]``, ``[dkim]`` (the keys are read and checked again),
+``[mailauth]`` (but its DMARC report keys need a restart).
 Restart: what is bound into a listening socket or an open store — listener addresses and modes,
 ``server.hostname`` and the message limits (baked into each listener's engine settings),
 ``server.data_dir``, ``[queue]``, ``[metrics]``.
@@ -73,7 +74,8 @@ LIVE: dict[str, frozenset[str]] = {
     "dns": frozenset(DnsConfig.__struct_fields__),
     "local": frozenset(LocalConfig.__struct_fields__),
     "dkim": frozenset(DkimConfig.__struct_fields__),
-    "mailauth": frozenset(MailauthConfig.__struct_fields__),
+    "mailauth": frozenset(MailauthConfig.__struct_fields__)
+    - {"dmarc_reports", "dmarc_report_interval_s", "dmarc_report_from", "dmarc_report_org"},
 }
 """Per section, the keys a reload applies. Every other key needs a restart."""
 

@@ -28,7 +28,8 @@ queued         sid, id, from (<sender>, ``<>`` for bounces), size (octets), nrcp
                (the RFC 3848 "with" keyword: SMTP, ESMTPSA, UTF8SMTPS …), user?, duration_s (MAIL to
                queued), held? (quarantined by a check), dkim? (the signing domain, or unsigned),
                dkim_reason?, mailauth? (what mail authentication found: "spf=pass
-               dkim=pass:example.com dmarc=pass arc=none")
+               dkim=pass:example.com dmarc=pass arc=none"), arc? (sealed: an ARC set was added, the
+               message being forwarded by an alias)
 delivery       id, rcpt, result (delivered|deferred|failed), relay (the server "host [ip]:port", or
                the destination), tls?, tls_policy, source (where the policy came from), reply,
                attempt, next? (the next attempt, deferred only), delay_s (time in queue), duration_s?

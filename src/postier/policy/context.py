@@ -17,7 +17,7 @@ from postier.mail.envelope import Recipient
 from postier.smtp.server.events import MailParams
 from postier.spool import MessageBody
 
-__all__ = ["Client", "Message", "Transaction", "split_header"]
+__all__ = ["Client", "Message", "Transaction", "drop_header_fields", "split_header"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,14 @@ class Transaction:
     """The recipients accepted so far, in order."""
     notes: dict[str, object] = field(default_factory=dict)
     """Results a check leaves for later stages, keyed by the check's name."""
+    remove_headers: set[int] = field(default_factory=set)
+    """Header fields the intake drops before queueing, as indices into ``Message.headers`` (data
+    stage): trace fields a check found forged, e.g. Authentication-Results claiming our authserv-id
+    (RFC 8601 §5). Only a data-stage check that accepts the message should add to it."""
+    auth_results: str = ""
+    """The mail authentication summary (``spf=pass dkim=pass:example.com dmarc=pass``), set by the
+    mailauth check at the data stage; the intake writes it on the ``queued`` line and in the queue
+    record (``ClientInfo.mailauth``)."""
 
 
 @dataclass(frozen=True)  # no slots: the parsed header is cached on the instance
@@ -118,3 +126,28 @@ def split_header(data: bytes) -> tuple[int, int]:
     if end < 0:
         return len(data), len(data)
     return end, end + 4
+
+
+def drop_header_fields(data: bytes, indices: set[int]) -> bytes:
+    """``data`` without the header fields numbered ``indices`` (as ``Message.headers`` numbers them:
+    lines with a colon start a field, folded lines belong to the field above, other lines are kept
+    and count for nothing)."""
+    end, _ = split_header(data)
+    if not indices or end == 0:
+        return data
+    kept: list[bytes] = []
+    number, dropping = -1, False
+    for line in data[:end].split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and number >= 0:
+            if not dropping:
+                kept.append(line)
+            continue
+        if b":" in line:
+            number += 1
+            dropping = number in indices
+            if dropping:
+                continue
+        else:
+            dropping = False
+        kept.append(line)
+    return b"\r\n".join(kept) + data[end:]

@@ -4,7 +4,10 @@ Theory of operation, in order (docs/flow.md, end of data):
 
 1. the data stage of the policy (``postier.policy``): a refusal is the reply (logged as a ``reject`` at
    stage ``data``, with the check that made it); ``discard`` answers 250 and keeps nothing; ``tag``
-   headers are added to the message; ``quarantine`` queues it held;
+   headers are added to the message; ``quarantine`` queues it held; header fields a check listed in
+   ``txn.remove_headers`` (forged Authentication-Results, RFC 8601 §5) are dropped, and
+   ``txn.auth_results`` (the mail authentication summary) goes into ``ClientInfo.mailauth`` and on
+   the ``queued`` line;
 2. the envelope: the recipients as accepted, expanded by the local directory (aliases), the ESMTP
    parameters (RFC 6152 BODY, RFC 6531 SMTPUTF8, RFC 3461 RET/ENVID, RFC 1870 SIZE) and what the
    session knows of the client (``ClientInfo``);
@@ -21,6 +24,8 @@ Theory of operation, in order (docs/flow.md, end of data):
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -32,10 +37,12 @@ from postier.mail.replies import S, queued
 from postier.mail.reply import Reply
 from postier.observe import get_logger, mail_event
 from postier.policy import Action, Client, Decision, Message, Policy, Stage, Transaction
+from postier.policy.context import drop_header_fields
+from postier.server.arcsealing import is_forwarded, seal
 from postier.server.received import protocol_keyword, received_header
 from postier.server.signing import UNSIGNED, dkim_sign
 from postier.smtp.server.events import MessageReceived
-from postier.spool import MessageBody, prepend
+from postier.spool import MessageBody, as_bytes, prepend
 
 if TYPE_CHECKING:
     from postier.server.listener import Live, SmtpServer
@@ -91,9 +98,17 @@ async def queue_message(
     _log_verdicts(client.sid, queue_id, decision)
     if verdict.action is Action.DISCARD:
         return queued(queue_id)  # RFC 5321 §6.2 allows it when a filter says so: nothing is kept
+    if txn.remove_headers:  # forged trace fields a check found (rare: a spooled message is read whole)
+        received = await asyncio.to_thread(drop_header_fields, as_bytes(received), txn.remove_headers)
+    if txn.auth_results:
+        info = dataclasses.replace(info, mailauth=txn.auth_results)
     envelope = _envelope(policy, event, info)
     content = prepend(_added_headers(verdict.headers), received)
     signed = UNSIGNED if live.dkim.is_empty else await dkim_sign(live.dkim, content, event.sender, client)
+    sealed = b""
+    forwarded = live.arc_seal and is_forwarded(event.recipients, envelope.recipients, policy.relay)
+    if forwarded and txn.auth_results:
+        sealed = await seal(live.dkim, server.hostname, content)
     header = received_header(
         helo=info.helo,
         client_ip=info.ip,
@@ -108,7 +123,7 @@ async def queue_message(
     held = verdict.action is Action.QUARANTINE
     try:
         await server.queue.enqueue(
-            envelope, prepend(signed.fields + header, content), queue_id=queue_id, held=held
+            envelope, prepend(sealed + signed.fields + header, content), queue_id=queue_id, held=held
         )
     except QueueFullError:
         _log.error("session %s: queue is out of space", client.sid)
@@ -130,6 +145,8 @@ async def queue_message(
         duration_s=round(time.monotonic() - mail_at, 4),
         dkim=signed.result,
         dkim_reason=signed.reason,
+        mailauth=txn.auth_results or None,
+        arc="sealed" if sealed else None,
     )
     return queued(queue_id)
 

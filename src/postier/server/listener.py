@@ -101,6 +101,8 @@ class Live:
     handshake_timeout_s: float = 30.0
     dkim: DkimSigner = field(default_factory=DkimSigner)
     """Signs our own users' mail at the end of data; swapped (as a new ``Live``) by the key checks."""
+    arc_seal: bool = False
+    """Seal strangers' mail an alias forwards to another domain (``[mailauth] arc_seal``, arcsealing.py)."""
 
 
 class SmtpServer:
