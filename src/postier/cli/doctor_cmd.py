@@ -147,7 +147,8 @@ def _doctor(args: argparse.Namespace) -> int:
 
     report = asyncio.run(diagnose(setup, resolver, fetcher))
     if args.json:
-        out: dict[str, object] = {"findings": [f.to_json() for f in report.findings]}
+        counts = {level.value: sum(f.level is level for f in report.findings) for level in Level}
+        out: dict[str, object] = {"findings": [f.to_json() for f in report.findings], "summary": counts}
         if args.verbose:
             out["answers"] = [a.to_text() for a in report.answers]
         print(json.dumps(out, indent=2))
