@@ -14,6 +14,7 @@ import sys
 import msgspec
 
 from postier.cli.dkim_cmd import register as register_dkim
+from postier.cli.doctor_cmd import register as register_doctor
 from postier.cli.explain_cmd import register as register_explain
 from postier.cli.queue_cmd import register as register_queue
 from postier.cli.send_cmd import register as register_send
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_send(sub)
     register_dkim(sub)
     register_tls(sub)
+    register_doctor(sub)
     _finish_help(parser)
     return parser
 
