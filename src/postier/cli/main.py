@@ -15,6 +15,7 @@ import msgspec
 
 from postier.cli.apikey_cmd import register as register_apikey
 from postier.cli.dkim_cmd import register as register_dkim
+from postier.cli.doctor_cmd import register as register_doctor
 from postier.cli.explain_cmd import register as register_explain
 from postier.cli.queue_cmd import register as register_queue
 from postier.cli.send_cmd import register as register_send
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_dkim(sub)
     register_tls(sub)
     register_apikey(sub)
+    register_doctor(sub)
     _finish_help(parser)
     return parser
 
