@@ -12,11 +12,13 @@ from typing import Literal
 
 import msgspec
 
+from postier.config.api import ApiConfig
 from postier.config.dkim import DkimConfig, DkimKeyConfig
 from postier.config.mailauth import MailauthConfig
 from postier.config.tlsrpt import TlsRptConfig
 
 __all__ = [
+    "ApiConfig",
     "AuthConfig",
     "CheckConfig",
     "Config",
@@ -410,3 +412,4 @@ class Config(
     dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)
     mailauth: MailauthConfig = msgspec.field(default_factory=MailauthConfig)
     tlsrpt: TlsRptConfig = msgspec.field(default_factory=TlsRptConfig)
+    api: ApiConfig = msgspec.field(default_factory=ApiConfig)
