@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from postier.api.eventstore import EventStore
 from postier.config import Config
 from postier.control.apikeys import ApiKeyStore
 from postier.mail.envelope import Envelope
@@ -34,3 +35,4 @@ class ApiContext:
     """The DKIM signer in use now."""
     wake: Callable[[], None]
     """Nudge delivery (after retry or release)."""
+    events: EventStore | None = None

@@ -133,6 +133,12 @@ async def get_message(request: Request) -> Response:
     for rcpt in data["recipients"]:
         rcpt["last_reply_explained"] = _explained(rcpt["last_reply"])
     data["header"] = None if shown.body is None else shown.body.decode("utf-8", "replace")
+    if ctx.events is not None:  # the timeline: every attempt, with its reply explained
+        page = await asyncio.to_thread(ctx.events.page, 0, 1000, (), shown.record.id)
+        for event in page.items:
+            if event.get("reply"):
+                event["reply_explained"] = _explained(event["reply"])
+        data["events"] = page.items
     return json_response(data)
 
 

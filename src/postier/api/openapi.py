@@ -91,6 +91,15 @@ _SCHEMAS: dict[str, Any] = {
             "changed": {"type": "integer"},
         },
     },
+    "Events": {
+        "type": "object",
+        "required": ["items", "next", "last"],
+        "properties": {
+            "items": {"type": "array", "items": {"type": "object"}},
+            "next": {"type": ["integer", "null"]},
+            "last": {"type": "integer"},
+        },
+    },
     "Stats": {"type": "object", "description": "as postier queue stats --json"},
     "Problem": {
         "type": "object",
@@ -160,6 +169,21 @@ def _paths() -> dict[str, Any]:
                 "summary": "Hold, release or retry (now) a message. Scope: admin.",
                 "parameters": [_ID, action],
                 "responses": {"200": _json(_ref("Acted"), "done"), **_errors("404")},
+            }
+        },
+        "/v1/events": {
+            "get": {
+                "summary": "Delivery events, oldest first, after the id given. Scope: read.",
+                "parameters": [
+                    {"name": n, "in": "query", "required": False, "schema": sch}
+                    for n, sch in (
+                        ("after", {"type": "integer", "minimum": 0}),
+                        ("limit", {"type": "integer", "minimum": 1}),
+                        ("type", {"type": "string", "description": "comma-separated event types"}),
+                        ("queue_id", {"type": "string"}),
+                    )
+                ],
+                "responses": {"200": _json(_ref("Events"), "a page of events"), **_errors("400", "404")},
             }
         },
         "/v1/stats": {

@@ -18,11 +18,14 @@ from contextlib import asynccontextmanager
 import uvicorn
 
 from postier.api.context import ApiContext
+from postier.api.eventstore import EventStore
+from postier.api.recorder import Recorder
 from postier.api.web import build_app
+from postier.api.webhooks import Dispatcher
 from postier.app import Application
 from postier.config import Config, parse_hostport
 from postier.control.apikeys import ApiKeyStore, keys_path
-from postier.observe import get_logger
+from postier.observe import get_logger, subscribe
 
 __all__ = ["api_service", "context_of", "uses_tls"]
 
@@ -40,8 +43,9 @@ def uses_tls(config: Config) -> bool:
         return host != "localhost"
 
 
-def context_of(app: Application) -> ApiContext:
+def context_of(app: Application, events: EventStore | None = None) -> ApiContext:
     return ApiContext(
+        events=events,
         config=lambda: app.config,
         queue=app.queue,
         sink=app.sink,
@@ -67,18 +71,50 @@ def _bind(host: str, port: int) -> socket.socket:
 
 @asynccontextmanager
 async def api_service(app: Application) -> AsyncIterator[None]:
-    """Serve the API while the context is open; nothing when ``api.address`` is empty or this process
-    is a receiving worker (only the primary serves it)."""
+    """While the context is open: the event log and webhooks (with ``api.address`` or any
+    ``[[webhook]]``) and the HTTP API (with ``api.address``). Only in the primary process."""
     config = app.config
-    if not config.api.address or not app.role.delivers:
+    if not app.role.delivers or not (config.api.address or config.webhooks):
         yield
         return
+    store = EventStore(app.data_dir / "events.sqlite")
+    dispatchers = [Dispatcher(store, hook, lambda: app.config) for hook in config.webhooks]
+
+    def recorded() -> None:
+        for d in dispatchers:
+            d.nudge()
+
+    recorder = Recorder(store, recorded)
+    unsubscribe = subscribe(recorder)
+    names = [d.name for d in dispatchers]
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(recorder.run(lambda: store.prune(app.config.api.keep_events_s, names)))]
+    tasks += [loop.create_task(d.run(), name=f"webhook {d.name}") for d in dispatchers]
+    try:
+        if config.api.address:
+            async with _http(app, context_of(app, store)):
+                yield
+        else:
+            yield
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        unsubscribe()
+        await recorder.flush()
+        store.close()
+
+
+@asynccontextmanager
+async def _http(app: Application, ctx: ApiContext) -> AsyncIterator[None]:
+    config = app.config
     host, port = parse_hostport(config.api.address)
     tls = uses_tls(config)
     cert, key = (app.tls.cert_path, app.tls.key_path) if tls else (None, None)
     sock = _bind(host, port)
     server_config = uvicorn.Config(
-        build_app(context_of(app)),
+        build_app(ctx),
         log_config=None,
         access_log=False,
         lifespan="off",

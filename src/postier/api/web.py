@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from postier.api import messages
 from postier.api.context import ApiContext
+from postier.api.eventroutes import list_events
 from postier.api.guard import Guard
 from postier.api.openapi import document
 from postier.api.problems import Problem, json_response, problem_response
@@ -50,6 +51,7 @@ def build_app(ctx: ApiContext) -> Guard:
         Route("/v1/messages/{id}", messages.act_on, methods=["DELETE"]),
         Route("/v1/messages/{id}/{action:str}", messages.act_on, methods=["POST"]),
         Route("/v1/stats", messages.stats, methods=["GET"]),
+        Route("/v1/events", list_events, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from postier.config.api import EVENT_TYPES
 from postier.config.dkim import check_dkim
 from postier.config.mailauth import check_mailauth
 from postier.config.model import Config
@@ -195,6 +196,16 @@ def _check_api(config: Config) -> None:
             raise ConfigError(f"api.{key}", "must be at least 1")
     if config.api.request_timeout_s <= 0:
         raise ConfigError("api.request_timeout_s", "must be positive")
+    for i, hook in enumerate(config.webhooks):
+        if not hook.url.startswith(("http://", "https://")):
+            raise ConfigError(f"webhook[{i}].url", "must be an http: or https: URL")
+        if not hook.secret and not hook.secret_file:
+            raise ConfigError(f"webhook[{i}].secret", "a secret (or secret_file) is required")
+        unknown = set(hook.events) - set(EVENT_TYPES)
+        if unknown:
+            raise ConfigError(f"webhook[{i}].events", f"unknown: {', '.join(sorted(unknown))}")
+        if hook.batch_size < 1 or hook.timeout_s <= 0:
+            raise ConfigError(f"webhook[{i}]", "batch_size and timeout_s must be positive")
 
 
 def _check_session_bounds(config: Config) -> None:

@@ -13,7 +13,7 @@ from typing import Literal
 import msgspec
 
 from postier.config.antispam import AntispamConfig, MilterConfig
-from postier.config.api import ApiConfig
+from postier.config.api import ApiConfig, WebhookConfig
 from postier.config.dkim import DkimConfig, DkimKeyConfig
 from postier.config.mailauth import MailauthConfig
 from postier.config.tlsrpt import TlsRptConfig
@@ -39,6 +39,7 @@ __all__ = [
     "RouteConfig",
     "ServerConfig",
     "TlsConfig",
+    "WebhookConfig",
 ]
 
 ListenerMode = Literal["smtp", "submission", "submissions"]
@@ -395,7 +396,13 @@ class Config(
     frozen=True,
     forbid_unknown_fields=True,
     kw_only=True,
-    rename={"listeners": "listener", "routes": "route", "checks": "check", "milters": "milter"},
+    rename={
+        "listeners": "listener",
+        "routes": "route",
+        "checks": "check",
+        "webhooks": "webhook",
+        "milters": "milter",
+    },
 ):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     listeners: tuple[ListenerConfig, ...] = msgspec.field(default_factory=_default_listeners)
@@ -425,3 +432,5 @@ class Config(
     mailauth: MailauthConfig = msgspec.field(default_factory=MailauthConfig)
     tlsrpt: TlsRptConfig = msgspec.field(default_factory=TlsRptConfig)
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
+    webhooks: tuple[WebhookConfig, ...] = ()
+    """[[webhook]] tables: receivers of delivery events (docs/api.md, Webhooks)."""
