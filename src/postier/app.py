@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import socket
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from postier.antispam import GreylistStore, Pregreet, PregreetPasses, antispam_checks
+from postier.antispam.greylist import GreylistSettings
 from postier.assembly import DeliveryParts, TlsTasks, delivery_parts
+from postier.checks.build import dmarc_report_store, feature_checks, start_dmarc_reports
 from postier.config import Config, parse_hostport
 from postier.config.model import AuthConfig, ListenerConfig
 from postier.config.reloadable import plan_reload
@@ -25,18 +30,22 @@ from postier.mail.envelope import Envelope
 from postier.mailauth.dkim import DkimKeys, DkimSigner, host_domain
 from postier.observe import fields, get_logger, mail_event, setup_logging
 from postier.observe.metrics import MetricsService
-from postier.policy.ratelimit import RateLimits
-from postier.policy.relay import RelayPolicy
+from postier.policy import build_policy
 from postier.queue import Queue
 from postier.queue.configured import build_queue
 from postier.queue.protocol import SharedSlots
-from postier.server.listener import Listener, SmtpServer, listener_settings
+from postier.server.listener import Listener, Live, SmtpServer, listener_settings
+from postier.server.sasl import Authenticator as PasswordCheck
 from postier.server.tls import TlsStore, ensure_self_signed
 from postier.smtp.server.settings import EngineSettings
 from postier.spool import MessageBody
 from postier.users import Authenticator, AuthThrottle, UserStore, users_path
 
-__all__ = ["Application", "Role", "run_loop", "serve"]
+__all__ = ["Application", "Role", "Service", "run_loop", "serve"]
+
+Service = Callable[["Application"], contextlib.AbstractAsyncContextManager[None]]
+"""Something more the server process runs while it serves, started after the listeners and stopped
+before them (the HTTP API: ``postier.api.service``, wired by the ``serve`` command)."""
 
 _log = get_logger("postier.app")
 
@@ -53,10 +62,16 @@ class _WakingSink:
         return self._queue.new_id()
 
     async def enqueue(
-        self, envelope: Envelope, body: bytes | MessageBody, *, queue_id: str | None = None
+        self,
+        envelope: Envelope,
+        body: bytes | MessageBody,
+        *,
+        queue_id: str | None = None,
+        held: bool = False,
     ) -> str:
-        queue_id = await self._queue.enqueue(envelope, body, queue_id=queue_id)
-        self._wake()
+        queue_id = await self._queue.enqueue(envelope, body, queue_id=queue_id, held=held)
+        if not held:
+            self._wake()
         return queue_id
 
 
@@ -95,6 +110,8 @@ class Application:
         self._deliverer: asyncio.Task[None] | None = None
         self._dkim_checker: asyncio.Task[None] | None = None
         self._tls_tasks: TlsTasks | None = None  # MTA-STS refresh, TLS-RPT (the delivering process)
+        self._dmarc_reports: asyncio.Task[None] | None = None
+        self._dmarc_store = dmarc_report_store(config)  # restart-only, as its task
         self.metrics = self._metrics_service(config) if role.delivers else None
         self._own = OwnAddresses(
             parse_hostport(lc.address) for lc in config.listeners
@@ -112,37 +129,82 @@ class Application:
             shared_slots=self.queue if isinstance(self.queue, SharedSlots) else None,  # several nodes
         )
         self.dkim = DkimKeys(config.dkim, self.data_dir, parts.resolver, on_change=self._dkim_changed)
+        # Anti-spam state that outlives reloads: greylisting triplets, pregreet passes.
+        self.greylist: GreylistStore | None = None
+        self.pregreet = PregreetPasses(config.antispam.pregreet_pass_ttl_s)
+        self.sink = _WakingSink(self.queue, role.notify or self.delivery.wake)
+        """The queue as receiving sees it (SMTP and the HTTP API): enqueue, then wake delivery."""
         self.server = SmtpServer(
             hostname=config.server.hostname,
-            queue=_WakingSink(self.queue, role.notify or self.delivery.wake),
-            relay=RelayPolicy.build(config.relay.local_domains, config.relay.trusted_networks),
-            tls_context=self.tls.current,
-            authenticator=_authenticator(self.users, config.auth),
-            auth_throttle=_auth_throttle(config.auth),
-            sender_rule=self.users.can_send_as,
-            limits=RateLimits.build(
-                connections_per_minute_per_ip=config.limits.connections_per_minute_per_ip,
-                messages_per_hour_per_ip=config.limits.messages_per_hour_per_ip,
-                messages_per_hour_per_user=config.limits.messages_per_hour_per_user,
-                exempt_trusted=config.limits.exempt_trusted_networks,
-            ),
-            directory=self.directory,
-            max_connections=config.server.max_connections,
-            max_connections_per_ip=config.server.max_connections_per_ip,
-            command_timeout_s=config.server.command_timeout_s,
-            data_timeout_s=config.server.data_timeout_s,
+            queue=self.sink,
+            live=self._live(config, self.tls, parts),
             min_data_bytes_per_s=config.server.min_data_bytes_per_s,
             error_delay_s=config.server.error_delay_s,
             memory_budget_bytes=config.server.memory_budget_bytes,
             spool_dir=self.data_dir / "spool",
         )
 
+    def _live(
+        self, config: Config, tls: TlsStore, parts: DeliveryParts, previous: Live | None = None
+    ) -> Live:
+        """What the receiving side obeys under ``config``, built whole: the policy (with the local
+        directory of ``parts``), TLS, AUTH, the timeouts and the DKIM signer. ``previous``: the running
+        one, whose counters (rate limits, the AUTH throttle) are kept where their settings did not
+        change, and whose DKIM signer stays until the key checks swap it."""
+        auth, s = config.auth, config.server
+        throttle = _auth_throttle(auth)
+        authenticator: PasswordCheck = _authenticator(self.users, auth)
+        if previous is not None:
+            old = self.config.auth
+            if previous.auth_throttle is not None and throttle.settings == _auth_throttle(old).settings:
+                throttle = previous.auth_throttle
+            same = (auth.max_concurrent_verifies, auth.max_waiting_verifies) == (
+                old.max_concurrent_verifies,
+                old.max_waiting_verifies,
+            )
+            if previous.authenticator is not None and same:
+                authenticator = previous.authenticator
+        store = self._dmarc_store
+        policy = build_policy(
+            config,
+            directory=parts.directory,
+            sender_rule=self.users.can_send_as,
+            checks=[
+                *feature_checks(config, parts.resolver, observe=store.add if store is not None else None),
+                *antispam_checks(config, resolver=parts.resolver, greylist=self._greylist(config)),
+            ],
+            previous=previous.policy if previous is not None else None,
+        )
+        self.pregreet.ttl_s = config.antispam.pregreet_pass_ttl_s
+        return Live(
+            policy=policy,
+            tls_context=tls.current,
+            authenticator=authenticator,
+            auth_throttle=throttle,
+            command_timeout_s=s.command_timeout_s,
+            data_timeout_s=s.data_timeout_s,
+            dkim=previous.dkim if previous is not None else DkimSigner(),
+            pregreet=Pregreet(config.antispam.pregreet_s, self.pregreet)
+            if config.antispam.pregreet_s
+            else None,
+            arc_seal=config.mailauth.arc_seal,
+        )
+
+    def _greylist(self, config: Config) -> GreylistStore | None:
+        """The greylisting store (data_dir/greylist.sqlite), opened the first time a configuration
+        turns greylisting on and kept from then on, across reloads."""
+        if config.antispam.greylist and self.greylist is None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.greylist = GreylistStore(self.data_dir / "greylist.sqlite")
+        return self.greylist
+
     def _dkim_changed(self, signer: DkimSigner) -> None:
-        self.server.dkim = signer  # new sessions' messages sign with it
+        # One new reference: the next transactions' messages sign with it.
+        self.server.live = dataclasses.replace(self.server.live, dkim=signer)
 
     def _sign_own(self, message: bytes) -> bytes:
         """DKIM for mail Postier writes (DSNs): the key of ``server.hostname``'s domain, if any."""
-        signer = self.server.dkim
+        signer = self.server.live.dkim
         if signer.is_empty:
             return b""
         domain = host_domain(signer, self.config.server.hostname)
@@ -163,7 +225,8 @@ class Application:
         if not config.metrics.address:
             return None
         host, port = parse_hostport(config.metrics.address)
-        return MetricsService(host, port, self._queue_counts)
+        leases = getattr(self.queue, "leases", None)  # a cluster's queue: which node delivers what
+        return MetricsService(host, port, self._queue_counts, lease_counts=leases)
 
     async def _queue_counts(self) -> tuple[dict[str, int], dict[str, int]]:
         stats = await self.queue.stats()
@@ -218,6 +281,14 @@ class Application:
             self._tls_tasks = TlsTasks(
                 self.config, lambda: self._parts.planner, self._parts.resolver, self.queue
             )
+            if self._dmarc_store is not None:
+                self._dmarc_reports = start_dmarc_reports(
+                    self.config,
+                    self._dmarc_store,
+                    self._parts.resolver,
+                    self.server.queue.enqueue,
+                    self._sign_own,
+                )
         addresses = " ".join(f"{lc.mode}={lc.address}" for lc in self.config.listeners)
         mail_event("ready", listeners=addresses, hostname=self.config.server.hostname)
 
@@ -232,6 +303,10 @@ class Application:
             else:
                 if result.messages or result.bodies:
                     _log.info("purged %d finished messages and %d bodies", result.messages, result.bodies)
+            if self.greylist is not None:
+                a = self.config.antispam
+                expiry = GreylistSettings(retry_window_s=a.greylist_retry_window_s, ttl_s=a.greylist_ttl_s)
+                self.greylist.purge(time.time(), expiry)
             await asyncio.sleep(q.purge_interval_s)
 
     def reload_tls(self) -> None:
@@ -252,22 +327,19 @@ class Application:
         old, cfg = self.config, plan.effective
         try:
             tls = self._tls_store(cfg)
-            relay = self.server.relay
-            if (cfg.relay.local_domains, cfg.relay.trusted_networks) != (
-                old.relay.local_domains,
-                old.relay.trusted_networks,
-            ):
-                relay = RelayPolicy.build(cfg.relay.local_domains, cfg.relay.trusted_networks)
             parts = delivery_parts(cfg, self.users, self._own, (old, self._parts))
+            live = self._live(cfg, tls, parts, previous=self.server.live)
         except Exception as exc:
             _log.error("reload refused, the running configuration stays: %s", exc)
             return False
         for key in plan.needs_restart:
             _log.warning("%s changed: needs a restart, the running value stays", key, extra=fields(key=key))
-        self.tls, self.server.tls_context, self.server.relay = tls, tls.current, relay
+        self.tls = tls
         self._swap_delivery(parts)
+        self.server.live = live  # one reference: new sessions and new transactions see all of it
         self.dkim.reconfigure(cfg.dkim, parts.resolver)  # keys read and checked again, now
-        self._apply_live(old, cfg)
+        if cfg.log != old.log:
+            setup_logging(cfg.log.level, cfg.log.format)
         self.config = cfg
         changed = " ".join(plan.applied) or "none"
         _log.info("configuration reloaded", extra=fields(changed=changed, restart=len(plan.needs_restart)))
@@ -276,41 +348,18 @@ class Application:
     def _swap_delivery(self, parts: DeliveryParts) -> None:
         """Swap in the delivery side a reload built: the router's table and resolver (the next
         route), the scheduler's couriers and settings (the next transactions), and the directory
-        the server checks RCPT against and expands recipients with (the next sessions' commands)."""
+        recipients are expanded with at delivery."""
         self._parts = parts
         self.router.set_table(parts.table, parts.resolver, parts.planner)
         self.delivery.reconfigure(parts.couriers(), parts.settings, expand=parts.directory.expand)
-        self.directory = self.server.directory = parts.directory
-
-    def _apply_live(self, old: Config, cfg: Config) -> None:
-        """Swap in the live objects whose settings changed (unchanged ones keep their counters)."""
-        server, limits, auth = self.server, cfg.limits, cfg.auth
-        if limits != old.limits:
-            server.limits = RateLimits.build(
-                connections_per_minute_per_ip=limits.connections_per_minute_per_ip,
-                messages_per_hour_per_ip=limits.messages_per_hour_per_ip,
-                messages_per_hour_per_user=limits.messages_per_hour_per_user,
-                exempt_trusted=limits.exempt_trusted_networks,
-            )
-        if _auth_throttle(auth).settings != _auth_throttle(old.auth).settings:
-            server.auth_throttle = _auth_throttle(auth)
-        if (auth.max_concurrent_verifies, auth.max_waiting_verifies) != (
-            old.auth.max_concurrent_verifies,
-            old.auth.max_waiting_verifies,
-        ):
-            server.authenticator = _authenticator(self.users, auth)
-        s = cfg.server
-        server.max_connections, server.max_connections_per_ip = s.max_connections, s.max_connections_per_ip
-        server.command_timeout_s, server.data_timeout_s = s.command_timeout_s, s.data_timeout_s
-        if cfg.log != old.log:
-            setup_logging(cfg.log.level, cfg.log.format)
+        self.directory = parts.directory
 
     async def stop(self) -> None:
         await self.server.shutdown(self.config.server.shutdown_grace_s)
         await self.delivery.stop()
         if self._tls_tasks is not None:
             await self._tls_tasks.stop()
-        for task in (self._purger, self._deliverer, self._dkim_checker):
+        for task in (self._purger, self._deliverer, self._dkim_checker, self._dmarc_reports):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -318,6 +367,8 @@ class Application:
         if self.metrics is not None:
             await self.metrics.close()
         await self.queue.close()
+        if self.greylist is not None:
+            self.greylist.close()
         mail_event("stopped")
 
 
@@ -328,12 +379,22 @@ async def serve(
     load: Callable[[], Config] | None = None,
     role: Role | None = None,
     on_signal: Callable[[signal.Signals], None] | None = None,
+    services: Sequence[Service] = (),
 ) -> None:
     """Run until SIGTERM/SIGINT. SIGHUP reads the configuration again with ``load`` (the embedded
     defaults' TLS pair only, without one) and applies it with ``Application.reload``. ``on_signal``
-    hears each of these signals first (the primary passes them on to its workers)."""
+    hears each of these signals first (the primary passes them on to its workers). ``services`` run
+    beside the server, in its loop, from its start to its stop."""
     app = Application(config, role)
     await app.start()
+    extras = contextlib.AsyncExitStack()
+    try:
+        for service in services:
+            await extras.enter_async_context(service(app))
+    except BaseException:
+        await extras.aclose()
+        await app.stop()
+        raise
     if started is not None:
         started(app)
     loop = asyncio.get_running_loop()
@@ -354,10 +415,16 @@ async def serve(
         await stop.wait()
     finally:
         # Handlers stay installed while stopping: a second SIGTERM must not kill a graceful shutdown.
+        await extras.aclose()
         await app.stop()
         # Stopped: from here on a late SIGTERM/SIGINT (sent again while the loop and interpreter wind
         # down) is ignored rather than fatal, so a clean stop still exits 0, not "killed by SIGTERM".
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        # Blocked first: removing a loop's handler restores SIG_DFL for a moment (and closing the
+        # loop does it again), and a signal in that moment killed the process; a blocked one waits,
+        # and is dropped when the process exits.
+        stopping = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
+        for sig in stopping:
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)
 

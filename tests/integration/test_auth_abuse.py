@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from postier.policy.relay import RelayPolicy
-from postier.server.listener import Listener, SmtpServer, listener_settings
+from postier.config import parse_config
+from postier.policy import build_policy
+from postier.server.listener import Listener, Live, SmtpServer, listener_settings
 from postier.smtp.server.settings import EngineSettings
 from postier.users import Authenticator, AuthThrottle, UserStore, users_path
 
@@ -24,7 +25,12 @@ pytestmark = pytest.mark.integration
 
 
 class NullSink:
-    async def enqueue(self, envelope: object, body: bytes, *, queue_id: str | None = None) -> str:
+    def new_id(self) -> str:
+        raise AssertionError("no message is sent in these tests")
+
+    async def enqueue(
+        self, envelope: object, body: bytes, *, queue_id: str | None = None, held: bool = False
+    ) -> str:
         raise AssertionError("no message is sent in these tests")
 
 
@@ -47,14 +53,9 @@ async def servers() -> AsyncIterator[list[SmtpServer]]:
 async def start(
     servers: list[SmtpServer], authenticator: Authenticator, throttle: AuthThrottle
 ) -> tuple[SmtpServer, int]:
-    server = SmtpServer(
-        hostname="mx.test",
-        queue=NullSink(),
-        relay=RelayPolicy.build(["localhost"], []),
-        tls_context=lambda: None,
-        authenticator=authenticator,
-        auth_throttle=throttle,
-    )
+    policy = build_policy(parse_config({"relay": {"local_domains": ["localhost"], "trusted_networks": []}}))
+    live = Live(policy=policy, authenticator=authenticator, auth_throttle=throttle)
+    server = SmtpServer(hostname="mx.test", queue=NullSink(), live=live)
     settings = replace(
         listener_settings("smtp", EngineSettings(hostname="mx.test"), has_tls=False, has_auth=True),
         auth_requires_tls=False,

@@ -228,12 +228,12 @@ async def _queued(server: RunningServer) -> bytes:
 
 async def _refreshed(server: RunningServer) -> DkimSigner:
     """Reload (SIGHUP's path) and wait for the key check it starts to publish a new signer."""
-    before = server.app.server.dkim
+    before = server.app.server.live.dkim
     assert server.app.reload(server.app.config)
     async with asyncio.timeout(30):
-        while server.app.server.dkim is before:
+        while server.app.server.live.dkim is before:
             await asyncio.sleep(0.02)
-    return server.app.server.dkim
+    return server.app.server.live.dkim
 
 
 async def test_reload_picks_up_a_new_key_and_an_unreadable_one_is_reported(
@@ -380,7 +380,7 @@ async def test_a_new_key_signs_once_the_periodic_check_sees_its_record(
     assert _tags(await _queued(server)) == []  # not published yet: not used
     [selector] = publish(dns, output)
     async with asyncio.timeout(30):  # no reload: the periodic check finds it
-        while not server.app.server.dkim.keys_for("example.test"):
+        while not server.app.server.live.dkim.keys_for("example.test"):
             await asyncio.sleep(0.05)
     message = await _queued(server)
     assert [t["s"] for t in _tags(message)] == [selector]

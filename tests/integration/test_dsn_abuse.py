@@ -57,7 +57,11 @@ async def _bounces(server: RunningServer) -> list[bytes]:
 
 
 async def _start(start_server: StartServer, **local: object) -> RunningServer:
-    server: RunningServer = await start_server(relay=STRANGER, local=local)
+    # Header sections of a few MB: over server.max_header_bytes (1 MiB) they would be refused at the
+    # door (552 5.3.4) before any DSN; what is tested here is the DSN's own cap.
+    server: RunningServer = await start_server(
+        relay=STRANGER, local=local, server={"max_header_bytes": 8 << 20}
+    )
     await asyncio.to_thread(add_users, server.data_dir, "erin@example.test", FORGED)
     return server
 

@@ -313,6 +313,6 @@ async def test_a_ca_file_or_aliases_file_that_does_not_load_refuses_the_reload(
     with caplog.at_level("ERROR", logger="postier.app"):
         assert app.reload(parse_config(data)) is False
     assert "reload refused, the running configuration stays" in caplog.text and str(bad) in caplog.text
-    assert app.directory is directory and app.server.directory is directory
+    assert app.directory is directory and app.server.live.policy.directory is directory
     assert app.config == running.config
     assert not app.router.is_local("new.test")

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import trustme
 
+from postier.config import parse_config
 from postier.mail.envelope import Envelope
 from postier.mail.errors import QueueError, QueueFullError
-from postier.policy.ratelimit import RateLimits, SlidingWindow
-from postier.policy.relay import RelayPolicy
-from postier.server.listener import Listener, SmtpServer, listener_settings
+from postier.policy import build_policy
+from postier.server.listener import Listener, Live, SmtpServer, listener_settings
 from postier.smtp.server.settings import EngineSettings
 from postier.users import AuthThrottle
 
@@ -38,7 +38,9 @@ class FakeSink:
         self.counter += 1
         return f"FAKE{self.counter:04d}"
 
-    async def enqueue(self, envelope: Envelope, body: bytes, *, queue_id: str | None = None) -> str:
+    async def enqueue(
+        self, envelope: Envelope, body: bytes, *, queue_id: str | None = None, held: bool = False
+    ) -> str:
         if self.fail_with is not None:
             error, self.fail_with = self.fail_with, None
             raise error
@@ -77,16 +79,21 @@ async def make_harness() -> AsyncIterator[Callable[..., Any]]:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(context)
         sink = FakeSink()
-        server = SmtpServer(
-            hostname="mx.test",
-            queue=sink,
-            relay=RelayPolicy.build(["localhost"], ["127.0.0.0/8"]),
+        timeouts = {k: options.pop(k) for k in ("command_timeout_s", "data_timeout_s") if k in options}
+        limits = options.pop("limits", {})
+        relay = {"local_domains": ["localhost"], "trusted_networks": ["127.0.0.0/8"]}
+        config = parse_config({"relay": relay, "server": options, "limits": limits})
+        policy = build_policy(
+            config, sender_rule=lambda user, sender: sender is not None and str(sender) == user
+        )
+        live = Live(
+            policy=policy,
             tls_context=lambda: context,
             authenticator=Passwords(),
             auth_throttle=AuthThrottle(max_failures=3, window_s=60, lockout_s=60, max_delay_s=0.05),
-            sender_rule=lambda user, sender: sender is not None and str(sender) == user,
-            **options,
+            **timeouts,
         )
+        server = SmtpServer(hostname="mx.test", queue=sink, live=live)
         base = EngineSettings(hostname="mx.test")
         listeners = [
             Listener(
@@ -315,9 +322,7 @@ async def test_brute_force_is_locked_out(make_harness: Callable[..., Any]) -> No
 
 
 async def test_messages_per_hour_per_user(make_harness: Callable[..., Any]) -> None:
-    h = await make_harness(
-        limits=RateLimits(messages_per_user=SlidingWindow(1, 3600.0), exempt_trusted=False)
-    )
+    h = await make_harness(limits={"messages_per_hour_per_user": 1, "exempt_trusted_networks": False})
     results = [
         await asyncio.to_thread(
             _submit, h.ports["submission"], h.client_context(), implicit=False, password="s3cret"

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from transcript import Transcript, load_transcripts
 
+from postier.config import parse_config
 from postier.mail.envelope import Envelope
-from postier.policy.relay import RelayPolicy
-from postier.server.listener import Listener, SmtpServer
+from postier.policy import build_policy
+from postier.server.listener import Listener, Live, SmtpServer
 from postier.smtp.server.settings import EngineSettings
 
 _NEEDS_TLS_OR_AUTH = ("is_tls", "can_starttls", "auth_mechanisms", "mail_requires_auth")
@@ -43,7 +44,9 @@ class FixedIdSink:
     def new_id(self) -> str:
         return "TESTID"
 
-    async def enqueue(self, envelope: Envelope, body: bytes, *, queue_id: str | None = None) -> str:
+    async def enqueue(
+        self, envelope: Envelope, body: bytes, *, queue_id: str | None = None, held: bool = False
+    ) -> str:
         return queue_id or "TESTID"
 
 
@@ -56,12 +59,8 @@ async def servers() -> AsyncIterator[list[SmtpServer]]:
 
 
 async def _start(scenario: Transcript, started: list[SmtpServer]) -> int:
-    server = SmtpServer(
-        hostname="localhost",
-        queue=FixedIdSink(),
-        relay=RelayPolicy.build(["localhost"], ["127.0.0.0/8"]),
-        tls_context=lambda: None,
-    )
+    config = parse_config({"relay": {"local_domains": ["localhost"], "trusted_networks": ["127.0.0.0/8"]}})
+    server = SmtpServer(hostname="localhost", queue=FixedIdSink(), live=Live(policy=build_policy(config)))
     settings = scenario.engine_settings(EngineSettings(hostname="localhost"))
     await server.start([Listener("127.0.0.1", 0, "smtp", settings)])
     started.append(server)

@@ -318,6 +318,15 @@ async def test_hold_release_retry_delete(queue: Queue, clock: Clock) -> None:
     assert await queue.list_messages() == []
 
 
+async def test_a_message_enqueued_held_is_never_claimed_until_released(queue: Queue, clock: Clock) -> None:
+    held = await queue.enqueue(envelope("1@a.test"), b"quarantined", held=True)
+    other = await queue.enqueue(envelope("2@b.test"), b"m")
+    assert (await queue.get(held)).status == MessageStatus.HELD
+    assert [r.message_id for c in await queue.claim(clock.now, 60, 10) for r in c.recipients] == [other]
+    assert await queue.release(held) == 1
+    assert [r.message_id for c in await queue.claim(clock.now, 60, 10) for r in c.recipients] == [held]
+
+
 async def test_hold_and_release_by_filter(queue: Queue) -> None:
     await queue.enqueue(envelope("1@a.test"), b"m")
     await queue.enqueue(envelope("2@b.test"), b"m")

@@ -25,6 +25,10 @@ class MailauthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     dkim_max_signatures: int = 5
     """How many DKIM-Signature fields of a message are checked, topmost first; the others get
     dkim=policy. Bounds the work a message can ask for."""
+    verify_max_bytes: int = 10 * 1024 * 1024
+    """Largest message whose DKIM signatures and ARC chain are verified, in octets (verifying reads the
+    whole message into memory). A larger one gets dkim=policy, and DMARC then rests on SPF alone.
+    Default 10 MiB."""
     dkim_min_rsa_bits: int = 1024
     """Shortest RSA key accepted, in bits: a signature by a shorter key fails (RFC 8301 §3.2 sets 1024)."""
     dmarc: Mode = "tag"
@@ -60,6 +64,8 @@ class MailauthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
 def check_mailauth(config: MailauthConfig) -> None:
     if config.dkim_max_signatures < 1:
         raise ConfigError("mailauth.dkim_max_signatures", "must be at least 1")
+    if config.verify_max_bytes < 0:
+        raise ConfigError("mailauth.verify_max_bytes", "must not be negative")
     if config.dkim_min_rsa_bits < 1024:
         raise ConfigError("mailauth.dkim_min_rsa_bits", "must be at least 1024 (RFC 8301 §3.2)")
     if config.dmarc_report_interval_s < 60:

@@ -12,12 +12,16 @@ from typing import Literal
 
 import msgspec
 
+from postier.config.antispam import AntispamConfig, MilterConfig
+from postier.config.api import ApiConfig, WebhookConfig
 from postier.config.dkim import DkimConfig, DkimKeyConfig
 from postier.config.mailauth import MailauthConfig
 from postier.config.tlsrpt import TlsRptConfig
 
 __all__ = [
+    "ApiConfig",
     "AuthConfig",
+    "CheckConfig",
     "Config",
     "DeliveryConfig",
     "DkimConfig",
@@ -29,11 +33,13 @@ __all__ = [
     "LogConfig",
     "MailauthConfig",
     "MetricsConfig",
+    "PolicyConfig",
     "QueueConfig",
     "RelayConfig",
     "RouteConfig",
     "ServerConfig",
     "TlsConfig",
+    "WebhookConfig",
 ]
 
 ListenerMode = Literal["smtp", "submission", "submissions"]
@@ -171,6 +177,13 @@ class RelayConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     """Domains whose mail is delivered here (case-insensitive)."""
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     """CIDR networks allowed to relay to any domain without AUTH."""
+    relay_domains: tuple[str, ...] = ()
+    """Domains this server is a gateway or backup MX for: their mail is taken from anyone (like a local
+    domain's) and carried on to their [[route]] or MX (docs/antispam.md, "Relay domains")."""
+    relay_recipients: dict[str, str] = msgspec.field(default_factory=dict)
+    """Per relay domain, a file of its valid recipients (one address or local part a line; "#"
+    comments; "@" alone: any). Other recipients of that domain get 550 5.1.1 at RCPT instead of a
+    bounce later. A relay domain without a file takes any recipient. Read at start and on reload."""
     smarthost: str = ""
     """"host:port" that all outbound mail is relayed through (a provider relay: Amazon SES, SparkPost,
     Gmail, an ISP). Empty: deliver by MX. Shorthand for a [[route]] with domains = ["*"]."""
@@ -333,6 +346,32 @@ class LocalConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     "unix:/path/to/socket", e.g. Dovecot's { "example.org" = "unix:/run/dovecot/lmtp" }."""
 
 
+class PolicyConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    connect_timeout_s: float = 10.0
+    """Deadline for the asynchronous checks (DNS, network) of the connect stage; a check that has not
+    answered by then gives its failure verdict (by default 421 4.3.0 at connect, 451 4.3.0 later)."""
+    helo_timeout_s: float = 10.0
+    """Deadline for the asynchronous checks of the HELO/EHLO stage."""
+    mail_timeout_s: float = 20.0
+    """Deadline for the asynchronous checks of the MAIL FROM stage (SPF, say)."""
+    rcpt_timeout_s: float = 20.0
+    """Deadline for the asynchronous checks of each RCPT TO."""
+    data_timeout_s: float = 60.0
+    """Deadline for the asynchronous checks at the end of data (DKIM, DMARC, rspamd, milters). RFC 5321
+    §4.5.3.2.6 gives the client 10 minutes for the end-of-data reply."""
+    ipv6_prefix: int = 64
+    """IPv6 clients are counted per network of this prefix length for the per-address connection and
+    rate limits (one host usually holds a whole /64). 128 counts each address."""
+
+
+class CheckConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    module: str
+    """The check's class or factory, ``"package.module:Name"``, importable by the server's Python;
+    called with the ``options`` table as keyword arguments (docs/policy.md)."""
+    options: dict[str, object] = msgspec.field(default_factory=dict)
+    """Keyword arguments for the check's constructor."""
+
+
 class MetricsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     address: str = ""
     """"host:port" of the Prometheus endpoint (/metrics), e.g. "127.0.0.1:9325". Empty: off."""
@@ -357,7 +396,13 @@ class Config(
     frozen=True,
     forbid_unknown_fields=True,
     kw_only=True,
-    rename={"listeners": "listener", "routes": "route"},
+    rename={
+        "listeners": "listener",
+        "routes": "route",
+        "checks": "check",
+        "webhooks": "webhook",
+        "milters": "milter",
+    },
 ):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     listeners: tuple[ListenerConfig, ...] = msgspec.field(default_factory=_default_listeners)
@@ -374,8 +419,18 @@ class Config(
     """[[route]] tables: relays for chosen recipient domains (a transport map). Checked before
     relay.smarthost and MX."""
     local: LocalConfig = msgspec.field(default_factory=LocalConfig)
+    policy: PolicyConfig = msgspec.field(default_factory=PolicyConfig)
+    checks: tuple[CheckConfig, ...] = ()
+    """[[check]] tables: user checks (Python classes) asked after the built-in ones, in order."""
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+    antispam: AntispamConfig = msgspec.field(default_factory=AntispamConfig)
+    milters: tuple[MilterConfig, ...] = ()
+    """[[milter]] tables: filters speaking the Sendmail milter protocol, asked at the end of data in
+    file order (docs/antispam.md)."""
     dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)
     mailauth: MailauthConfig = msgspec.field(default_factory=MailauthConfig)
     tlsrpt: TlsRptConfig = msgspec.field(default_factory=TlsRptConfig)
+    api: ApiConfig = msgspec.field(default_factory=ApiConfig)
+    webhooks: tuple[WebhookConfig, ...] = ()
+    """[[webhook]] tables: receivers of delivery events (docs/api.md, Webhooks)."""

@@ -19,11 +19,17 @@ tls            sid, version (TLSv1.3), cipher — or, when the handshake fails: 
 auth           sid, mechanism, user?, result (ok|failed|locked|authzid) — never the password or payload
 reject         sid (absent when refused before a session began), remote? (connect stage), stage
                (connect|helo|auth|mail|rcpt|data|…: the command), from? (mail), rcpt? (rcpt), user?
-               (a sender rule or a rate limit), reply ("550 5.1.1 …"), reason?
+               (a sender rule or a rate limit), reply ("550 5.1.1 …"), check? (the policy check that
+               refused: relay, recipient, rate, loop, admission, a user check …), reason?
+verdict        sid, id? (data stage), stage, check, action (tag|quarantine|discard|accept), reason?,
+               score? — a check's word that did not refuse the client (a header added, a message held
+               or dropped, a check skipped after a failure)
 queued         sid, id, from (<sender>, ``<>`` for bounces), size (octets), nrcpt, proto
                (the RFC 3848 "with" keyword: SMTP, ESMTPSA, UTF8SMTPS …), user?, duration_s (MAIL to
-               queued), dkim? (the signing domain, or unsigned), dkim_reason?, mailauth? (what mail
-               authentication found: "spf=pass dkim=pass:example.com dmarc=pass arc=none")
+               queued), held? (quarantined by a check), dkim? (the signing domain, or unsigned),
+               dkim_reason?, mailauth? (what mail authentication found: "spf=pass
+               dkim=pass:example.com dmarc=pass arc=none"), arc? (sealed: an ARC set was added, the
+               message being forwarded by an alias)
 delivery       id, rcpt, result (delivered|deferred|failed), relay (the server "host [ip]:port", or
                the destination), tls?, tls_policy, source (where the policy came from), reply,
                attempt, next? (the next attempt, deferred only), delay_s (time in queue), duration_s?
@@ -37,6 +43,8 @@ disconnect     sid, remote, commands (count), duration_s, reason (quit|timeout|e
 ready          listeners ("smtp=127.0.0.1:2525 submission=…"), hostname — the server accepts mail
 stopped        (no fields) — the server has shut down
 dmarc_report   id (of the report message queued), domain (the policy domain), to (<rua address>), rows
+suppressed     rcpt (<address>), reason (hard-bounce|manual|unsubscribe), source? (the reply, or who),
+               id? (the message whose bounce suppressed it), until? (expiry) — added to the suppression list
 =============  ==============================================================================
 
 Never pass passwords, AUTH payloads, keys or message bodies as fields.
@@ -68,6 +76,7 @@ EVENTS = frozenset(
         "tls",
         "auth",
         "reject",
+        "verdict",
         "queued",
         "delivery",
         "bounce",
@@ -77,6 +86,7 @@ EVENTS = frozenset(
         "ready",
         "stopped",
         "dmarc_report",
+        "suppressed",
     }
 )
 

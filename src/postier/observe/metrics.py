@@ -15,7 +15,8 @@ SMTP sessions, and prometheus_client's metric objects are thread-safe for exactl
 
 Label values are bounded: a stage a client could invent (an unknown command verb) is counted as
 ``other``, reply codes keep three digits and enhanced status codes their ``class.subject.detail``
-shape, or are left empty; no address, host name or queue id ever becomes a label.
+shape, or are left empty; no address, host name or queue id ever becomes a label. Check names (the
+``check`` label of ``postier_policy_verdicts``) come from the code and the configuration.
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ from prometheus_client import (
 
 from postier.observe.maillog import subscribe
 
-__all__ = ["KNOWN_STAGES", "MailMetrics", "MetricsServer", "MetricsService", "QueueCounts"]
+__all__ = ["KNOWN_STAGES", "LeaseCounts", "MailMetrics", "MetricsServer", "MetricsService", "QueueCounts"]
 
 QueueCounts = Callable[[], Awaitable[tuple[Mapping[str, int], Mapping[str, int]]]]
+LeaseCounts = Callable[[], Awaitable[Mapping[str, int]]]
+"""Recipients each node holds a live lease on (``PostgresQueue.leases``)."""
 """Messages by status and recipients by state, from the queue (the application supplies it)."""
 QUEUE_REFRESH_S = 10.0
 _log = logging.getLogger("postier.observe")
@@ -64,6 +67,7 @@ QUEUE_DELAY_BUCKETS = (0.1, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600
 ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 Fields = Mapping[str, object]
+_VERDICT_ACTIONS = frozenset({"accept", "tag", "quarantine", "discard"})
 
 
 def split_reply(reply: object) -> tuple[str, str]:
@@ -114,6 +118,13 @@ class MailMetrics:
         self.rejects = Counter(
             "postier_smtp_rejects", "Refusals during SMTP sessions", ["stage", "code", "status"], registry=r
         )
+        self.verdicts = Counter(
+            "postier_policy_verdicts",
+            "Verdicts of the policy checks other than a plain accept, by check and action (reject, defer,"
+            " tag, quarantine, discard, accept: an accept with something to say, a skipped check)",
+            ["check", "action"],
+            registry=r,
+        )
         self.auth = Counter("postier_auth_attempts", "AUTH attempts by result", ["result"], registry=r)
         self.tls = Counter("postier_tls_handshakes", "TLS handshakes by result", ["result"], registry=r)
         self.transaction = Histogram(
@@ -128,12 +139,20 @@ class MailMetrics:
         self.queue_recipients = Gauge(
             "postier_queue_recipients", "Recipients in the queue", ["state"], registry=r
         )
+        self.queue_leased = Gauge(
+            "postier_queue_leased_recipients",
+            "Recipients each node of a cluster is delivering now (a PostgreSQL queue)",
+            ["node"],
+            registry=r,
+        )
+        self._lease_nodes: set[str] = set()
         self._sessions: dict[str, tuple[str, str]] = {}  # sid → labels, while connected
         self._handlers: dict[str, Callable[[Fields], None]] = {
             "connect": self._connect,
             "disconnect": self._disconnect,
             "queued": self._queued,
             "reject": self._reject,
+            "verdict": self._verdict,
             "auth": self._auth,
             "tls": self._tls,
             "delivery": self._delivery,
@@ -210,6 +229,15 @@ class MailMetrics:
         stage = str(fields.get("stage", ""))
         code, status = split_reply(fields.get("reply"))
         self.rejects.labels(stage if stage in KNOWN_STAGES else "other", code, status).inc()
+        check = fields.get("check")
+        if check:  # a refusal of the policy pipeline (the engine's own carry no check)
+            self.verdicts.labels(str(check), "defer" if code.startswith("4") else "reject").inc()
+
+    def _verdict(self, fields: Fields) -> None:
+        action = str(fields.get("action", ""))
+        if action not in _VERDICT_ACTIONS:
+            action = "other"
+        self.verdicts.labels(str(fields.get("check", "")), action).inc()
 
     def _auth(self, fields: Fields) -> None:
         result = str(fields.get("result", ""))
@@ -240,6 +268,14 @@ class MailMetrics:
             self.queue_messages.labels(status).set(count)
         for state, count in recipients.items():
             self.queue_recipients.labels(state).set(count)
+
+    def set_leases(self, by_node: Mapping[str, int]) -> None:
+        """Live leases by node (a cluster's queue); a node that holds none any more reads 0."""
+        for node in self._lease_nodes - set(by_node):
+            self.queue_leased.labels(node).set(0)
+        for node, count in by_node.items():
+            self.queue_leased.labels(node).set(count)
+        self._lease_nodes |= set(by_node)
 
 
 class MetricsServer:
@@ -276,11 +312,18 @@ class MetricsService:
     and refreshes the queue gauges every ``refresh_s``; ``close()`` undoes all three."""
 
     def __init__(
-        self, host: str, port: int, queue_counts: QueueCounts, *, refresh_s: float = QUEUE_REFRESH_S
+        self,
+        host: str,
+        port: int,
+        queue_counts: QueueCounts,
+        *,
+        refresh_s: float = QUEUE_REFRESH_S,
+        lease_counts: LeaseCounts | None = None,
     ) -> None:
         self.metrics = MailMetrics()
         self.server = MetricsServer(host, port, self.metrics.registry)
         self._queue_counts = queue_counts
+        self._lease_counts = lease_counts
         self._refresh_s = refresh_s
         self._unsubscribe: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -299,6 +342,11 @@ class MetricsService:
                 _log.warning("metrics: cannot read the queue counts; will try again", exc_info=True)
             else:
                 self.metrics.set_queue(messages, recipients)
+            if self._lease_counts is not None:
+                try:
+                    self.metrics.set_leases(await self._lease_counts())
+                except Exception:
+                    _log.warning("metrics: cannot read the leases by node; will try again", exc_info=True)
             await asyncio.sleep(self._refresh_s)
 
     async def close(self) -> None:

@@ -42,12 +42,19 @@ class Queue(Protocol):
     async def close(self) -> None: ...
 
     async def enqueue(
-        self, envelope: Envelope, body: bytes | MessageBody, *, queue_id: str | None = None
+        self,
+        envelope: Envelope,
+        body: bytes | MessageBody,
+        *,
+        queue_id: str | None = None,
+        held: bool = False,
     ) -> QueueId:
-        """Store the message; durable when this returns. Every recipient is due at once. ``body`` may
-        be a ``MessageBody`` whose octets are partly in a spool file (a large message): store it
-        without reading it whole into memory when the backend can (``MessageBody.copy_to``,
-        ``chunks``), else ``postier.spool.as_bytes``. The caller keeps and closes the spool."""
+        """Store the message; durable when this returns. Every recipient is due at once — unless
+        ``held`` (a quarantined message): then it is stored held, and nothing is delivered until
+        ``release``. ``body`` may be a ``MessageBody`` whose octets are partly in a spool file (a large
+        message): store it without reading it whole into memory when the backend can
+        (``MessageBody.copy_to``, ``chunks``), else ``postier.spool.as_bytes``. The caller keeps and
+        closes the spool."""
         ...
 
     async def claim(self, now: datetime, lease_s: float, limit: int) -> list[Claim]:

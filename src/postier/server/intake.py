@@ -2,14 +2,20 @@
 
 Theory of operation, in order (docs/flow.md, end of data):
 
-1. a message that already carries ``MAX_HOPS`` ``Received:`` fields is in a loop → ``554 5.4.6``
-   (RFC 5321 §6.3), logged as a ``reject`` at stage ``data``;
+1. the data stage of the policy (``postier.policy``): a refusal is the reply (logged as a ``reject`` at
+   stage ``data``, with the check that made it); ``discard`` answers 250 and keeps nothing; the
+   checks' edits (a header changed or deleted, the body replaced: ``policy/edits.py``) are applied to
+   the message as received, then ``tag`` headers are added on top; ``quarantine`` queues it held;
+   header fields a check listed in ``txn.remove_headers`` (forged Authentication-Results, RFC 8601
+   §5) are dropped, and ``txn.auth_results`` (the mail authentication summary) goes into
+   ``ClientInfo.mailauth`` and on the ``queued`` line;
 2. the envelope: the recipients as accepted, expanded by the local directory (aliases), the ESMTP
    parameters (RFC 6152 BODY, RFC 6531 SMTPUTF8, RFC 3461 RET/ENVID, RFC 1870 SIZE) and what the
    session knows of the client (``ClientInfo``);
-3. the trace header (``received.py``) is prepended under the queue id the message will have, and
-   above it the DKIM signatures for our own users' mail (``signing.py``; the trace header need not
-   be signed, RFC 6376 §5.4);
+3. the trace header (``received.py``) is prepended under the queue id the message will have, above
+   the headers the checks added, and above it the DKIM signatures for our own users' mail
+   (``signing.py``: what is signed is the message as it is queued, less the trace header, which need
+   not be signed, RFC 6376 §5.4);
 4. the replies the session still holds are flushed, because the enqueue waits for a group commit;
 5. ``Queue.enqueue`` returns once the message is on stable storage: only then ``250 … queued as ID``
    (STYLE: say 250 only after fsync). Out of space → ``452 4.3.1``; any other queue error →
@@ -19,6 +25,8 @@ Theory of operation, in order (docs/flow.md, end of data):
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -29,14 +37,17 @@ from postier.mail.errors import QueueError, QueueFullError
 from postier.mail.replies import S, queued
 from postier.mail.reply import Reply
 from postier.observe import get_logger, mail_event
-from postier.server.rcpt_checks import count_message
-from postier.server.received import MAX_HOPS, hop_count, protocol_keyword, received_header
+from postier.policy import Action, Client, Decision, Message, Policy, Stage, Transaction
+from postier.policy.context import drop_header_fields
+from postier.policy.edits import apply_edits, header_line
+from postier.server.arcsealing import is_forwarded, seal
+from postier.server.received import protocol_keyword, received_header
 from postier.server.signing import UNSIGNED, dkim_sign
 from postier.smtp.server.events import MessageReceived
-from postier.spool import MessageBody, prepend
+from postier.spool import MessageBody, as_bytes, prepend
 
 if TYPE_CHECKING:
-    from postier.server.listener import SmtpServer
+    from postier.server.listener import Live, SmtpServer
 
 __all__ = ["client_info", "queue_message"]
 
@@ -65,64 +76,112 @@ def client_info(
 
 async def queue_message(
     server: SmtpServer,
+    live: Live,
     event: MessageReceived,
-    content: bytes | MessageBody,
-    client: ClientInfo,
+    received: bytes | MessageBody,
+    info: ClientInfo,
+    client: Client,
+    txn: Transaction,
     *,
-    sid: str,
     mail_at: float,
     flush: Callable[[], None],
 ) -> Reply:
-    """The reply to the end of DATA; ``content``: the message as received (``bytes``, or over a spool
+    """The reply to the end of DATA; ``received``: the message as received (``bytes``, or over a spool
     file when large); ``mail_at``: monotonic time of the transaction's MAIL FROM."""
-    header_section = content if isinstance(content, bytes) else content.header_section()
-    if hop_count(header_section) >= MAX_HOPS:  # RFC 5321 §6.3: a mail loop (e.g. through aliases)
-        mail_event("reject", sid=sid, stage="data", reply=str(S.TOO_MANY_HOPS), reason="hop count")
-        return S.TOO_MANY_HOPS
-    envelope = _envelope(server, event, client)
+    policy = live.policy
+    decision = await policy.pipeline.run(Stage.DATA, client, txn, Message(received))
+    verdict = decision.verdict
+    if verdict.is_refusal:
+        assert verdict.reply is not None
+        reply, reason = str(verdict.reply), verdict.reason
+        mail_event("reject", sid=client.sid, stage="data", reply=reply, check=verdict.check, reason=reason)
+        return verdict.reply
     queue_id = server.queue.new_id()
+    _log_verdicts(client.sid, queue_id, decision)
+    if verdict.action is Action.DISCARD:
+        return queued(queue_id)  # RFC 5321 §6.2 allows it when a filter says so: nothing is kept
+    if txn.remove_headers:  # forged trace fields a check found (rare: a spooled message is read whole)
+        received = await asyncio.to_thread(drop_header_fields, as_bytes(received), txn.remove_headers)
+    if txn.auth_results:
+        info = dataclasses.replace(info, mailauth=txn.auth_results)
+    envelope = _envelope(policy, event, info)
+    if verdict.edits:  # a check changed the message: edited in memory (a spooled one is read whole)
+        received = apply_edits(as_bytes(received), verdict.edits)
+    content = prepend(_added_headers(verdict.headers), received)
+    signed = UNSIGNED if live.dkim.is_empty else await dkim_sign(live.dkim, content, event.sender, client)
+    sealed = b""
+    forwarded = live.arc_seal and is_forwarded(event.recipients, envelope.recipients, policy.relay)
+    if forwarded and txn.auth_results:
+        sealed = await seal(live.dkim, server.hostname, content)
     header = received_header(
-        helo=client.helo,
-        client_ip=client.ip,
+        helo=info.helo,
+        client_ip=info.ip,
         hostname=server.hostname,
-        protocol=client.protocol,
+        protocol=info.protocol,
         queue_id=queue_id,
-        tls=client.tls,
+        tls=info.tls,
         recipients=tuple(r.address for r in event.recipients),
         now=datetime.now(UTC),
     )
-    signed = UNSIGNED if server.dkim.is_empty else await dkim_sign(server, event, content, client)
     flush()
+    held = verdict.action is Action.QUARANTINE
     try:
-        await server.queue.enqueue(envelope, prepend(signed.fields + header, content), queue_id=queue_id)
+        await server.queue.enqueue(
+            envelope, prepend(sealed + signed.fields + header, content), queue_id=queue_id, held=held
+        )
     except QueueFullError:
-        _log.error("session %s: queue is out of space", sid)
+        _log.error("session %s: queue is out of space", client.sid)
         return S.QUEUE_FULL
     except QueueError:
-        _log.exception("session %s: queue error", sid)
+        _log.exception("session %s: queue error", client.sid)
         return S.QUEUE_ERROR
-    count_message(server, client.ip, client.auth_user)
+    policy.queued(client)
     mail_event(
         "queued",
-        sid=sid,
+        sid=client.sid,
         id=queue_id,
         from_=f"<{'' if event.sender is None else str(event.sender)}>",
         size=len(content),
         nrcpt=len(envelope.recipients),
-        proto=client.protocol,
-        user=client.auth_user,
+        proto=info.protocol,
+        user=info.auth_user,
+        held=True if held else None,
         duration_s=round(time.monotonic() - mail_at, 4),
         dkim=signed.result,
         dkim_reason=signed.reason,
+        mailauth=txn.auth_results or None,
+        arc="sealed" if sealed else None,
     )
     return queued(queue_id)
 
 
-def _envelope(server: SmtpServer, event: MessageReceived, client: ClientInfo) -> Envelope:
-    directory = server.directory
+def _log_verdicts(sid: str, queue_id: str, decision: Decision) -> None:
+    """One ``verdict`` line per check that said something other than a plain accept."""
+    for noted in decision.verdicts:
+        mail_event(
+            "verdict",
+            sid=sid,
+            id=queue_id,
+            stage="data",
+            check=noted.check,
+            action=noted.action.value,
+            reason=noted.reason or None,
+            score=noted.score or None,
+        )
+
+
+def _added_headers(headers: tuple[tuple[str, str], ...]) -> bytes:
+    """Header fields a check asked for, as lines; folded values keep their folding (a milter's
+    DKIM-Signature), but a name or value that would split into a header the check did not mean is
+    dropped whole (``policy.edits.header_line``)."""
+    lines = [header_line(name, value) for name, value in headers]
+    return b"".join(line for line in lines if line is not None)
+
+
+def _envelope(policy: Policy, event: MessageReceived, client: ClientInfo) -> Envelope:
     return Envelope(
         sender=event.sender,
-        recipients=event.recipients if directory is None else directory.expand(event.recipients),
+        recipients=policy.expand(event.recipients),
         body=event.params.body or BodyType.SEVEN_BIT,
         smtputf8=event.params.smtputf8,
         ret=event.params.ret,

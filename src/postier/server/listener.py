@@ -10,33 +10,31 @@ Modes (RFC 6409, RFC 8314):
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 import tempfile
-import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from postier.mail.address import Address
+from postier.antispam.pregreet import Pregreet
 from postier.mail.envelope import Envelope
-from postier.mail.replies import S
 from postier.mail.reply import Reply
 from postier.mailauth.dkim import DkimSigner
 from postier.observe import get_logger
-from postier.policy.ratelimit import RateLimits
-from postier.policy.relay import RelayPolicy
-from postier.recipients.directory import LocalDirectory
+from postier.policy import Policy
+from postier.policy.admission import Admission
 from postier.server.budget import MemoryBudget
 from postier.server.sasl import MECHANISMS, Authenticator
 from postier.server.session import Session
+from postier.server.tlsaccept import ImplicitTlsAcceptor
 from postier.smtp.server.settings import EngineSettings
 from postier.spool import MessageBody
 from postier.users.throttle import AuthThrottle
 
-__all__ = ["Listener", "MessageSink", "SmtpServer"]
+__all__ = ["Listener", "Live", "MessageSink", "SmtpServer"]
 
 _log = get_logger("postier.server")
 
@@ -47,7 +45,12 @@ class MessageSink(Protocol):
     def new_id(self) -> str: ...
 
     async def enqueue(
-        self, envelope: Envelope, body: bytes | MessageBody, *, queue_id: str | None = None
+        self,
+        envelope: Envelope,
+        body: bytes | MessageBody,
+        *,
+        queue_id: str | None = None,
+        held: bool = False,
     ) -> str: ...
 
 
@@ -84,25 +87,34 @@ def listener_settings(mode: str, base: EngineSettings, *, has_tls: bool, has_aut
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Live:
+    """Everything a configuration reload may change for the receiving side, swapped as one reference
+    (``SmtpServer.live``): no attribute of a live object changes during a reload. A session takes the
+    ``Live`` of the moment at connect and again at each MAIL FROM (policy/policy.py)."""
+
+    policy: Policy
+    tls_context: Callable[[], ssl.SSLContext | None] = lambda: None
+    authenticator: Authenticator | None = None
+    auth_throttle: AuthThrottle | None = None
+    command_timeout_s: float = 300.0
+    data_timeout_s: float = 180.0
+    handshake_timeout_s: float = 30.0
+    dkim: DkimSigner = field(default_factory=DkimSigner)
+    """Signs our own users' mail at the end of data; swapped (as a new ``Live``) by the key checks."""
+    arc_seal: bool = False
+    """Seal strangers' mail an alias forwards to another domain (``[mailauth] arc_seal``, arcsealing.py)."""
+    pregreet: Pregreet | None = None
+    """The pregreet test of ``smtp`` listeners (``antispam.pregreet_s``), None when off."""
+
+
 class SmtpServer:
     def __init__(
         self,
         *,
         hostname: str,
         queue: MessageSink,
-        relay: RelayPolicy,
-        tls_context: Callable[[], ssl.SSLContext | None],
-        authenticator: Authenticator | None = None,
-        auth_throttle: AuthThrottle | None = None,
-        sender_rule: Callable[[str, Address | None], bool] | None = None,
-        limits: RateLimits | None = None,
-        directory: LocalDirectory | None = None,
-        dkim: DkimSigner | None = None,
-        max_connections: int = 1000,
-        max_connections_per_ip: int = 50,
-        command_timeout_s: float = 300.0,
-        data_timeout_s: float = 180.0,
-        handshake_timeout_s: float = 30.0,
+        live: Live,
         min_data_bytes_per_s: float = 500.0,
         error_delay_s: float = 0.0,
         memory_budget_bytes: int = 64 << 20,
@@ -110,26 +122,29 @@ class SmtpServer:
     ) -> None:
         self.hostname = hostname
         self.queue = queue
-        self.relay = relay
-        self.tls_context = tls_context
-        self.authenticator = authenticator
-        self.auth_throttle = auth_throttle
-        self.sender_rule = sender_rule  # may this authenticated user send as this sender?
-        self.limits = limits or RateLimits()
-        self.directory = directory  # local recipients checked at RCPT and expanded; None: no checks
-        self.dkim = dkim or DkimSigner()  # swapped whole when keys or their records change
-        self.max_connections = max_connections
-        self.max_connections_per_ip = max_connections_per_ip
-        self.command_timeout_s = command_timeout_s
-        self.data_timeout_s = data_timeout_s
-        self.handshake_timeout_s = handshake_timeout_s
-        self.min_data_bytes_per_s = min_data_bytes_per_s  # the data deadline (budget.DataDeadline)
+        self.live = live
+        self.admission = Admission()
+        # Restart-only: the data deadline (budget.DataDeadline), the client input held by all
+        # sessions, and where large messages being received are spooled.
+        self.min_data_bytes_per_s = min_data_bytes_per_s
         self.error_delay_s = error_delay_s  # the tarpit past half of max_errors
-        self.memory = MemoryBudget(memory_budget_bytes)  # client input held by all sessions
-        self.spool_dir = spool_dir or Path(tempfile.gettempdir())  # large messages being received
+        self.memory = MemoryBudget(memory_budget_bytes)
+        self.spool_dir = spool_dir or Path(tempfile.gettempdir())
         self._servers: list[asyncio.Server] = []
+        self._acceptors: list[ImplicitTlsAcceptor] = []
         self._sessions: set[Session] = set()
-        self._per_ip: Counter[str] = Counter()
+
+    # AuthSource (server/auth_flow.py): read at each attempt, so a reload applies to the next one.
+    @property
+    def authenticator(self) -> Authenticator | None:
+        return self.live.authenticator
+
+    @property
+    def auth_throttle(self) -> AuthThrottle | None:
+        return self.live.auth_throttle
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        return self.live.tls_context()
 
     async def start(self, listeners: list[Listener], sockets: Sequence[socket.socket] = ()) -> None:
         """Listen on each listener's address; or, with ``sockets`` (one per listener, in order,
@@ -137,68 +152,63 @@ class SmtpServer:
         if sockets and len(sockets) != len(listeners):
             raise ValueError(f"{len(sockets)} listening sockets for {len(listeners)} listeners")
         loop = asyncio.get_running_loop()
+        if any(listener.implicit_tls for listener in listeners) and self.tls_context() is None:
+            raise RuntimeError("a submissions listener needs a TLS certificate")
         for i, listener in enumerate(listeners):
-            context = self._implicit_tls_context() if listener.implicit_tls else None
+            if listener.implicit_tls:
+                self._start_implicit_tls(listener, sockets[i] if sockets else _listening_socket(listener))
+                continue
             where: dict[str, Any] = (
                 {"sock": sockets[i]}
                 if sockets
                 else {"host": listener.host, "port": listener.port, "reuse_address": True}
             )
             server = await loop.create_server(
-                lambda listener=listener: Session(self, listener),
-                ssl=context,
-                ssl_handshake_timeout=self.handshake_timeout_s if context else None,
+                functools.partial(Session, self, listener),
                 backlog=1024,
                 **where,
             )
             self._servers.append(server)
 
-    def _implicit_tls_context(self) -> ssl.SSLContext:
-        """The context for implicit-TLS listeners. asyncio binds one context per listening socket, so
-        each handshake switches to the current one (SIGHUP reload) from the SNI callback, which OpenSSL
-        calls for every ClientHello, with or without a server name."""
-        base = self.tls_context()
-        if base is None:
-            raise RuntimeError("a submissions listener needs a TLS certificate")
+    def _start_implicit_tls(self, listener: Listener, sock: socket.socket) -> None:
+        def admit(ip: str) -> tuple[str, Reply | None]:
+            policy = self.live.policy
+            return self.admission.admit(ip, policy.connections, rate_limited=policy.is_rate_limited(ip))
 
-        def use_current(ssl_object: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:
-            current = self.tls_context()
-            if current is not None and current is not ssl_object.context:
-                ssl_object.context = current
-
-        base.sni_callback = use_current
-        return base
+        acceptor = ImplicitTlsAcceptor(
+            sock,
+            admit=admit,
+            release=self.admission.release,
+            protocol=lambda key: Session(self, listener, admission_key=key),
+            context=self.tls_context,
+            handshake_timeout_s=lambda: self.live.handshake_timeout_s,
+        )
+        acceptor.start()
+        self._acceptors.append(acceptor)
 
     @property
     def sockets(self) -> list[tuple[str, int]]:
-        return [s.getsockname()[:2] for server in self._servers for s in server.sockets]
+        servers = [s.getsockname()[:2] for server in self._servers for s in server.sockets]
+        return servers + [a.sock.getsockname()[:2] for a in self._acceptors]
 
-    def admit(self, session: Session) -> Reply | None:
-        """Count a new connection in; the refusal reply when a limit is reached."""
-        if len(self._sessions) >= self.max_connections:
-            return S.TOO_MANY_CONNECTIONS
-        if self._per_ip[session.client_ip] >= self.max_connections_per_ip:
-            return S.TOO_MANY_CONNECTIONS
-        window = self.limits.connections_per_ip
-        if window is not None and self.is_rate_limited(session.client_ip):
-            now = time.monotonic()
-            if not window.allows(session.client_ip, now):
-                return S.CONNECTION_RATE_LIMITED
-            window.record(session.client_ip, now)
-        self._sessions.add(session)
-        self._per_ip[session.client_ip] += 1
-        return None
-
-    def is_rate_limited(self, client_ip: str) -> bool:
-        """Rate limits apply to this client (trusted networks are exempt unless configured otherwise)."""
-        return not (self.limits.exempt_trusted and self.relay.is_trusted(client_ip))
+    def admit(self, session: Session, policy: Policy) -> Reply | None:
+        """Count a new connection in; the refusal reply at a limit. A session admitted before its TLS
+        handshake (``tlsaccept.py``) is only registered."""
+        if session.is_admitted:
+            self._sessions.add(session)
+            return None
+        key, refusal = self.admission.admit(
+            session.client_ip, policy.connections, rate_limited=policy.is_rate_limited(session.client_ip)
+        )
+        session.admission_key = key
+        if refusal is None:
+            self._sessions.add(session)
+        return refusal
 
     def release(self, session: Session) -> None:
         if session in self._sessions:
             self._sessions.discard(session)
-            self._per_ip[session.client_ip] -= 1
-            if self._per_ip[session.client_ip] <= 0:
-                del self._per_ip[session.client_ip]
+            self.admission.release(session.admission_key)
 
     @property
     def session_count(self) -> int:
@@ -208,6 +218,8 @@ class SmtpServer:
         """Stop accepting; let sessions finish for ``grace_s``; then end the rest with 421 4.3.2."""
         for server in self._servers:
             server.close()
+        for acceptor in self._acceptors:
+            await acceptor.close()
         sessions = list(self._sessions)
         if sessions:
             _log.info("shutdown: waiting up to %.0fs for %d sessions", grace_s, len(sessions))
@@ -219,3 +231,8 @@ class SmtpServer:
                 await asyncio.wait(pending, timeout=5.0)
             for waiter in pending:
                 waiter.cancel()
+
+
+def _listening_socket(listener: Listener) -> socket.socket:
+    family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
+    return socket.create_server((listener.host, listener.port), family=family, backlog=1024)

@@ -12,13 +12,9 @@ from email.utils import format_datetime
 
 from postier.mail.address import Address
 
-__all__ = ["MAX_HOPS", "hop_count", "protocol_keyword", "received_header"]
+__all__ = ["protocol_keyword", "received_header"]
 
 _date_cache: tuple[tuple[int, object], str] = ((0, None), "")
-
-MAX_HOPS = 100
-"""RFC 5321 §6.3: a message with this many ``Received:`` fields already is in a loop (the RFC asks
-for a threshold of at least 100): an alias forwarding to a server that forwards back, say."""
 
 
 def protocol_keyword(*, esmtp: bool, tls: bool, authenticated: bool, smtputf8: bool) -> str:
@@ -79,18 +75,3 @@ def _header_date(now: datetime) -> str:
     if cached[0] != key:
         cached = _date_cache = (key, format_datetime(now.replace(microsecond=0)))
     return cached[1]
-
-
-def hop_count(message: bytes) -> int:
-    """The ``Received:`` fields in the header section of ``message`` (up to the first empty line)."""
-    count, start = 0, 0
-    while start < len(message):  # line by line, never past the header (bodies may be large)
-        end = message.find(b"\n", start)
-        end = len(message) if end < 0 else end
-        line = message[start:end]
-        if line in (b"", b"\r"):
-            break
-        if line[:9].lower() == b"received:":
-            count += 1
-        start = end + 1
-    return count

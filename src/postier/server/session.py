@@ -1,21 +1,14 @@
 """One SMTP session: the asyncio driver around the sans-IO ``smtp.ServerConnection``.
 
-Theory of operation. ``data_received`` only feeds bytes to the engine and wakes the session task.
-The task pulls events in order, answers each with exactly one reply (the engine's own for ``Answered``
-events, a decision of policy/queue for the others) and collects the reply bytes. Replies are written in
-one batch when the engine needs more input or before the task awaits something slow (the queue), so a
-pipelining client (RFC 2920) gets its replies in few segments and never waits on a reply we hold back.
-
-Each wait for input has the RFC 5321 §4.5.3.2 timeout of what is awaited (a command, a DATA block),
-kept by one timer per session (``inputwait.py``). The end of DATA is handled by ``intake.py``, MAIL and
-RCPT checks by ``rcpt_checks.py``, AUTH by ``auth_flow.py``.
-
-Reading is paused while more than ``_READ_HIGH_WATER`` octets wait unprocessed, and the task stops
-taking commands while the transport's write buffer is full, so neither a fast sender nor a client
-that does not read its replies can grow our memory without bound. A session answers at most
-``_EVENTS_PER_TURN`` events before it lets the other sessions run: a client pipelining thousands of
-cheap commands (a ``BDAT 0`` flood) takes turns like everyone else instead of holding the loop.
-
+Theory of operation. ``data_received`` only feeds bytes to the engine and wakes the session task, which
+pulls events in order and answers each with exactly one reply: the engine's own (``Answered``), or the
+policy's (``stages.py``: connect, HELO, MAIL, RCPT, end of data through ``intake.py``; AUTH is
+``auth_flow.py``). Replies are written in one batch when the engine needs input or before a slow await
+(RFC 2920 pipelining). Each wait has its RFC 5321 §4.5.3.2 timeout (``inputwait.py``), cut short by the
+message's data deadline (``spooling.py``). Admission is counted in ``connection_made`` (for implicit
+TLS before the handshake, ``tlsaccept.py``). Memory is bounded: reading pauses past
+``_READ_HIGH_WATER`` unprocessed octets, commands stop while the write buffer is full, large messages
+go to a spool file, and at most ``_EVENTS_PER_TURN`` events are answered before other sessions run.
 An unexpected exception ends this session alone with ``421 4.3.0``; the traceback is logged under the
 session id, and nothing of it reaches the client.
 """
@@ -32,11 +25,11 @@ from typing import TYPE_CHECKING, cast
 from postier.mail.replies import S, greeting
 from postier.mail.reply import Reply
 from postier.observe import get_logger, mail_event
+from postier.server import tls
 from postier.server.auth_flow import SessionAuth
 from postier.server.inputwait import InputWait
-from postier.server.intake import client_info, queue_message
-from postier.server.rcpt_checks import check_recipient, check_sender
 from postier.server.spooling import Receiving
+from postier.server.stages import SessionStages
 from postier.smtp.server.connection import ServerConnection
 from postier.smtp.server.events import (
     Answered,
@@ -71,7 +64,7 @@ def new_session_id() -> str:
 
 
 class Session(asyncio.Protocol):
-    def __init__(self, server: SmtpServer, listener: Listener) -> None:
+    def __init__(self, server: SmtpServer, listener: Listener, admission_key: str | None = None) -> None:
         self.server = server
         self.listener = listener
         self.sid = new_session_id()
@@ -91,22 +84,22 @@ class Session(asyncio.Protocol):
         self._greeted = False
         self._early = False
         self._stopping = False
-        self._helo = ""
-        self._esmtp = False
-        self._tls: str | None = None
         self._commands = 0
         self._started = time.monotonic()
         self._end_reason = "closed"  # quit | timeout | error | shutdown | closed (by the client)
         self._auth = SessionAuth(source=server, sid=self.sid, client_ip="", flush=self._flush)
         self._handshaking: list[bytes] | None = None
-        self._accepted_rcpts = 0
-        self._mail_at = 0.0  # monotonic time of the MAIL FROM that began the transaction
+        # The key the server counted this connection under; given when it was admitted before the
+        # TLS handshake (implicit TLS, server/tlsaccept.py), else counted in connection_made.
+        self.admission_key = admission_key or ""
+        self.is_admitted = admission_key is not None
+        self._stages = SessionStages(server, self.sid, self._auth)
         self._soft_errors = max(listener.settings.max_errors // 2, 1)
         self._receiving = Receiving(
             spool_dir=server.spool_dir,
             sid=self.sid,
             budget=server.memory,
-            data_timeout_s=server.data_timeout_s,
+            data_timeout_s=server.live.data_timeout_s,
             min_rate=server.min_data_bytes_per_s,
         )
 
@@ -120,16 +113,20 @@ class Session(asyncio.Protocol):
         self._auth.client_ip = self.client_ip
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
-            self._tls = _tls_description(ssl_object)
-        refusal = self.server.admit(self)
+            self._stages.tls = tls.describe(ssl_object)
+        refusal = self.server.admit(self, self._stages.live.policy)
         if refusal is not None:
             mail_event(
-                "reject", remote=f"{self.client_ip}:{self.client_port}", stage="connect", reply=str(refusal)
+                "reject",
+                remote=f"{self.client_ip}:{self.client_port}",
+                stage="connect",
+                reply=str(refusal),
+                check="admission",
             )
             self._transport.write(refusal.to_bytes())
             self._transport.close()
             return
-        self._conn = ServerConnection(self.listener.engine_settings(is_tls=self._tls is not None))
+        self._conn = ServerConnection(self.listener.engine_settings(is_tls=self._stages.tls is not None))
         loop = asyncio.get_running_loop()
         self._input = InputWait(loop)
         self._task = loop.create_task(self._run(), name=f"smtp-{self.sid}")
@@ -158,14 +155,12 @@ class Session(asyncio.Protocol):
             self._conn.receive_data(b"")
         self._wake()
         # Keep the write side open to answer what was pipelined before the EOF (not possible under TLS).
-        return self._tls is None
+        return self._stages.tls is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self._wake()
         self._can_write.set()
-        if self._conn is None:
-            return
         self.server.release(self)
 
     def pause_writing(self) -> None:
@@ -192,16 +187,12 @@ class Session(asyncio.Protocol):
     # --- the session task ------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        mail_event(
-            "connect",
-            sid=self.sid,
-            remote=f"{self.client_ip}:{self.client_port}",
-            listener=self.listener.mode,
-            local=self.listener.address,
-        )
-        if self._tls is not None:
-            self._log_tls()
         try:
+            refusal = await self._stages.open(self.client_ip, self.client_port, self.listener)
+            if refusal is not None:
+                self._end_reason = "error"
+                self._write_now(refusal)
+                return
             if await self._refuse_early_talker():
                 return
             await self._serve()
@@ -216,24 +207,31 @@ class Session(asyncio.Protocol):
             self._flush()
             if self._transport is not None and not self._transport.is_closing():
                 self._transport.close()
-            mail_event(
-                "disconnect",
-                sid=self.sid,
-                remote=f"{self.client_ip}:{self.client_port}",
-                commands=self._commands,
-                duration_s=round(time.monotonic() - self._started, 3),
-                reason=self._end_reason,
-            )
+            self._stages.closed(self._commands, time.monotonic() - self._started, self._end_reason)
 
     async def _refuse_early_talker(self) -> bool:
-        delay = self.listener.early_talker_delay_s
-        if delay > 0:
-            await asyncio.sleep(delay)
+        """The early-talker pause, or the pregreet test (antispam/pregreet.py): the greeting's first line
+        ``220-`` now, its last line after ``pregreet_s``; a client that talks first gets the last line,
+        then 554 5.5.0 as the answer to what it sent, and is disconnected."""
+        pregreet = self._stages.live.pregreet if self.listener.mode == "smtp" else None
+        check = None
+        if pregreet is not None and pregreet.applies(
+            self.client_ip, is_trusted=self._stages.client().is_trusted
+        ):
+            check = "pregreet"
+            self._out.append(f"220-{self.server.hostname} ESMTP\r\n".encode())
+            self._flush()
+            await asyncio.sleep(pregreet.delay_s)
+            if not self._early:
+                pregreet.passes.passed(self.client_ip)
+        elif self.listener.early_talker_delay_s > 0:
+            await asyncio.sleep(self.listener.early_talker_delay_s)
         if self._early:
-            mail_event(
-                "reject", sid=self.sid, stage="connect", reply=str(S.EARLY_TALKER), reason="early talker"
-            )
+            reply, reason = str(S.EARLY_TALKER), "early talker"
+            mail_event("reject", sid=self.sid, stage="connect", reply=reply, check=check, reason=reason)
             self._end_reason = "error"
+            if check is not None:
+                self._out.append(greeting(self.server.hostname).to_bytes())
             self._write_now(S.EARLY_TALKER)
             return True
         self._greeted = True
@@ -273,7 +271,7 @@ class Session(asyncio.Protocol):
             if isinstance(event, Quit) or reply.code == 421 or conn.is_closed:
                 self._end_reason = "quit" if isinstance(event, Quit) else "error"
                 return
-            if isinstance(event, StartTls) and reply.code == 220 and not await self._start_tls():
+            if isinstance(event, StartTls) and reply.code == 220 and not await self._starttls():
                 return
 
     async def _wait_input(self) -> bool:
@@ -285,7 +283,8 @@ class Session(asyncio.Protocol):
             self._paused = False
         conn = self._conn
         assert conn is not None and self._input is not None
-        timeout = self.server.data_timeout_s if conn.is_reading_data else self.server.command_timeout_s
+        live = self._stages.live
+        timeout = live.data_timeout_s if conn.is_reading_data else live.command_timeout_s
         timeout = self._receiving.wait_s(conn, asyncio.get_running_loop().time(), timeout)
         if timeout <= 0:  # the message came in slower than server.min_data_bytes_per_s
             self._end_reason = "timeout"
@@ -317,108 +316,78 @@ class Session(asyncio.Protocol):
             return event.reply
         self._commands += 1
         if isinstance(event, Hello):
-            return self._hello(event)
+            return await self._hello(event)
         if isinstance(event, MailFrom):
-            return self._mail(event)
+            return await self._stages.mail(event)
         if isinstance(event, RcptTo):
-            return self._rcpt(event)
+            return await self._stages.rcpt(event)
         if isinstance(event, DataStart):
             return S.START_DATA
         if isinstance(event, MessageReceived):
             return await self._queue_message(event)
         if isinstance(event, StartTls):
-            return S.TLS_READY if self.server.tls_context() is not None else S.TLS_UNAVAILABLE
+            return S.TLS_READY if self._stages.live.tls_context() is not None else S.TLS_UNAVAILABLE
         if isinstance(event, AuthStart):
             return await self._auth.start(event)
         if isinstance(event, AuthResponse):
             return await self._auth.respond(event)
         raise AssertionError(f"unhandled event {event!r}")
 
-    def _hello(self, event: Hello) -> Reply:
+    # --- the policy's stages (stages.py) -------------------------------------------------------------
+
+    async def _hello(self, event: Hello) -> Reply:
         assert self._conn is not None
-        self._helo = event.name
-        self._esmtp = event.verb.upper() != "HELO"
-        mail_event("helo", sid=self.sid, name=event.name, verb=event.verb.upper())
-        return self._conn.ehlo_reply() if self._esmtp else Reply(250, None, self.server.hostname)
-
-    def _mail(self, event: MailFrom) -> Reply:
-        self._accepted_rcpts = 0
-        self._mail_at = time.monotonic()
-        return check_sender(self.server, event.sender, sid=self.sid, user=self._auth_user)
-
-    @property
-    def _auth_user(self) -> str | None:
-        return self._auth.user
-
-    def _rcpt(self, event: RcptTo) -> Reply:
-        reply = check_recipient(
-            self.server,
-            event.recipient.address,
-            sid=self.sid,
-            client_ip=self.client_ip,
-            user=self._auth_user,
-            is_first=self._accepted_rcpts == 0,
-        )
-        if reply.is_positive:
-            self._accepted_rcpts += 1
-        return reply
+        refusal = await self._stages.hello(event)
+        if refusal is not None:
+            return refusal
+        return self._conn.ehlo_reply() if self._stages.esmtp else Reply(250, None, self.server.hostname)
 
     async def _queue_message(self, event: MessageReceived) -> Reply:
-        client = client_info(
-            ip=self.client_ip,
-            port=self.client_port,
-            helo=self._helo,
-            esmtp=self._esmtp,
-            tls=self._tls,
-            auth_user=self._auth_user,
-            listener=self.listener.address,
-            smtputf8=event.params.smtputf8,
-        )
         content = self._receiving.message(event)
         if isinstance(content, Reply):
             return content
         try:
-            return await queue_message(
-                self.server, event, content, client, sid=self.sid, mail_at=self._mail_at, flush=self._flush
+            return await self._stages.message(
+                event, content, listener=self.listener.address, flush=self._flush
             )
         finally:
             if isinstance(content, MessageBody):
                 content.close()
 
-    async def _start_tls(self) -> bool:
-        context = self.server.tls_context()
-        transport = self._transport
-        assert context is not None and transport is not None and self._conn is not None
-        self._flush()
-        loop = asyncio.get_running_loop()
+    # --- TLS -----------------------------------------------------------------------------------------
+
+    async def _starttls(self) -> bool:
+        """STARTTLS accepted: the handshake, then the engine starts again from EHLO (RFC 3207)."""
+        assert self._conn is not None
         self._handshaking = []
+        if not await self._start_tls():
+            return False
+        self._stages.helo, self._stages.esmtp = "", False
+        self._conn.tls_established()
+        early, self._handshaking = self._handshaking, None
+        for data in early or ():
+            self.data_received(data)
+        return True
+
+    async def _start_tls(self) -> bool:
+        context = self._stages.live.tls_context()
+        if context is None or self._transport is None:
+            return False
+        self._flush()
         try:
-            new_transport = await loop.start_tls(
-                transport,
-                self,
-                context,
-                server_side=True,
-                ssl_handshake_timeout=self.server.handshake_timeout_s,
+            transport = await tls.upgrade(
+                self._transport, self, context, self._stages.live.handshake_timeout_s
             )
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             mail_event("tls", sid=self.sid, result="failed", error=type(exc).__name__)
             self._end_reason = "error"
             return False
-        if new_transport is None:
+        if transport is None:
             return False
-        self._transport = new_transport
-        self._tls = _tls_description(new_transport.get_extra_info("ssl_object"))
-        self._helo, self._esmtp = "", False
-        self._conn.tls_established()
-        early, self._handshaking = self._handshaking, None
-        for data in early or ():
-            self.data_received(data)
-        self._log_tls()
+        self._transport = transport
+        self._stages.tls = tls.describe(transport.get_extra_info("ssl_object"))
+        self._stages.log_tls()
         return True
-
-    def _log_tls(self) -> None:
-        version, _, cipher = (self._tls or "").partition(" ")
-        mail_event("tls", sid=self.sid, version=version, cipher=cipher)
 
     # --- output ------------------------------------------------------------------------------------
 
@@ -430,10 +399,3 @@ class Session(asyncio.Protocol):
     def _write_now(self, reply: Reply) -> None:
         self._out.append(reply.to_bytes())
         self._flush()
-
-
-def _tls_description(ssl_object: ssl.SSLObject | None) -> str | None:
-    if ssl_object is None:
-        return None
-    cipher = ssl_object.cipher()
-    return f"{ssl_object.version()} {cipher[0] if cipher else '?'}"

@@ -94,6 +94,7 @@ class PostgresQueue:
         clock: Callable[[], datetime] = _utcnow,
         create: bool = True,
         worker: int = 0,
+        slot_keep_s: float = 0.2,
     ) -> None:
         if not schema.isidentifier():
             raise ValueError(f"not a plain SQL identifier: {schema!r}")
@@ -106,7 +107,7 @@ class PostgresQueue:
         self._writer: GroupWriter | None = None
         self._subscribers: list[Callable[[], None]] = []
         self._listener: asyncio.Task[None] | None = None
-        self._slots = ClusterSlots(self._connect_one, self._error)
+        self._slots = ClusterSlots(self._connect_one, self._error, keep_s=slot_keep_s)
 
     @property
     def stats_commits(self) -> int:
@@ -253,7 +254,12 @@ class PostgresQueue:
     # --- the Queue interface --------------------------------------------------------------------
 
     async def enqueue(
-        self, envelope: Envelope, body: bytes | MessageBody, *, queue_id: str | None = None
+        self,
+        envelope: Envelope,
+        body: bytes | MessageBody,
+        *,
+        queue_id: str | None = None,
+        held: bool = False,
     ) -> QueueId:
         if not envelope.recipients:
             raise QueueError("a message needs at least one recipient")
@@ -267,7 +273,7 @@ class PostgresQueue:
                 body = await asyncio.to_thread(as_bytes, body) if body.is_spooled else body.head
             except OSError as exc:
                 raise QueueError(f"cannot read the spooled message: {exc.strerror or exc}") from None
-        await self._writer.submit(Insert(qid, envelope, bytes(body), self._now(None)))
+        await self._writer.submit(Insert(qid, envelope, bytes(body), self._now(None), held=held))
         return qid
 
     async def claim(self, now: datetime, lease_s: float, limit: int) -> list[Claim]:

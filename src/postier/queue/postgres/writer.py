@@ -37,8 +37,8 @@ NOTIFY_CHANNEL = "postier_queue"
 
 _INSERT_MESSAGES = (
     "INSERT INTO messages (id, arrived_at, sender, envelope, size, body_sha256, status, node)"
-    " SELECT i, a, s, e, z, h, 'active', $7 FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[],"
-    " $5::int[], $6::text[]) AS u(i, a, s, e, z, h) ON CONFLICT (id) DO NOTHING RETURNING id"
+    " SELECT i, a, s, e, z, h, t, $7 FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[],"
+    " $5::int[], $6::text[], $8::text[]) AS u(i, a, s, e, z, h, t) ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 _INSERT_BODIES = "INSERT INTO bodies (message_id, data) SELECT * FROM unnest($1::text[], $2::bytea[])"
 _INSERT_RECIPIENTS = (
@@ -52,10 +52,13 @@ _INSERT_RECIPIENTS = (
 class Insert:
     """One enqueue: its rows, built in the caller's task (the body's hash too)."""
 
-    __slots__ = ("body", "digest", "envelope", "now", "qid", "recipients", "sender")
+    __slots__ = ("body", "digest", "envelope", "now", "qid", "recipients", "sender", "status")
 
-    def __init__(self, qid: QueueId, envelope: Envelope, body: bytes, now: float) -> None:
+    def __init__(
+        self, qid: QueueId, envelope: Envelope, body: bytes, now: float, *, held: bool = False
+    ) -> None:
         self.qid, self.body, self.now = qid, body, now
+        self.status = "held" if held else "active"  # held: quarantined, nothing delivered until released
         self.sender = "" if envelope.sender is None else str(envelope.sender)
         self.envelope = encode_envelope(envelope)
         self.digest = hashlib.sha256(body).hexdigest()
@@ -169,6 +172,7 @@ class GroupWriter:
             [len(j.body) for j in first],
             [j.digest for j in first],
             self._node,
+            [j.status for j in first],
         )
         new = {row[0] for row in rows}
         stored = [j for j in first if j.qid in new]

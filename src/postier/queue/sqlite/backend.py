@@ -190,7 +190,12 @@ class SqliteQueue:
         return to_epoch(self._clock() if now is None else now)
 
     async def enqueue(
-        self, envelope: Envelope, body: bytes | MessageBody, *, queue_id: str | None = None
+        self,
+        envelope: Envelope,
+        body: bytes | MessageBody,
+        *,
+        queue_id: str | None = None,
+        held: bool = False,
     ) -> QueueId:
         if not envelope.recipients:
             raise QueueError("a message needs at least one recipient")
@@ -206,7 +211,7 @@ class SqliteQueue:
             body = bytes(body)
         now = self._now(None)
         # grouped with the other enqueues of the same commit (store.Insert.many)
-        await self._submit(store.Insert(qid, envelope, body, now, self._log))
+        await self._submit(store.Insert(qid, envelope, body, now, self._log, held=held))
         return qid
 
     async def claim(self, now: datetime, lease_s: float, limit: int) -> list[Claim]:

@@ -92,6 +92,8 @@ class Insert:
         body: bytes | MessageBody,
         now: float,
         log: BodyLog | None = None,
+        *,
+        held: bool = False,
     ) -> None:
         if isinstance(body, MessageBody) and (log is None or not log.wants(body)):
             body = body.read()  # stored inline: SQLite needs the bytes
@@ -99,7 +101,8 @@ class Insert:
         sender = "" if envelope.sender is None else str(envelope.sender)
         # A spooled body's hash is taken before, off the loop (``SqliteQueue.enqueue``).
         digest = hashlib.sha256(body).hexdigest() if isinstance(body, bytes) else body.sha256()
-        self.row = (qid, now, sender, encode_envelope(envelope), len(body), digest, _ACTIVE)
+        status = _HELD if held else _ACTIVE
+        self.row = (qid, now, sender, encode_envelope(envelope), len(body), digest, status)
         self.recipients = [(qid, i, *encode_recipient(r), now) for i, r in enumerate(envelope.recipients)]
 
     def __call__(self, conn: Conn) -> None:
@@ -167,6 +170,7 @@ _INSERT_RECIPIENT = (
 
 
 _ACTIVE = MessageStatus.ACTIVE.value
+_HELD = MessageStatus.HELD.value
 
 
 def claim(conn: Conn, now: float, lease_s: float, limit: int) -> list[Claim]:
