@@ -109,7 +109,7 @@ async def _run(count: int, args: argparse.Namespace, ports: PortPool) -> dict[st
             node_ports = [ports.take() for _ in range(count)]
             for i, port in enumerate(node_ports):
                 config = _node_config(work, f"n{i + 1}", pg.dsn, f"127.0.0.1:{sink_port}", port, args)
-                cmd = [sys.executable, "-m", "postier", "serve", "--config", str(config)]
+                cmd = [sys.executable, "-m", "postier", "serve", "--allow-root", "--config", str(config)]
                 nodes.append(subprocess.Popen(cmd, start_new_session=True))
                 wait_greeting(port, 30)
             await _sql(pg.dsn, "SELECT pg_stat_statements_reset()")

@@ -35,7 +35,9 @@ from bench.servers import _child, _postier_toml, held_port
 
 MIB = 1 << 20
 RCPT = "user@bench.test"
-SLOW_IP, FLOOD_IP, TLS_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"  # attackers; smtp-source: 127.0.0.1
+FLOOD_IP, TLS_IP = "127.0.0.3", "127.0.0.4"  # attackers; smtp-source: 127.0.0.1
+SLOW_IPS = [f"127.0.1.{i}" for i in range(1, 51)]  # 500 slow clients: 10 per address
+ATTACK_RCPT = b"postmaster@postier.bench.test"  # accepted from anyone (a local domain)
 # A deployment's per-IP limits, applied to the attackers' addresses as to everyone's.
 LIMITS = "[limits]\nconnections_per_minute_per_ip = 120\n"
 
@@ -46,6 +48,8 @@ def postier(root: Path, port: int, tls_port: int, extra: str = "") -> Iterator[i
     root.mkdir(parents=True, exist_ok=True)
     with held_port() as route_port:
         toml = _postier_toml(root, port, route_port, hold=True, batch_max=None, workers=1)
+        # Only smtp-source's address is trusted: the attackers are strangers, limits apply to them.
+        toml = toml.replace('trusted_networks = ["127.0.0.0/8"]', 'trusted_networks = ["127.0.0.1/32"]')
         toml += f'[[listener]]\naddress = "127.0.0.1:{tls_port}"\nmode = "submissions"\n' + extra
         (root / "postier.toml").write_text(toml)
         argv = [
@@ -72,10 +76,12 @@ async def _expect(reader: asyncio.StreamReader, code: bytes) -> bytes:
             return line
 
 
-async def _open(port: int, source: str = "127.0.0.1") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _open(
+    port: int, source: str = "127.0.0.1", rcpt: bytes = RCPT.encode()
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
     await _expect(reader, b"220")
-    writer.write(b"EHLO attacker.test\r\nMAIL FROM:<a@attacker.test>\r\nRCPT TO:<" + RCPT.encode() + b">\r\n")
+    writer.write(b"EHLO attacker.test\r\nMAIL FROM:<a@attacker.test>\r\nRCPT TO:<" + rcpt + b">\r\n")
     for code in (b"250", b"250", b"250"):
         await _expect(reader, code)
     return reader, writer
@@ -135,11 +141,11 @@ def measure_big(port: int, pid: int, clients: int, size_mb: int) -> dict[str, fl
 # --- hostile: attackers while smtp-source measures ---------------------------------------------
 
 
-async def _slow_client(port: int, stop: asyncio.Event) -> None:
+async def _slow_client(port: int, stop: asyncio.Event, source: str) -> None:
     """Open a message and trickle a line every 5 s (about 6 octets/s); start over when cut."""
     while not stop.is_set():
         try:
-            reader, writer = await _open(port, SLOW_IP)
+            reader, writer = await _open(port, source, ATTACK_RCPT)
             writer.write(b"DATA\r\n")
             await _expect(reader, b"354")
             while not stop.is_set() and not reader.at_eof():
@@ -157,7 +163,7 @@ async def _bdat_flood(port: int, stop: asyncio.Event, counter: list[int]) -> Non
     batch = b"BDAT 0\r\n" * 200
     while not stop.is_set():
         try:
-            reader, writer = await _open(port, FLOOD_IP)
+            reader, writer = await _open(port, FLOOD_IP, ATTACK_RCPT)
             while not stop.is_set():
                 writer.write(batch)
                 for _ in range(200):
@@ -198,7 +204,9 @@ def _attack(
     async def run() -> None:
         stop = asyncio.Event()
         bdat, hands = [0], [0]
-        tasks = [asyncio.create_task(_slow_client(port, stop)) for _ in range(slow)]
+        tasks = [
+            asyncio.create_task(_slow_client(port, stop, SLOW_IPS[i % len(SLOW_IPS)])) for i in range(slow)
+        ]
         tasks += [asyncio.create_task(_bdat_flood(port, stop, bdat)) for _ in range(floods)]
         tasks += [asyncio.create_task(_tls_flood(tls_port, stop, hands)) for _ in range(tls)]
         await asyncio.sleep(seconds)

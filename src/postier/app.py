@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import signal
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,11 @@ from postier.smtp.server.settings import EngineSettings
 from postier.spool import MessageBody
 from postier.users import Authenticator, AuthThrottle, UserStore, users_path
 
-__all__ = ["Application", "Role", "run_loop", "serve"]
+__all__ = ["Application", "Role", "Service", "run_loop", "serve"]
+
+Service = Callable[["Application"], contextlib.AbstractAsyncContextManager[None]]
+"""Something more the server process runs while it serves, started after the listeners and stopped
+before them (the HTTP API: ``postier.api.service``, wired by the ``serve`` command)."""
 
 _log = get_logger("postier.app")
 
@@ -122,9 +126,11 @@ class Application:
             shared_slots=self.queue if isinstance(self.queue, SharedSlots) else None,  # several nodes
         )
         self.dkim = DkimKeys(config.dkim, self.data_dir, parts.resolver, on_change=self._dkim_changed)
+        self.sink = _WakingSink(self.queue, role.notify or self.delivery.wake)
+        """The queue as receiving sees it (SMTP and the HTTP API): enqueue, then wake delivery."""
         self.server = SmtpServer(
             hostname=config.server.hostname,
-            queue=_WakingSink(self.queue, role.notify or self.delivery.wake),
+            queue=self.sink,
             live=self._live(config, self.tls, parts),
             min_data_bytes_per_s=config.server.min_data_bytes_per_s,
             error_delay_s=config.server.error_delay_s,
@@ -198,7 +204,8 @@ class Application:
         if not config.metrics.address:
             return None
         host, port = parse_hostport(config.metrics.address)
-        return MetricsService(host, port, self._queue_counts)
+        leases = getattr(self.queue, "leases", None)  # a cluster's queue: which node delivers what
+        return MetricsService(host, port, self._queue_counts, lease_counts=leases)
 
     async def _queue_counts(self) -> tuple[dict[str, int], dict[str, int]]:
         stats = await self.queue.stats()
@@ -347,12 +354,22 @@ async def serve(
     load: Callable[[], Config] | None = None,
     role: Role | None = None,
     on_signal: Callable[[signal.Signals], None] | None = None,
+    services: Sequence[Service] = (),
 ) -> None:
     """Run until SIGTERM/SIGINT. SIGHUP reads the configuration again with ``load`` (the embedded
     defaults' TLS pair only, without one) and applies it with ``Application.reload``. ``on_signal``
-    hears each of these signals first (the primary passes them on to its workers)."""
+    hears each of these signals first (the primary passes them on to its workers). ``services`` run
+    beside the server, in its loop, from its start to its stop."""
     app = Application(config, role)
     await app.start()
+    extras = contextlib.AsyncExitStack()
+    try:
+        for service in services:
+            await extras.enter_async_context(service(app))
+    except BaseException:
+        await extras.aclose()
+        await app.stop()
+        raise
     if started is not None:
         started(app)
     loop = asyncio.get_running_loop()
@@ -373,10 +390,16 @@ async def serve(
         await stop.wait()
     finally:
         # Handlers stay installed while stopping: a second SIGTERM must not kill a graceful shutdown.
+        await extras.aclose()
         await app.stop()
         # Stopped: from here on a late SIGTERM/SIGINT (sent again while the loop and interpreter wind
         # down) is ignored rather than fatal, so a clean stop still exits 0, not "killed by SIGTERM".
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        # Blocked first: removing a loop's handler restores SIG_DFL for a moment (and closing the
+        # loop does it again), and a signal in that moment killed the process; a blocked one waits,
+        # and is dropped when the process exits.
+        stopping = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
+        for sig in stopping:
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)
 

@@ -96,14 +96,15 @@ class MessageBody:
     def is_spooled(self) -> bool:
         return self.spool is not None and self.spool.size > 0
 
-    def chunks(self, size: int = CHUNK_OCTETS) -> Iterator[bytes]:
-        """The body in order, in pieces of at most ``size`` octets from the spool (blocking reads)."""
-        if self.head:
-            yield self.head
+    def chunks(self, size: int = CHUNK_OCTETS, start: int = 0) -> Iterator[bytes]:
+        """The body from ``start`` in order, in pieces of at most ``size`` octets from the spool
+        (blocking reads)."""
+        if start < len(self.head):
+            yield self.head[start:] if start else self.head
         spool = self.spool
         if spool is None:
             return
-        offset = 0
+        offset = max(start - len(self.head), 0)
         while offset < spool.size:
             piece = spool.pread(min(size, spool.size - offset), offset)
             if not piece:
@@ -115,18 +116,23 @@ class MessageBody:
         """The header section (up to, not including, the empty line that ends it; RFC 5322 §2.1),
         read from the start in bounded pieces, at most ``limit`` octets (the engine refused longer
         sections already). A body without an empty line is all header: its first ``limit`` octets."""
+        return self.split(limit)[0]
+
+    def split(self, limit: int = 1 << 20) -> tuple[bytes, int]:
+        """``(header section, where the body starts)``: see ``header_section``; no empty line within
+        ``limit``: the body starts at the end."""
         data = bytearray()
         for piece in self.chunks(size=64 * 1024):
             scan_from = max(len(data) - 3, 0)
             data += piece
             if data.startswith(b"\r\n"):
-                return b""  # an empty first line: no header fields
+                return b"", 2  # an empty first line: no header fields
             hit = data.find(b"\r\n\r\n", scan_from)
             if hit >= 0:
-                return bytes(data[:hit])
+                return bytes(data[:hit]), hit + 4
             if len(data) > limit:
                 break
-        return bytes(data[:limit])
+        return bytes(data[:limit]), len(self)
 
     def read(self) -> bytes:
         """The whole body in memory: a copy, for those who need one (avoid it for large bodies)."""

@@ -163,7 +163,10 @@ async def test_three_nodes_survive_a_killed_node_and_a_database_restart(
     nodes = []
     for name in ("n1", "n2", "n3"):
         (tmp_path / name).mkdir()
-        data = make_config(tmp_path / name / "var", **_sections(cluster, sink, name, lease_s=10.0))
+        # lease_s: long enough that the survivors' own leases outlive the database restart on a slow
+        # machine (a lease that ran out while its delivery went on would be a duplicate not due to the
+        # kill), short enough that n2's recipients are taken over within the test.
+        data = make_config(tmp_path / name / "var", **_sections(cluster, sink, name, lease_s=20.0))
         nodes.append(PostierProcess(tmp_path / name, data))
     acked: dict[str, str] = {}
     refused: list[str] = []
@@ -185,7 +188,7 @@ async def test_three_nodes_survive_a_killed_node_and_a_database_restart(
         ]
         await _wait_for(lambda: len(acked) >= 300, 120, "300 messages acknowledged")
         nodes[1].kill()  # SIGKILL: its leases run out; n1 and n3 take its recipients over
-        in_flight = await _leases(cluster.dsn, "n2")  # what it held when it died (lease_s is 10 s)
+        in_flight = await _leases(cluster.dsn, "n2")  # what it held when it died (lease_s is 20 s)
         killed_at = len(acked)
         await asyncio.sleep(0.5)
         await asyncio.to_thread(cluster.stop, "immediate")  # as a crash: the WAL is replayed at start

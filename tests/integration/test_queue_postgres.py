@@ -203,7 +203,7 @@ def test_tools_on_a_cluster_queue(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 async def test_connection_slots_are_shared_by_every_node_and_freed_when_one_dies(schema: str) -> None:
-    a, b = await node(schema, "a"), await node(schema, "b")
+    a, b = await node(schema, "a", slot_keep_s=0), await node(schema, "b", slot_keep_s=0)
     try:
         first = await a.take_slot("mx.far.test", 2)
         second = await b.take_slot("mx.far.test", 2)
@@ -217,6 +217,22 @@ async def test_connection_slots_are_shared_by_every_node_and_freed_when_one_dies
         await b.close()  # a node gone (its connection closed): its slots are free at once
         assert await a.take_slot("mx.far.test", 2) is not None
         assert await a.take_slot("mx.far.test", 2) is not None
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_slot_given_back_is_kept_a_moment_for_the_same_node(schema: str) -> None:
+    a, b = await node(schema, "a", slot_keep_s=0.3), await node(schema, "b", slot_keep_s=0.3)
+    try:
+        slot = await a.take_slot("mx.far.test", 1)
+        assert slot is not None
+        await a.give_slot("mx.far.test", slot)
+        assert await b.take_slot("mx.far.test", 1) is None  # still a's, for its next transaction
+        assert await a.take_slot("mx.far.test", 1) == slot  # taken again without asking the database
+        await a.give_slot("mx.far.test", slot)
+        await asyncio.sleep(0.8)  # not wanted again: unlocked
+        assert await b.take_slot("mx.far.test", 1) is not None
     finally:
         await a.close()
         await b.close()

@@ -3,15 +3,22 @@ DNS records: what we print, and which published records count as matching."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
+from pathlib import Path
 
 import dkim
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from postier.mailauth.dkim.canon import RelaxedBodyHash, relaxed_body
 from postier.mailauth.dkim.choose import from_domain, host_domain
 from postier.mailauth.dkim.keys import generate_key, public_record, record_problem, zone_line
 from postier.mailauth.dkim.signer import DkimSigner, SigningKey, sign_message
+from postier.server.signing import sign_spooled
+from postier.spool import MessageBody, SpoolFile
 
 ED, RSA = generate_key("ed25519"), generate_key("rsa")
 RECORDS = {
@@ -128,3 +135,35 @@ def test_host_domain_is_the_host_or_its_nearest_parent_with_a_key() -> None:
     assert host_domain(signer, "mx.example.org") == "example.org"
     assert host_domain(signer, "mx.other.test") == "mx.other.test"
     assert host_domain(signer, "mx.third.test") is None
+
+
+# --- a large message signed from its spool file (issue 14: 2) ------------------------------------
+
+
+@given(
+    st.lists(st.sampled_from([b"a", b" ", b"\t", b"  x", b"\r\n", b"\r\n\r\n", b"word  \r\n"]), max_size=60),
+    st.lists(st.integers(min_value=0, max_value=80), max_size=6),
+)
+def test_the_body_hash_in_pieces_equals_the_whole(pieces: list[bytes], cuts: list[int]) -> None:
+    body = b"".join(pieces) + b"\r\n"  # SMTP bodies end with CRLF (DATA always)
+    hasher = RelaxedBodyHash()
+    start = 0
+    for cut in sorted(c for c in cuts if c <= len(body)):
+        hasher.update(body[start:cut])
+        start = cut
+    hasher.update(body[start:])
+    assert hasher.digest() == hashlib.sha256(relaxed_body(body)).digest()
+
+
+def test_a_spooled_message_signs_as_the_whole_would(tmp_path: Path) -> None:
+    signer = DkimSigner({"example.org": KEYS[:1]}, clock=lambda: NOW)
+    big = MESSAGE + (b"line of the body  \r\n" * 50_000) + b"\r\n\r\n"
+    spool = SpoolFile(tmp_path)
+    spool.write([big[100:]])
+    body = MessageBody(big[:100], spool)
+    try:
+        fields = sign_spooled(signer, body, "example.org")
+    finally:
+        body.close()
+    assert fields == signer.sign(big, "example.org")
+    assert _verify(fields + big) == [True]

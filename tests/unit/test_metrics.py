@@ -92,6 +92,14 @@ def test_deliveries_auth_tls_and_queue_sizes(metrics: MailMetrics) -> None:
     assert value(metrics, "postier_queue_recipients", state="deferred") == 3
 
 
+def test_leases_by_node_of_a_cluster(metrics: MailMetrics) -> None:
+    metrics.set_leases({"mx1": 12, "mx2": 3})
+    assert value(metrics, "postier_queue_leased_recipients", node="mx1") == 12
+    metrics.set_leases({"mx2": 5})  # mx1 delivers nothing now (or died and its leases ran out)
+    assert value(metrics, "postier_queue_leased_recipients", node="mx1") == 0
+    assert value(metrics, "postier_queue_leased_recipients", node="mx2") == 5
+
+
 def test_a_failing_subscriber_does_not_stop_the_mail_log(caplog: pytest.LogCaptureFixture) -> None:
     def broken(_event: str, _fields: object) -> None:
         raise RuntimeError("boom")

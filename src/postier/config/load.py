@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from postier.config.api import EVENT_TYPES
 from postier.config.dkim import check_dkim
 from postier.config.mailauth import check_mailauth
 from postier.config.model import Config
@@ -98,6 +99,7 @@ def _check(config: Config) -> None:
             parse_hostport(config.metrics.address)
         except ValueError as exc:
             raise ConfigError("metrics.address", str(exc)) from None
+    _check_api(config)
     if not 1 <= config.server.workers <= 32:
         raise ConfigError("server.workers", "must be between 1 and 32")
     if config.server.workers > 1 and config.metrics.address:
@@ -130,6 +132,29 @@ def _check(config: Config) -> None:
     _check_session_bounds(config)
     check_dkim(config.dkim)
     check_mailauth(config.mailauth)
+
+
+def _check_api(config: Config) -> None:
+    if config.api.address:
+        try:
+            parse_hostport(config.api.address)
+        except ValueError as exc:
+            raise ConfigError("api.address", str(exc)) from None
+    for key in ("max_body_bytes", "max_concurrent_requests", "max_recipients", "page_size"):
+        if getattr(config.api, key) < 1:
+            raise ConfigError(f"api.{key}", "must be at least 1")
+    if config.api.request_timeout_s <= 0:
+        raise ConfigError("api.request_timeout_s", "must be positive")
+    for i, hook in enumerate(config.webhooks):
+        if not hook.url.startswith(("http://", "https://")):
+            raise ConfigError(f"webhook[{i}].url", "must be an http: or https: URL")
+        if not hook.secret and not hook.secret_file:
+            raise ConfigError(f"webhook[{i}].secret", "a secret (or secret_file) is required")
+        unknown = set(hook.events) - set(EVENT_TYPES)
+        if unknown:
+            raise ConfigError(f"webhook[{i}].events", f"unknown: {', '.join(sorted(unknown))}")
+        if hook.batch_size < 1 or hook.timeout_s <= 0:
+            raise ConfigError(f"webhook[{i}]", "batch_size and timeout_s must be positive")
 
 
 def _check_session_bounds(config: Config) -> None:

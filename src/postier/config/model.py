@@ -12,11 +12,13 @@ from typing import Literal
 
 import msgspec
 
+from postier.config.api import ApiConfig, WebhookConfig
 from postier.config.dkim import DkimConfig, DkimKeyConfig
 from postier.config.mailauth import MailauthConfig
 from postier.config.tlsrpt import TlsRptConfig
 
 __all__ = [
+    "ApiConfig",
     "AuthConfig",
     "CheckConfig",
     "Config",
@@ -36,6 +38,7 @@ __all__ = [
     "RouteConfig",
     "ServerConfig",
     "TlsConfig",
+    "WebhookConfig",
 ]
 
 ListenerMode = Literal["smtp", "submission", "submissions"]
@@ -385,7 +388,7 @@ class Config(
     frozen=True,
     forbid_unknown_fields=True,
     kw_only=True,
-    rename={"listeners": "listener", "routes": "route", "checks": "check"},
+    rename={"listeners": "listener", "routes": "route", "checks": "check", "webhooks": "webhook"},
 ):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     listeners: tuple[ListenerConfig, ...] = msgspec.field(default_factory=_default_listeners)
@@ -410,3 +413,6 @@ class Config(
     dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)
     mailauth: MailauthConfig = msgspec.field(default_factory=MailauthConfig)
     tlsrpt: TlsRptConfig = msgspec.field(default_factory=TlsRptConfig)
+    api: ApiConfig = msgspec.field(default_factory=ApiConfig)
+    webhooks: tuple[WebhookConfig, ...] = ()
+    """[[webhook]] tables: receivers of delivery events (docs/api.md, Webhooks)."""

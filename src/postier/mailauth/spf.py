@@ -28,7 +28,7 @@ from spftrace.resolver import NOERROR, NXDOMAIN, SERVFAIL
 from postier.dns import NoData, NxDomain, TemporaryDnsError
 from postier.mailauth.lookup import RecordLookup
 
-__all__ = ["SpfIdentity", "SpfResult", "check_spf"]
+__all__ = ["SpfAudit", "SpfIdentity", "SpfResult", "audit_spf", "check_spf"]
 
 _RESULTS = frozenset({"pass", "fail", "softfail", "neutral", "none", "permerror", "temperror"})
 
@@ -128,6 +128,28 @@ async def check_spf(
     outcome = await evaluator.evaluate(ip, sender, helo)
     result = outcome.result if outcome.result in _RESULTS else "permerror"
     return SpfResult(result, identity, domain, sender, _reason(outcome), outcome.explanation)
+
+
+@dataclass(frozen=True, slots=True)
+class SpfAudit:
+    """One domain's record walked for ``postier doctor``: the result for ``ip``, what decided, and the
+    DNS-querying terms and void lookups the walk needed (counted past the limits)."""
+
+    result: str
+    reason: str
+    dns_terms: int
+    void_lookups: int
+
+
+async def audit_spf(lookup: RecordLookup, ip: str, domain: str, *, time_limit_s: float = 20.0) -> SpfAudit:
+    """``check_host(ip, domain)`` with the evaluator of ``check_spf`` in spftrace's audit mode: the
+    counting goes on past the 10 terms and 2 void lookups of RFC 7208 §4.6.4 (the result is still a
+    permerror then), so the operator learns how far over the record is."""
+    limits = spftrace.Limits(time_limit=time_limit_s, audit=True)
+    evaluator = _Evaluator(_Lookups(lookup), limits, receiver="postier")
+    outcome = await evaluator.evaluate(ip, f"postmaster@{domain}", domain)
+    result = outcome.result if outcome.result in _RESULTS else "permerror"
+    return SpfAudit(result, _reason(outcome), outcome.dns_terms_used, outcome.void_lookups_used)
 
 
 def _reason(outcome: spftrace.Result) -> str:

@@ -40,9 +40,11 @@ from prometheus_client import (
 
 from postier.observe.maillog import subscribe
 
-__all__ = ["KNOWN_STAGES", "MailMetrics", "MetricsServer", "MetricsService", "QueueCounts"]
+__all__ = ["KNOWN_STAGES", "LeaseCounts", "MailMetrics", "MetricsServer", "MetricsService", "QueueCounts"]
 
 QueueCounts = Callable[[], Awaitable[tuple[Mapping[str, int], Mapping[str, int]]]]
+LeaseCounts = Callable[[], Awaitable[Mapping[str, int]]]
+"""Recipients each node holds a live lease on (``PostgresQueue.leases``)."""
 """Messages by status and recipients by state, from the queue (the application supplies it)."""
 QUEUE_REFRESH_S = 10.0
 _log = logging.getLogger("postier.observe")
@@ -128,6 +130,13 @@ class MailMetrics:
         self.queue_recipients = Gauge(
             "postier_queue_recipients", "Recipients in the queue", ["state"], registry=r
         )
+        self.queue_leased = Gauge(
+            "postier_queue_leased_recipients",
+            "Recipients each node of a cluster is delivering now (a PostgreSQL queue)",
+            ["node"],
+            registry=r,
+        )
+        self._lease_nodes: set[str] = set()
         self._sessions: dict[str, tuple[str, str]] = {}  # sid → labels, while connected
         self._handlers: dict[str, Callable[[Fields], None]] = {
             "connect": self._connect,
@@ -241,6 +250,14 @@ class MailMetrics:
         for state, count in recipients.items():
             self.queue_recipients.labels(state).set(count)
 
+    def set_leases(self, by_node: Mapping[str, int]) -> None:
+        """Live leases by node (a cluster's queue); a node that holds none any more reads 0."""
+        for node in self._lease_nodes - set(by_node):
+            self.queue_leased.labels(node).set(0)
+        for node, count in by_node.items():
+            self.queue_leased.labels(node).set(count)
+        self._lease_nodes |= set(by_node)
+
 
 class MetricsServer:
     """``GET /metrics`` for one registry on ``host:port``, served from a daemon thread."""
@@ -276,11 +293,18 @@ class MetricsService:
     and refreshes the queue gauges every ``refresh_s``; ``close()`` undoes all three."""
 
     def __init__(
-        self, host: str, port: int, queue_counts: QueueCounts, *, refresh_s: float = QUEUE_REFRESH_S
+        self,
+        host: str,
+        port: int,
+        queue_counts: QueueCounts,
+        *,
+        refresh_s: float = QUEUE_REFRESH_S,
+        lease_counts: LeaseCounts | None = None,
     ) -> None:
         self.metrics = MailMetrics()
         self.server = MetricsServer(host, port, self.metrics.registry)
         self._queue_counts = queue_counts
+        self._lease_counts = lease_counts
         self._refresh_s = refresh_s
         self._unsubscribe: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -299,6 +323,11 @@ class MetricsService:
                 _log.warning("metrics: cannot read the queue counts; will try again", exc_info=True)
             else:
                 self.metrics.set_queue(messages, recipients)
+            if self._lease_counts is not None:
+                try:
+                    self.metrics.set_leases(await self._lease_counts())
+                except Exception:
+                    _log.warning("metrics: cannot read the leases by node; will try again", exc_info=True)
             await asyncio.sleep(self._refresh_s)
 
     async def close(self) -> None:

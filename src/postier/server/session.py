@@ -1,28 +1,14 @@
 """One SMTP session: the asyncio driver around the sans-IO ``smtp.ServerConnection``.
 
-Theory of operation. ``data_received`` only feeds bytes to the engine and wakes the session task.
-The task pulls events in order, answers each with exactly one reply (the engine's own for ``Answered``
-events, a decision of policy/queue for the others) and collects the reply bytes. Replies are written in
-one batch when the engine needs more input or before the task awaits something slow (the queue), so a
-pipelining client (RFC 2920) gets its replies in few segments and never waits on a reply we hold back.
-
-Each wait for input has the RFC 5321 §4.5.3.2 timeout of what is awaited (a command, a DATA block),
-kept by one timer per session (``inputwait.py``). Every accept/refuse decision is the policy's
-(``postier.policy``): the session asks its pipeline (``stages.py``) at connect, HELO, MAIL, RCPT and
-the end of data (``intake.py``) and obeys the answer; AUTH is ``auth_flow.py``. The session takes
-the server's ``Live`` (policy, TLS, AUTH, timeouts) at connect and again at each MAIL FROM, and keeps
-it to the end of the transaction, so a reload never changes the rules under a transaction.
-
-Admission (connection limits) is counted in ``connection_made``, before anything else; on an
-implicit-TLS listener it was counted before the handshake (``tlsaccept.py``) and the session starts
-after it.
-
-Reading is paused while more than ``_READ_HIGH_WATER`` octets wait unprocessed, and the task stops
-taking commands while the transport's write buffer is full, so neither a fast sender nor a client
-that does not read its replies can grow our memory without bound. A session answers at most
-``_EVENTS_PER_TURN`` events before it lets the other sessions run: a client pipelining thousands of
-cheap commands (a ``BDAT 0`` flood) takes turns like everyone else instead of holding the loop.
-
+Theory of operation. ``data_received`` only feeds bytes to the engine and wakes the session task, which
+pulls events in order and answers each with exactly one reply: the engine's own (``Answered``), or the
+policy's (``stages.py``: connect, HELO, MAIL, RCPT, end of data through ``intake.py``; AUTH is
+``auth_flow.py``). Replies are written in one batch when the engine needs input or before a slow await
+(RFC 2920 pipelining). Each wait has its RFC 5321 §4.5.3.2 timeout (``inputwait.py``), cut short by the
+message's data deadline (``spooling.py``). Admission is counted in ``connection_made`` (for implicit
+TLS before the handshake, ``tlsaccept.py``). Memory is bounded: reading pauses past
+``_READ_HIGH_WATER`` unprocessed octets, commands stop while the write buffer is full, large messages
+go to a spool file, and at most ``_EVENTS_PER_TURN`` events are answered before other sessions run.
 An unexpected exception ends this session alone with ``421 4.3.0``; the traceback is logged under the
 session id, and nothing of it reaches the client.
 """
@@ -39,6 +25,7 @@ from typing import TYPE_CHECKING, cast
 from postier.mail.replies import S, greeting
 from postier.mail.reply import Reply
 from postier.observe import get_logger, mail_event
+from postier.server import tls
 from postier.server.auth_flow import SessionAuth
 from postier.server.inputwait import InputWait
 from postier.server.spooling import Receiving
@@ -126,7 +113,7 @@ class Session(asyncio.Protocol):
         self._auth.client_ip = self.client_ip
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
-            self._stages.tls = _tls_description(ssl_object)
+            self._stages.tls = tls.describe(ssl_object)
         refusal = self.server.admit(self, self._stages.live.policy)
         if refusal is not None:
             mail_event(
@@ -200,18 +187,8 @@ class Session(asyncio.Protocol):
     # --- the session task ------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        mail_event(
-            "connect",
-            sid=self.sid,
-            remote=f"{self.client_ip}:{self.client_port}",
-            listener=self.listener.mode,
-            local=self.listener.address,
-        )
-        if self._stages.tls is not None:
-            self._log_tls()
         try:
-            self._stages.start(self.client_ip, self.client_port, self.listener)
-            refusal = await self._stages.connect(f"{self.client_ip}:{self.client_port}")
+            refusal = await self._stages.open(self.client_ip, self.client_port, self.listener)
             if refusal is not None:
                 self._end_reason = "error"
                 self._write_now(refusal)
@@ -230,14 +207,7 @@ class Session(asyncio.Protocol):
             self._flush()
             if self._transport is not None and not self._transport.is_closing():
                 self._transport.close()
-            mail_event(
-                "disconnect",
-                sid=self.sid,
-                remote=f"{self.client_ip}:{self.client_port}",
-                commands=self._commands,
-                duration_s=round(time.monotonic() - self._started, 3),
-                reason=self._end_reason,
-            )
+            self._stages.closed(self._commands, time.monotonic() - self._started, self._end_reason)
 
     async def _refuse_early_talker(self) -> bool:
         delay = self.listener.early_talker_delay_s
@@ -387,33 +357,23 @@ class Session(asyncio.Protocol):
 
     async def _start_tls(self) -> bool:
         context = self._stages.live.tls_context()
-        transport = self._transport
-        if context is None or transport is None:
+        if context is None or self._transport is None:
             return False
         self._flush()
-        loop = asyncio.get_running_loop()
         try:
-            new_transport = await loop.start_tls(
-                transport,
-                self,
-                context,
-                server_side=True,
-                ssl_handshake_timeout=self._stages.live.handshake_timeout_s,
+            transport = await tls.upgrade(
+                self._transport, self, context, self._stages.live.handshake_timeout_s
             )
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             mail_event("tls", sid=self.sid, result="failed", error=type(exc).__name__)
             self._end_reason = "error"
             return False
-        if new_transport is None:
+        if transport is None:
             return False
-        self._transport = new_transport
-        self._stages.tls = _tls_description(new_transport.get_extra_info("ssl_object"))
-        self._log_tls()
+        self._transport = transport
+        self._stages.tls = tls.describe(transport.get_extra_info("ssl_object"))
+        self._stages.log_tls()
         return True
-
-    def _log_tls(self) -> None:
-        version, _, cipher = (self._stages.tls or "").partition(" ")
-        mail_event("tls", sid=self.sid, version=version, cipher=cipher)
 
     # --- output ------------------------------------------------------------------------------------
 
@@ -425,10 +385,3 @@ class Session(asyncio.Protocol):
     def _write_now(self, reply: Reply) -> None:
         self._out.append(reply.to_bytes())
         self._flush()
-
-
-def _tls_description(ssl_object: ssl.SSLObject | None) -> str | None:
-    if ssl_object is None:
-        return None
-    cipher = ssl_object.cipher()
-    return f"{ssl_object.version()} {cipher[0] if cipher else '?'}"

@@ -15,12 +15,23 @@ from dataclasses import dataclass
 
 from postier.mail.address import Address
 from postier.mailauth.dkim import DkimSigner, signing_domain
+from postier.mailauth.dkim.canon import RelaxedBodyHash
 from postier.policy import Client
 from postier.spool import MessageBody
 
 __all__ = ["UNSIGNED", "Signed", "dkim_sign"]
 
 _THREAD_BYTES = 64 * 1024  # sign larger messages off the event loop (hashing, canonicalising)
+
+
+def sign_spooled(signer: DkimSigner, content: MessageBody, domain: str) -> bytes:
+    """Sign a spooled message without reading it into memory: the header section, and the relaxed
+    body hashed piece by piece (blocking reads: run it in a thread)."""
+    header, start = content.split()
+    body_hash = RelaxedBodyHash()
+    for piece in content.chunks(start=start):
+        body_hash.update(piece)
+    return signer.sign(header + b"\r\n\r\n", domain, body_hash=body_hash.digest())
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +58,8 @@ async def dkim_sign(
         return Signed(result="unsigned", reason="not from an authenticated or trusted client")
     if not signer.keys_for(domain):
         return Signed(result="unsigned", reason="no key of the domain can sign (see postier dkim list)")
-    if isinstance(content, MessageBody):  # a large message of our own users: read whole to sign it
-        fields = await asyncio.to_thread(lambda: signer.sign(content.read(), domain))
+    if isinstance(content, MessageBody):  # a large message: its body hashed from the spool file
+        fields = await asyncio.to_thread(sign_spooled, signer, content, domain)
     elif signer.has_rsa(domain) or len(content) > _THREAD_BYTES:
         # Off the event loop: the RSA signature (OpenSSL releases the GIL) and the hashing of a large
         # body would stall every other session for hundreds of µs; Ed25519 on a small message is

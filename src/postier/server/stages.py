@@ -41,14 +41,39 @@ class SessionStages:
         self._client: Client | None = None
         self._txn: Transaction | None = None
         self._mail_at = 0.0  # monotonic time of the MAIL FROM that began the transaction
+        self._remote = ""
 
     @property
     def policy(self) -> Policy:
         return self.live.policy
 
-    def start(self, ip: str, port: int, listener: Listener) -> None:
+    async def open(self, ip: str, port: int, listener: Listener) -> Reply | None:
+        """The session began (logged; under TLS already for implicit TLS): the client as the checks
+        will see it, and the connect stage — the refusal to send before closing, or None to greet."""
+        self._remote = f"{ip}:{port}"
+        mail_event(
+            "connect", sid=self.sid, remote=self._remote, listener=listener.mode, local=listener.address
+        )
+        if self.tls is not None:
+            self.log_tls()
         self._client = self.policy.client(
             sid=self.sid, ip=ip, port=port, listener=listener.mode, local=listener.address, tls=self.tls
+        )
+        decision = await self.policy.pipeline.run(Stage.CONNECT, self.client())
+        return self.refused(Stage.CONNECT, decision, remote=self._remote)
+
+    def log_tls(self) -> None:
+        version, _, cipher = (self.tls or "").partition(" ")
+        mail_event("tls", sid=self.sid, version=version, cipher=cipher)
+
+    def closed(self, commands: int, duration_s: float, reason: str) -> None:
+        mail_event(
+            "disconnect",
+            sid=self.sid,
+            remote=self._remote,
+            commands=commands,
+            duration_s=round(duration_s, 3),
+            reason=reason,
         )
 
     def client(self) -> Client:
@@ -92,11 +117,6 @@ class SessionStages:
                 score=noted.score or None,
             )
         return None
-
-    async def connect(self, remote: str) -> Reply | None:
-        """The connect stage: the refusal to send before closing, or None to greet."""
-        decision = await self.policy.pipeline.run(Stage.CONNECT, self.client())
-        return self.refused(Stage.CONNECT, decision, remote=remote)
 
     async def hello(self, event: Hello) -> Reply | None:
         """The HELO stage: the refusal, or None (the session sends the EHLO/HELO reply)."""

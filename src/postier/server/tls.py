@@ -18,6 +18,7 @@ encrypts; submission clients will need to trust it or a real certificate must be
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import ssl
 import threading
@@ -34,7 +35,15 @@ from postier.mail.domain import to_ascii
 from postier.mail.errors import ConfigError
 from postier.safeio import atomic_write
 
-__all__ = ["TLS12_CIPHERS", "TlsStore", "client_context", "ensure_self_signed", "server_context"]
+__all__ = [
+    "TLS12_CIPHERS",
+    "TlsStore",
+    "client_context",
+    "describe",
+    "ensure_self_signed",
+    "server_context",
+    "upgrade",
+]
 
 # TLS 1.2 suites: forward secrecy (ECDHE) and AEAD only. TLS 1.3 suites are all AEAD and set apart.
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!DSS"
@@ -176,3 +185,29 @@ class TlsStore:
             fresh = server_context(self.cert_path, self.key_path)
             self._context = fresh
             return fresh
+
+
+async def upgrade(
+    transport: asyncio.BaseTransport,
+    protocol: asyncio.BaseProtocol,
+    context: ssl.SSLContext,
+    timeout_s: float,
+) -> asyncio.Transport | None:
+    """The server side of a TLS handshake on ``transport`` (STARTTLS, RFC 3207), within ``timeout_s``;
+    raises ``OSError``, ``ssl.SSLError``, ``TimeoutError`` or ``ConnectionError`` when it fails."""
+    loop = asyncio.get_running_loop()
+    return await loop.start_tls(
+        transport,  # type: ignore[arg-type]  # uvloop's transports implement the same interface
+        protocol,
+        context,
+        server_side=True,
+        ssl_handshake_timeout=timeout_s,
+    )
+
+
+def describe(ssl_object: ssl.SSLObject | None) -> str | None:
+    """``"TLSv1.3 TLS_AES_256_GCM_SHA384"`` for the log and the Received header; None without TLS."""
+    if ssl_object is None:
+        return None
+    cipher = ssl_object.cipher()
+    return f"{ssl_object.version()} {cipher[0] if cipher else '?'}"

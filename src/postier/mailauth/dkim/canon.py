@@ -14,9 +14,10 @@ Pure functions on bytes: 8-bit and UTF-8 header text (RFC 6532) is canonicalised
 
 from __future__ import annotations
 
+import hashlib
 import re
 
-__all__ = ["header_fields", "relaxed_body", "relaxed_header", "split_message"]
+__all__ = ["RelaxedBodyHash", "header_fields", "relaxed_body", "relaxed_header", "split_message"]
 
 # Only runs that change: a tab, or two or more WSP. A single space stays as it is, untouched.
 _WSP_RUN = re.compile(rb"\t[ \t]*| [ \t]+")
@@ -69,3 +70,49 @@ def relaxed_body(body: bytes) -> bytes:
     while body.endswith(b"\r\n", 0, end):  # §3.4.4 c: empty lines at the end do not count
         end -= 2
     return body[:end] + b"\r\n" if end else b""
+
+
+class RelaxedBodyHash:
+    """The SHA-256 of ``relaxed_body(body)`` with the body fed in pieces (a large message read from
+    its spool file): whole lines are canonicalised as they come, and empty lines are held back until
+    a non-empty line follows them (§3.4.4 c drops those at the end). A line without its CRLF waits
+    for the next piece; ``digest`` ends the body."""
+
+    __slots__ = ("_empty", "_hash", "_partial")
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._partial = bytearray()  # the start of a line whose CRLF has not come yet
+        self._empty = 0  # empty lines seen, not yet hashed
+
+    def update(self, data: bytes) -> None:
+        self._partial += data
+        cut = self._partial.rfind(b"\r\n")
+        if cut < 0:
+            return
+        lines = bytes(self._partial[: cut + 2])
+        del self._partial[: cut + 2]
+        self._lines(lines)
+
+    def _lines(self, lines: bytes) -> None:
+        """Whole lines (the last ends in CRLF)."""
+        if b"\t" in lines or b"  " in lines:
+            lines = _WSP_RUN.sub(b" ", lines)
+        if b" \r\n" in lines:
+            lines = lines.replace(b" \r\n", b"\r\n")
+        end = len(lines)
+        while lines.endswith(b"\r\n", 0, end):
+            end -= 2
+        if end == 0:
+            self._empty += len(lines) // 2
+            return
+        if self._empty:
+            self._hash.update(b"\r\n" * self._empty)
+        self._hash.update(lines[: end + 2])
+        self._empty = (len(lines) - end - 2) // 2
+
+    def digest(self) -> bytes:
+        if self._partial:
+            self._lines(bytes(self._partial) + b"\r\n")
+            self._partial.clear()
+        return self._hash.digest()

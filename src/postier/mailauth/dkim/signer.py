@@ -138,15 +138,25 @@ def _fold_b(value: str, start: int) -> str:
     return "\r\n ".join(p for p in parts if p)
 
 
-def sign_message(message: bytes, keys: Iterable[SigningKey], *, now: float, expire_s: float = 0.0) -> bytes:
+def sign_message(
+    message: bytes,
+    keys: Iterable[SigningKey],
+    *,
+    now: float,
+    expire_s: float = 0.0,
+    body_hash: bytes | None = None,
+) -> bytes:
     """The ``DKIM-Signature`` fields for ``message`` (CRLF line ends), one per key, each ending in
-    CRLF, to prepend. Empty when ``keys`` is."""
+    CRLF, to prepend. Empty when ``keys`` is. With ``body_hash`` (the SHA-256 of the relaxed body,
+    ``canon.RelaxedBodyHash``: a large body hashed from its spool file), ``message`` need only be
+    the header section; its body is not read."""
     keys = tuple(keys)
     if not keys:
         return b""
     header, body = split_message(message)
     names, signed = _signed_fields(header)  # names: a tuple, the cache key of the field's prefix
-    bh = base64.b64encode(hashlib.sha256(relaxed_body(body)).digest()).decode("ascii")
+    digest = hashlib.sha256(relaxed_body(body)).digest() if body_hash is None else body_hash
+    bh = base64.b64encode(digest).decode("ascii")
     t = int(now)
     x = t + int(expire_s) if expire_s > 0 else None
     out = []
@@ -193,9 +203,10 @@ class DkimSigner:
     def keys_for(self, domain: str) -> tuple[SigningKey, ...]:
         return self._table.get(domain, ())
 
-    def sign(self, message: bytes, domain: str) -> bytes:
-        """The signature fields for ``message`` with ``domain``'s keys (empty bytes: none apply)."""
+    def sign(self, message: bytes, domain: str, *, body_hash: bytes | None = None) -> bytes:
+        """The signature fields for ``message`` with ``domain``'s keys (empty bytes: none apply);
+        ``body_hash``: see ``sign_message``."""
         keys = self._table.get(domain)
         if not keys:
             return b""
-        return sign_message(message, keys, now=self._clock(), expire_s=self.expire_s)
+        return sign_message(message, keys, now=self._clock(), expire_s=self.expire_s, body_hash=body_hash)

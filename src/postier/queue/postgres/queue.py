@@ -94,6 +94,7 @@ class PostgresQueue:
         clock: Callable[[], datetime] = _utcnow,
         create: bool = True,
         worker: int = 0,
+        slot_keep_s: float = 0.2,
     ) -> None:
         if not schema.isidentifier():
             raise ValueError(f"not a plain SQL identifier: {schema!r}")
@@ -106,7 +107,7 @@ class PostgresQueue:
         self._writer: GroupWriter | None = None
         self._subscribers: list[Callable[[], None]] = []
         self._listener: asyncio.Task[None] | None = None
-        self._slots = ClusterSlots(self._connect_one, self._error)
+        self._slots = ClusterSlots(self._connect_one, self._error, keep_s=slot_keep_s)
 
     @property
     def stats_commits(self) -> int:
