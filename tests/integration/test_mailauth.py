@@ -79,7 +79,7 @@ async def server(
     start_server: StartServer,
     dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
 ) -> RunningServer:
-    dns = dns_server_factory(RECORDS, servfail=["_dmarc.broken.test"])
+    dns = dns_server_factory(RECORDS, servfail=["_dmarc.broken.test", "spf-broken.test"])
     return await start(
         start_server,
         dns,
@@ -178,6 +178,11 @@ async def test_spf_fail_is_refused_at_mail_from(server: RunningServer) -> None:
         550,
         "5.7.23 SPF validation failed: the sender's domain does not authorize this host",
     )
+
+
+async def test_spf_dns_failure_is_deferred_at_mail_from(server: RunningServer) -> None:
+    code, text = await send(server, "someone@spf-broken.test", _message("someone@spf-broken.test"))
+    assert (code, text.decode()) == (451, "4.7.24 SPF validation error (DNS), try again later")
 
 
 async def test_forged_authentication_results_for_us_are_removed(server: RunningServer) -> None:
