@@ -21,6 +21,7 @@ from postier.antispam import GreylistStore, Pregreet, PregreetPasses, antispam_c
 from postier.antispam.greylist import GreylistSettings
 from postier.assembly import DeliveryParts, TlsTasks, delivery_parts
 from postier.checks.build import dmarc_report_store, feature_checks, start_dmarc_reports
+from postier.checks.suppression import HardBounces, SuppressionCheck, SuppressionList, suppressions_path
 from postier.config import Config, parse_hostport
 from postier.config.model import AuthConfig, ListenerConfig
 from postier.config.reloadable import plan_reload
@@ -28,7 +29,7 @@ from postier.delivery import Router, Scheduler
 from postier.delivery.ownaddresses import OwnAddresses
 from postier.mail.envelope import Envelope
 from postier.mailauth.dkim import DkimKeys, DkimSigner, host_domain
-from postier.observe import fields, get_logger, mail_event, setup_logging
+from postier.observe import fields, get_logger, mail_event, setup_logging, subscribe
 from postier.observe.metrics import MetricsService
 from postier.policy import build_policy
 from postier.queue import Queue
@@ -112,6 +113,10 @@ class Application:
         self._tls_tasks: TlsTasks | None = None  # MTA-STS refresh, TLS-RPT (the delivering process)
         self._dmarc_reports: asyncio.Task[None] | None = None
         self._dmarc_store = dmarc_report_store(config)  # restart-only, as its task
+        self.suppressions = (  # restart-only
+            SuppressionList(suppressions_path(self.data_dir)) if config.suppression.enabled else None
+        )
+        self._unsubscribe_bounces: Callable[[], None] | None = None
         self.metrics = self._metrics_service(config) if role.delivers else None
         self._own = OwnAddresses(
             parse_hostport(lc.address) for lc in config.listeners
@@ -172,6 +177,7 @@ class Application:
             checks=[
                 *feature_checks(config, parts.resolver, observe=store.add if store is not None else None),
                 *antispam_checks(config, resolver=parts.resolver, greylist=self._greylist(config)),
+                *([] if self.suppressions is None else [SuppressionCheck(self.suppressions)]),
             ],
             previous=previous.policy if previous is not None else None,
         )
@@ -281,6 +287,9 @@ class Application:
             self._tls_tasks = TlsTasks(
                 self.config, lambda: self._parts.planner, self._parts.resolver, self.queue
             )
+            if self.suppressions is not None:
+                expiry = self.config.suppression.hard_bounce_expiry_s
+                self._unsubscribe_bounces = subscribe(HardBounces(self.suppressions, expiry))
             if self._dmarc_store is not None:
                 self._dmarc_reports = start_dmarc_reports(
                     self.config,
@@ -366,6 +375,8 @@ class Application:
                     await task
         if self.metrics is not None:
             await self.metrics.close()
+        if self._unsubscribe_bounces is not None:
+            self._unsubscribe_bounces()
         await self.queue.close()
         if self.greylist is not None:
             self.greylist.close()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from postier.api.eventstore import EventStore
+from postier.checks.suppression import SuppressionList
 from postier.config import Config
 from postier.control.apikeys import ApiKeyStore
 from postier.mail.envelope import Envelope
@@ -36,3 +37,4 @@ class ApiContext:
     wake: Callable[[], None]
     """Nudge delivery (after retry or release)."""
     events: EventStore | None = None
+    suppressions: SuppressionList | None = None

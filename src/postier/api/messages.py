@@ -24,9 +24,10 @@ from postier.api.context import ApiContext
 from postier.api.problems import Problem, authorize, json_response, read_body
 from postier.control import queue_ops
 from postier.control.queue_ops import Action
-from postier.mail.envelope import ClientInfo
+from postier.mail.envelope import ClientInfo, Envelope
 from postier.mail.errors import QueueError, UnknownMessageError
 from postier.mail.explain import explain
+from postier.mail.replies import S
 from postier.mailauth.dkim import signing_domain
 from postier.observe import mail_event
 from postier.queue import MessageStatus, QueueFilter
@@ -70,6 +71,9 @@ async def send(request: Request) -> Response:
     proto = "HTTPS" if tls else "HTTP"
     info = ClientInfo(ip=client_ip, helo="api", protocol=proto, auth_user=key.name, listener="api")
     envelope = dataclasses.replace(envelope, client=info)
+    envelope, dropped = _unsuppressed(ctx, envelope, key.name)
+    if not envelope.recipients:
+        return json_response({"id": None, "recipients": 0, "suppressed": dropped}, 202)
     queue_id = ctx.sink.new_id()
     signed, dkim = await _dkim(ctx, composed.message, envelope.sender)
     trace = received_header(
@@ -97,7 +101,36 @@ async def send(request: Request) -> Response:
         user=key.name,
         dkim=dkim,
     )
-    return json_response({"id": queue_id, "recipients": len(envelope.recipients)}, 202)
+    answer: dict[str, Any] = {"id": queue_id, "recipients": len(envelope.recipients)}
+    if dropped:
+        answer["suppressed"] = dropped
+    return json_response(answer, 202)
+
+
+def _unsuppressed(ctx: ApiContext, envelope: Envelope, user: str) -> tuple[Envelope, list[str]]:
+    """The envelope without its suppressed recipients, and those; a Problem (422) when the action is
+    "refuse" and any recipient is suppressed. Each one is a ``reject`` line (and event)."""
+    if ctx.suppressions is None:
+        return envelope, []
+    found = [(r, ctx.suppressions.find(r.address)) for r in envelope.recipients]
+    suppressed = [str(r.address) for r, s in found if s is not None]
+    if not suppressed:
+        return envelope, []
+    for address in suppressed:
+        mail_event(
+            "reject",
+            stage="rcpt",
+            from_=f"<{envelope.sender}>",
+            rcpt=f"<{address}>",
+            user=user,
+            reply=str(S.SUPPRESSED),
+            check="suppression",
+            reason="suppressed",
+        )
+    if ctx.config().suppression.action == "refuse":
+        raise Problem(422, "suppressed", "recipients are on the suppression list", suppressed=suppressed)
+    kept = tuple(r for r, s in found if s is None)
+    return dataclasses.replace(envelope, recipients=kept), suppressed
 
 
 async def _dkim(ctx: ApiContext, message: bytes, sender: Any) -> tuple[bytes, str | None]:

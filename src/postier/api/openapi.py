@@ -186,6 +186,31 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json(_ref("Events"), "a page of events"), **_errors("400", "404")},
             }
         },
+        "/v1/suppressions": {
+            "get": {
+                "summary": "Suppressed addresses, newest first. Scope: read.",
+                "responses": {"200": _json({"type": "object"}, "a page"), **_errors("404")},
+            }
+        },
+        "/v1/suppressions/{address}": {
+            "parameters": [{"name": "address", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {
+                "summary": "One suppressed address. Scope: read.",
+                "responses": {"200": _json({"type": "object"}, "the entry"), **_errors("404")},
+            },
+            "put": {
+                "summary": "Suppress an address (reason, expires_in_s). Scope: admin.",
+                "responses": {
+                    "200": _json({"type": "object"}, "updated"),
+                    "201": _json({"type": "object"}, "added"),
+                    **_errors("404", "422"),
+                },
+            },
+            "delete": {
+                "summary": "Send to an address again. Scope: admin.",
+                "responses": {"204": {"description": "removed"}, **_errors("404")},
+            },
+        },
         "/v1/stats": {
             "get": {
                 "summary": "Queue counts by state and by destination and age. Scope: read.",

@@ -46,6 +46,7 @@ def uses_tls(config: Config) -> bool:
 def context_of(app: Application, events: EventStore | None = None) -> ApiContext:
     return ApiContext(
         events=events,
+        suppressions=app.suppressions,
         config=lambda: app.config,
         queue=app.queue,
         sink=app.sink,

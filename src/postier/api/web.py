@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from postier.api import messages
+from postier.api import messages, suppressroutes
 from postier.api.context import ApiContext
 from postier.api.eventroutes import list_events
 from postier.api.guard import Guard
@@ -52,6 +52,10 @@ def build_app(ctx: ApiContext) -> Guard:
         Route("/v1/messages/{id}/{action:str}", messages.act_on, methods=["POST"]),
         Route("/v1/stats", messages.stats, methods=["GET"]),
         Route("/v1/events", list_events, methods=["GET"]),
+        Route("/v1/suppressions", suppressroutes.list_all, methods=["GET"]),
+        Route("/v1/suppressions/{address}", suppressroutes.get, methods=["GET"]),
+        Route("/v1/suppressions/{address}", suppressroutes.add, methods=["PUT"]),
+        Route("/v1/suppressions/{address}", suppressroutes.remove, methods=["DELETE"]),
     ]
     app = Starlette(
         routes=routes,

@@ -19,6 +19,7 @@ from postier.cli.doctor_cmd import register as register_doctor
 from postier.cli.explain_cmd import register as register_explain
 from postier.cli.queue_cmd import register as register_queue
 from postier.cli.send_cmd import register as register_send
+from postier.cli.suppress_cmd import register as register_suppress
 from postier.cli.tls_cmd import register as register_tls
 from postier.cli.user_cmd import register as register_user
 from postier.config import Config, load_config
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_dkim(sub)
     register_tls(sub)
     register_apikey(sub)
+    register_suppress(sub)
     register_doctor(sub)
     _finish_help(parser)
     return parser

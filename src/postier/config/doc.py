@@ -41,6 +41,7 @@ _SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("dkim.key", model.DkimKeyConfig, "[[dkim.key]] (a DKIM key kept outside data_dir/dkim)"),
     ("mailauth", model.MailauthConfig, "[mailauth] (SPF, DKIM, DMARC, ARC on arrival: docs/mailauth.md)"),
     ("api", model.ApiConfig, "[api] (HTTP API and dashboard: docs/api.md)"),
+    ("suppression", model.SuppressionConfig, "[suppression] (addresses no longer sent to: docs/api.md)"),
     ("webhook", model.WebhookConfig, "[[webhook]] (a receiver of delivery events: docs/api.md)"),
     (
         "antispam",

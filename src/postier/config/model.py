@@ -16,6 +16,7 @@ from postier.config.antispam import AntispamConfig, MilterConfig
 from postier.config.api import ApiConfig, WebhookConfig
 from postier.config.dkim import DkimConfig, DkimKeyConfig
 from postier.config.mailauth import MailauthConfig
+from postier.config.suppression import SuppressionConfig
 from postier.config.tlsrpt import TlsRptConfig
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "RelayConfig",
     "RouteConfig",
     "ServerConfig",
+    "SuppressionConfig",
     "TlsConfig",
     "WebhookConfig",
 ]
@@ -432,5 +434,6 @@ class Config(
     mailauth: MailauthConfig = msgspec.field(default_factory=MailauthConfig)
     tlsrpt: TlsRptConfig = msgspec.field(default_factory=TlsRptConfig)
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
+    suppression: SuppressionConfig = msgspec.field(default_factory=SuppressionConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
     """[[webhook]] tables: receivers of delivery events (docs/api.md, Webhooks)."""

@@ -108,6 +108,7 @@ class S:
     AUTH_ALREADY = _r(503, "5.5.1", "Already authenticated")
     SENDER_NOT_OWNED = _r(553, "5.7.1", "Sender address not owned by the authenticated user")
     UNKNOWN_USER = _r(550, "5.1.1", "No such user here")
+    SUPPRESSED = _r(550, "5.1.1", "Recipient address suppressed (an earlier hard bounce or unsubscribe)")
     MAILBOX_OVER_QUOTA = _r(552, "5.2.2", "Mailbox full: the message does not fit in the quota")
     TOO_MANY_HOPS = _r(554, "5.4.6", "Too many hops: the message is in a mail loop")
     BODY_UNREADABLE = _r(554, "5.3.0", "The queued message body cannot be read back (storage damaged)")
