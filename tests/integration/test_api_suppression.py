@@ -4,6 +4,7 @@ API (422, or dropped) and from our own SMTP clients (550 5.1.1) is refused; manu
 from __future__ import annotations
 
 import asyncio
+import email
 import smtplib
 from collections.abc import Callable
 from typing import Any
@@ -121,3 +122,55 @@ async def test_drop_leaves_suppressed_recipients_out(start_server: StartServer) 
             "recipients": 0,
             "suppressed": ["bob@example.test"],
         }
+
+
+async def test_one_click_unsubscribe_feeds_the_list(
+    start_server: StartServer, aiosmtpd_peer: Callable[..., Any]
+) -> None:
+    peer = await aiosmtpd_peer()
+    port = free_port()
+    server: RunningServer = await start_server(
+        api={"address": f"127.0.0.1:{port}"},
+        suppression={"enabled": True},
+        route=[{"domains": ["peer.test"], "host": f"{peer.address}:{peer.port}", "tls": "none"}],
+    )
+    key = ApiKeyStore(keys_path(server.data_dir)).add("ops", check_scopes("admin"))
+    async with (
+        api_service(server.app),
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}
+        ) as client,
+    ):
+        many = {**MSG, "to": ["x@peer.test", "y@peer.test"], "list_unsubscribe": True}
+        assert (await client.post("/v1/messages", json=many)).status_code == 422
+        r = await client.post(
+            "/v1/messages", json={**MSG, "to": ["reader@peer.test"], "list_unsubscribe": True}
+        )
+        assert r.status_code == 202
+
+        async def received() -> Any:
+            return peer.messages
+
+        (message,) = await _until(received)
+        parsed = email.message_from_bytes(message.body)
+        assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        url = parsed["List-Unsubscribe"].strip("<>")
+        assert url.startswith(f"http://127.0.0.1:{port}/v1/unsubscribe/")
+        async with httpx.AsyncClient() as provider:  # the mail provider: no API key
+            page = await provider.get(url)
+            assert page.status_code == 200 and "reader@peer.test" in page.text
+            assert server.app.suppressions is not None
+            assert server.app.suppressions.find("reader@peer.test") is None  # GET never unsubscribes
+            assert (
+                await provider.post(url[:-2] + "xx", content=b"List-Unsubscribe=One-Click")
+            ).status_code == 404
+            r = await provider.post(
+                url,
+                content=b"List-Unsubscribe=One-Click",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            assert r.status_code == 200
+        found = server.app.suppressions.find("reader@peer.test")
+        assert found is not None and found.reason == "unsubscribe"
+        again = await client.post("/v1/messages", json={**MSG, "to": ["reader@peer.test"]})
+        assert again.status_code == 422

@@ -80,6 +80,8 @@ class SendRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, renam
     attachments: list[Attachment] = []
     raw: str | None = None
     """A whole RFC 5322 message instead of the structured fields."""
+    list_unsubscribe: bool = False
+    """Add RFC 8058 one-click List-Unsubscribe fields (one recipient only)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from postier.api.eventstore import EventStore
+from postier.api.unsubscribe import UnsubscribeKey
 from postier.checks.suppression import SuppressionList
 from postier.config import Config
 from postier.control.apikeys import ApiKeyStore
@@ -38,3 +39,6 @@ class ApiContext:
     """Nudge delivery (after retry or release)."""
     events: EventStore | None = None
     suppressions: SuppressionList | None = None
+    unsubscribe: UnsubscribeKey | None = None
+    base_url: str = ""
+    """Where the API is reached from outside (``api.public_url``, or its own address)."""

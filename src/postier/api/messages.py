@@ -22,6 +22,7 @@ from starlette.responses import Response
 from postier.api.compose import ComposeError, SendRequest, compose
 from postier.api.context import ApiContext
 from postier.api.problems import Problem, authorize, json_response, read_body
+from postier.api.unsubscribe import headers_for
 from postier.control import queue_ops
 from postier.control.queue_ops import Action
 from postier.mail.envelope import ClientInfo, Envelope
@@ -72,10 +73,13 @@ async def send(request: Request) -> Response:
     info = ClientInfo(ip=client_ip, helo="api", protocol=proto, auth_user=key.name, listener="api")
     envelope = dataclasses.replace(envelope, client=info)
     envelope, dropped = _unsuppressed(ctx, envelope, key.name)
+    message = composed.message
+    if req.list_unsubscribe:
+        message = _with_unsubscribe(ctx, envelope, message)
     if not envelope.recipients:
         return json_response({"id": None, "recipients": 0, "suppressed": dropped}, 202)
     queue_id = ctx.sink.new_id()
-    signed, dkim = await _dkim(ctx, composed.message, envelope.sender)
+    signed, dkim = await _dkim(ctx, message, envelope.sender)
     trace = received_header(
         helo=f"api key {key.name}",
         client_ip=client_ip or "127.0.0.1",
@@ -86,7 +90,7 @@ async def send(request: Request) -> Response:
         recipients=tuple(r.address for r in envelope.recipients),
         now=datetime.now(UTC),
     )
-    content = trace + signed + composed.message
+    content = trace + signed + message
     try:
         queue_id = await ctx.sink.enqueue(envelope, content, queue_id=queue_id)
     except QueueError:
@@ -105,6 +109,20 @@ async def send(request: Request) -> Response:
     if dropped:
         answer["suppressed"] = dropped
     return json_response(answer, 202)
+
+
+def _with_unsubscribe(ctx: ApiContext, envelope: Envelope, message: bytes) -> bytes:
+    """The message with RFC 8058 List-Unsubscribe fields for its one recipient (before DKIM)."""
+    if ctx.unsubscribe is None:
+        raise Problem(
+            422, "invalid-message", "list_unsubscribe needs [suppression] enabled", field="list_unsubscribe"
+        )
+    if len(envelope.recipients) != 1:
+        raise Problem(
+            422, "invalid-message", "list_unsubscribe needs exactly one recipient", field="list_unsubscribe"
+        )
+    fields = headers_for(ctx.unsubscribe, ctx.base_url, str(envelope.recipients[0].address))
+    return b"".join(f"{k}: {v}\r\n".encode() for k, v in fields.items()) + message
 
 
 def _unsuppressed(ctx: ApiContext, envelope: Envelope, user: str) -> tuple[Envelope, list[str]]:

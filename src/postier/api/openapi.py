@@ -47,6 +47,10 @@ _SCHEMAS: dict[str, Any] = {
             "headers": {"type": "object", "additionalProperties": {"type": "string"}},
             "attachments": {"type": "array", "items": _ref("Attachment")},
             "raw": {"type": "string", "description": "a whole RFC 5322 message instead of the fields"},
+            "list_unsubscribe": {
+                "type": "boolean",
+                "description": "RFC 8058 one-click fields (one recipient)",
+            },
         },
     },
     "Attachment": {
@@ -209,6 +213,19 @@ def _paths() -> dict[str, Any]:
             "delete": {
                 "summary": "Send to an address again. Scope: admin.",
                 "responses": {"204": {"description": "removed"}, **_errors("404")},
+            },
+        },
+        "/v1/unsubscribe/{token}": {
+            "parameters": [{"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {
+                "summary": "A page with an unsubscribe button (changes nothing). No key.",
+                "security": [],
+                "responses": {"200": {"description": "HTML page"}, "404": _PROBLEM},
+            },
+            "post": {
+                "summary": "RFC 8058 one-click unsubscribe: suppresses the link's address. No key.",
+                "security": [],
+                "responses": {"200": {"description": "unsubscribed"}, "404": _PROBLEM},
             },
         },
         "/v1/stats": {

@@ -20,6 +20,7 @@ import uvicorn
 from postier.api.context import ApiContext
 from postier.api.eventstore import EventStore
 from postier.api.recorder import Recorder
+from postier.api.unsubscribe import UnsubscribeKey
 from postier.api.web import build_app
 from postier.api.webhooks import Dispatcher
 from postier.app import Application
@@ -43,10 +44,22 @@ def uses_tls(config: Config) -> bool:
         return host != "localhost"
 
 
+def base_url(config: Config) -> str:
+    if config.api.public_url:
+        return config.api.public_url
+    if not config.api.address:
+        return ""
+    return f"{'https' if uses_tls(config) else 'http'}://{config.api.address}"
+
+
 def context_of(app: Application, events: EventStore | None = None) -> ApiContext:
     return ApiContext(
         events=events,
         suppressions=app.suppressions,
+        unsubscribe=UnsubscribeKey(app.data_dir / "unsubscribe.key")
+        if app.suppressions is not None
+        else None,
+        base_url=base_url(app.config),
         config=lambda: app.config,
         queue=app.queue,
         sink=app.sink,

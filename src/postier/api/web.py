@@ -14,6 +14,7 @@ from postier.api.eventroutes import list_events
 from postier.api.guard import Guard
 from postier.api.openapi import document
 from postier.api.problems import Problem, json_response, problem_response
+from postier.api.unsubscribe import unsubscribe_page, unsubscribe_post
 from postier.observe import get_logger
 
 __all__ = ["build_app"]
@@ -52,6 +53,8 @@ def build_app(ctx: ApiContext) -> Guard:
         Route("/v1/messages/{id}/{action:str}", messages.act_on, methods=["POST"]),
         Route("/v1/stats", messages.stats, methods=["GET"]),
         Route("/v1/events", list_events, methods=["GET"]),
+        Route("/v1/unsubscribe/{token}", unsubscribe_post, methods=["POST"]),
+        Route("/v1/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
         Route("/v1/suppressions", suppressroutes.list_all, methods=["GET"]),
         Route("/v1/suppressions/{address}", suppressroutes.get, methods=["GET"]),
         Route("/v1/suppressions/{address}", suppressroutes.add, methods=["PUT"]),

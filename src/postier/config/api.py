@@ -23,6 +23,9 @@ class ApiConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     """Requests handled at once; more get 503 at once (bounded memory under a flood). Default 64."""
     request_timeout_s: float = 60.0
     """A request (its body read and its answer made) that takes longer gets 408/503. Default 60."""
+    public_url: str = ""
+    """The API's URL as recipients' mail providers reach it, for one-click unsubscribe links
+    (e.g. "https://mail.example.com:8025"). Empty: http(s)://address."""
     max_recipients: int = 1000
     """Recipients (to + cc + bcc) of one message sent through the API. Default 1000."""
     page_size: int = 100
