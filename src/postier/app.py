@@ -19,7 +19,7 @@ from typing import Any
 
 from postier.antispam import GreylistStore, Pregreet, PregreetPasses, antispam_checks
 from postier.antispam.greylist import GreylistSettings
-from postier.assembly import DeliveryParts, delivery_parts, start_tls_reports
+from postier.assembly import DeliveryParts, TlsTasks, delivery_parts
 from postier.checks.build import dmarc_report_store, feature_checks, start_dmarc_reports
 from postier.checks.suppression import HardBounces, SuppressionCheck, SuppressionList, suppressions_path
 from postier.config import Config, parse_hostport
@@ -111,7 +111,7 @@ class Application:
         self._purger: asyncio.Task[None] | None = None
         self._deliverer: asyncio.Task[None] | None = None
         self._dkim_checker: asyncio.Task[None] | None = None
-        self._tlsrpt: tuple[asyncio.Task[None], Callable[[], None]] | None = None
+        self._tls_tasks: TlsTasks | None = None  # MTA-STS refresh, TLS-RPT (the delivering process)
         self._dmarc_reports: asyncio.Task[None] | None = None
         self._dmarc_store = dmarc_report_store(config)  # restart-only, as its task
         self.suppressions = (  # restart-only
@@ -290,7 +290,9 @@ class Application:
         if self.role.delivers:
             self._purger = loop.create_task(self._purge_forever(), name="queue-purge")
             self._deliverer = loop.create_task(self.delivery.run_forever(), name="delivery")
-            self._tlsrpt = start_tls_reports(self.config, self._parts.resolver, self.queue)
+            self._tls_tasks = TlsTasks(
+                self.config, lambda: self._parts.planner, self._parts.resolver, self.queue
+            )
             if self.suppressions is not None:
                 expiry = self.config.suppression.hard_bounce_expiry_s
                 self._unsubscribe_bounces = subscribe(HardBounces(self.suppressions, expiry))
@@ -370,12 +372,8 @@ class Application:
     async def stop(self) -> None:
         await self.server.shutdown(self.config.server.shutdown_grace_s)
         await self.delivery.stop()
-        if self._tlsrpt is not None:
-            reports, unsubscribe = self._tlsrpt
-            unsubscribe()
-            reports.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reports
+        if self._tls_tasks is not None:
+            await self._tls_tasks.stop()
         for task in (self._purger, self._deliverer, self._dkim_checker, self._dmarc_reports):
             if task is not None:
                 task.cancel()
