@@ -27,6 +27,7 @@ from postier.config.model import AuthConfig, ListenerConfig
 from postier.config.reloadable import plan_reload
 from postier.delivery import Router, Scheduler
 from postier.delivery.ownaddresses import OwnAddresses
+from postier.dns import DnsPythonResolver
 from postier.mail.envelope import Envelope
 from postier.mailauth.dkim import DkimKeys, DkimSigner, host_domain
 from postier.observe import fields, get_logger, mail_event, setup_logging, subscribe
@@ -148,6 +149,11 @@ class Application:
             memory_budget_bytes=config.server.memory_budget_bytes,
             spool_dir=self.data_dir / "spool",
         )
+
+    @property
+    def resolver(self) -> DnsPythonResolver:
+        """The DNS resolver delivery uses now (a reload may swap it)."""
+        return self._parts.resolver
 
     def _live(
         self, config: Config, tls: TlsStore, parts: DeliveryParts, previous: Live | None = None

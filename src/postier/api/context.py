@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,5 +40,7 @@ class ApiContext:
     events: EventStore | None = None
     suppressions: SuppressionList | None = None
     unsubscribe: UnsubscribeKey | None = None
+    dkim_keys: Callable[[], Awaitable[list[dict[str, str]]]] | None = None
+    """The DKIM keys and the state of their DNS records, looked up now (the dashboard)."""
     base_url: str = ""
     """Where the API is reached from outside (``api.public_url``, or its own address)."""

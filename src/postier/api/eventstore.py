@@ -103,6 +103,14 @@ class EventStore:
         last = items[-1]["id"] if len(items) == limit else max(newest, after)
         return Page(items, last)
 
+    def since(self, at: float, types: Sequence[str], limit: int = 100_000) -> list[dict[str, Any]]:
+        """Events of ``types`` recorded at or after ``at`` (the dashboard's rates), oldest first."""
+        marks = ",".join("?" * len(types))
+        sql = f"SELECT seq, at, data FROM events WHERE at >= ? AND type IN ({marks}) ORDER BY seq LIMIT ?"  # noqa: S608
+        with self._lock:
+            rows = self._db.execute(sql, [at, *types, limit]).fetchall()
+        return [_item(seq, when, data) for seq, when, data in rows]
+
     def cursor(self, name: str) -> Cursor:
         """The webhook's cursor; a new webhook starts at the newest event (no replay of history)."""
         with self._lock:

@@ -34,7 +34,7 @@ from postier.observe import mail_event
 from postier.queue import MessageStatus, QueueFilter
 from postier.server.received import received_header
 
-__all__ = ["act_on", "get_message", "list_messages", "send", "stats"]
+__all__ = ["act_on", "get_message", "list_messages", "message_json", "send", "stats"]
 
 
 def _ctx(request: Request) -> ApiContext:
@@ -173,13 +173,9 @@ def _explained(reply: str | None) -> dict[str, object] | None:
         return None
 
 
-async def get_message(request: Request) -> Response:
-    ctx = _ctx(request)
-    authorize(request, ctx.keys, "read")
-    try:
-        shown = await queue_ops.show(ctx.queue, request.path_params["id"], body=False)
-    except UnknownMessageError:
-        raise Problem(404, "not-found", "no such message in the queue") from None
+async def message_json(ctx: ApiContext, text_id: str) -> dict[str, Any]:
+    """A message as GET /v1/messages/{id} answers it (UnknownMessageError when there is none)."""
+    shown = await queue_ops.show(ctx.queue, text_id, body=False)
     data = queue_ops.record_to_json(shown.record)
     for rcpt in data["recipients"]:
         rcpt["last_reply_explained"] = _explained(rcpt["last_reply"])
@@ -190,6 +186,16 @@ async def get_message(request: Request) -> Response:
             if event.get("reply"):
                 event["reply_explained"] = _explained(event["reply"])
         data["events"] = page.items
+    return data
+
+
+async def get_message(request: Request) -> Response:
+    ctx = _ctx(request)
+    authorize(request, ctx.keys, "read")
+    try:
+        data = await message_json(ctx, request.path_params["id"])
+    except UnknownMessageError:
+        raise Problem(404, "not-found", "no such message in the queue") from None
     return json_response(data)
 
 

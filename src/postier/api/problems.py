@@ -70,10 +70,13 @@ def json_response(data: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(data, status_code=status)
 
 
-def authorize(request: Request, keys: ApiKeyStore, scope: str) -> ApiKey:
-    """The key of a request (``Authorization: Bearer KEY``) if it has ``scope``; else a 401/403 Problem."""
+def authorize(request: Request, keys: ApiKeyStore, scope: str, *, fallback: str | None = None) -> ApiKey:
+    """The key of a request (``Authorization: Bearer KEY``, else ``fallback``: the dashboard's
+    cookie) if it has ``scope``; else a 401/403 Problem."""
     header = request.headers.get("authorization", "")
     kind, _, secret = header.partition(" ")
+    if not header and fallback:
+        kind, secret = "bearer", fallback
     if kind.lower() != "bearer" or not secret.strip():
         raise Problem(401, "unauthorized", "an API key is needed: Authorization: Bearer KEY")
     try:

@@ -14,6 +14,7 @@ import ipaddress
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import uvicorn
 
@@ -26,6 +27,7 @@ from postier.api.webhooks import Dispatcher
 from postier.app import Application
 from postier.config import Config, parse_hostport
 from postier.control.apikeys import ApiKeyStore, keys_path
+from postier.mailauth.dkim.service import statuses
 from postier.observe import get_logger, subscribe
 
 __all__ = ["api_service", "context_of", "uses_tls"]
@@ -60,6 +62,7 @@ def context_of(app: Application, events: EventStore | None = None) -> ApiContext
         if app.suppressions is not None
         else None,
         base_url=base_url(app.config),
+        dkim_keys=lambda: _dkim_rows(app),
         config=lambda: app.config,
         queue=app.queue,
         sink=app.sink,
@@ -67,6 +70,26 @@ def context_of(app: Application, events: EventStore | None = None) -> ApiContext
         signer=lambda: app.server.live.dkim,
         wake=app.delivery.wake,
     )
+
+
+async def _dkim_rows(app: Application) -> list[dict[str, str]]:
+    found, _ = await statuses(app.config.dkim, app.data_dir, app.resolver, datetime.now(UTC))
+    rows = []
+    for status in found:
+        k, lookup = status.key, status.lookup
+        record = lookup.published.value + (f" ({lookup.detail})" if lookup.detail else "")
+        rows.append(
+            {
+                "domain": k.domain,
+                "selector": k.selector,
+                "algorithm": k.algorithm,
+                "created": f"{k.created_at:%Y-%m-%d %H:%M}",
+                "state": status.state.value,
+                "record": record,
+                "note": status.note,
+            }
+        )
+    return rows
 
 
 def _bind(host: str, port: int) -> socket.socket:

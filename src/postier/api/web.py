@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from postier.api import messages, suppressroutes
+from postier.api import dashboard, messages, suppressroutes
 from postier.api.context import ApiContext
 from postier.api.eventroutes import list_events
 from postier.api.guard import Guard
@@ -46,6 +46,14 @@ async def _openapi(request: Request) -> Response:
 def build_app(ctx: ApiContext) -> Guard:
     routes = [
         Route("/v1/openapi.json", _openapi, methods=["GET"]),
+        Route("/ui", dashboard.overview, methods=["GET"]),
+        Route("/ui/login", dashboard.login_page, methods=["GET"]),
+        Route("/ui/login", dashboard.login, methods=["POST"]),
+        Route("/ui/logout", dashboard.logout, methods=["GET"]),
+        Route("/ui/messages/{id}", dashboard.message, methods=["GET"]),
+        Route("/ui/destinations", dashboard.destinations, methods=["GET"]),
+        Route("/ui/suppressions", dashboard.suppressions, methods=["GET"]),
+        Route("/ui/dkim", dashboard.dkim, methods=["GET"]),
         Route("/v1/messages", messages.send, methods=["POST"]),
         Route("/v1/messages", messages.list_messages, methods=["GET"]),
         Route("/v1/messages/{id}", messages.get_message, methods=["GET"]),
