@@ -16,10 +16,23 @@ LOOPBACK = "127.0.0.1"
 SENDER = "bench@client.test"
 
 
-def smtp_source(port: int, *, sessions: int, messages: int, size: int, rcpt: str, timeout_s: float) -> float:
-    """Send ``messages`` messages of ``size`` payload bytes over ``sessions`` parallel sessions, each
-    session reusing its connection (-d). Returns the wall time in seconds; raises on any refusal."""
-    argv = ["smtp-source", "-d", "-s", str(sessions), "-m", str(messages), "-l", str(size)]
+def smtp_source(
+    port: int, *, sessions: int, messages: int, size: int, rcpt: str, timeout_s: float, reuse: bool = True
+) -> float:
+    """Send ``messages`` messages of ``size`` payload bytes over ``sessions`` parallel sessions: each
+    session reusing its connection (``reuse``, smtp-source -d: what a submission client or a relay in
+    front of us sends), or one message per connection (what an MX on the internet mostly sees).
+    Returns the wall time in seconds; raises on any refusal."""
+    argv = [
+        "smtp-source",
+        *(["-d"] if reuse else []),
+        "-s",
+        str(sessions),
+        "-m",
+        str(messages),
+        "-l",
+        str(size),
+    ]
     argv += ["-M", "client.test", "-f", SENDER, "-t", rcpt, f"{LOOPBACK}:{port}"]
     start = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)

@@ -94,13 +94,13 @@ def _round(
         for kind in active:
             _measure(results, m, kind.key, lambda k=kind, c=case: sc.acceptance(k, c, plan))  # type: ignore[misc]
     peers = [k for k in active if k.key in ("postier", "postfix", "aiosmtpd")]
-    if "relay" in chosen:
-        m = Metric("relay", f"1 KiB, 20 sessions, {plan.relay_messages:,} msgs", "msg/s")
+    for pattern, reuse in sc.PATTERNS if "relay" in chosen else ():
+        m = Metric("relay", f"1 KiB, 20 sessions, {pattern}, {plan.relay_messages:,} msgs", "msg/s")
         for kind in [k for k in active if k.key in RELAY_KINDS]:
             if kind.key in relay_off:
                 results.note(m, kind.key, relay_off[kind.key])
                 continue
-            _measure(results, m, kind.key, lambda k=kind: sc.relay(k, plan))  # type: ignore[misc]
+            _measure(results, m, kind.key, lambda k=kind, r=reuse: sc.relay(k, plan, r))  # type: ignore[misc]
     if "idle" in chosen:
         for kind in peers:
             _idle_round(results, plan, kind)

@@ -20,7 +20,17 @@ from bench.clients import hold_idle_sessions, latency_at_rate, smtp_source
 from bench.procs import PortPool, tree_memory
 from bench.servers import ACCEPT_DOMAIN, RELAY_DOMAIN, Kind, start_sink
 
-__all__ = ["AcceptCase", "Plan", "acceptance", "fsync_rate", "idle", "latency", "relay", "relay_probe"]
+__all__ = [
+    "PATTERNS",
+    "AcceptCase",
+    "Plan",
+    "acceptance",
+    "fsync_rate",
+    "idle",
+    "latency",
+    "relay",
+    "relay_probe",
+]
 
 RCPT = f"user@{ACCEPT_DOMAIN}"
 
@@ -31,6 +41,12 @@ class AcceptCase:
     size: int
     sessions: int
     messages: int
+    reuse: bool = True
+    """Each session reuses its connection (smtp-source -d); False: one message per connection."""
+
+
+PATTERNS = (("one message per connection", False), ("reused connections", True))
+"""Both connection patterns, always side by side: an MX sees the first, submission and relays the second."""
 
 
 @dataclass
@@ -52,10 +68,15 @@ class Plan:
 def plan_cases(quick: bool, only: list[str] | None = None, messages: int | None = None) -> list[AcceptCase]:
     """The acceptance cases; ``only`` keeps those whose name contains one of the texts."""
     n = messages or (2_000 if quick else 20_000)
+    shapes = [
+        ("1 KiB, 20 sessions", 1024, 20),
+        ("1 KiB, 100 sessions", 1024, 100),
+        ("100 KiB, 20 sessions", 100 * 1024, 20),
+    ]
     cases = [
-        AcceptCase("1 KiB, 20 sessions", 1024, 20, n),
-        AcceptCase("1 KiB, 100 sessions", 1024, 100, n),
-        AcceptCase("100 KiB, 20 sessions", 100 * 1024, 20, n),
+        AcceptCase(f"{name}, {pattern}", size, sessions, n, reuse)
+        for name, size, sessions in shapes
+        for pattern, reuse in PATTERNS
     ]
     return [c for c in cases if not only or any(t in c.name for t in only)]
 
@@ -71,11 +92,12 @@ def acceptance(kind: Kind, case: AcceptCase, plan: Plan) -> float:
             size=case.size,
             rcpt=RCPT,
             timeout_s=plan.timeout_s,
+            reuse=case.reuse,
         )
     return case.messages / elapsed
 
 
-def _relay_run(kind: Kind, plan: Plan, messages: int, wait_s: float) -> tuple[int, float]:
+def _relay_run(kind: Kind, plan: Plan, messages: int, wait_s: float, reuse: bool = True) -> tuple[int, float]:
     """Returns (messages the sink counted, seconds from the first message in until the last counted)."""
     sink_port, port = plan.ports.take(), plan.ports.take()
     with start_sink(sink_port) as sink, kind.launch(plan.root(kind), port, sink_port):
@@ -87,6 +109,7 @@ def _relay_run(kind: Kind, plan: Plan, messages: int, wait_s: float) -> tuple[in
             size=1024,
             rcpt=f"user@{RELAY_DOMAIN}",
             timeout_s=plan.timeout_s,
+            reuse=reuse,
         )
         deadline = time.monotonic() + wait_s
         while sink.count < messages and time.monotonic() < deadline:
@@ -104,9 +127,10 @@ def relay_probe(kind: Kind, plan: Plan) -> str | None:
     )
 
 
-def relay(kind: Kind, plan: Plan) -> float:
-    """End-to-end relay: messages per second from the first message in until the sink counted the last."""
-    counted, elapsed = _relay_run(kind, plan, plan.relay_messages, plan.timeout_s)
+def relay(kind: Kind, plan: Plan, reuse: bool = True) -> float:
+    """End-to-end relay: messages per second from the first message in until the sink counted the last;
+    ``reuse``: the client's sessions reuse their connections (else one message per connection)."""
+    counted, elapsed = _relay_run(kind, plan, plan.relay_messages, plan.timeout_s, reuse)
     if counted < plan.relay_messages:
         raise RuntimeError(f"sink counted {counted} of {plan.relay_messages}")
     return plan.relay_messages / elapsed

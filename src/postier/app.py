@@ -11,21 +11,26 @@ import contextlib
 import dataclasses
 import signal
 import socket
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from postier.assembly import DeliveryParts, delivery_parts, start_tls_reports
+from postier.antispam import GreylistStore, Pregreet, PregreetPasses, antispam_checks
+from postier.antispam.greylist import GreylistSettings
+from postier.assembly import DeliveryParts, TlsTasks, delivery_parts
 from postier.checks.build import dmarc_report_store, feature_checks, start_dmarc_reports
+from postier.checks.suppression import HardBounces, SuppressionCheck, SuppressionList, suppressions_path
 from postier.config import Config, parse_hostport
 from postier.config.model import AuthConfig, ListenerConfig
 from postier.config.reloadable import plan_reload
 from postier.delivery import Router, Scheduler
 from postier.delivery.ownaddresses import OwnAddresses
+from postier.dns import DnsPythonResolver
 from postier.mail.envelope import Envelope
 from postier.mailauth.dkim import DkimKeys, DkimSigner, host_domain
-from postier.observe import fields, get_logger, mail_event, setup_logging
+from postier.observe import fields, get_logger, mail_event, setup_logging, subscribe
 from postier.observe.metrics import MetricsService
 from postier.policy import build_policy
 from postier.queue import Queue
@@ -38,7 +43,11 @@ from postier.smtp.server.settings import EngineSettings
 from postier.spool import MessageBody
 from postier.users import Authenticator, AuthThrottle, UserStore, users_path
 
-__all__ = ["Application", "Role", "run_loop", "serve"]
+__all__ = ["Application", "Role", "Service", "run_loop", "serve"]
+
+Service = Callable[["Application"], contextlib.AbstractAsyncContextManager[None]]
+"""Something more the server process runs while it serves, started after the listeners and stopped
+before them (the HTTP API: ``postier.api.service``, wired by the ``serve`` command)."""
 
 _log = get_logger("postier.app")
 
@@ -102,9 +111,13 @@ class Application:
         self._purger: asyncio.Task[None] | None = None
         self._deliverer: asyncio.Task[None] | None = None
         self._dkim_checker: asyncio.Task[None] | None = None
-        self._tlsrpt: tuple[asyncio.Task[None], Callable[[], None]] | None = None
+        self._tls_tasks: TlsTasks | None = None  # MTA-STS refresh, TLS-RPT (the delivering process)
         self._dmarc_reports: asyncio.Task[None] | None = None
         self._dmarc_store = dmarc_report_store(config)  # restart-only, as its task
+        self.suppressions = (  # restart-only
+            SuppressionList(suppressions_path(self.data_dir)) if config.suppression.enabled else None
+        )
+        self._unsubscribe_bounces: Callable[[], None] | None = None
         self.metrics = self._metrics_service(config) if role.delivers else None
         self._own = OwnAddresses(
             parse_hostport(lc.address) for lc in config.listeners
@@ -122,15 +135,25 @@ class Application:
             shared_slots=self.queue if isinstance(self.queue, SharedSlots) else None,  # several nodes
         )
         self.dkim = DkimKeys(config.dkim, self.data_dir, parts.resolver, on_change=self._dkim_changed)
+        # Anti-spam state that outlives reloads: greylisting triplets, pregreet passes.
+        self.greylist: GreylistStore | None = None
+        self.pregreet = PregreetPasses(config.antispam.pregreet_pass_ttl_s)
+        self.sink = _WakingSink(self.queue, role.notify or self.delivery.wake)
+        """The queue as receiving sees it (SMTP and the HTTP API): enqueue, then wake delivery."""
         self.server = SmtpServer(
             hostname=config.server.hostname,
-            queue=_WakingSink(self.queue, role.notify or self.delivery.wake),
+            queue=self.sink,
             live=self._live(config, self.tls, parts),
             min_data_bytes_per_s=config.server.min_data_bytes_per_s,
             error_delay_s=config.server.error_delay_s,
             memory_budget_bytes=config.server.memory_budget_bytes,
             spool_dir=self.data_dir / "spool",
         )
+
+    @property
+    def resolver(self) -> DnsPythonResolver:
+        """The DNS resolver delivery uses now (a reload may swap it)."""
+        return self._parts.resolver
 
     def _live(
         self, config: Config, tls: TlsStore, parts: DeliveryParts, previous: Live | None = None
@@ -157,9 +180,14 @@ class Application:
             config,
             directory=parts.directory,
             sender_rule=self.users.can_send_as,
-            checks=feature_checks(config, parts.resolver, observe=store.add if store is not None else None),
+            checks=[
+                *feature_checks(config, parts.resolver, observe=store.add if store is not None else None),
+                *antispam_checks(config, resolver=parts.resolver, greylist=self._greylist(config)),
+                *([] if self.suppressions is None else [SuppressionCheck(self.suppressions)]),
+            ],
             previous=previous.policy if previous is not None else None,
         )
+        self.pregreet.ttl_s = config.antispam.pregreet_pass_ttl_s
         return Live(
             policy=policy,
             tls_context=tls.current,
@@ -168,8 +196,19 @@ class Application:
             command_timeout_s=s.command_timeout_s,
             data_timeout_s=s.data_timeout_s,
             dkim=previous.dkim if previous is not None else DkimSigner(),
+            pregreet=Pregreet(config.antispam.pregreet_s, self.pregreet)
+            if config.antispam.pregreet_s
+            else None,
             arc_seal=config.mailauth.arc_seal,
         )
+
+    def _greylist(self, config: Config) -> GreylistStore | None:
+        """The greylisting store (data_dir/greylist.sqlite), opened the first time a configuration
+        turns greylisting on and kept from then on, across reloads."""
+        if config.antispam.greylist and self.greylist is None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.greylist = GreylistStore(self.data_dir / "greylist.sqlite")
+        return self.greylist
 
     def _dkim_changed(self, signer: DkimSigner) -> None:
         # One new reference: the next transactions' messages sign with it.
@@ -251,7 +290,12 @@ class Application:
         if self.role.delivers:
             self._purger = loop.create_task(self._purge_forever(), name="queue-purge")
             self._deliverer = loop.create_task(self.delivery.run_forever(), name="delivery")
-            self._tlsrpt = start_tls_reports(self.config, self._parts.resolver, self.queue)
+            self._tls_tasks = TlsTasks(
+                self.config, lambda: self._parts.planner, self._parts.resolver, self.queue
+            )
+            if self.suppressions is not None:
+                expiry = self.config.suppression.hard_bounce_expiry_s
+                self._unsubscribe_bounces = subscribe(HardBounces(self.suppressions, expiry))
             if self._dmarc_store is not None:
                 self._dmarc_reports = start_dmarc_reports(
                     self.config,
@@ -274,6 +318,10 @@ class Application:
             else:
                 if result.messages or result.bodies:
                     _log.info("purged %d finished messages and %d bodies", result.messages, result.bodies)
+            if self.greylist is not None:
+                a = self.config.antispam
+                expiry = GreylistSettings(retry_window_s=a.greylist_retry_window_s, ttl_s=a.greylist_ttl_s)
+                self.greylist.purge(time.time(), expiry)
             await asyncio.sleep(q.purge_interval_s)
 
     def reload_tls(self) -> None:
@@ -324,12 +372,8 @@ class Application:
     async def stop(self) -> None:
         await self.server.shutdown(self.config.server.shutdown_grace_s)
         await self.delivery.stop()
-        if self._tlsrpt is not None:
-            reports, unsubscribe = self._tlsrpt
-            unsubscribe()
-            reports.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reports
+        if self._tls_tasks is not None:
+            await self._tls_tasks.stop()
         for task in (self._purger, self._deliverer, self._dkim_checker, self._dmarc_reports):
             if task is not None:
                 task.cancel()
@@ -337,7 +381,11 @@ class Application:
                     await task
         if self.metrics is not None:
             await self.metrics.close()
+        if self._unsubscribe_bounces is not None:
+            self._unsubscribe_bounces()
         await self.queue.close()
+        if self.greylist is not None:
+            self.greylist.close()
         mail_event("stopped")
 
 
@@ -348,12 +396,22 @@ async def serve(
     load: Callable[[], Config] | None = None,
     role: Role | None = None,
     on_signal: Callable[[signal.Signals], None] | None = None,
+    services: Sequence[Service] = (),
 ) -> None:
     """Run until SIGTERM/SIGINT. SIGHUP reads the configuration again with ``load`` (the embedded
     defaults' TLS pair only, without one) and applies it with ``Application.reload``. ``on_signal``
-    hears each of these signals first (the primary passes them on to its workers)."""
+    hears each of these signals first (the primary passes them on to its workers). ``services`` run
+    beside the server, in its loop, from its start to its stop."""
     app = Application(config, role)
     await app.start()
+    extras = contextlib.AsyncExitStack()
+    try:
+        for service in services:
+            await extras.enter_async_context(service(app))
+    except BaseException:
+        await extras.aclose()
+        await app.stop()
+        raise
     if started is not None:
         started(app)
     loop = asyncio.get_running_loop()
@@ -374,6 +432,7 @@ async def serve(
         await stop.wait()
     finally:
         # Handlers stay installed while stopping: a second SIGTERM must not kill a graceful shutdown.
+        await extras.aclose()
         await app.stop()
         # Stopped: from here on a late SIGTERM/SIGINT (sent again while the loop and interpreter wind
         # down) is ignored rather than fatal, so a clean stop still exits 0, not "killed by SIGTERM".

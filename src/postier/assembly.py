@@ -5,6 +5,7 @@ each reload, and swaps them in only once every part was built)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +31,15 @@ from postier.delivery.security.plan import TlsPlanner
 from postier.delivery.security.tlsrpt_reporter import TlsReporter
 from postier.dns import DnsPythonResolver
 from postier.mail.errors import ConfigError
+from postier.observe import get_logger
 from postier.observe.maillog import subscribe
 from postier.queue.protocol import Queue
 from postier.recipients.directory import LocalDirectory
 from postier.users import UserStore
 
-__all__ = ["DeliveryParts", "delivery_parts", "start_tls_reports"]
+__all__ = ["DeliveryParts", "TlsTasks", "delivery_parts"]
+
+_log = get_logger("postier.delivery.tls")
 
 
 def _resolver(config: Config) -> DnsPythonResolver:
@@ -75,26 +79,50 @@ def _planner(config: Config, resolver: DnsPythonResolver) -> TlsPlanner:
     return TlsPlanner(sts, DaneLookup(resolver) if config.dns.dnssec else None)
 
 
-def start_tls_reports(
-    config: Config, resolver: DnsPythonResolver, queue: Queue
-) -> tuple[asyncio.Task[None], Callable[[], None]] | None:
-    """With ``tlsrpt.enabled``: record TLS results from the mail log and send daily reports (a task,
-    and the unsubscribe to call when stopping). A reload does not change it (restart)."""
-    t = config.tlsrpt
-    if not t.enabled:
-        return None
-    hostname = config.server.hostname
-    reporter = TlsReporter(
-        Path(config.server.data_dir) / "tlsrpt",
-        resolver,
-        queue,
-        organization=t.organization or hostname,
-        contact=t.contact or f"mailto:postmaster@{hostname}",
-        sender=t.sender or f"postmaster@{hostname}",
-        ca_file=config.delivery.ca_file,
-    )
-    unsubscribe = subscribe(reporter.record)
-    return asyncio.get_running_loop().create_task(reporter.run_forever(), name="tls-reports"), unsubscribe
+class TlsTasks:
+    """The background work of outbound TLS security, on the delivering process: hourly refresh of
+    cached MTA-STS policies (``MtaSts.refresh_due``; ``planner`` gives the one in use, a reload may
+    swap it) and, with ``tlsrpt.enabled``, TLS-RPT (results recorded from the mail log, daily
+    reports). A reload does not change ``[tlsrpt]`` (restart)."""
+
+    def __init__(
+        self, config: Config, planner: Callable[[], TlsPlanner], resolver: DnsPythonResolver, queue: Queue
+    ) -> None:
+        self._planner = planner
+        self._unsubscribe: Callable[[], None] | None = None
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._refresh_forever(), name="mta-sts-refresh")]
+        t, hostname = config.tlsrpt, config.server.hostname
+        if t.enabled:
+            reporter = TlsReporter(
+                Path(config.server.data_dir) / "tlsrpt",
+                resolver,
+                queue,
+                organization=t.organization or hostname,
+                contact=t.contact or f"mailto:postmaster@{hostname}",
+                sender=t.sender or f"postmaster@{hostname}",
+                ca_file=config.delivery.ca_file,
+            )
+            self._unsubscribe = subscribe(reporter.record)
+            self._tasks.append(loop.create_task(reporter.run_forever(), name="tls-reports"))
+
+    async def _refresh_forever(self, interval_s: float = 3600.0) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            sts = self._planner().sts
+            if sts is not None:
+                try:
+                    await sts.refresh_due()
+                except Exception:
+                    _log.exception("refreshing MTA-STS policies failed; will try again")
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ from pathlib import Path
 import msgspec
 
 from postier import privileges
-from postier.app import Application, Role, run_loop, serve
+from postier.app import Application, Role, Service, run_loop, serve
 from postier.config import Config, parse_hostport
 from postier.observe import get_logger
 from postier.observe.logs import set_worker
@@ -94,15 +94,21 @@ def bind_listeners(config: Config) -> tuple[socket.socket, ...]:
 
 
 def run(
-    config: Config, load: Callable[[], Config], serve_args: Sequence[str], *, allow_root: bool = False
+    config: Config,
+    load: Callable[[], Config],
+    serve_args: Sequence[str],
+    *,
+    allow_root: bool = False,
+    services: Sequence[Service] = (),
 ) -> int:
     """``postier serve`` in the primary: one process when ``server.workers`` is 1, else the
     primary of N. ``serve_args`` are the command's arguments, given to each worker (``--config``
     and the log flags: a worker's SIGHUP reads the same file with the same flags). Started as root,
-    the listeners are bound first, then the process becomes ``server.user`` (``privileges``)."""
+    the listeners are bound first, then the process becomes ``server.user`` (``privileges``).
+    ``services`` run in the primary beside the server (the HTTP API)."""
     identity = privileges.plan(config, allow_root=allow_root)
     if config.server.workers == 1 and identity is None:
-        run_loop(serve(config, load=load))
+        run_loop(serve(config, load=load, services=services))
         return 0
     sockets = bind_listeners(config)
     try:
@@ -114,14 +120,14 @@ def run(
         raise
     if config.server.workers == 1:
         try:
-            run_loop(serve(config, load=load, role=Role(0, sockets)))
+            run_loop(serve(config, load=load, role=Role(0, sockets), services=services))
         finally:
             for sock in sockets:
                 sock.close()
         return 0
     set_worker(0)
     try:
-        run_loop(_primary(config, load, list(serve_args), sockets))
+        run_loop(_primary(config, load, list(serve_args), sockets, services))
     finally:
         for sock in sockets:
             sock.close()
@@ -143,11 +149,22 @@ def run_worker(spec_text: str, load: Callable[[], Config]) -> int:
 
 
 async def _primary(
-    config: Config, load: Callable[[], Config], serve_args: list[str], sockets: tuple[socket.socket, ...]
+    config: Config,
+    load: Callable[[], Config],
+    serve_args: list[str],
+    sockets: tuple[socket.socket, ...],
+    services: Sequence[Service] = (),
 ) -> None:
     team = _Team(serve_args, sockets)
     try:
-        await serve(config, load=load, role=Role(0, sockets), started=team.start, on_signal=team.forward)
+        await serve(
+            config,
+            load=load,
+            role=Role(0, sockets),
+            started=team.start,
+            on_signal=team.forward,
+            services=services,
+        )
     finally:
         await team.stop(config.server.shutdown_grace_s + _STOP_EXTRA_S)
 

@@ -9,8 +9,11 @@ import pytest
 from postier.app import Application
 from postier.config import parse_config
 from tests.integration.dovecot import dovecot  # noqa: F401 (fixture)
+from tests.integration.fakemilter import fake_milter  # noqa: F401 (fixture)
 from tests.integration.harness import RunningServer, make_config
+from tests.integration.milter_peer import opendkim  # noqa: F401 (fixture)
 from tests.integration.peers import aiosmtpd_peer, smtp_sink, tls_ca  # noqa: F401 (fixtures)
+from tests.integration.rspamd_peer import rspamd_server  # noqa: F401 (fixture)
 
 StartServer = Callable[..., Any]
 

@@ -255,6 +255,7 @@ async def test_the_command_exits_1_with_the_findings_as_json(tmp_path: Path) -> 
         status, out = await _postier(*argv)
     assert status == 1, out
     report = json.loads(out)
+    assert report["summary"]["fail"] >= 1
     mx = [f for f in report["findings"] if f["check"] == "mx"]
     assert mx[0]["level"] == "fail" and mx[0]["fix"] == ["nowhere.test. IN MX 10 localhost."]
     assert "nowhere.test MX: no such domain" in report["answers"]

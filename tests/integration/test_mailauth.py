@@ -9,16 +9,20 @@ public suffix, broken.test's DNS fails, list.test is a forwarder whose ARC seals
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import json
 import logging
 import smtplib
 from collections.abc import Callable
 from pathlib import Path
 
+import parsedmarc
 import pytest
 
 from postier.dns import DnsPythonResolver
 from postier.mailauth.arcverify import check_arc
+from postier.mailauth.dmarc.aggregate import ReportRow
 from postier.observe.logs import FIELDS_ATTR
 from postier.queue.model import RecipientState
 from tests.integration.conftest import StartServer
@@ -79,7 +83,7 @@ async def server(
     start_server: StartServer,
     dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
 ) -> RunningServer:
-    dns = dns_server_factory(RECORDS, servfail=["_dmarc.broken.test"])
+    dns = dns_server_factory(RECORDS, servfail=["_dmarc.broken.test", "spf-broken.test"])
     return await start(
         start_server,
         dns,
@@ -178,6 +182,11 @@ async def test_spf_fail_is_refused_at_mail_from(server: RunningServer) -> None:
         550,
         "5.7.23 SPF validation failed: the sender's domain does not authorize this host",
     )
+
+
+async def test_spf_dns_failure_is_deferred_at_mail_from(server: RunningServer) -> None:
+    code, text = await send(server, "someone@spf-broken.test", _message("someone@spf-broken.test"))
+    assert (code, text.decode()) == (451, "4.7.24 SPF validation error (DNS), try again later")
 
 
 async def test_forged_authentication_results_for_us_are_removed(server: RunningServer) -> None:
@@ -295,3 +304,54 @@ async def test_mail_forwarded_by_an_alias_to_another_domain_is_sealed(
     assert aar.startswith("i=1; mx.test; spf=pass smtp.mailfrom=ceo@evil.test;") and "dmarc=pass" in aar
     result = await check_arc(DnsPythonResolver([(dns.host, dns.port)]), body)
     assert (result.result, result.sealers) == ("pass", ("mx.test",))
+
+
+async def test_the_report_of_an_ended_period_is_mailed_at_start(
+    start_server: StartServer,
+    dns_server_factory: Callable[..., DnsServer],  # noqa: F811 (the fixture)
+    tmp_path: Path,
+) -> None:
+    """A period that ended while the server was down is reported when it starts: one message to the
+    rua address (the local postmaster here), whose gzip'd XML parsedmarc reads."""
+    row = ReportRow(
+        policy_domain="example.test",
+        header_from="example.test",
+        source_ip="192.0.2.1",
+        envelope_from="example.test",
+        disposition="none",
+        dkim="pass",
+        spf="fail",
+        auth_dkim=(("example.test", "sel", "pass"),),
+        auth_spf=("example.test", "mfrom", "fail"),
+        published=(
+            ("adkim", "r"),
+            ("aspf", "r"),
+            ("p", "none"),
+            ("sp", "none"),
+            ("pct", "100"),
+            ("np", "none"),
+        ),
+        rua=("mailto:postmaster@example.test",),
+    )
+    reports = tmp_path / "var0" / "dmarc"
+    reports.mkdir(parents=True)
+    (reports / "86400.jsonl").write_text(row.to_json() + "\n" + row.to_json() + "\n")
+    server = await start(
+        start_server,
+        dns_server_factory(RECORDS),
+        mailauth={"dmarc_reports": True, "dmarc_report_org": "Test"},
+    )
+    for _ in range(100):
+        listed = await server.app.queue.list_messages()
+        if listed:
+            break
+        await asyncio.sleep(0.1)
+    [summary] = [m for m in listed if m.sender == "postmaster@mx.test"]
+    assert await wait_final(server, summary.id) == [RecipientState.DELIVERED]
+    message = email.message_from_bytes(await queued_body(server, summary.id), policy=email.policy.default)
+    [part] = list(message.iter_attachments())
+    assert part.get_filename() == "mx.test!example.test!86400!172799.xml.gz"
+    report = parsedmarc.parse_report_file(part.get_content(), offline=True)["report"]
+    assert report["report_metadata"]["org_name"] == "Test"
+    assert [(r["source"]["ip_address"], r["count"]) for r in report["records"]] == [("192.0.2.1", 2)]
+    assert not list(reports.glob("*.jsonl"))

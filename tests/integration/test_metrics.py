@@ -93,6 +93,7 @@ async def test_metrics_count_what_the_server_did(tmp_path: Path) -> None:
     assert sample(samples, "postier_recipients_accepted_total", **smtp) == 1
     assert (sample(samples, "postier_received_bytes_total", **smtp) or 0) >= len(b"Subject: counted\r\n")
     assert sample(samples, "postier_smtp_rejects_total", stage="rcpt", code="554", status="5.7.1") == 1
+    assert sample(samples, "postier_policy_verdicts_total", check="relay", action="reject") == 1
     assert total(samples, "postier_connections_total", **smtp) == 1
     assert sample(samples, "postier_smtp_transaction_duration_seconds_count", **smtp) == 1
     assert total(samples, "postier_delivery_attempts_total", result="delivered") == 1

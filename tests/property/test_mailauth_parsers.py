@@ -5,13 +5,14 @@ records built from valid parts read back as built."""
 from __future__ import annotations
 
 import authres
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from postier.mailauth.dmarc import from_domains, parse_record
 from postier.mailauth.domainkeys import key_name, tags
 from postier.mailauth.results import MailauthResults, authentication_results, authserv_id
 from postier.mailauth.spf import SpfIdentity, SpfResult
+from postier.policy.context import Message, drop_header_fields
 
 policies = st.sampled_from(["none", "quarantine", "reject"])
 label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
@@ -92,3 +93,19 @@ def test_our_field_parses_with_authres(host: str, result: str) -> None:
 def test_from_domains_never_raise(values: list[str]) -> None:
     for found in from_domains(values):
         assert found == found.lower()
+
+
+field_name = st.sampled_from(["From", "To", "Subject", "Authentication-Results", "X-A", "Received"])
+field_value = st.text(alphabet="abc;=@. xyz", min_size=1, max_size=12).map(str.strip).filter(bool)
+folded = st.lists(field_value, min_size=1, max_size=3).map(lambda parts: "\r\n ".join(parts))
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(field_name, folded), min_size=1, max_size=8), st.data())
+def test_dropping_header_fields_leaves_the_others(fields: list[tuple[str, str]], data: st.DataObject) -> None:
+    raw = "".join(f"{n}: {v}\r\n" for n, v in fields).encode() + b"\r\nbody\r\n"
+    before = Message(raw).headers
+    drop = data.draw(st.sets(st.integers(0, len(before) - 1)))
+    after = drop_header_fields(raw, drop)
+    assert Message(after).headers == tuple(f for i, f in enumerate(before) if i not in drop)
+    assert Message(after).body == b"body\r\n"

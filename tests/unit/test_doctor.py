@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import trustme
@@ -10,6 +11,7 @@ import trustme
 from postier.delivery.security.mtasts import Broken, StsMode, StsPolicy, StsRecord
 from postier.dns import MxRecord, NoData, NxDomain, TemporaryDnsError
 from postier.doctor.certificate import judge_certificate
+from postier.doctor.dkim import DkimData, judge_dkim, judge_key
 from postier.doctor.dmarc import DmarcData, RuaCheck, judge_dmarc
 from postier.doctor.dnsbl import Listing, judge_dnsbl, query_name
 from postier.doctor.findings import Finding, Level
@@ -18,6 +20,9 @@ from postier.doctor.mtasts import StsData, judge_sts, judge_tlsrpt
 from postier.doctor.providers import judge_providers
 from postier.doctor.records import zone_snippet
 from postier.doctor.spf import SpfData, judge_spf, suggested_spf
+from postier.mailauth.dkim.keys import generate_key
+from postier.mailauth.dkim.keystore import KeyFile
+from postier.mailauth.dkim.table import Lookup, Published, State, Status
 from postier.mailauth.spf import SpfAudit
 
 IP = "192.0.2.10"
@@ -208,8 +213,9 @@ def test_judge_certificate(
     assert levels(found) == expected and reason in found[0].reason
 
 
-def test_no_certificate_file_is_a_warning() -> None:
-    assert levels(judge_certificate("self-signed", None, HOST, b"", NOW)) == ["warn"]
+def test_no_certificate_file_is_a_warning_an_unreadable_one_a_failure() -> None:
+    assert levels(judge_certificate("", None, HOST, b"", NOW)) == ["warn"]
+    assert levels(judge_certificate("/etc/cert.pem", None, HOST, b"", NOW)) == ["fail"]
 
 
 @pytest.mark.parametrize(
@@ -267,3 +273,43 @@ def test_provider_lines_never_fail_but_point_at_the_findings(
     findings: list[Finding], expected: list[str]
 ) -> None:
     assert levels(judge_providers(D, [IP], findings)) == expected
+
+
+RSA = generate_key("rsa")
+ED = generate_key("ed25519")
+
+
+def _status(state: State, published: Published, key: object = RSA, detail: str = "") -> Status:
+    entry = KeyFile(D, "sel", Path("/keys/sel.pem"), key, NOW)  # type: ignore[arg-type]
+    return Status(entry, Lookup(published, detail), state, "note")
+
+
+@pytest.mark.parametrize(
+    ("status", "level", "reason"),
+    [
+        (_status(State.ACTIVE, Published.MATCHES), "ok", "matches the key"),
+        (_status(State.ACTIVE, Published.UNKNOWN, detail="timeout"), "warn", "could not be checked"),
+        (_status(State.MISMATCH, Published.MISMATCH, detail="p= is another key"), "fail", "does not match"),
+        (_status(State.UNPUBLISHED, Published.MISSING), "fail", "is not published"),
+        (_status(State.NEXT, Published.MISSING), "warn", "next key"),
+        (_status(State.RETIRED, Published.MATCHES), "warn", "stale selector"),
+        (_status(State.DISABLED, Published.MATCHES), "warn", "signing is off"),
+        (_status(State.ACTIVE, Published.MATCHES, generate_key("rsa", 1024)), "warn", "1024 bits"),
+    ],
+)
+def test_judge_key(status: Status, level: str, reason: str) -> None:
+    found = judge_key(status)
+    assert found is not None and found.level.value == level and reason in found.reason
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        ([], ["fail"]),
+        ([_status(State.ACTIVE, Published.MATCHES)], ["ok"]),
+        ([_status(State.ACTIVE, Published.MATCHES, ED)], ["ok", "warn"]),
+        ([_status(State.MISMATCH, Published.MISMATCH)], ["fail"]),
+    ],
+)
+def test_judge_dkim(statuses: list[Status], expected: list[str]) -> None:
+    assert levels(judge_dkim(D, DkimData(statuses, []))) == expected

@@ -255,6 +255,7 @@ def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert [d["query"] for d in data] == ["550 5.7.1", "571"]
     assert data[0]["enhanced"]["source"] == "RFC 3463 §3.8"
     assert any(s.startswith("DMARC_REJECT ") for s in data[0]["postier_sends_as"])
+    assert "MILTER_REJECTED — Message content rejected" in data[0]["postier_sends_as"]
     assert data[1]["basic"]["defined_by_rfc"] is False
     assert data[1]["outcome"] == "permanent"
 

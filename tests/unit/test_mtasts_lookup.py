@@ -125,3 +125,17 @@ async def test_a_corrupt_cache_file_is_ignored(tmp_path: Path) -> None:
     fetcher, clock = Fetcher(), Clock()
     sts, _ = make(tmp_path, fetcher, clock)
     assert (await sts.policy("dest.test")).origin == "fetched"
+
+
+async def test_refresh_due_fetches_only_old_policies(tmp_path: Path) -> None:
+    fetcher, clock = Fetcher(), Clock()
+    sts, resolver = make(tmp_path, fetcher, clock)
+    resolver.txt_records["_mta-sts.two.test"] = ["v=STSv1; id=two"]
+    await sts.policy("dest.test")
+    clock.now += timedelta(seconds=300)
+    await sts.policy("two.test")
+    assert await sts.refresh_due() == 0  # neither is refresh_s (600 s) old
+    clock.now += timedelta(seconds=301)
+    assert await sts.refresh_due() == 1  # dest.test only
+    assert fetcher.fetched == ["dest.test", "two.test", "dest.test"]
+    assert await sts.refresh_due() == 0  # just fetched again: a new fetched_at

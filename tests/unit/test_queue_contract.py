@@ -115,6 +115,7 @@ FULL_ENVELOPE = Envelope(
         auth_user="john",
         listener="127.0.0.1:2587",
     ),
+    requiretls=True,
 )
 
 

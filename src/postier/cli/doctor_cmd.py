@@ -78,7 +78,7 @@ def _setup(args: argparse.Namespace, config: Config) -> Setup:
     if not domains:
         raise ValueError("no domain: name one, or set relay.local_domains")
     ips = [str(ipaddress.ip_address(ip)) for ip in args.ip] or sending_addresses()
-    cert_pem = Path(config.tls.cert).read_bytes() if config.tls.cert else None
+    cert_pem = _read(config.tls.cert) if config.tls.cert else None
     return Setup(
         domains=tuple(domains),
         ips=tuple(ips),
@@ -93,6 +93,13 @@ def _setup(args: argparse.Namespace, config: Config) -> Setup:
         dnsbl_zones=tuple(args.dnsbl) or DEFAULT_ZONES,
         deadline_s=args.timeout,
     )
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None  # said by the certificate check
 
 
 def _resolver(config: Config) -> DnsPythonResolver:
@@ -140,7 +147,8 @@ def _doctor(args: argparse.Namespace) -> int:
 
     report = asyncio.run(diagnose(setup, resolver, fetcher))
     if args.json:
-        out: dict[str, object] = {"findings": [f.to_json() for f in report.findings]}
+        counts = {level.value: sum(f.level is level for f in report.findings) for level in Level}
+        out: dict[str, object] = {"findings": [f.to_json() for f in report.findings], "summary": counts}
         if args.verbose:
             out["answers"] = [a.to_text() for a in report.answers]
         print(json.dumps(out, indent=2))

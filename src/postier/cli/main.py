@@ -13,11 +13,13 @@ import sys
 
 import msgspec
 
+from postier.cli.apikey_cmd import register as register_apikey
 from postier.cli.dkim_cmd import register as register_dkim
 from postier.cli.doctor_cmd import register as register_doctor
 from postier.cli.explain_cmd import register as register_explain
 from postier.cli.queue_cmd import register as register_queue
 from postier.cli.send_cmd import register as register_send
+from postier.cli.suppress_cmd import register as register_suppress
 from postier.cli.tls_cmd import register as register_tls
 from postier.cli.user_cmd import register as register_user
 from postier.config import Config, load_config
@@ -62,7 +64,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     setup_logging(config.log.level, config.log.format)
     try:
-        return run(config, load, _serve_args(args), allow_root=args.allow_root)
+        from postier.api.service import api_service
+
+        return run(config, load, _serve_args(args), allow_root=args.allow_root, services=[api_service])
     except ConfigError as exc:  # root without server.user nor --allow-root; an unknown user
         print(f"postier: invalid configuration: {exc}", file=sys.stderr)
         return 2
@@ -141,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_send(sub)
     register_dkim(sub)
     register_tls(sub)
+    register_apikey(sub)
+    register_suppress(sub)
     register_doctor(sub)
     _finish_help(parser)
     return parser

@@ -13,7 +13,7 @@ import json
 
 import msgspec
 
-from postier.config import model
+from postier.config import antispam, model
 
 __all__ = ["render"]
 
@@ -40,6 +40,16 @@ _SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("dkim", model.DkimConfig, "[dkim] (DKIM signing of outgoing mail: docs/dkim.md)"),
     ("dkim.key", model.DkimKeyConfig, "[[dkim.key]] (a DKIM key kept outside data_dir/dkim)"),
     ("mailauth", model.MailauthConfig, "[mailauth] (SPF, DKIM, DMARC, ARC on arrival: docs/mailauth.md)"),
+    ("api", model.ApiConfig, "[api] (HTTP API and dashboard: docs/api.md)"),
+    ("suppression", model.SuppressionConfig, "[suppression] (addresses no longer sent to: docs/api.md)"),
+    ("webhook", model.WebhookConfig, "[[webhook]] (a receiver of delivery events: docs/api.md)"),
+    (
+        "antispam",
+        antispam.AntispamConfig,
+        "[antispam] (DNSBL, pregreet, greylisting, rspamd)",
+    ),
+    ("antispam.dnsbl", antispam.DnsblZoneConfig, "[[antispam.dnsbl]] (one per DNS block or allow list)"),
+    ("milter", antispam.MilterConfig, "[[milter]] (one per milter, asked at the end of data in order)"),
 ]
 
 _INTRO = """# Configuration

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from postier.config.api import EVENT_TYPES
 from postier.config.dkim import check_dkim
 from postier.config.mailauth import check_mailauth
 from postier.config.model import Config
@@ -98,6 +99,7 @@ def _check(config: Config) -> None:
             parse_hostport(config.metrics.address)
         except ValueError as exc:
             raise ConfigError("metrics.address", str(exc)) from None
+    _check_api(config)
     if not 1 <= config.server.workers <= 32:
         raise ConfigError("server.workers", "must be between 1 and 32")
     if config.server.workers > 1 and config.metrics.address:
@@ -130,6 +132,80 @@ def _check(config: Config) -> None:
     _check_session_bounds(config)
     check_dkim(config.dkim)
     check_mailauth(config.mailauth)
+    _check_antispam(config)
+    _check_relay_domains(config)
+
+
+def _check_relay_domains(config: Config) -> None:
+    relay = config.relay
+    domains = {d.lower().rstrip(".") for d in relay.relay_domains}
+    for domain in relay.relay_recipients:
+        if domain.lower().rstrip(".") not in domains:
+            raise ConfigError(f"relay.relay_recipients.{domain}", "not one of relay.relay_domains")
+    local = {d.lower().rstrip(".") for d in relay.local_domains}
+    for domain in sorted(domains & local):
+        raise ConfigError("relay.relay_domains", f"{domain} is also a local domain")
+
+
+def _check_antispam(config: Config) -> None:
+    """[antispam] networks, zones and URLs; [[milter]] addresses."""
+    a = config.antispam
+    for i, net in enumerate(a.greylist_exempt_networks):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"antispam.greylist_exempt_networks[{i}]", f"{net!r} is not a CIDR network"
+            ) from None
+    for i, zone in enumerate(a.dnsbl):
+        if not zone.zone.strip("."):
+            raise ConfigError(f"antispam.dnsbl[{i}].zone", "must not be empty")
+        for code in zone.codes:
+            try:
+                ipaddress.IPv4Address(code)
+            except ValueError:
+                raise ConfigError(f"antispam.dnsbl[{i}].codes", f"{code!r} is not an IPv4 address") from None
+    if not (0 <= a.greylist_ipv4_prefix <= 32 and 0 <= a.greylist_ipv6_prefix <= 128):
+        raise ConfigError("antispam.greylist_ipv4_prefix", "prefix lengths: 0-32 (IPv4), 0-128 (IPv6)")
+    if a.rspamd_url and not a.rspamd_url.startswith("http://"):
+        raise ConfigError("antispam.rspamd_url", "must be http://host:port")
+    if a.rspamd_url:
+        try:
+            parse_hostport(a.rspamd_url.removeprefix("http://").split("/", 1)[0], default_port=11333)
+        except ValueError as exc:
+            raise ConfigError("antispam.rspamd_url", str(exc)) from None
+    for i, milter in enumerate(config.milters):
+        if milter.address.startswith("unix:"):
+            if not milter.address.removeprefix("unix:"):
+                raise ConfigError(f"milter[{i}].address", "unix: needs a socket path")
+            continue
+        try:
+            parse_hostport(milter.address.removeprefix("inet:"))
+        except ValueError as exc:
+            raise ConfigError(f"milter[{i}].address", str(exc)) from None
+
+
+def _check_api(config: Config) -> None:
+    if config.api.address:
+        try:
+            parse_hostport(config.api.address)
+        except ValueError as exc:
+            raise ConfigError("api.address", str(exc)) from None
+    for key in ("max_body_bytes", "max_concurrent_requests", "max_recipients", "page_size"):
+        if getattr(config.api, key) < 1:
+            raise ConfigError(f"api.{key}", "must be at least 1")
+    if config.api.request_timeout_s <= 0:
+        raise ConfigError("api.request_timeout_s", "must be positive")
+    for i, hook in enumerate(config.webhooks):
+        if not hook.url.startswith(("http://", "https://")):
+            raise ConfigError(f"webhook[{i}].url", "must be an http: or https: URL")
+        if not hook.secret and not hook.secret_file:
+            raise ConfigError(f"webhook[{i}].secret", "a secret (or secret_file) is required")
+        unknown = set(hook.events) - set(EVENT_TYPES)
+        if unknown:
+            raise ConfigError(f"webhook[{i}].events", f"unknown: {', '.join(sorted(unknown))}")
+        if hook.batch_size < 1 or hook.timeout_s <= 0:
+            raise ConfigError(f"webhook[{i}]", "batch_size and timeout_s must be positive")
 
 
 def _check_session_bounds(config: Config) -> None:

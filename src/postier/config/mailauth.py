@@ -18,7 +18,8 @@ class MailauthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     spf: Mode = "tag"
     """SPF (RFC 7208) of the MAIL FROM identity and the HELO name. off: not checked; tag: the result
     goes into Authentication-Results (and DMARC); enforce: a fail (the domain's -all) is refused at
-    MAIL FROM with 550 5.7.23, a temporary DNS failure with 451 4.7.24."""
+    MAIL FROM with 550 5.7.23, a temporary DNS failure with 451 4.7.24. With off, DMARC can pass by
+    DKIM alone."""
     dkim: Literal["off", "tag"] = "tag"
     """DKIM (RFC 6376) verification of every signature. off: not checked (DMARC then passes by SPF
     alone); tag: each signature's result goes into Authentication-Results (and DMARC)."""

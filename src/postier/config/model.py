@@ -12,11 +12,15 @@ from typing import Literal
 
 import msgspec
 
+from postier.config.antispam import AntispamConfig, MilterConfig
+from postier.config.api import ApiConfig, WebhookConfig
 from postier.config.dkim import DkimConfig, DkimKeyConfig
 from postier.config.mailauth import MailauthConfig
+from postier.config.suppression import SuppressionConfig
 from postier.config.tlsrpt import TlsRptConfig
 
 __all__ = [
+    "ApiConfig",
     "AuthConfig",
     "CheckConfig",
     "Config",
@@ -35,7 +39,9 @@ __all__ = [
     "RelayConfig",
     "RouteConfig",
     "ServerConfig",
+    "SuppressionConfig",
     "TlsConfig",
+    "WebhookConfig",
 ]
 
 ListenerMode = Literal["smtp", "submission", "submissions"]
@@ -173,6 +179,13 @@ class RelayConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     """Domains whose mail is delivered here (case-insensitive)."""
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     """CIDR networks allowed to relay to any domain without AUTH."""
+    relay_domains: tuple[str, ...] = ()
+    """Domains this server is a gateway or backup MX for: their mail is taken from anyone (like a local
+    domain's) and carried on to their [[route]] or MX (docs/antispam.md, "Relay domains")."""
+    relay_recipients: dict[str, str] = msgspec.field(default_factory=dict)
+    """Per relay domain, a file of its valid recipients (one address or local part a line; "#"
+    comments; "@" alone: any). Other recipients of that domain get 550 5.1.1 at RCPT instead of a
+    bounce later. A relay domain without a file takes any recipient. Read at start and on reload."""
     smarthost: str = ""
     """"host:port" that all outbound mail is relayed through (a provider relay: Amazon SES, SparkPost,
     Gmail, an ISP). Empty: deliver by MX. Shorthand for a [[route]] with domains = ["*"]."""
@@ -385,7 +398,13 @@ class Config(
     frozen=True,
     forbid_unknown_fields=True,
     kw_only=True,
-    rename={"listeners": "listener", "routes": "route", "checks": "check"},
+    rename={
+        "listeners": "listener",
+        "routes": "route",
+        "checks": "check",
+        "webhooks": "webhook",
+        "milters": "milter",
+    },
 ):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     listeners: tuple[ListenerConfig, ...] = msgspec.field(default_factory=_default_listeners)
@@ -407,6 +426,14 @@ class Config(
     """[[check]] tables: user checks (Python classes) asked after the built-in ones, in order."""
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+    antispam: AntispamConfig = msgspec.field(default_factory=AntispamConfig)
+    milters: tuple[MilterConfig, ...] = ()
+    """[[milter]] tables: filters speaking the Sendmail milter protocol, asked at the end of data in
+    file order (docs/antispam.md)."""
     dkim: DkimConfig = msgspec.field(default_factory=DkimConfig)
     mailauth: MailauthConfig = msgspec.field(default_factory=MailauthConfig)
     tlsrpt: TlsRptConfig = msgspec.field(default_factory=TlsRptConfig)
+    api: ApiConfig = msgspec.field(default_factory=ApiConfig)
+    suppression: SuppressionConfig = msgspec.field(default_factory=SuppressionConfig)
+    webhooks: tuple[WebhookConfig, ...] = ()
+    """[[webhook]] tables: receivers of delivery events (docs/api.md, Webhooks)."""

@@ -12,7 +12,8 @@ Live: what a new session reads from the server each time (relay policy, rate lim
 and password checks, connection limits, timeouts), the TLS pair, the log, the shutdown grace, and
 what delivery takes per claim: ``[[route]]`` and the smarthost keys (password files are read again),
 ``[delivery]``, ``[dns]``, ``[local]``, ``[dkim]`` (the keys are read and checked again),
-``[mailauth]`` (but its DMARC report keys need a restart).
+``[mailauth]`` (but its DMARC report keys need a restart), ``[antispam]`` and ``[[milter]]`` (the
+greylisting store and the pregreet memory are kept).
 Restart: what is bound into a listening socket or an open store — listener addresses and modes,
 ``server.hostname`` and the message limits (baked into each listener's engine settings),
 ``server.data_dir``, ``[queue]``, ``[metrics]``.
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from postier.config.antispam import AntispamConfig
 from postier.config.model import Config, DeliveryConfig, DkimConfig, DnsConfig, LocalConfig, MailauthConfig
 
 __all__ = ["LIVE", "LIVE_TABLES", "ReloadPlan", "plan_reload"]
@@ -43,6 +45,8 @@ LIVE: dict[str, frozenset[str]] = {
         {
             "local_domains",
             "trusted_networks",
+            "relay_domains",
+            "relay_recipients",
             "smarthost",
             "smarthost_tls",
             "smarthost_implicit_tls",
@@ -76,14 +80,15 @@ LIVE: dict[str, frozenset[str]] = {
     "dkim": frozenset(DkimConfig.__struct_fields__),
     "mailauth": frozenset(MailauthConfig.__struct_fields__)
     - {"dmarc_reports", "dmarc_report_interval_s", "dmarc_report_from", "dmarc_report_org"},
+    "antispam": frozenset(AntispamConfig.__struct_fields__),
 }
 """Per section, the keys a reload applies. Every other key needs a restart."""
 
-LIVE_TABLES = frozenset({"routes"})
+LIVE_TABLES = frozenset({"routes", "milters"})
 """Array-of-tables sections a reload applies as a whole (``[[route]]``); ``[[listener]]`` needs a restart."""
 
 # Config field name → the name in the file.
-_FILE_NAMES = {"listeners": "listener", "routes": "route"}
+_FILE_NAMES = {"listeners": "listener", "routes": "route", "milters": "milter"}
 
 
 @dataclass(frozen=True, slots=True)

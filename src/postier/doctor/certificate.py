@@ -69,12 +69,16 @@ def _chain(certs: Sequence[x509.Certificate], roots: bytes, host: str, now: date
 
 
 def judge_certificate(
-    subject: str, pem: bytes | None, hostname: str, roots: bytes, now: datetime
+    path: str, pem: bytes | None, hostname: str, roots: bytes, now: datetime
 ) -> list[Finding]:
-    """``pem``: the certificate file (leaf first, then its chain); None when it cannot be read."""
+    """``path``: ``[tls] cert`` (empty: not set); ``pem``: that file (leaf first, then its chain),
+    None when it is not set or cannot be read."""
+    subject = path or "[tls] cert"
+    if pem is None and path:
+        return [fail("certificate", subject, f"cannot read {path}")]
     if pem is None:
         fix = '[tls] cert = "/etc/letsencrypt/live/HOST/fullchain.pem" and key = ".../privkey.pem"'
-        return [warn("certificate", subject, "no certificate file: a self-signed one is used", fix)]
+        return [warn("certificate", subject, "not set: a self-signed certificate is used", fix)]
     try:
         certs = x509.load_pem_x509_certificates(pem)
     except ValueError as exc:

@@ -86,7 +86,7 @@ def judge_dkim(domain: str, data: DkimData) -> list[Finding]:
         )
     elif not active and not any(f.level is Level.FAIL for f in out):
         out.append(fail("dkim", domain, "no key signs: publish a key's record (above)"))
-    elif all(s.key.algorithm == "ed25519" for s in active):
+    elif active and all(s.key.algorithm == "ed25519" for s in active):
         fix = f"postier dkim keygen {domain} --algorithm rsa"
         out.append(warn("dkim", domain, "Ed25519 only: many receivers verify RSA alone", fix))
     return out

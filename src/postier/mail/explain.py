@@ -19,7 +19,7 @@ from typing import Literal
 
 from postier.mail.explain_data import BASIC, BASIC_CATEGORY, BASIC_CLASS
 from postier.mail.explain_enhanced import ENHANCED, ENHANCED_SUBJECT
-from postier.mail.replies import S, greeting, queued
+from postier.mail.replies import S, dnsbl_blocked, greeting, queued
 from postier.mail.reply import Reply
 
 __all__ = ["Entry", "Explanation", "explain", "group_queries", "replies_using"]
@@ -190,6 +190,7 @@ def _reply_catalogue() -> list[tuple[str, Reply]]:
     named = [(name, value) for name, value in vars(S).items() if isinstance(value, Reply)]
     named.append(("greeting()", greeting("HOSTNAME")))
     named.append(("queued(ID)", queued("ID")))
+    named.append(("dnsbl_blocked(IP, ZONE)", dnsbl_blocked("IP", "ZONE")))
     return named
 
 

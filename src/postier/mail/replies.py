@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from postier.mail.reply import EnhancedStatus, Reply
 
-__all__ = ["S", "greeting", "queued"]
+__all__ = ["S", "dnsbl_blocked", "greeting", "queued"]
 
 
 def _r(code: int, status: str | None, text: str) -> Reply:
@@ -108,10 +108,18 @@ class S:
     AUTH_ALREADY = _r(503, "5.5.1", "Already authenticated")
     SENDER_NOT_OWNED = _r(553, "5.7.1", "Sender address not owned by the authenticated user")
     UNKNOWN_USER = _r(550, "5.1.1", "No such user here")
+    SUPPRESSED = _r(550, "5.1.1", "Recipient address suppressed (an earlier hard bounce or unsubscribe)")
     MAILBOX_OVER_QUOTA = _r(552, "5.2.2", "Mailbox full: the message does not fit in the quota")
     TOO_MANY_HOPS = _r(554, "5.4.6", "Too many hops: the message is in a mail loop")
     BODY_UNREADABLE = _r(554, "5.3.0", "The queued message body cannot be read back (storage damaged)")
     TLS_ALREADY = _r(503, "5.5.1", "TLS already active")
+
+    # --- anti-spam (postier.antispam; docs/antispam.md) ----------------------------------------------
+    GREYLISTED = _r(451, "4.7.1", "Greylisted, please try again later")
+    SPAM_REJECTED = _r(554, "5.7.1", "Message rejected as spam")
+    SPAM_DEFERRED = _r(451, "4.7.1", "Message deferred, try again later")
+    MILTER_REJECTED = _r(550, "5.7.1", "Message content rejected")
+    MILTER_DEFERRED = _r(451, "4.7.1", "Message content deferred, try again later")
     AUTH_NEEDS_EHLO = _r(503, "5.5.1", "Send EHLO before AUTH")
 
     # --- mail authentication (SPF, DMARC: docs/mailauth.md) -------------------------------------------
@@ -124,6 +132,11 @@ class S:
 def greeting(hostname: str) -> Reply:
     """The 220 greeting (RFC 5321 §4.3.1): no enhanced status before EHLO."""
     return Reply(220, None, f"{hostname} ESMTP Postier")
+
+
+def dnsbl_blocked(ip: str, zone: str) -> Reply:
+    """The DNSBL refusal at RCPT (postscreen's wording): the client's address and the block list."""
+    return Reply(554, EnhancedStatus(5, 7, 1), f"Service unavailable; client [{ip}] blocked using {zone}")
 
 
 def queued(queue_id: str) -> Reply:

@@ -43,6 +43,8 @@ disconnect     sid, remote, commands (count), duration_s, reason (quit|timeout|e
 ready          listeners ("smtp=127.0.0.1:2525 submission=…"), hostname — the server accepts mail
 stopped        (no fields) — the server has shut down
 dmarc_report   id (of the report message queued), domain (the policy domain), to (<rua address>), rows
+suppressed     rcpt (<address>), reason (hard-bounce|manual|unsubscribe), source? (the reply, or who),
+               id? (the message whose bounce suppressed it), until? (expiry) — added to the suppression list
 =============  ==============================================================================
 
 Never pass passwords, AUTH payloads, keys or message bodies as fields.
@@ -84,6 +86,7 @@ EVENTS = frozenset(
         "ready",
         "stopped",
         "dmarc_report",
+        "suppressed",
     }
 )
 

@@ -15,7 +15,8 @@ SMTP sessions, and prometheus_client's metric objects are thread-safe for exactl
 
 Label values are bounded: a stage a client could invent (an unknown command verb) is counted as
 ``other``, reply codes keep three digits and enhanced status codes their ``class.subject.detail``
-shape, or are left empty; no address, host name or queue id ever becomes a label.
+shape, or are left empty; no address, host name or queue id ever becomes a label. Check names (the
+``check`` label of ``postier_policy_verdicts``) come from the code and the configuration.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ QUEUE_DELAY_BUCKETS = (0.1, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600
 ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 Fields = Mapping[str, object]
+_VERDICT_ACTIONS = frozenset({"accept", "tag", "quarantine", "discard"})
 
 
 def split_reply(reply: object) -> tuple[str, str]:
@@ -116,6 +118,13 @@ class MailMetrics:
         self.rejects = Counter(
             "postier_smtp_rejects", "Refusals during SMTP sessions", ["stage", "code", "status"], registry=r
         )
+        self.verdicts = Counter(
+            "postier_policy_verdicts",
+            "Verdicts of the policy checks other than a plain accept, by check and action (reject, defer,"
+            " tag, quarantine, discard, accept: an accept with something to say, a skipped check)",
+            ["check", "action"],
+            registry=r,
+        )
         self.auth = Counter("postier_auth_attempts", "AUTH attempts by result", ["result"], registry=r)
         self.tls = Counter("postier_tls_handshakes", "TLS handshakes by result", ["result"], registry=r)
         self.transaction = Histogram(
@@ -143,6 +152,7 @@ class MailMetrics:
             "disconnect": self._disconnect,
             "queued": self._queued,
             "reject": self._reject,
+            "verdict": self._verdict,
             "auth": self._auth,
             "tls": self._tls,
             "delivery": self._delivery,
@@ -219,6 +229,15 @@ class MailMetrics:
         stage = str(fields.get("stage", ""))
         code, status = split_reply(fields.get("reply"))
         self.rejects.labels(stage if stage in KNOWN_STAGES else "other", code, status).inc()
+        check = fields.get("check")
+        if check:  # a refusal of the policy pipeline (the engine's own carry no check)
+            self.verdicts.labels(str(check), "defer" if code.startswith("4") else "reject").inc()
+
+    def _verdict(self, fields: Fields) -> None:
+        action = str(fields.get("action", ""))
+        if action not in _VERDICT_ACTIONS:
+            action = "other"
+        self.verdicts.labels(str(fields.get("check", "")), action).inc()
 
     def _auth(self, fields: Fields) -> None:
         result = str(fields.get("result", ""))

@@ -4,8 +4,10 @@ In the pipeline's order (``policy.build``), each in its stage:
 
 - ``sender`` (MAIL): an authenticated user may send only as a sender their rule gives them → 553 5.7.1.
 - ``relay`` (RCPT): a recipient is local when the local directory says so (one answer for the whole
-  server: a local domain, or the bare ``<Postmaster>`` of RFC 5321 §4.5.1, taken from anyone); any other
-  recipient only from a trusted network or an authenticated client → 554 5.7.1.
+  server: a local domain, or the bare ``<Postmaster>`` of RFC 5321 §4.5.1, taken from anyone); a
+  recipient in a relay domain is taken from anyone too; any other recipient only from a trusted
+  network or an authenticated client → 554 5.7.1.
+- ``relay-recipients`` (RCPT, ``relaydomains.py``): a relay domain's recipient list → 550 5.1.1.
 - ``recipient`` (RCPT): an unknown local recipient → 550 5.1.1 now, never accept-then-bounce; a full
   mailbox → 452 4.2.2.
 - ``rate`` (RCPT, at the first accepted recipient of a message): messages per hour per client IP and
@@ -74,7 +76,8 @@ class RelayCheck:
     def on_rcpt(self, client: Client, txn: Transaction, rcpt: Recipient) -> Verdict:
         if client.is_ours:
             return ACCEPT
-        if self.relay.may_receive(rcpt.address, is_local=self.is_local(rcpt.address)):
+        ours = self.is_local(rcpt.address) or self.relay.is_relay_domain(rcpt.address)
+        if self.relay.may_receive(rcpt.address, is_local=ours):
             return ACCEPT
         return reject(S.RELAY_DENIED, "relay access denied")
 

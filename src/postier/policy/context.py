@@ -150,4 +150,6 @@ def drop_header_fields(data: bytes, indices: set[int]) -> bytes:
         else:
             dropping = False
         kept.append(line)
+    if not kept:  # no field left: the message starts with the empty line
+        return data[end + 2 :]
     return b"\r\n".join(kept) + data[end:]

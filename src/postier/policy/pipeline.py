@@ -7,7 +7,8 @@ The rule, in one place:
    asked; then every asynchronous check (DNS, network), all started at once and awaited under the
    stage's deadline. Their verdicts are read in the configured order, so the result never depends on
    which answered first: again the first refusal wins. Cheap checks first, so a spam bot costs little.
-2. Without a refusal the stage accepts, carrying every ``tag`` (headers in check order, scores added),
+2. Without a refusal the stage accepts, carrying every ``tag`` (headers in check order, scores added,
+   message edits in check order),
    and at the data stage ``quarantine`` (if any check asked for it) or ``discard`` (likewise; discard
    wins over quarantine).
 3. A check that raises, or has not answered by the deadline, gives its failure verdict: ``defer``
@@ -161,8 +162,11 @@ def _combine(verdicts: list[Verdict]) -> Decision:
         if candidate in actions:
             action = candidate
     headers = tuple(h for v in noted for h in v.headers)
+    edits = tuple(e for v in noted for e in v.edits)
     score = sum(v.score for v in noted)
     reason = "; ".join(f"{v.check}: {v.reason}" for v in noted if v.reason)
-    if action is Action.ACCEPT and not headers:
+    if action is Action.ACCEPT and not headers and not edits:
         return Decision(ACCEPT, tuple(noted))
-    return Decision(Verdict(action, None, reason, headers, score, check="pipeline"), tuple(noted))
+    return Decision(
+        Verdict(action, None, reason, headers, score, check="pipeline", edits=edits), tuple(noted)
+    )

@@ -7,9 +7,9 @@ Objects that carry counters (rate-limit windows) are reused from the previous po
 settings did not change, so a reload does not reset them.
 
 The order of the checks is written here, once (cheap first; docs/flow.md and docs/policy.md):
-``sender`` (MAIL) · ``relay``, ``recipient``, ``rate`` (RCPT) · ``loop`` (DATA) · then the feature checks
-the composition root passes in (mail authentication, anti-spam), in the order given · then the user's
-``[[check]]`` tables, in file order.
+``sender`` (MAIL) · ``relay``, ``relay-recipients``, ``recipient``, ``rate`` (RCPT) · ``loop`` (DATA)
+· then the feature checks the composition root passes in (mail authentication, anti-spam), in the
+order given · then the user's ``[[check]]`` tables, in file order.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from postier.policy.hooks import load_check
 from postier.policy.pipeline import Pipeline
 from postier.policy.ratelimit import RateLimits
 from postier.policy.relay import RelayPolicy
+from postier.policy.relaydomains import RelayRecipientCheck, load_recipient_lists
 
 __all__ = ["Directory", "Policy", "build_policy"]
 
@@ -75,13 +76,16 @@ def build_policy(
 ) -> Policy:
     """The policy of ``config``. ``checks``: the feature checks built by the composition root, asked
     after the built-in ones; ``previous``: the running policy, whose counters are kept when unchanged."""
-    relay = RelayPolicy.build(config.relay.local_domains, config.relay.trusted_networks)
+    rc = config.relay
+    relay = RelayPolicy.build(rc.local_domains, rc.trusted_networks, rc.relay_domains)
     limits = _limits(config, previous)
     rate = RateCheck(limits)
     builtin: list[object] = []
     if sender_rule is not None:
         builtin.append(SenderCheck(sender_rule))
     builtin.append(RelayCheck(relay, directory))
+    if rc.relay_recipients:
+        builtin.append(RelayRecipientCheck(load_recipient_lists(rc.relay_recipients)))
     if directory is not None:
         builtin.append(RecipientCheck(directory))
     builtin += [rate, LoopCheck()]

@@ -4,6 +4,10 @@ Theory of operation. Mail for a local domain is taken from anyone (it ends here)
 domain is relayed only for a client in a trusted network or an authenticated client; everyone else is
 refused at RCPT with ``554 5.7.1 Relay access denied``. Postier must never be an open relay.
 
+Relay domains (``relay.relay_domains``: this server is a gateway or backup MX for them) are taken
+from anyone like local domains, and delivered onward by their route or MX; their recipient lists are
+``relaydomains.py``.
+
 The local-domain test is deliberately strict: a recipient counts as local only when its domain, after
 lowercasing, dropping one trailing dot and IDNA normalisation, equals a configured local domain. Address
 literals (``user@[192.0.2.1]``) are never local. Sender-specified routing in a local part
@@ -40,13 +44,17 @@ _TRUST_CACHE_MAX = 4096
 class RelayPolicy:
     local_domains: frozenset[str]
     trusted_networks: tuple[_Network, ...]
+    relay_domains: frozenset[str] = frozenset()
     _trust_cache: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
-    def build(cls, local_domains: Iterable[str], trusted_networks: Iterable[str]) -> RelayPolicy:
+    def build(
+        cls, local_domains: Iterable[str], trusted_networks: Iterable[str], relay_domains: Iterable[str] = ()
+    ) -> RelayPolicy:
         return cls(
             frozenset(normalize_domain(d) for d in local_domains),
             tuple(ipaddress.ip_network(n, strict=False) for n in trusted_networks),
+            frozenset(normalize_domain(d) for d in relay_domains),
         )
 
     def is_trusted(self, client_ip: str) -> bool:
@@ -75,6 +83,15 @@ class RelayPolicy:
         except ValueError:
             return False
 
+    def is_relay_domain(self, address: Address) -> bool:
+        """``address`` is in a relay domain (taken from anyone, delivered onward)."""
+        if not self.relay_domains or address.is_literal:
+            return False
+        try:
+            return address.domain_key in self.relay_domains
+        except ValueError:
+            return False
+
     def may_receive(self, address: Address, *, is_local: bool) -> bool:
         """May a stranger (neither trusted nor authenticated) send to ``address``? Only when it is
         local (``is_local``: the directory's answer) and carries no sender-specified routing."""
@@ -84,5 +101,5 @@ class RelayPolicy:
         """None when the recipient is acceptable, else the reply that refuses it."""
         if authenticated or self.is_trusted(client_ip):
             return None
-        is_local = address.is_postmaster or self.is_local(address)
+        is_local = address.is_postmaster or self.is_local(address) or self.is_relay_domain(address)
         return None if self.may_receive(address, is_local=is_local) else S.RELAY_DENIED

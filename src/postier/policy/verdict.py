@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from postier.mail.reply import Reply
+from postier.policy.edits import Edit
 
 __all__ = ["ACCEPT", "Action", "Verdict", "defer", "discard", "quarantine", "reject", "tag"]
 
@@ -47,6 +48,9 @@ class Verdict:
     """Added to the message's spam score (tag)."""
     check: str = ""
     """The check that gave it (filled in by the pipeline)."""
+    edits: tuple[Edit, ...] = ()
+    """Changes to the message beyond added headers (data stage: a header changed or deleted, the body
+    replaced; ``policy/edits.py``), applied in check order before the added headers go on top."""
 
     def __post_init__(self) -> None:
         reply = self.reply
@@ -59,6 +63,13 @@ class Verdict:
     def is_refusal(self) -> bool:
         """The client is refused now (reject or defer): the stage ends here."""
         return self.action is Action.REJECT or self.action is Action.DEFER
+
+    def with_edits(self, *edits: Edit) -> Verdict:
+        """This verdict, also changing the message (a tag, quarantine or accept; an accept becomes a tag)."""
+        if not edits:
+            return self
+        action = Action.TAG if self.action is Action.ACCEPT else self.action
+        return replace(self, action=action, edits=self.edits + edits)
 
     def by(self, check: str) -> Verdict:
         return self if self.check == check else replace(self, check=check)

@@ -3,11 +3,12 @@
 Theory of operation, in order (docs/flow.md, end of data):
 
 1. the data stage of the policy (``postier.policy``): a refusal is the reply (logged as a ``reject`` at
-   stage ``data``, with the check that made it); ``discard`` answers 250 and keeps nothing; ``tag``
-   headers are added to the message; ``quarantine`` queues it held; header fields a check listed in
-   ``txn.remove_headers`` (forged Authentication-Results, RFC 8601 §5) are dropped, and
-   ``txn.auth_results`` (the mail authentication summary) goes into ``ClientInfo.mailauth`` and on
-   the ``queued`` line;
+   stage ``data``, with the check that made it); ``discard`` answers 250 and keeps nothing; the
+   checks' edits (a header changed or deleted, the body replaced: ``policy/edits.py``) are applied to
+   the message as received, then ``tag`` headers are added on top; ``quarantine`` queues it held;
+   header fields a check listed in ``txn.remove_headers`` (forged Authentication-Results, RFC 8601
+   §5) are dropped, and ``txn.auth_results`` (the mail authentication summary) goes into
+   ``ClientInfo.mailauth`` and on the ``queued`` line;
 2. the envelope: the recipients as accepted, expanded by the local directory (aliases), the ESMTP
    parameters (RFC 6152 BODY, RFC 6531 SMTPUTF8, RFC 3461 RET/ENVID, RFC 1870 SIZE) and what the
    session knows of the client (``ClientInfo``);
@@ -38,6 +39,7 @@ from postier.mail.reply import Reply
 from postier.observe import get_logger, mail_event
 from postier.policy import Action, Client, Decision, Message, Policy, Stage, Transaction
 from postier.policy.context import drop_header_fields
+from postier.policy.edits import apply_edits, header_line
 from postier.server.arcsealing import is_forwarded, seal
 from postier.server.received import protocol_keyword, received_header
 from postier.server.signing import UNSIGNED, dkim_sign
@@ -103,6 +105,8 @@ async def queue_message(
     if txn.auth_results:
         info = dataclasses.replace(info, mailauth=txn.auth_results)
     envelope = _envelope(policy, event, info)
+    if verdict.edits:  # a check changed the message: edited in memory (a spooled one is read whole)
+        received = apply_edits(as_bytes(received), verdict.edits)
     content = prepend(_added_headers(verdict.headers), received)
     signed = UNSIGNED if live.dkim.is_empty else await dkim_sign(live.dkim, content, event.sender, client)
     sealed = b""
@@ -167,16 +171,11 @@ def _log_verdicts(sid: str, queue_id: str, decision: Decision) -> None:
 
 
 def _added_headers(headers: tuple[tuple[str, str], ...]) -> bytes:
-    """Header fields a check asked for, as lines; a name or value with CR or LF is dropped whole (a
-    check's text must never split into a header the check did not mean)."""
-    if not headers:
-        return b""
-    lines = [
-        f"{name}: {value}\r\n".encode()
-        for name, value in headers
-        if name and not any(ch in name + value for ch in "\r\n") and ":" not in name
-    ]
-    return b"".join(lines)
+    """Header fields a check asked for, as lines; folded values keep their folding (a milter's
+    DKIM-Signature), but a name or value that would split into a header the check did not mean is
+    dropped whole (``policy.edits.header_line``)."""
+    lines = [header_line(name, value) for name, value in headers]
+    return b"".join(line for line in lines if line is not None)
 
 
 def _envelope(policy: Policy, event: MessageReceived, client: ClientInfo) -> Envelope:

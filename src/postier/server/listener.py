@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from postier.antispam.pregreet import Pregreet
 from postier.mail.envelope import Envelope
 from postier.mail.reply import Reply
 from postier.mailauth.dkim import DkimSigner
@@ -103,6 +104,8 @@ class Live:
     """Signs our own users' mail at the end of data; swapped (as a new ``Live``) by the key checks."""
     arc_seal: bool = False
     """Seal strangers' mail an alias forwards to another domain (``[mailauth] arc_seal``, arcsealing.py)."""
+    pregreet: Pregreet | None = None
+    """The pregreet test of ``smtp`` listeners (``antispam.pregreet_s``), None when off."""
 
 
 class SmtpServer:

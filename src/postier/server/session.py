@@ -210,14 +210,28 @@ class Session(asyncio.Protocol):
             self._stages.closed(self._commands, time.monotonic() - self._started, self._end_reason)
 
     async def _refuse_early_talker(self) -> bool:
-        delay = self.listener.early_talker_delay_s
-        if delay > 0:
-            await asyncio.sleep(delay)
+        """The early-talker pause, or the pregreet test (antispam/pregreet.py): the greeting's first line
+        ``220-`` now, its last line after ``pregreet_s``; a client that talks first gets the last line,
+        then 554 5.5.0 as the answer to what it sent, and is disconnected."""
+        pregreet = self._stages.live.pregreet if self.listener.mode == "smtp" else None
+        check = None
+        if pregreet is not None and pregreet.applies(
+            self.client_ip, is_trusted=self._stages.client().is_trusted
+        ):
+            check = "pregreet"
+            self._out.append(f"220-{self.server.hostname} ESMTP\r\n".encode())
+            self._flush()
+            await asyncio.sleep(pregreet.delay_s)
+            if not self._early:
+                pregreet.passes.passed(self.client_ip)
+        elif self.listener.early_talker_delay_s > 0:
+            await asyncio.sleep(self.listener.early_talker_delay_s)
         if self._early:
-            mail_event(
-                "reject", sid=self.sid, stage="connect", reply=str(S.EARLY_TALKER), reason="early talker"
-            )
+            reply, reason = str(S.EARLY_TALKER), "early talker"
+            mail_event("reject", sid=self.sid, stage="connect", reply=reply, check=check, reason=reason)
             self._end_reason = "error"
+            if check is not None:
+                self._out.append(greeting(self.server.hostname).to_bytes())
             self._write_now(S.EARLY_TALKER)
             return True
         self._greeted = True

@@ -53,6 +53,9 @@ class PolicyCache:
             return None
         return entry
 
+    def domains(self) -> list[str]:
+        return sorted(self._entries)
+
     def put(self, domain: str, entry: CachedPolicy) -> None:
         self._entries[domain] = entry
         self._save()

@@ -2,6 +2,9 @@
 
 Theory of operation. ``MtaSts.policy(domain)``:
 
+``refresh_due`` (hourly, from the application) refreshes cached policies that are ``refresh_s`` old
+even when no mail goes to their domain (§5.1: "proactively refresh").
+
 1. asks the ``_mta-sts`` TXT record. Absent, broken or unanswerable → the cached policy if one is
    unexpired (an attacker stripping DNS must not switch a policy off, §10.2), else none;
 2. a valid record whose ``id`` is the cached one's, cached less than ``refresh_s`` ago → the cache;
@@ -81,6 +84,20 @@ class MtaSts:
             self._inflight[domain] = task
             task.add_done_callback(lambda _: self._inflight.pop(domain, None))
         return await asyncio.shield(task)
+
+    async def refresh_due(self) -> int:
+        """RFC 8461 §5.1 "proactively refresh": ask again for every cached policy fetched at least
+        ``refresh_s`` ago (a changed id, or the same policy with a new ``max_age`` from now), so a
+        domain mailed rarely keeps its policy; how many were looked up."""
+        now = self._clock()
+        due = []
+        for domain in self._cache.domains():
+            entry = self._cache.get(domain, now)
+            if entry is not None and now - entry.fetched_at >= self._refresh:
+                due.append(domain)
+        for domain in due:
+            await self.policy(domain)
+        return len(due)
 
     async def _policy(self, domain: str) -> StsAnswer:
         now = self._clock()

@@ -1,0 +1,53 @@
+"""An ASGI middleware that bounds what one client can make the server hold: requests handled at
+once (beyond ``api.max_concurrent_requests``: 503 at once, nothing read) and the time one request
+may take (``api.request_timeout_s``, its body read and its answer made: 503 when no answer was
+started, else the connection is cut). Header size is bounded by the HTTP server (h11's limit) and
+body size by ``problems.read_body``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from postier.api.problems import Problem, problem_response
+
+__all__ = ["Guard"]
+
+
+class Guard:
+    def __init__(self, app: ASGIApp, limits: Callable[[], tuple[int, float]]) -> None:
+        self.app = app
+        self._limits = limits  # (max concurrent requests, timeout_s), read per request (reloads)
+        self._active = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        most, timeout_s = self._limits()
+        if self._active >= most:
+            await problem_response(Problem(503, "busy", "too many requests at once; try again"))(
+                scope, receive, send
+            )
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        self._active += 1
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.app(scope, receive, tracking_send)
+        except TimeoutError:
+            if started:
+                raise
+            answer = problem_response(Problem(503, "timeout", "the request took too long"))
+            await answer(scope, receive, send)
+        finally:
+            self._active -= 1
