@@ -134,7 +134,11 @@ async def test_requiretls_without_an_authenticated_mx_bounces_5_7_30(
     assert await wait_final(a, qid) == [RecipientState.FAILED]
     reply = (await a.app.queue.get(qid)).recipients[0].last_reply or ""
     assert reply.startswith("550 5.7.30 "), reply
-    assert len(await wait_bounces(a, 1)) == 1
+    [dsn] = await wait_bounces(a, 1)
+    assert b"Secret." not in dsn.as_bytes()  # RFC 8689 §5: headers only
+    assert [p.get_content_type() for p in dsn.walk()][-1] == "text/rfc822-headers"
+    dsn_ids = [m.id for m in await a.app.queue.list_messages(limit=None) if m.id != qid]
+    assert [(await a.app.queue.get(i)).envelope.requiretls for i in dsn_ids] == [True]
     assert await b.app.queue.list_messages(limit=None) == []  # nothing reached B
 
 

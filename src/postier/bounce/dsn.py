@@ -87,7 +87,8 @@ def build_dsn(
 
 def dsn_envelope(original: Envelope, dsn: bytes) -> Envelope:
     """The envelope that carries a DSN about ``original``: from ``<>`` (RFC 5321
-    §4.5.5) to the original sender, NOTIFY=NEVER (a DSN about a DSN is never wanted)."""
+    §4.5.5) to the original sender, NOTIFY=NEVER (a DSN about a DSN is never wanted); about a
+    REQUIRETLS message, itself REQUIRETLS (RFC 8689 §5)."""
     sender = original.sender
     if sender is None:
         raise ValueError("a bounce is never bounced: the sender is <>")
@@ -97,6 +98,7 @@ def dsn_envelope(original: Envelope, dsn: bytes) -> Envelope:
         body=BodyType.SEVEN_BIT if dsn.isascii() else BodyType.EIGHT_BIT_MIME,
         smtputf8=sender.is_utf8 or original.smtputf8,
         declared_size=len(dsn),
+        requiretls=original.requiretls,
     )
 
 

@@ -44,7 +44,7 @@ from functools import partial
 
 from postier.bounce import Action, DsnOptions, RecipientReport, build_dsn, dsn_envelope, should_notify
 from postier.mail.address import Address
-from postier.mail.envelope import ClientInfo, Envelope, Recipient
+from postier.mail.envelope import ClientInfo, Envelope, Recipient, Ret
 from postier.observe.maillog import mail_event
 from postier.queue.model import MessageRecord, QueueId
 from postier.queue.protocol import Queue
@@ -215,6 +215,8 @@ class Bouncer:
 
     async def _send(self, message: MessageRecord, body: bytes, notice: Notice) -> QueueId:
         envelope = dataclasses.replace(message.envelope, sender=notice.to)
+        if envelope.requiretls:  # RFC 8689 §5: a DSN never carries the content of a REQUIRETLS message
+            envelope = dataclasses.replace(envelope, ret=Ret.HDRS)
         bounce_id = self._queue.new_id()
         options = DsnOptions(self._settings.reporting_mta, self._settings.max_full_bytes)
         build = partial(
