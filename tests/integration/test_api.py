@@ -220,3 +220,29 @@ def test_serve_runs_the_api_over_https_and_the_cli_manages_keys(tmp_path: Path) 
             assert r.status_code == 401
     finally:
         assert proc.stop() == 0
+
+
+async def test_api_metrics_beside_the_mail_metrics(start_server: StartServer) -> None:
+    api_port, metrics_port = free_port(), free_port()
+    server: RunningServer = await start_server(
+        api={"address": f"127.0.0.1:{api_port}"}, metrics={"address": f"127.0.0.1:{metrics_port}"}
+    )
+    key = ApiKeyStore(keys_path(server.data_dir)).add("m", check_scopes("send,read"))
+    async with (
+        api_service(server.app),
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{api_port}", headers={"Authorization": f"Bearer {key}"}
+        ) as client,
+    ):
+        r = await client.post(
+            "/v1/messages", json={"from": "a@example.test", "to": ["b@example.test"], "text": "x"}
+        )
+        assert r.status_code == 202
+        assert (await client.get("/v1/stats")).status_code == 200
+        assert (await client.get("/v1/no/such/thing")).status_code == 404
+        text = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+    assert 'postier_api_requests_total{handler="send",method="POST",status="202"} 1.0' in text
+    assert 'postier_api_requests_total{handler="stats",method="GET",status="200"} 1.0' in text
+    assert 'postier_api_requests_total{handler="none",method="GET",status="404"} 1.0' in text
+    assert 'postier_api_request_seconds_count{handler="send",method="POST"} 1.0' in text
+    assert "postier_messages_accepted" in text  # the mail metrics, same endpoint

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from postier.api.eventstore import EventStore
+from postier.api.metrics import ApiMetrics
 from postier.api.unsubscribe import UnsubscribeKey
 from postier.checks.suppression import SuppressionList
 from postier.config import Config
@@ -42,5 +43,7 @@ class ApiContext:
     unsubscribe: UnsubscribeKey | None = None
     dkim_keys: Callable[[], Awaitable[list[dict[str, str]]]] | None = None
     """The DKIM keys and the state of their DNS records, looked up now (the dashboard)."""
+    metrics: ApiMetrics | None = None
+    """The API's Prometheus metrics, when ``metrics.address`` is set."""
     base_url: str = ""
     """Where the API is reached from outside (``api.public_url``, or its own address)."""

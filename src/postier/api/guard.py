@@ -7,6 +7,7 @@ body size by ``problems.read_body``."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,9 +18,15 @@ __all__ = ["Guard"]
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, limits: Callable[[], tuple[int, float]]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: Callable[[], tuple[int, float]],
+        observe: Callable[[str, str, int, float], None] | None = None,
+    ) -> None:
         self.app = app
         self._limits = limits  # (max concurrent requests, timeout_s), read per request (reloads)
+        self._observe = observe  # (handler, method, status, seconds): the API metrics
         self._active = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -33,11 +40,14 @@ class Guard:
             )
             return
         started = False
+        status = 503
+        begun = time.monotonic()
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = int(message["status"])
             await send(message)
 
         self._active += 1
@@ -51,3 +61,7 @@ class Guard:
             await answer(scope, receive, send)
         finally:
             self._active -= 1
+            if self._observe is not None:
+                endpoint = scope.get("endpoint")
+                handler = getattr(endpoint, "__name__", "none")
+                self._observe(handler, scope.get("method", ""), status, time.monotonic() - begun)

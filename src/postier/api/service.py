@@ -20,6 +20,7 @@ import uvicorn
 
 from postier.api.context import ApiContext
 from postier.api.eventstore import EventStore
+from postier.api.metrics import ApiMetrics
 from postier.api.recorder import Recorder
 from postier.api.unsubscribe import UnsubscribeKey
 from postier.api.web import build_app
@@ -54,8 +55,11 @@ def base_url(config: Config) -> str:
     return f"{'https' if uses_tls(config) else 'http'}://{config.api.address}"
 
 
-def context_of(app: Application, events: EventStore | None = None) -> ApiContext:
+def context_of(
+    app: Application, events: EventStore | None = None, metrics: ApiMetrics | None = None
+) -> ApiContext:
     return ApiContext(
+        metrics=metrics,
         events=events,
         suppressions=app.suppressions,
         unsubscribe=UnsubscribeKey(app.data_dir / "unsubscribe.key")
@@ -115,7 +119,9 @@ async def api_service(app: Application) -> AsyncIterator[None]:
         yield
         return
     store = EventStore(app.data_dir / "events.sqlite")
-    dispatchers = [Dispatcher(store, hook, lambda: app.config) for hook in config.webhooks]
+    metrics = None if app.metrics is None else ApiMetrics(app.metrics.metrics.registry)
+    observe = None if metrics is None else metrics.webhook
+    dispatchers = [Dispatcher(store, hook, lambda: app.config, observe) for hook in config.webhooks]
 
     def recorded() -> None:
         for d in dispatchers:
@@ -129,7 +135,7 @@ async def api_service(app: Application) -> AsyncIterator[None]:
     tasks += [loop.create_task(d.run(), name=f"webhook {d.name}") for d in dispatchers]
     try:
         if config.api.address:
-            async with _http(app, context_of(app, store)):
+            async with _http(app, context_of(app, store, metrics)):
                 yield
         else:
             yield

@@ -78,4 +78,5 @@ def build_app(ctx: ApiContext) -> Guard:
         api = ctx.config().api
         return api.max_concurrent_requests, api.request_timeout_s
 
-    return Guard(app, limits)
+    observe = None if ctx.metrics is None else ctx.metrics.request
+    return Guard(app, limits, observe)

@@ -65,8 +65,15 @@ def hook_name(hook: WebhookConfig) -> str:
 class Dispatcher:
     """One webhook's sender task (``run``); ``nudge`` wakes it when events were recorded."""
 
-    def __init__(self, store: EventStore, hook: WebhookConfig, config: Callable[[], Config]) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        hook: WebhookConfig,
+        config: Callable[[], Config],
+        observe: Callable[[bool], None] | None = None,
+    ) -> None:
         self.store = store
+        self._observe = observe  # the webhook metric: True for a 2xx
         self.hook = hook
         self.name = hook_name(hook)
         self._config = config
@@ -109,6 +116,8 @@ class Dispatcher:
                 await asyncio.to_thread(self.store.advance, self.name, page.last_seq)
             return 1.0
         error = await self._post(client, json.dumps({"events": page.items}).encode())
+        if self._observe is not None:
+            self._observe(error is None)
         if error is None:
             await asyncio.to_thread(self.store.advance, self.name, page.last_seq)
             return 0.0
