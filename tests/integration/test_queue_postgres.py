@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,8 +39,12 @@ async def schema() -> AsyncIterator[str]:
     await pgtest.drop_schema(name)
 
 
-async def node(schema: str, name: str, **kw: object) -> PostgresQueue:
+async def node(
+    schema: str, name: str, *, wake: Callable[[], None] | None = None, **kw: object
+) -> PostgresQueue:
     q = PostgresQueue(pgtest.DSN, schema=schema, node=name, **kw)  # type: ignore[arg-type]
+    if wake is not None:
+        q.subscribe(wake)  # before open: the first wake-up says the node listens
     await q.open()
     return q
 
@@ -89,10 +93,9 @@ async def test_a_lease_taken_over_stays_with_the_new_node(schema: str) -> None:
 
 
 async def test_an_enqueue_on_one_node_wakes_the_others(schema: str) -> None:
-    a, b = await node(schema, "a"), await node(schema, "b")
     woken = {"a": asyncio.Event(), "b": asyncio.Event()}
-    a.subscribe(woken["a"].set)
-    b.subscribe(woken["b"].set)
+    a = await node(schema, "a", wake=woken["a"].set)
+    b = await node(schema, "b", wake=woken["b"].set)
     try:
         for name in ("a", "b"):  # both LISTEN: each wakes itself once when it starts listening
             await asyncio.wait_for(woken[name].wait(), 30)
