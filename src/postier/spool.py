@@ -19,15 +19,16 @@ queue backends all use it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["CHUNK_OCTETS", "MessageBody", "SpoolFile", "as_bytes", "prepend"]
+__all__ = ["CHUNK_OCTETS", "MessageBody", "ReadBudget", "SpoolFile", "as_bytes", "prepend"]
 
 CHUNK_OCTETS = 1 << 20
 """Reads of a spool file are at most this long: the memory a reader of a large body costs."""
@@ -201,3 +202,28 @@ def prepend(head: bytes, body: bytes | MessageBody) -> bytes | MessageBody:
     if isinstance(body, bytes):
         return head + body
     return MessageBody(head + body.head, body.spool)
+
+
+class ReadBudget:
+    """Octets of spooled messages that may be read whole into memory at once, over all sessions of
+    a process (a check that needs the whole message: DKIM and ARC verification). A reader waits its
+    turn, so that many large messages ending at once cost the budget, not their sum. A message larger
+    than the whole budget counts as the whole budget."""
+
+    def __init__(self, total: int) -> None:
+        self.total = max(total, 1)
+        self.free = self.total
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, octets: int) -> AsyncIterator[None]:
+        need = min(octets, self.total)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.free >= need)
+            self.free -= need
+        try:
+            yield
+        finally:
+            self.free += need
+            async with self._changed:
+                self._changed.notify_all()

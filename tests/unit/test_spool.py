@@ -13,7 +13,7 @@ import pytest
 from postier.mail.address import Address
 from postier.mail.envelope import Envelope, Recipient
 from postier.queue import SqliteQueue
-from postier.spool import MessageBody, SpoolFile, as_bytes
+from postier.spool import MessageBody, ReadBudget, SpoolFile, as_bytes
 
 ENV = Envelope(Address("a", "x.test"), (Recipient(Address("b", "y.test")),))
 
@@ -69,3 +69,21 @@ async def test_the_queue_stores_a_spooled_body(tmp_path: Path, min_bytes: int) -
         await queue.close()
         for body in bodies:
             body.close()
+
+
+async def test_the_read_budget_makes_large_readers_take_turns() -> None:
+    budget = ReadBudget(100)
+    order: list[str] = []
+
+    async def reader(name: str, octets: int, hold_s: float) -> None:
+        async with budget.hold(octets):
+            order.append(f"{name}+")
+            await asyncio.sleep(hold_s)
+            order.append(f"{name}-")
+
+    await asyncio.gather(reader("a", 60, 0.05), reader("b", 60, 0.0), reader("c", 30, 0.0))
+    assert order.index("b+") > order.index("a-")  # 60 + 60 > 100: b waited for a
+    assert order.index("c+") < order.index("a-")  # 60 + 30 fit: c did not
+    async with budget.hold(10**9):  # larger than the budget: counts as all of it
+        assert budget.free == 0
+    assert budget.free == 100

@@ -51,6 +51,7 @@ from postier.policy import (
     reject,
     tag,
 )
+from postier.spool import ReadBudget
 
 __all__ = ["QUARANTINE_HEADER", "MailauthCheck", "Observation"]
 
@@ -79,6 +80,7 @@ class MailauthCheck:
         roll: Callable[[], float] = random.random,
         observe: Callable[[Observation], None] | None = None,
         spf_time_limit_s: float = 15.0,
+        memory: ReadBudget | None = None,
     ) -> None:
         self.config = config
         self.lookup = lookup
@@ -86,6 +88,7 @@ class MailauthCheck:
         self.roll = roll
         self.observe = observe
         self.spf_time_limit_s = spf_time_limit_s
+        self.memory = memory or ReadBudget(config.verify_memory_bytes)
         self.on_failure = "defer" if "enforce" in (config.spf, config.dmarc) else "accept"
         """A crash or a time-out defers the client only when something is enforced."""
 
@@ -137,17 +140,30 @@ class MailauthCheck:
             self.observe(_observation(client, results, verdict))
         return verdict
 
+    async def _verified(self, message: Message) -> tuple[list[DkimResult], ArcResult | None]:
+        """DKIM and ARC, on the whole message in memory: a spooled one is read from disk only within
+        ``mailauth.verify_memory_bytes`` over all sessions (it waits its turn), never past
+        ``verify_max_bytes`` each."""
+        c = self.config
+        if (c.dkim, c.arc) == ("off", "off") or message.size > c.verify_max_bytes:
+            return await self._dkim(None, message.size), await self._arc(None)
+        if isinstance(message.content, bytes):  # held in memory already: no new copy
+            data = message.content
+            dkim, arc = await asyncio.gather(self._dkim(data, message.size), self._arc(data))
+            return dkim, arc
+        async with self.memory.hold(message.size):
+            data = await asyncio.to_thread(lambda: message.data)  # a spooled message, read from disk
+            dkim, arc = await asyncio.gather(self._dkim(data, message.size), self._arc(data))
+            del data
+        return dkim, arc
+
     async def _results(self, txn: Transaction, message: Message) -> MailauthResults:
         c = self.config
         noted = txn.notes.get(_NOTE)
         spf, helo = noted if isinstance(noted, _SpfNote) else (None, None)
         domains = from_domains(message.get_all("From")) if c.dmarc != "off" else []
-        data = None
-        if (c.dkim, c.arc) != ("off", "off") and message.size <= c.verify_max_bytes:
-            data = await asyncio.to_thread(lambda: message.data)  # a spooled message is read from disk
-        dkim, arc, answers = await asyncio.gather(
-            self._dkim(data, message.size),
-            self._arc(data),
+        (dkim, arc), answers = await asyncio.gather(
+            self._verified(message),
             asyncio.gather(*(discover_policy(self.lookup, d) for d in domains)),
         )
         dmarc = None

@@ -30,6 +30,11 @@ class MailauthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     """Largest message whose DKIM signatures and ARC chain are verified, in octets (verifying reads the
     whole message into memory). A larger one gets dkim=policy, and DMARC then rests on SPF alone.
     Default 10 MiB."""
+    verify_memory_bytes: int = 32 * 1024 * 1024
+    """Octets of large (spooled) messages read into memory for DKIM and ARC verification at once, over
+    all sessions of a process; a message waits its turn (within the data stage's deadline). Bounds
+    what many large messages ending together cost (without it: sessions × verify_max_bytes).
+    Default 32 MiB."""
     dkim_min_rsa_bits: int = 1024
     """Shortest RSA key accepted, in bits: a signature by a shorter key fails (RFC 8301 §3.2 sets 1024)."""
     dmarc: Mode = "tag"
@@ -67,6 +72,8 @@ def check_mailauth(config: MailauthConfig) -> None:
         raise ConfigError("mailauth.dkim_max_signatures", "must be at least 1")
     if config.verify_max_bytes < 0:
         raise ConfigError("mailauth.verify_max_bytes", "must not be negative")
+    if config.verify_memory_bytes < 1:
+        raise ConfigError("mailauth.verify_memory_bytes", "must be positive")
     if config.dkim_min_rsa_bits < 1024:
         raise ConfigError("mailauth.dkim_min_rsa_bits", "must be at least 1024 (RFC 8301 §3.2)")
     if config.dmarc_report_interval_s < 60:
