@@ -18,8 +18,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# As root (a container, a fresh VM) the development server runs with --allow-root: it listens on
+# loopback only. In production, set [server] user and Postier drops root after binding its ports.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 run: $(STAMP)
-	$(BIN)/postier serve
+	$(BIN)/postier serve $(ROOT_FLAG)
 
 peers:
 	./scripts/install-peers
