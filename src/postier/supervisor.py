@@ -134,8 +134,9 @@ def run(
     return 0
 
 
-def run_worker(spec_text: str, load: Callable[[], Config]) -> int:
-    """``postier serve`` in a receiving worker, from the primary's spec."""
+def run_worker(spec_text: str, load: Callable[[], Config], services: Sequence[Service] = ()) -> int:
+    """``postier serve`` in a receiving worker, from the primary's spec; ``services`` run beside it
+    (each decides what a receiving worker does: the event log records its receptions and rejections)."""
     from postier.observe import setup_logging
 
     spec = msgspec.json.decode(spec_text, type=WorkerSpec)
@@ -144,7 +145,7 @@ def run_worker(spec_text: str, load: Callable[[], Config]) -> int:
     sockets = tuple(socket.socket(fileno=fd) for fd in spec.listen_fds)
     for sock in sockets:
         sock.setblocking(False)
-    run_loop(_worker(spec, sockets, load))
+    run_loop(_worker(spec, sockets, load, services))
     return 0
 
 
@@ -169,7 +170,12 @@ async def _primary(
         await team.stop(config.server.shutdown_grace_s + _STOP_EXTRA_S)
 
 
-async def _worker(spec: WorkerSpec, sockets: tuple[socket.socket, ...], load: Callable[[], Config]) -> None:
+async def _worker(
+    spec: WorkerSpec,
+    sockets: tuple[socket.socket, ...],
+    load: Callable[[], Config],
+    services: Sequence[Service] = (),
+) -> None:
     loop = asyncio.get_running_loop()
     notify = _Notifier(loop, spec.notify_fd)
 
@@ -181,7 +187,13 @@ async def _worker(spec: WorkerSpec, sockets: tuple[socket.socket, ...], load: Ca
             return
         loop.add_reader(pidfd, _parent_gone, loop, pidfd)
 
-    await serve(spec.config, load=load, role=Role(spec.index, sockets, notify), started=watch_parent)
+    await serve(
+        spec.config,
+        load=load,
+        role=Role(spec.index, sockets, notify),
+        started=watch_parent,
+        services=services,
+    )
 
 
 def _parent_gone(loop: asyncio.AbstractEventLoop, pidfd: int) -> None:

@@ -246,3 +246,63 @@ async def test_api_metrics_beside_the_mail_metrics(start_server: StartServer) ->
     assert 'postier_api_requests_total{handler="none",method="GET",status="404"} 1.0' in text
     assert 'postier_api_request_seconds_count{handler="send",method="POST"} 1.0' in text
     assert "postier_messages_accepted" in text  # the mail metrics, same endpoint
+
+
+def test_receiving_workers_record_their_events_too(tmp_path: Path) -> None:
+    """With ``server.workers = 2`` either process may take a message: every reception is an event."""
+    import re
+    import smtplib
+    import time
+
+    from tests.integration.harness import add_users
+
+    port = free_port()
+    data = make_config(tmp_path / "var", api={"address": f"127.0.0.1:{port}"})
+    data["server"]["workers"] = 2
+    data["server"]["shutdown_grace_s"] = 2.0
+    add_users(tmp_path / "var", "box@example.test")
+    secret = ApiKeyStore(keys_path(tmp_path / "var")).add("r", check_scopes("read"))
+    proc = PostierProcess(tmp_path, data)
+    proc.start()
+    try:
+        deadline = time.monotonic() + 20
+        while "worker=1 event=ready" not in proc.log():
+            assert time.monotonic() < deadline, proc.log()
+            time.sleep(0.05)
+        ids = set()
+        for i in range(12):  # new connections: the kernel spreads them over both processes
+            with smtplib.SMTP("127.0.0.1", proc.ports["smtp"], timeout=10) as client:
+                client.ehlo("c.example")
+                client.mail("a@example.org")
+                client.rcpt("box@example.test")
+                reply = client.data(f"Subject: {i}\r\n\r\nhello\r\n".encode())[1]
+            ids.add(re.search(rb"queued as (\w+)", reply)[1].decode())  # type: ignore[index]
+        with httpx.Client(timeout=10, headers={"Authorization": f"Bearer {secret}"}) as client:
+            for _ in range(100):
+                items = client.get(f"http://127.0.0.1:{port}/v1/events", params={"type": "injection"}).json()
+                if {e["queue_id"] for e in items["items"]} >= ids:
+                    break
+                time.sleep(0.1)
+        assert {e["queue_id"] for e in items["items"]} >= ids
+        assert "worker=1 event=queued" in proc.log()  # the worker did take some
+    finally:
+        assert proc.stop() == 0
+
+
+async def test_request_bodies_share_one_memory_budget(start_server: StartServer) -> None:
+    port = free_port()
+    server: RunningServer = await start_server(
+        api={"address": f"127.0.0.1:{port}", "max_body_bytes": 1_000_000, "memory_budget_bytes": 300_000}
+    )
+    key = ApiKeyStore(keys_path(server.data_dir)).add("b", check_scopes("send"))
+    msg = {"from": "a@example.test", "to": ["b@example.test"]}
+    async with (
+        api_service(server.app),
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}, timeout=10
+        ) as client,
+    ):
+        r = await client.post("/v1/messages", json={**msg, "text": "x" * 400_000})
+        assert r.status_code == 503 and r.json()["type"].endswith("/busy")
+        r = await client.post("/v1/messages", json={**msg, "text": "x" * 200_000})
+        assert r.status_code == 202  # what the refused one held was given back

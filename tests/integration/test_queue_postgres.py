@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from postier.queue import QueueError, RecipientResult, RecipientState
 from postier.queue.postgres import SCHEMA_VERSION, PostgresQueue, safe_dsn
 from tests import pgtest
 from tests.integration.harness import free_port
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -38,8 +39,12 @@ async def schema() -> AsyncIterator[str]:
     await pgtest.drop_schema(name)
 
 
-async def node(schema: str, name: str, **kw: object) -> PostgresQueue:
+async def node(
+    schema: str, name: str, *, wake: Callable[[], None] | None = None, **kw: object
+) -> PostgresQueue:
     q = PostgresQueue(pgtest.DSN, schema=schema, node=name, **kw)  # type: ignore[arg-type]
+    if wake is not None:
+        q.subscribe(wake)  # before open: the first wake-up says the node listens
     await q.open()
     return q
 
@@ -88,12 +93,12 @@ async def test_a_lease_taken_over_stays_with_the_new_node(schema: str) -> None:
 
 
 async def test_an_enqueue_on_one_node_wakes_the_others(schema: str) -> None:
-    a, b = await node(schema, "a"), await node(schema, "b")
     woken = {"a": asyncio.Event(), "b": asyncio.Event()}
-    a.subscribe(woken["a"].set)
-    b.subscribe(woken["b"].set)
+    a = await node(schema, "a", wake=woken["a"].set)
+    b = await node(schema, "b", wake=woken["b"].set)
     try:
-        await asyncio.sleep(0.3)  # both LISTEN (each wakes itself once when it starts listening)
+        for name in ("a", "b"):  # both LISTEN: each wakes itself once when it starts listening
+            await asyncio.wait_for(woken[name].wait(), 30)
         woken["a"].clear()
         woken["b"].clear()
         await a.enqueue(envelope("u@d.test"), b"m")
@@ -223,7 +228,8 @@ async def test_connection_slots_are_shared_by_every_node_and_freed_when_one_dies
 
 
 async def test_a_slot_given_back_is_kept_a_moment_for_the_same_node(schema: str) -> None:
-    a, b = await node(schema, "a", slot_keep_s=0.3), await node(schema, "b", slot_keep_s=0.3)
+    # A keep of 3 s: the first look by b comes well within it even on a loaded machine.
+    a, b = await node(schema, "a", slot_keep_s=3.0), await node(schema, "b", slot_keep_s=3.0)
     try:
         slot = await a.take_slot("mx.far.test", 1)
         assert slot is not None
@@ -231,8 +237,13 @@ async def test_a_slot_given_back_is_kept_a_moment_for_the_same_node(schema: str)
         assert await b.take_slot("mx.far.test", 1) is None  # still a's, for its next transaction
         assert await a.take_slot("mx.far.test", 1) == slot  # taken again without asking the database
         await a.give_slot("mx.far.test", slot)
-        await asyncio.sleep(0.8)  # not wanted again: unlocked
-        assert await b.take_slot("mx.far.test", 1) is not None
+        taken: list[object] = []
+
+        async def b_takes_it() -> bool:  # not wanted again by a: unlocked once the keep is over
+            taken.append(await b.take_slot("mx.far.test", 1))
+            return taken[-1] is not None
+
+        await eventually(b_takes_it, "b taking the slot a no longer keeps")
     finally:
         await a.close()
         await b.close()

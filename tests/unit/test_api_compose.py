@@ -98,3 +98,13 @@ def test_bad_requests_name_the_field(fields: dict[str, object], field: str) -> N
     with pytest.raises(ComposeError) as info:
         compose(SendRequest(**fields), hostname="mx.test", max_recipients=10)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+def test_utf8_addresses_make_utf8_headers() -> None:
+    out = compose(
+        SendRequest(sender="a@example.test", to=["Jö <jöhn@exämple.test>"], text="x"),
+        hostname="mx.test",
+        max_recipients=10,
+    )
+    assert out.envelope.smtputf8
+    assert "To: Jö <jöhn@exämple.test>\r\n".encode() in out.message  # RFC 6532, no encoded words

@@ -211,7 +211,8 @@ def compose(req: SendRequest, *, hostname: str, max_recipients: int, now: dateti
         sender = _mailbox("from", req.sender)
         recipients = _recipients(req, max_recipients)
         built = _structured(req, hostname, now or datetime.now(UTC))
-        message = built.as_bytes()
+        utf8 = sender.is_utf8 or any(r.is_utf8 for r in recipients)  # RFC 6532 headers, not RFC 2047 words
+        message = built.as_bytes(policy=policy.SMTPUTF8 if utf8 else policy.SMTP)
     if not recipients:
         raise ComposeError("to", "at least one recipient (to, cc or bcc)")
     unique = list(dict.fromkeys(recipients))

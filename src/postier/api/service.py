@@ -112,16 +112,19 @@ def _bind(host: str, port: int) -> socket.socket:
 
 @asynccontextmanager
 async def api_service(app: Application) -> AsyncIterator[None]:
-    """While the context is open: the event log and webhooks (with ``api.address`` or any
-    ``[[webhook]]``) and the HTTP API (with ``api.address``). Only in the primary process."""
+    """While the context is open: the event log (with ``api.address`` or any ``[[webhook]]``, in every
+    process: a receiving worker records its receptions and rejections), and in the primary the
+    webhooks and the HTTP API (with ``api.address``)."""
     config = app.config
-    if not app.role.delivers or not (config.api.address or config.webhooks):
+    if not (config.api.address or config.webhooks):
         yield
         return
+    primary = app.role.delivers
     store = EventStore(app.data_dir / "events.sqlite")
     metrics = None if app.metrics is None else ApiMetrics(app.metrics.metrics.registry)
     observe = None if metrics is None else metrics.webhook
-    dispatchers = [Dispatcher(store, hook, lambda: app.config, observe) for hook in config.webhooks]
+    hooks = config.webhooks if primary else ()
+    dispatchers = [Dispatcher(store, hook, lambda: app.config, observe) for hook in hooks]
 
     def recorded() -> None:
         for d in dispatchers:
@@ -131,10 +134,14 @@ async def api_service(app: Application) -> AsyncIterator[None]:
     unsubscribe = subscribe(recorder)
     names = [d.name for d in dispatchers]
     loop = asyncio.get_running_loop()
-    tasks = [loop.create_task(recorder.run(lambda: store.prune(app.config.api.keep_events_s, names)))]
+
+    def prune() -> int:  # the primary's work: it knows the webhooks whose cursors hold events back
+        return store.prune(app.config.api.keep_events_s, names) if primary else 0
+
+    tasks = [loop.create_task(recorder.run(prune))]
     tasks += [loop.create_task(d.run(), name=f"webhook {d.name}") for d in dispatchers]
     try:
-        if config.api.address:
+        if config.api.address and primary:
             async with _http(app, context_of(app, store, metrics)):
                 yield
         else:

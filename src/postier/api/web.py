@@ -79,4 +79,4 @@ def build_app(ctx: ApiContext) -> Guard:
         return api.max_concurrent_requests, api.request_timeout_s
 
     observe = None if ctx.metrics is None else ctx.metrics.request
-    return Guard(app, limits, observe)
+    return Guard(app, limits, observe, budget=lambda: ctx.config().api.memory_budget_bytes)

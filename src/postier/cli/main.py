@@ -54,7 +54,9 @@ def _serve(args: argparse.Namespace) -> int:
     spec = os.environ.pop(WORKER_ENV, None)
     try:
         if spec is not None:  # a receiving worker started by the primary (postier/supervisor.py)
-            return run_worker(spec, load)
+            from postier.api.service import api_service
+
+            return run_worker(spec, load, services=[api_service])
         config = load()
     except ConfigError as exc:
         print(f"postier: invalid configuration: {exc}", file=sys.stderr)
