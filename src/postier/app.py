@@ -11,14 +11,12 @@ import contextlib
 import dataclasses
 import signal
 import socket
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from postier.antispam import GreylistStore, Pregreet, PregreetPasses, antispam_checks
-from postier.antispam.greylist import GreylistSettings
+from postier.antispam import AntispamState
 from postier.assembly import DeliveryParts, TlsTasks, delivery_parts
 from postier.checks.build import dmarc_report_store, feature_checks, start_dmarc_reports
 from postier.checks.suppression import HardBounces, SuppressionCheck, SuppressionList, suppressions_path
@@ -135,9 +133,7 @@ class Application:
             shared_slots=self.queue if isinstance(self.queue, SharedSlots) else None,  # several nodes
         )
         self.dkim = DkimKeys(config.dkim, self.data_dir, parts.resolver, on_change=self._dkim_changed)
-        # Anti-spam state that outlives reloads: greylisting triplets, pregreet passes.
-        self.greylist: GreylistStore | None = None
-        self.pregreet = PregreetPasses(config.antispam.pregreet_pass_ttl_s)
+        self.antispam = AntispamState(self.data_dir, config)  # greylisting, pregreet: kept across reloads
         self.sink = _WakingSink(self.queue, role.notify or self.delivery.wake)
         """The queue as receiving sees it (SMTP and the HTTP API): enqueue, then wake delivery."""
         self.server = SmtpServer(
@@ -182,12 +178,11 @@ class Application:
             sender_rule=self.users.can_send_as,
             checks=[
                 *feature_checks(config, parts.resolver, observe=store.add if store is not None else None),
-                *antispam_checks(config, resolver=parts.resolver, greylist=self._greylist(config)),
+                *self.antispam.checks(config, parts.resolver),
                 *([] if self.suppressions is None else [SuppressionCheck(self.suppressions)]),
             ],
             previous=previous.policy if previous is not None else None,
         )
-        self.pregreet.ttl_s = config.antispam.pregreet_pass_ttl_s
         return Live(
             policy=policy,
             tls_context=tls.current,
@@ -196,19 +191,9 @@ class Application:
             command_timeout_s=s.command_timeout_s,
             data_timeout_s=s.data_timeout_s,
             dkim=previous.dkim if previous is not None else DkimSigner(),
-            pregreet=Pregreet(config.antispam.pregreet_s, self.pregreet)
-            if config.antispam.pregreet_s
-            else None,
+            pregreet=self.antispam.pregreet_test(config),
             arc_seal=config.mailauth.arc_seal,
         )
-
-    def _greylist(self, config: Config) -> GreylistStore | None:
-        """The greylisting store (data_dir/greylist.sqlite), opened the first time a configuration
-        turns greylisting on and kept from then on, across reloads."""
-        if config.antispam.greylist and self.greylist is None:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            self.greylist = GreylistStore(self.data_dir / "greylist.sqlite")
-        return self.greylist
 
     def _dkim_changed(self, signer: DkimSigner) -> None:
         # One new reference: the next transactions' messages sign with it.
@@ -318,10 +303,7 @@ class Application:
             else:
                 if result.messages or result.bodies:
                     _log.info("purged %d finished messages and %d bodies", result.messages, result.bodies)
-            if self.greylist is not None:
-                a = self.config.antispam
-                expiry = GreylistSettings(retry_window_s=a.greylist_retry_window_s, ttl_s=a.greylist_ttl_s)
-                self.greylist.purge(time.time(), expiry)
+            self.antispam.purge(self.config)
             await asyncio.sleep(q.purge_interval_s)
 
     def reload_tls(self) -> None:
@@ -384,8 +366,7 @@ class Application:
         if self._unsubscribe_bounces is not None:
             self._unsubscribe_bounces()
         await self.queue.close()
-        if self.greylist is not None:
-            self.greylist.close()
+        self.antispam.close()
         mail_event("stopped")
 
 

@@ -201,10 +201,10 @@ async def test_a_reload_keeps_the_greylisting_store_and_the_pregreet_memory(
     server = await start_server(relay=STRANGERS, antispam=antispam)
     port = server.smtp_port
     assert (await asyncio.to_thread(_transaction, port, "127.0.0.7"))[0] == 451
-    store, passes = server.app.greylist, server.app.pregreet
+    store, passes = server.app.antispam.greylist, server.app.antispam.pregreet
     assert passes.has_passed("127.0.0.7")
     new = make_config(server.data_dir, relay=STRANGERS, antispam={**antispam, "greylist_auto_allow": 9})
     new["listener"] = [{"address": lc.address, "mode": lc.mode} for lc in server.config.listeners]
     assert server.app.reload(parse_config(new))
-    assert server.app.greylist is store and server.app.pregreet is passes
+    assert server.app.antispam.greylist is store and server.app.antispam.pregreet is passes
     assert (await asyncio.to_thread(_transaction, port, "127.0.0.7"))[0] == 250  # the triplet was kept

@@ -287,3 +287,22 @@ def test_receiving_workers_record_their_events_too(tmp_path: Path) -> None:
         assert "worker=1 event=queued" in proc.log()  # the worker did take some
     finally:
         assert proc.stop() == 0
+
+
+async def test_request_bodies_share_one_memory_budget(start_server: StartServer) -> None:
+    port = free_port()
+    server: RunningServer = await start_server(
+        api={"address": f"127.0.0.1:{port}", "max_body_bytes": 1_000_000, "memory_budget_bytes": 300_000}
+    )
+    key = ApiKeyStore(keys_path(server.data_dir)).add("b", check_scopes("send"))
+    msg = {"from": "a@example.test", "to": ["b@example.test"]}
+    async with (
+        api_service(server.app),
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}, timeout=10
+        ) as client,
+    ):
+        r = await client.post("/v1/messages", json={**msg, "text": "x" * 400_000})
+        assert r.status_code == 503 and r.json()["type"].endswith("/busy")
+        r = await client.post("/v1/messages", json={**msg, "text": "x" * 200_000})
+        assert r.status_code == 202  # what the refused one held was given back

@@ -6,12 +6,13 @@
 - ``rspamd.py``: rspamd over HTTP (``/checkv2``) at the end of data;
 - ``milter/``: the Sendmail milter protocol v6 (OpenDKIM, rspamd's proxy, spamass-milter …), end of data.
 
-``antispam_checks`` builds the checks of a configuration for the composition root (app.py), which
-owns the objects that must outlive a reload (the greylisting store, the pregreet memory).
+``antispam_checks`` builds the checks of a configuration; ``AntispamState`` (``state.py``) is what
+the composition root (app.py) keeps across reloads (the greylisting store, the pregreet memory).
 """
 
 from postier.antispam.assemble import antispam_checks
 from postier.antispam.greylist import GreylistStore
 from postier.antispam.pregreet import Pregreet, PregreetPasses
+from postier.antispam.state import AntispamState
 
-__all__ = ["GreylistStore", "Pregreet", "PregreetPasses", "antispam_checks"]
+__all__ = ["AntispamState", "GreylistStore", "Pregreet", "PregreetPasses", "antispam_checks"]

@@ -17,7 +17,7 @@ from postier.api.problems import Problem, json_response, problem_response
 from postier.api.unsubscribe import unsubscribe_page, unsubscribe_post
 from postier.observe import get_logger
 
-__all__ = ["build_app"]
+__all__ = ["build_app", "routes"]
 
 _log = get_logger("postier.api")
 
@@ -43,8 +43,9 @@ async def _openapi(request: Request) -> Response:
     return json_response(document())
 
 
-def build_app(ctx: ApiContext) -> Guard:
-    routes = [
+def routes() -> list[Route]:
+    """Every route the API and the dashboard serve."""
+    return [
         Route("/v1/openapi.json", _openapi, methods=["GET"]),
         Route("/ui", dashboard.overview, methods=["GET"]),
         Route("/ui/login", dashboard.login_page, methods=["GET"]),
@@ -58,7 +59,7 @@ def build_app(ctx: ApiContext) -> Guard:
         Route("/v1/messages", messages.list_messages, methods=["GET"]),
         Route("/v1/messages/{id}", messages.get_message, methods=["GET"]),
         Route("/v1/messages/{id}", messages.act_on, methods=["DELETE"]),
-        Route("/v1/messages/{id}/{action:str}", messages.act_on, methods=["POST"]),
+        Route("/v1/messages/{id}/{action}", messages.act_on, methods=["POST"]),
         Route("/v1/stats", messages.stats, methods=["GET"]),
         Route("/v1/events", list_events, methods=["GET"]),
         Route("/v1/unsubscribe/{token}", unsubscribe_post, methods=["POST"]),
@@ -68,8 +69,12 @@ def build_app(ctx: ApiContext) -> Guard:
         Route("/v1/suppressions/{address}", suppressroutes.add, methods=["PUT"]),
         Route("/v1/suppressions/{address}", suppressroutes.remove, methods=["DELETE"]),
     ]
+
+
+def build_app(ctx: ApiContext) -> Guard:
+    table = routes()
     app = Starlette(
-        routes=routes,
+        routes=table,
         exception_handlers={Problem: _problem, HTTPException: _http_error, Exception: _crash},
     )
     app.state.ctx = ctx
@@ -79,4 +84,4 @@ def build_app(ctx: ApiContext) -> Guard:
         return api.max_concurrent_requests, api.request_timeout_s
 
     observe = None if ctx.metrics is None else ctx.metrics.request
-    return Guard(app, limits, observe)
+    return Guard(app, limits, observe, budget=lambda: ctx.config().api.memory_budget_bytes)

@@ -19,6 +19,9 @@ class ApiConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     max_body_bytes: int = 30 * 1024 * 1024
     """Largest request body accepted, in octets (a larger one gets 413 before it is read whole).
     Base64 attachments take a third more than the message they make. Default 30 MiB."""
+    memory_budget_bytes: int = 128 * 1024 * 1024
+    """Request body octets held at once, all requests together; a request that would pass it gets 503
+    (a message being built takes a few times its body: bounded memory under a flood). Default 128 MiB."""
     max_concurrent_requests: int = 64
     """Requests handled at once; more get 503 at once (bounded memory under a flood). Default 64."""
     request_timeout_s: float = 60.0

@@ -191,7 +191,13 @@ def _check_api(config: Config) -> None:
             parse_hostport(config.api.address)
         except ValueError as exc:
             raise ConfigError("api.address", str(exc)) from None
-    for key in ("max_body_bytes", "max_concurrent_requests", "max_recipients", "page_size"):
+    for key in (
+        "max_body_bytes",
+        "memory_budget_bytes",
+        "max_concurrent_requests",
+        "max_recipients",
+        "page_size",
+    ):
         if getattr(config.api, key) < 1:
             raise ConfigError(f"api.{key}", "must be at least 1")
     if config.api.request_timeout_s <= 0:
