@@ -1,9 +1,9 @@
 """The delivery scheduler: due recipients from the queue → routes → couriers → outcomes and bounces.
 
 Theory of operation. The queue hands out due recipients as claims, one per destination domain,
-leased for ``lease_s`` and renewed while their delivery runs (a scheduler that dies stops renewing and
-gives them back when the lease ends: another node takes them over). Each claim runs as
-its own task, so a slow or dead destination never holds up the others:
+leased for ``lease_s`` and renewed while their delivery runs (a scheduler that dies stops renewing: the
+lease ends and another node takes them over). Each claim runs as its own task, so a slow or dead
+destination never holds up the others:
 
 1. route the domain once (``Router``): a ``Destination``, or a ``Reply`` that settles every recipient
    of the claim without connecting (null MX, NXDOMAIN, SERVFAIL, an MX loop);
@@ -17,8 +17,7 @@ its own task, so a slow or dead destination never holds up the others:
 
 Errors stay with their message: one whose DSN cannot be built, or whose queue store fails, is logged
 and left leased (tried again when the lease ends) while the others of the claim go on. A body that
-cannot be read back (hash mismatch, body-log segment missing: ``DamagedBodyError``) is not an error
-left to the lease: its recipients are deferred once, then failed with 5.3.0 and bounced
+cannot be read back (``DamagedBodyError``) is deferred once, then failed with 5.3.0 and bounced
 (``settle.damaged_reply``), logged with the reason each time — never leased for ever.
 
 ``run_forever`` keeps claiming while there is room (``max_in_flight`` recipients in progress), wakes on

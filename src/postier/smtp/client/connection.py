@@ -41,13 +41,7 @@ from postier.smtp.client.events import (
     Greeting,
     TransactionResult,
 )
-from postier.smtp.client.message import (
-    check_message,
-    mail_line,
-    needs_smtputf8,
-    prepare_message,
-    rcpt_line,
-)
+from postier.smtp.client.message import check_message, mail_line, needs_smtputf8, prepare_message, rcpt_line
 from postier.smtp.client.replies import (
     MAX_REPLY_LINE,
     MAX_REPLY_LINES,

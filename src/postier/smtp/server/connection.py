@@ -1,27 +1,17 @@
 """The sans-IO SMTP server engine (RFC 5321, with PIPELINING, SIZE, 8BITMIME, SMTPUTF8,
 ENHANCEDSTATUSCODES, CHUNKING, BINARYMIME, DSN, STARTTLS and AUTH).
 
-Theory of operation. The driver feeds received bytes to ``receive_data``, asks ``next_event`` for what
-they mean, and answers every event with exactly one ``send(reply)``, in order; ``send`` returns the wire
-bytes and moves the state on according to what the reply answers (``state.TRANSITIONS``). The engine
-yields the next event only once the previous one is answered, so pipelined commands (RFC 2920) are
-answered in order and the meaning of later bytes (commands, message data, AUTH responses) is decided by
-the replies before them. The engine does no I/O, keeps no clock and never raises on client input: bad
-input becomes a ``Rejected`` event carrying the RFC's reply.
-
-Where things are: this module reads lines and message data and moves the state on as replies are sent;
-``handlers`` turns each command line into its event (the verb table and one handler per verb);
-``state`` holds the transition table, ``grammar`` the command syntax, ``framing`` the DATA and BDAT readers.
-
-Choices worth knowing (see also ``framing`` for DATA):
-
-- EXPN is answered 502 5.5.1: Postier does not expand lists (and VRFY never confirms: 252).
-- Errors: every ``Rejected`` with a 5xx reply counts; once ``max_errors`` are answered, the next event
-  is ``Rejected(S.TOO_MANY_ERRORS, close=True)``. 4xx refusals (too many recipients) do not count.
-- After a failed BDAT chunk the transaction is failed: further chunks are read and discarded and get
-  the same reply; BDAT LAST ends the failed transaction (RFC 3030 §2).
-- A 554 greeting refuses the session: only QUIT is then served, all else gets 503 (RFC 5321 §3.1).
-- Any 421 sent, solicited or not (timeouts, shutdown), closes the engine.
+Theory of operation. The driver feeds bytes to ``receive_data``, asks ``next_event`` what they mean and
+answers every event with one ``send(reply)``, in order; ``send`` returns the wire bytes and moves the
+state on by what the reply answers (``state.TRANSITIONS``). The next event comes only once the previous
+one is answered, so pipelined commands (RFC 2920) are answered in order. No I/O, no clock, and client
+input never raises: bad input is a ``Rejected`` event with the RFC's reply. ``handlers`` turns command
+lines into events, ``grammar`` holds the syntax, ``framing`` the DATA and BDAT readers, ``ehlo`` the EHLO
+reply. Choices: EXPN gets 502 5.5.1 (VRFY never confirms: 252). Every 5xx ``Rejected`` counts; once
+``max_errors`` are answered the next event is ``Rejected(S.TOO_MANY_ERRORS, close=True)`` (4xx refusals
+do not count). After a failed BDAT chunk later chunks are read, discarded and get the same reply; BDAT
+LAST ends the failed transaction (RFC 3030 §2). A 554 greeting refuses the session: only QUIT is
+served, all else gets 503 (RFC 5321 §3.1). Any 421 sent closes the engine.
 """
 
 from __future__ import annotations
@@ -30,6 +20,7 @@ from postier.mail.replies import S
 from postier.mail.reply import Reply
 from postier.smtp.framing import ChunkReader, DataReader
 from postier.smtp.need_data import NEED_DATA, NeedData
+from postier.smtp.server.ehlo import ehlo_reply
 from postier.smtp.server.events import (
     AuthCancelled,
     AuthResponse,
@@ -273,17 +264,9 @@ class ServerConnection:
         self._is_authenticated = False
 
     def ehlo_reply(self, hostname: str | None = None) -> Reply:
-        """The multi-line 250 EHLO reply for the current state (RFC 5321 §4.1.1.1)."""
-        s = self.settings
-        lines = [hostname or s.hostname, "PIPELINING", f"SIZE {s.max_message_bytes}", "8BITMIME"]
-        lines += ["SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "BINARYMIME", "DSN"]
-        if s.can_starttls and not self._is_tls:
-            lines.append("STARTTLS")
-        if self._is_tls:  # RFC 8689 §4: REQUIRETLS only on a TLS session
-            lines.append("REQUIRETLS")
-        if self._mechanisms and (self._is_tls or not s.auth_requires_tls):
-            lines.append("AUTH " + " ".join(self._mechanisms))
-        return Reply(250, None, "\n".join(lines))
+        """The multi-line 250 EHLO reply for the current state (``ehlo.py``)."""
+        name = hostname or self.settings.hostname
+        return ehlo_reply(self.settings, name, is_tls=self._is_tls, mechanisms=self._mechanisms)
 
     # --- reading -----------------------------------------------------------------------------------
 
