@@ -214,10 +214,8 @@ class Session(asyncio.Protocol):
         ``220-`` now, its last line after ``pregreet_s``; a client that talks first gets the last line,
         then 554 5.5.0 as the answer to what it sent, and is disconnected."""
         pregreet = self._stages.live.pregreet if self.listener.mode == "smtp" else None
-        check = None
-        if pregreet is not None and pregreet.applies(
-            self.client_ip, is_trusted=self._stages.client().is_trusted
-        ):
+        check, trusted = None, self._stages.client().is_trusted
+        if pregreet is not None and pregreet.applies(self.client_ip, is_trusted=trusted):
             check = "pregreet"
             self._out.append(f"220-{self.server.hostname} ESMTP\r\n".encode())
             self._flush()
