@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import signal
 import socket
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from postier.antispam import AntispamState
 from postier.assembly import DeliveryParts, TlsTasks, delivery_parts
@@ -41,7 +39,7 @@ from postier.smtp.server.settings import EngineSettings
 from postier.spool import MessageBody
 from postier.users import Authenticator, AuthThrottle, UserStore, users_path
 
-__all__ = ["Application", "Role", "Service", "run_loop", "serve"]
+__all__ = ["Application", "Role", "Service"]
 
 Service = Callable[["Application"], contextlib.AbstractAsyncContextManager[None]]
 """Something more the server process runs while it serves, started after the listeners and stopped
@@ -368,87 +366,6 @@ class Application:
         await self.queue.close()
         self.antispam.close()
         mail_event("stopped")
-
-
-async def serve(
-    config: Config,
-    *,
-    started: Callable[[Application], None] | None = None,
-    load: Callable[[], Config] | None = None,
-    role: Role | None = None,
-    on_signal: Callable[[signal.Signals], None] | None = None,
-    services: Sequence[Service] = (),
-) -> None:
-    """Run until SIGTERM/SIGINT. SIGHUP reads the configuration again with ``load`` (the embedded
-    defaults' TLS pair only, without one) and applies it with ``Application.reload``. ``on_signal``
-    hears each of these signals first (the primary passes them on to its workers). ``services`` run
-    beside the server, in its loop, from its start to its stop."""
-    app = Application(config, role)
-    await app.start()
-    extras = contextlib.AsyncExitStack()
-    try:
-        for service in services:
-            await extras.enter_async_context(service(app))
-    except BaseException:
-        await extras.aclose()
-        await app.stop()
-        raise
-    if started is not None:
-        started(app)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    reload = _reloader(app, load)
-
-    def handle(sig: signal.Signals) -> None:
-        if on_signal is not None:
-            on_signal(sig)
-        if sig == signal.SIGHUP:
-            reload()
-        else:
-            stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.add_signal_handler(sig, handle, sig)
-    try:
-        await stop.wait()
-    finally:
-        # Handlers stay installed while stopping: a second SIGTERM must not kill a graceful shutdown.
-        await extras.aclose()
-        await app.stop()
-        # Stopped: from here on a late SIGTERM/SIGINT (sent again while the loop and interpreter wind
-        # down) is ignored rather than fatal, so a clean stop still exits 0, not "killed by SIGTERM".
-        # Blocked first: removing a loop's handler restores SIG_DFL for a moment (and closing the
-        # loop does it again), and a signal in that moment killed the process; a blocked one waits,
-        # and is dropped when the process exits.
-        stopping = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
-        signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
-        for sig in stopping:
-            loop.remove_signal_handler(sig)
-            signal.signal(sig, signal.SIG_IGN)
-
-
-def _reloader(app: Application, load: Callable[[], Config] | None) -> Callable[[], None]:
-    def reload() -> None:
-        _log.info("SIGHUP: reloading the configuration")
-        try:
-            new = app.config if load is None else load()
-        except Exception as exc:  # ConfigError, or a file that vanished
-            _log.error("reload refused, the running configuration stays: %s", exc)
-            return
-        app.reload(new)
-
-    return reload
-
-
-def run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run ``main`` on uvloop when it is installed, else on the stdlib loop."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-    else:
-        with contextlib.suppress(KeyboardInterrupt):
-            uvloop.run(main)
 
 
 def _auth_throttle(auth: AuthConfig) -> AuthThrottle:
