@@ -25,12 +25,10 @@ Setting up a session, in order (RFC 5321 §3.1, RFC 3207, RFC 4954):
    "encryption needed", RFC 4954 §6). A refused AUTH (535) defers with ``4.7.8`` instead of bouncing:
    wrong credentials are our configuration's fault (Postfix: ``smtp_sasl_auth_soft_bounce``).
 
-Two caps bound one attempt (issue 14, finding 8; Postfix's ``smtp_mx_address_limit`` and
-``smtp_mx_session_limit``): at most ``max_addresses`` addresses are tried (connected to or not) over
-all hosts, and at most ``max_sessions`` sessions that got through their set-up carry the message —
-a destination with 20 MX hosts of 10 addresses each costs at most 5 connect timeouts, not 200. A
-session taken from the pool counts for neither. When a cap stops the walk, the recipients still
-pending get their most telling site failure, as when every host failed.
+Two caps bound one attempt (Postfix's ``smtp_mx_address_limit`` / ``smtp_mx_session_limit``): at most
+``max_addresses`` addresses tried over all hosts and ``max_sessions`` set-up sessions carrying the
+message (a pooled session counts for neither), so 20 MX hosts of 10 addresses each cost at most 5
+connect timeouts; when a cap stops the walk, pending recipients get their most telling site failure.
 
 Accepted recipients get ``dsn_relayed`` when the peer does not offer DSN (RFC 3461 §4.1), except
 under LMTP, which is final delivery. ``remote_mta`` is "host [ip]:port" whenever a server was talked
