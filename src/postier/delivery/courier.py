@@ -45,22 +45,10 @@ from postier.delivery.attempts import AttemptBook, classify
 from postier.delivery.connection import Endpoint, SmtpConnection
 from postier.delivery.ownaddresses import OwnAddresses
 from postier.delivery.pool import ConnectionPool
-from postier.delivery.requiretls import (
-    is_relaxed,
-    refusal_before_connecting,
-    refusal_on_connection,
-    relaxed,
-)
+from postier.delivery.requiretls import is_relaxed, refusal_before_connecting, refusal_on_connection, relaxed
 from postier.delivery.tlscheck import dane_verdict, hop_policy, label_attempts, mark_verified, testing_failed
 from postier.delivery.tlsclient import TlsContexts, is_ip_literal, strip_ip_literal
-from postier.delivery.transport import (
-    Attempt,
-    Destination,
-    DestinationKind,
-    Hop,
-    OutboundMessage,
-    TlsPolicy,
-)
+from postier.delivery.transport import Attempt, Destination, DestinationKind, Hop, OutboundMessage, TlsPolicy
 from postier.dns import Clock, DnsError, NoData, NxDomain, Resolver
 from postier.mail.envelope import Recipient
 from postier.mail.reply import EnhancedStatus, Reply
