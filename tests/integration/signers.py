@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dkim
 
-from tests.integration.dkimkeys import SigningKey
+from tests.dkimkeys import SigningKey
 
 __all__ = ["arc_seal", "dkimpy_sign", "opendkim_sign"]
 

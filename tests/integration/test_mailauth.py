@@ -25,8 +25,8 @@ from postier.mailauth.arcverify import check_arc
 from postier.mailauth.dmarc.aggregate import ReportRow
 from postier.observe.logs import FIELDS_ATTR
 from postier.queue.model import RecipientState
+from tests.dkimkeys import ed25519_key, rsa_key
 from tests.integration.conftest import StartServer
-from tests.integration.dkimkeys import ed25519_key, rsa_key
 from tests.integration.dnsserver import DnsServer, dns_server_factory  # noqa: F401 (fixture)
 from tests.integration.harness import RunningServer
 from tests.integration.mailcheck import queue_id_from_reply, queued_body, queued_envelope

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dkim
 import pytest
-from dkimkeys import SigningKey, ed25519_key, rsa_key
 from mailauthzone import TIMEOUT, ZoneLookup
+from tests.dkimkeys import SigningKey, ed25519_key, rsa_key
 
 from postier.mailauth.arcverify import check_arc
 from postier.mailauth.dkimverify import check_dkim
