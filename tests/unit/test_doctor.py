@@ -313,3 +313,15 @@ def test_judge_key(status: Status, level: str, reason: str) -> None:
 )
 def test_judge_dkim(statuses: list[Status], expected: list[str]) -> None:
     assert levels(judge_dkim(D, DkimData(statuses, []))) == expected
+
+
+def test_the_block_lists_asked_are_given_then_configured_then_public() -> None:
+    from postier.cli.doctor_cmd import _dnsbl_zones
+    from postier.config import parse_config
+    from postier.doctor.dnsbl import DEFAULT_ZONES
+
+    lists = [{"zone": "bl.example.test", "weight": 2.0}, {"zone": "wl.example.test", "weight": -5.0}]
+    configured = parse_config({"antispam": {"dnsbl": lists}})
+    assert _dnsbl_zones(["given.test"], configured) == ("given.test",)
+    assert _dnsbl_zones([], configured) == ("bl.example.test",)  # an allow list is not a block list
+    assert _dnsbl_zones([], parse_config({})) == DEFAULT_ZONES

@@ -90,9 +90,17 @@ def _setup(args: argparse.Namespace, config: Config) -> Setup:
         cert_path=config.tls.cert,
         cert_pem=cert_pem,
         roots=read_roots(config.delivery.ca_file),
-        dnsbl_zones=tuple(args.dnsbl) or DEFAULT_ZONES,
+        dnsbl_zones=_dnsbl_zones(args.dnsbl, config),
         deadline_s=args.timeout,
     )
+
+
+def _dnsbl_zones(given: list[str], config: Config) -> tuple[str, ...]:
+    """The block lists to look the sending addresses up in: ``--dnsbl``, else the configured ones
+    (``[[antispam.dnsbl]]`` with a positive weight: allow lists are not block lists), else three public
+    ones."""
+    configured = tuple(z.zone for z in config.antispam.dnsbl if z.weight > 0)
+    return tuple(given) or configured or DEFAULT_ZONES
 
 
 def _read(path: str) -> bytes | None:
