@@ -9,14 +9,17 @@ and handed out as aware UTC datetimes.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
 from postier.mail.address import Address
 from postier.mail.envelope import BodyType, ClientInfo, Envelope, Notify, Recipient, Ret
+from postier.queue.model import MessageStatus, MessageSummary, QueueId, RecipientState
 
 __all__ = [
+    "SUMMARY_RECIPIENT_COLUMNS",
     "decode_envelope",
     "decode_recipient",
     "encode_envelope",
@@ -24,6 +27,7 @@ __all__ = [
     "from_epoch",
     "opt_epoch",
     "recipient_domain",
+    "summarize",
     "to_epoch",
 ]
 
@@ -99,3 +103,29 @@ def decode_recipient(local_part: str, domain: str, notify: str | None, orcpt: st
     if notify is not None:
         keywords = frozenset(Notify(n) for n in notify.split(",") if n)
     return Recipient(Address(local_part, domain), keywords, orcpt)
+
+
+SUMMARY_RECIPIENT_COLUMNS = "domain_key, state, attempts, next_attempt_at, last_attempt_at, last_reply"
+"""The recipients' columns ``summarize`` reads, in this order (both backends select them so)."""
+
+
+def summarize(row: Sequence[Any], recipients: Sequence[Sequence[Any]]) -> MessageSummary:
+    """A ``MessageSummary`` from a message's ``(id, status, arrived_at, sender, size)`` row and its
+    recipients' ``SUMMARY_RECIPIENT_COLUMNS`` rows, in index order."""
+    qid, status, arrived, sender, size = row
+    pending = [r for r in recipients if not RecipientState(r[1]).is_final]
+    due = [r[3] for r in pending if r[3] is not None]
+    replied = [r for r in recipients if r[4] is not None and r[5] is not None]
+    return MessageSummary(
+        id=QueueId(qid),
+        status=MessageStatus(status),
+        arrived_at=datetime.fromtimestamp(arrived, UTC),
+        sender=sender,
+        size=size,
+        recipients=len(recipients),
+        pending=len(pending),
+        domains=tuple(dict.fromkeys(r[0] for r in recipients)),
+        attempts=max((r[2] for r in recipients), default=0),
+        next_attempt_at=from_epoch(min(due)) if due else None,
+        last_reply=max(replied, key=lambda r: r[4])[5] if replied else None,
+    )

@@ -8,7 +8,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from postier.mail.errors import DamagedBodyError, UnknownMessageError
-from postier.queue.codec import decode_envelope, decode_recipient, from_epoch
+from postier.queue.codec import (
+    SUMMARY_RECIPIENT_COLUMNS,
+    decode_envelope,
+    decode_recipient,
+    from_epoch,
+    summarize,
+)
 from postier.queue.model import (
     AGE_BUCKETS_MIN,
     MessageRecord,
@@ -100,14 +106,14 @@ async def list_messages(conn: Any, where: QueueFilter, limit: int | None) -> lis
             limit,  # LIMIT NULL: no limit
         )
         recipients = await conn.fetch(
-            "SELECT message_id, domain_key, state, attempts, next_attempt_at, last_attempt_at, last_reply"
+            f"SELECT message_id, {SUMMARY_RECIPIENT_COLUMNS}"
             " FROM recipients WHERE message_id = ANY($1::text[]) ORDER BY message_id, idx",
             [r[0] for r in rows],
         )
     by_message: dict[str, list[Any]] = {}
     for r in recipients:
         by_message.setdefault(r[0], []).append(r[1:])
-    return [_summary(tuple(row), by_message.get(row[0], [])) for row in rows]
+    return [summarize(tuple(row), by_message.get(row[0], [])) for row in rows]
 
 
 async def count_messages(conn: Any, where: QueueFilter) -> int:
@@ -115,26 +121,6 @@ async def count_messages(conn: Any, where: QueueFilter) -> int:
     clause, params = filter_clause(where)
     count: int = await conn.fetchval(f"SELECT count(*) FROM messages m WHERE {clause}", *params)
     return count
-
-
-def _summary(row: tuple[Any, ...], recipients: list[Any]) -> MessageSummary:
-    qid, status, arrived, sender, size = row
-    pending = [r for r in recipients if not RecipientState(r[1]).is_final]
-    due = [r[3] for r in pending if r[3] is not None]
-    replied = [r for r in recipients if r[4] is not None and r[5] is not None]
-    return MessageSummary(
-        id=QueueId(qid),
-        status=MessageStatus(status),
-        arrived_at=datetime.fromtimestamp(arrived, UTC),
-        sender=sender,
-        size=size,
-        recipients=len(recipients),
-        pending=len(pending),
-        domains=tuple(dict.fromkeys(r[0] for r in recipients)),
-        attempts=max((r[2] for r in recipients), default=0),
-        next_attempt_at=from_epoch(min(due)) if due else None,
-        last_reply=max(replied, key=lambda r: r[4])[5] if replied else None,
-    )
 
 
 async def stats(conn: Any, now: float) -> QueueStats:

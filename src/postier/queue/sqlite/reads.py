@@ -7,7 +7,13 @@ import sqlite3
 from datetime import UTC, datetime
 
 from postier.mail.errors import DamagedBodyError, UnknownMessageError
-from postier.queue.codec import decode_envelope, decode_recipient, from_epoch
+from postier.queue.codec import (
+    SUMMARY_RECIPIENT_COLUMNS,
+    decode_envelope,
+    decode_recipient,
+    from_epoch,
+    summarize,
+)
 from postier.queue.model import (
     AGE_BUCKETS_MIN,
     MessageRecord,
@@ -107,27 +113,10 @@ def count_messages(conn: Conn, where: QueueFilter) -> int:
 
 def _summary(conn: Conn, qid: str, status: str, arrived: float, sender: str, size: int) -> MessageSummary:
     recipients = conn.execute(
-        "SELECT domain_key, state, attempts, next_attempt_at, last_attempt_at, last_reply"
-        " FROM recipients WHERE message_id = ? ORDER BY idx",
+        f"SELECT {SUMMARY_RECIPIENT_COLUMNS} FROM recipients WHERE message_id = ? ORDER BY idx",  # noqa: S608
         (qid,),
     ).fetchall()
-    pending = [r for r in recipients if not RecipientState(r[1]).is_final]
-    due = [r[3] for r in pending if r[3] is not None]
-    replied = [r for r in recipients if r[4] is not None and r[5] is not None]
-    last_reply = max(replied, key=lambda r: r[4])[5] if replied else None
-    return MessageSummary(
-        id=QueueId(qid),
-        status=MessageStatus(status),
-        arrived_at=datetime.fromtimestamp(arrived, UTC),
-        sender=sender,
-        size=size,
-        recipients=len(recipients),
-        pending=len(pending),
-        domains=tuple(dict.fromkeys(r[0] for r in recipients)),
-        attempts=max((r[2] for r in recipients), default=0),
-        next_attempt_at=from_epoch(min(due)) if due else None,
-        last_reply=last_reply,
-    )
+    return summarize((qid, status, arrived, sender, size), recipients)
 
 
 def stats(conn: Conn, now: float) -> QueueStats:
