@@ -240,8 +240,10 @@ class Sink:
 
 @contextlib.contextmanager
 def start_sink(port: int) -> Iterator[Sink]:
-    """smtp-sink on 127.0.0.1:port, dropping privileges to ``nobody`` (required when run as root)."""
-    argv = ["smtp-sink", "-c", "-u", "nobody", f"127.0.0.1:{port}", "4096"]
+    """smtp-sink on 127.0.0.1:port, dropping privileges to ``nobody`` (required when run as root),
+    taking as many connections at once as Postier may (-m; its default, 256, would leave the idle
+    scenario's sessions waiting in the listen queue)."""
+    argv = ["smtp-sink", "-c", "-m", str(MAX_CONNECTIONS), "-u", "nobody", f"127.0.0.1:{port}", "4096"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_greeting(port, proc=proc)
