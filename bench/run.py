@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         facts = [
             *machine(workdir),
             ("Postier event loop", args.postier_loop),
-            ("Postier, workers", f"1 (as shipped); the reference column: {workers}"),
+            ("Postier, workers", f"{workers} (as shipped: one per core); the reference column: {workers}"),
             *limits,
         ]
         if "idle" in chosen and any(k.key == "postfix" for k in active):

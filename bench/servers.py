@@ -54,7 +54,8 @@ sessions and times new clients meanwhile."""
 
 WORKERS = min(os.cpu_count() or 1, 32)
 """``[server] workers`` of the "postierw" reference server: one process per core (Postfix runs one
-smtpd process per connection, on every core). "postier" itself runs as shipped: one process."""
+smtpd process per connection, on every core). "postier" itself runs as shipped: no ``workers`` line,
+so the default — one per core too, since the default changed (docs/operations.md, "Workers")."""
 
 
 def _postier_toml(
@@ -64,7 +65,7 @@ def _postier_toml(
     *,
     hold: bool,
     batch_max: int | None,
-    workers: int,
+    workers: int | None,
     dns: str | None = None,
 ) -> str:
     """Every non-local domain (``bench.test``, ``relay.test``) is routed to 127.0.0.1:``route_port``:
@@ -79,7 +80,7 @@ def _postier_toml(
         f"max_connections = {MAX_CONNECTIONS}",
         f"max_connections_per_ip = {MAX_CONNECTIONS}",
         "shutdown_grace_s = 1.0",
-        f"workers = {workers}",
+        *([] if workers is None else [f"workers = {workers}"]),
         "[[listener]]",
         f'address = "127.0.0.1:{port}"',
         'mode = "smtp"',
@@ -129,8 +130,11 @@ def _child(root: Path, port: int, argv: list[str]) -> Iterator[int]:
         log.close()
 
 
-def _postier(batch_max: int | None, loop: str, workers: int = 1, *, dkim: tuple[str, ...] = ()) -> Launch:
-    """``loop`` "asyncio" (``bench.postier_asyncio``) always runs one process, whatever ``workers``.
+def _postier(
+    batch_max: int | None, loop: str, workers: int | None = None, *, dkim: tuple[str, ...] = ()
+) -> Launch:
+    """``loop`` "asyncio" (``bench.postier_asyncio``) always runs one process, whatever ``workers``
+    (None: the default, as shipped).
     ``dkim``: every message is DKIM-signed with a key of each of these algorithms (``bench/dkim_keys.py``)."""
 
     @contextlib.contextmanager

@@ -109,9 +109,10 @@ def add_users(data_dir: Path, *addresses: str) -> None:
 
 
 def make_config(data_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
-    """A test configuration: three listeners on free loopback ports, hostname mx.test."""
+    """A test configuration: three listeners on free loopback ports, hostname mx.test, one process
+    (``server.workers``: the default is one per core)."""
     data: dict[str, Any] = {
-        "server": {"hostname": "mx.test", "data_dir": str(data_dir)},
+        "server": {"hostname": "mx.test", "data_dir": str(data_dir), "workers": 1},
         "listener": [
             {"address": f"127.0.0.1:{free_port()}", "mode": "smtp"},
             {"address": f"127.0.0.1:{free_port()}", "mode": "submission"},

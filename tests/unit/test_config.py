@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,7 @@ nameservers = ["127.0.0.1:5353"]
         ({"server": {"max_message_bytes": "big"}}, "server.max_message_bytes", "Expected `int`"),
         ({"tls": {"cert": "a.pem"}}, "tls", "both"),
         ({"dns": {"nameservers": ["127.0.0.1:x"]}}, "dns.nameservers[0]", "invalid port"),
-        ({"server": {"workers": 0}}, "server.workers", "between 1 and 32"),
+        ({"server": {"workers": -1}}, "server.workers", "between 1 and 32"),
         ({"server": {"workers": 33}}, "server.workers", "between 1 and 32"),
         ({"server": {"workers": 2}, "metrics": {"address": "127.0.0.1:9"}}, "metrics.address", "workers = 1"),
     ],
@@ -87,6 +88,14 @@ def test_bad_configuration_names_the_key(data: dict[str, object], path: str, fra
         parse_config(data)
     assert info.value.path == path
     assert fragment in info.value.message
+
+
+def test_workers_default_to_one_per_core_but_one_with_metrics() -> None:
+    cores = min(len(os.sched_getaffinity(0)), 32)
+    assert parse_config({}).server.workers == cores
+    assert parse_config({"server": {"workers": 0}}).server.workers == cores
+    assert parse_config({"server": {"workers": 3}}).server.workers == 3
+    assert parse_config({"metrics": {"address": "127.0.0.1:9"}}).server.workers == 1
 
 
 def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
