@@ -11,7 +11,8 @@ from postier.config.reloadable import plan_reload
 from postier.delivery import delivery_settings
 
 BASE: dict[str, Any] = {
-    "server": {"hostname": "mx.test", "data_dir": "var"},
+    # One process: the default (one per core) would become 1 with [metrics], a restart of its own.
+    "server": {"hostname": "mx.test", "data_dir": "var", "workers": 1},
     "listener": [{"address": "127.0.0.1:2525"}],
     "relay": {"local_domains": ["example.test"]},
 }
