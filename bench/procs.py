@@ -1,4 +1,4 @@
-"""Process plumbing shared by every server: loopback ports, readiness, bounded stop, memory.
+"""Process plumbing shared by every server: loopback ports, readiness, bounded stop, memory, CPU.
 
 Every child is started in its own session so that it (and only it) can be stopped by its id; every
 wait is bounded in time so that a wedged server fails one measurement instead of hanging the run.
@@ -16,7 +16,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Memory", "PortPool", "stop_process", "tree_memory", "wait_greeting", "wait_pid_gone"]
+__all__ = [
+    "Memory",
+    "PortPool",
+    "stop_process",
+    "tree_cpu_s",
+    "tree_memory",
+    "wait_greeting",
+    "wait_pid_gone",
+]
 
 LOOPBACK = "127.0.0.1"
 
@@ -132,3 +140,18 @@ def tree_memory(root: int) -> Memory:
         pss += _field_kib(Path(f"/proc/{pid}/smaps_rollup"), "Pss")
         n += 1
     return Memory(rss, pss, n)
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) used so far by ``root``, its live descendants, and every descendant
+    that has exited and been waited for (``cutime``/``cstime``: Postfix's master reaps its smtpd
+    processes, so their CPU is counted after they exit). Differences of two calls give the CPU of a run."""
+    ticks = 0
+    for pid in _walk(root):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / _TICKS

@@ -8,6 +8,7 @@ Everything listens on 127.0.0.1 high ports; every loop is bounded in count and t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.util
 import resource
@@ -20,13 +21,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import scenarios as sc
+from bench.postfix import IDLE_HEADROOM, SMTPD_KIB, SMTPD_MAXPROC
 from bench.procs import PortPool
 from bench.report import machine, markdown, write_chart
 from bench.results import Metric, Results
 from bench.servers import WORKERS, Kind, kinds
 
 REPO = Path(__file__).resolve().parent.parent
-SCENARIO_NAMES = ("limits", "acceptance", "relay", "idle", "latency")
+SCENARIO_NAMES = ("limits", "acceptance", "relay", "connect", "idle", "latency")
+CONNECT_KINDS = ("postier", "postierw", "postfix", "aiosmtpd", "sink")
 RELAY_KINDS = ("postier", "postierw", "postierdkim", "postierdkim2", "postfix", "aiosmtpd")
 DOCS = REPO / "docs" / "benchmarks.md"
 MARK_START, MARK_END = "<!-- bench:latest:start -->", "<!-- bench:latest:end -->"
@@ -42,13 +45,47 @@ def ensure_peers() -> None:
         )
 
 
-def raise_nofile() -> int:
-    """2,000 idle sessions need 2,000+ descriptors on each side; children inherit the limit."""
+def raise_nofile(need: int = 65_536) -> int:
+    """10,000 idle sessions need 10,000+ descriptors on each side (the client is this process; the
+    servers inherit the limit): the soft limit up to the hard one, and the hard one up to ``need``
+    where we may (root, CAP_SYS_RESOURCE)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if hard != resource.RLIM_INFINITY and hard < need:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
+            return need
+    want = hard if hard != resource.RLIM_INFINITY else need
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     return want
+
+
+def _sysctl(name: str) -> list[int]:
+    with contextlib.suppress(OSError, ValueError):
+        return [int(v) for v in Path("/proc/sys", *name.split(".")).read_text().split()]
+    return []
+
+
+def loopback_limits(idle_sessions: int) -> list[tuple[str, str]]:
+    """The kernel limits the connect and idle scenarios meet on loopback, raised where they are too
+    low for this run and we may (as root, here where the bench runs; never in the tests).
+    Ephemeral ports: every client socket takes one (10,000 idle + the TIME_WAITs of the connect
+    scenario, which the server's side keeps: it closes first). Accept backlogs are capped by somaxconn
+    (Postier asks 1,024, Postfix its process limit) and half-open ones by tcp_max_syn_backlog; the
+    clients open at most 100 at a time, so 1,024 of each is plenty."""
+    wants = {"net.core.somaxconn": 1024, "net.ipv4.tcp_max_syn_backlog": 1024}
+    for name, want in wants.items():
+        got = _sysctl(name)
+        if got and got[0] < want:
+            with contextlib.suppress(OSError):
+                Path("/proc/sys", *name.split(".")).write_text(str(want))
+                _say(f"{name} raised from {got[0]} to {want}")
+    lo, hi = [*_sysctl("net.ipv4.ip_local_port_range"), 0, 0][:2]
+    if hi - lo + 1 < idle_sessions + 1000:
+        _say(f"warning: {hi - lo + 1} ephemeral ports for {idle_sessions:,} idle sessions")
+    names = ("net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_tw_reuse")
+    values = ", ".join(f"{n.rsplit('.', 1)[1]} {' '.join(map(str, _sysctl(n)))}" for n in names)
+    return [("loopback limits", f"ephemeral ports {lo}–{hi}, {values}")]
 
 
 def _say(text: str) -> None:
@@ -101,33 +138,68 @@ def _round(
                 results.note(m, kind.key, relay_off[kind.key])
                 continue
             _measure(results, m, kind.key, lambda k=kind, r=reuse: sc.relay(k, plan, r))  # type: ignore[misc]
+    if "connect" in chosen:
+        for kind in [k for k in active if k.key in CONNECT_KINDS]:
+            _connect_round(results, plan, kind)
     if "idle" in chosen:
-        for kind in peers:
+        for kind in [*peers, *(k for k in active if k.key == "sink")]:
             _idle_round(results, plan, kind)
     if "latency" in chosen:
         for kind in [k for k in active if k.durable]:
             _latency_round(results, plan, kind)
 
 
+def _fail_all(results: Results, metrics: list[Metric], server: str, exc: Exception) -> None:
+    _say(f"  {metrics[0].scenario} / {server}: FAILED {exc}")
+    for m in metrics:
+        results.note(m, server, f"failed: {str(exc)[:80]}")
+
+
+def _connect_round(results: Results, plan: sc.Plan, kind: Kind) -> None:
+    case = (
+        f"{plan.connect_sessions:,} empty sessions, "
+        f"{plan.connect_loops} client loops × {plan.connect_concurrency} at a time"
+    )
+    metrics = [
+        Metric("connect", case, "sessions/s"),
+        Metric("connect", case, "server CPU ms/session", False),
+        Metric("connect", case, "client CPU ms/session", False),
+        Metric("connect", case, "client cores busy", False),
+    ]
+    try:
+        fig = sc.connect(kind, plan)
+    except Exception as exc:
+        _fail_all(results, metrics, kind.key, exc)
+        return
+    values = (fig.sessions_per_s, fig.server_cpu_ms, fig.client_cpu_ms, fig.client_cores)
+    for m, v in zip(metrics, values, strict=True):
+        results.add(m, kind.key, v)
+    _say(f"  connect / {kind.key}: {fig}")
+
+
 def _idle_round(results: Results, plan: sc.Plan, kind: Kind) -> None:
-    case = f"{plan.idle_sessions:,} idle sessions"
+    case = f"{plan.idle_sessions:,} idle sessions, {plan.idle_probes} new clients timed"
     names = [
         ("KiB RSS/conn", False),
         ("KiB PSS/conn", False),
-        ("ms to greeting", False),
+        ("ms to greeting p50", False),
+        ("ms to greeting p99", False),
         ("sessions open", True),
     ]
     metrics = [Metric("idle", case, unit, better) for unit, better in names]
     try:
         fig = sc.idle(kind, plan)
     except Exception as exc:
-        _say(f"  idle / {kind.key}: FAILED {exc}")
-        for m in metrics:
-            results.note(m, kind.key, f"failed: {str(exc)[:80]}")
+        _fail_all(results, metrics, kind.key, exc)
         return
-    for m, v in zip(
-        metrics, (fig.rss_kib_per_conn, fig.pss_kib_per_conn, fig.greeting_ms, fig.opened), strict=True
-    ):
+    values = (
+        fig.rss_kib_per_conn,
+        fig.pss_kib_per_conn,
+        fig.greeting_p50_ms,
+        fig.greeting_p99_ms,
+        fig.opened,
+    )
+    for m, v in zip(metrics, values, strict=True):
         results.add(m, kind.key, float(v))
     _say(f"  idle / {kind.key}: {fig}")
 
@@ -151,7 +223,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     p.add_argument("--rounds", type=int, default=None, help="rounds (default 3; 1 with --quick)")
     p.add_argument(
-        "--quick", action="store_true", help="small smoke run: 1/10 of the messages, 200 idle sessions"
+        "--quick",
+        action="store_true",
+        help="small smoke run: 1/10 of the messages and empty sessions, 200 idle sessions",
     )
     p.add_argument("--scenario", action="append", choices=SCENARIO_NAMES, help="only these (repeatable)")
     p.add_argument(
@@ -166,6 +240,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--messages", type=int, default=None, help="messages per acceptance case and for relay (overrides)"
     )
+    p.add_argument("--connections", type=int, default=None, help="empty sessions per connect run (overrides)")
+    p.add_argument("--idle", type=int, default=None, help="idle sessions to hold (overrides)")
     p.add_argument(
         "--workdir",
         type=Path,
@@ -190,8 +266,10 @@ def _plan(args: argparse.Namespace, workdir: Path) -> sc.Plan:
         ports=PortPool(args.base_port),
         cases=sc.plan_cases(args.quick, only=args.case, messages=args.messages),
         relay_messages=args.messages or (1_000 if args.quick else 10_000),
-        idle_sessions=200 if args.quick else 2_000,
+        idle_sessions=args.idle or (200 if args.quick else 10_000),
         latency_count=200 if args.quick else 1_000,
+        connect_sessions=args.connections or (2_000 if args.quick else 20_000),
+        idle_probes=200 if args.quick else 300,
     )
 
 
@@ -206,17 +284,27 @@ def _relay_availability(plan: sc.Plan, active: list[Kind], chosen: set[str]) -> 
     return off
 
 
+def _postfix_limit(idle_sessions: int) -> str:
+    held = min(idle_sessions, SMTPD_MAXPROC - IDLE_HEADROOM)
+    text = f"{SMTPD_MAXPROC:,} (one smtpd per connection; idle: {held:,} held, {IDLE_HEADROOM} spare)"
+    if held < idle_sessions:
+        text += f"; capped by the bench's memory guard (60 % of MemAvailable at {SMTPD_KIB:,} KiB per smtpd)"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 3)
     chosen = set(args.scenario or SCENARIO_NAMES)
     ensure_peers()
-    _say(f"RLIMIT_NOFILE raised to {raise_nofile()}")
+    nofile = raise_nofile()
+    _say(f"RLIMIT_NOFILE raised to {nofile}")
     workdir = Path(tempfile.mkdtemp(prefix="postier-bench-", dir=args.workdir))
     workdir.chmod(0o755)  # Postfix daemons must traverse it
     results = Results()
     try:
         plan = _plan(args, workdir)
+        limits = loopback_limits(plan.idle_sessions) if chosen & {"connect", "idle"} else []
         every = kinds(args.postier_loop)
         active = [k for k in every if not args.server or k.key in args.server]
         broken = preflight(active, plan)
@@ -230,7 +318,12 @@ def main(argv: list[str] | None = None) -> int:
             *machine(workdir),
             ("Postier event loop", args.postier_loop),
             ("Postier, workers", f"1 (as shipped); the reference column: {workers}"),
+            *limits,
         ]
+        if "idle" in chosen and any(k.key == "postfix" for k in active):
+            facts.append(("Postfix smtpd process limit", _postfix_limit(plan.idle_sessions)))
+        if chosen & {"connect", "idle"}:
+            facts.append(("open files (RLIMIT_NOFILE)", f"{nofile:,} (the client and every server)"))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return _write(args, results, facts, rounds, broken)

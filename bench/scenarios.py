@@ -16,15 +16,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.clients import hold_idle_sessions, latency_at_rate, smtp_source
-from bench.procs import PortPool, tree_memory
+from bench.clients import EmptySessions, hold_idle_sessions, latency_at_rate, smtp_source
+from bench.procs import PortPool, tree_cpu_s, tree_memory
 from bench.servers import ACCEPT_DOMAIN, RELAY_DOMAIN, Kind, start_sink
 
 __all__ = [
     "PATTERNS",
     "AcceptCase",
+    "ConnectFigures",
+    "IdleFigures",
     "Plan",
     "acceptance",
+    "connect",
     "fsync_rate",
     "idle",
     "latency",
@@ -57,6 +60,13 @@ class Plan:
     relay_messages: int
     idle_sessions: int
     latency_count: int
+    connect_sessions: int = 20_000
+    connect_loops: int = 2
+    """Client processes of the connect scenario (each an event loop)."""
+    connect_concurrency: int = 10
+    """Sessions at a time in each client process."""
+    idle_probes: int = 300
+    """New clients timed to their greeting while the idle sessions are held (for a p99)."""
     latency_rate: float = 100.0
     timeout_s: float = 900.0
     _seq: itertools.count[int] = field(default_factory=itertools.count)
@@ -137,43 +147,98 @@ def relay(kind: Kind, plan: Plan, reuse: bool = True) -> float:
 
 
 @dataclass(frozen=True)
+class ConnectFigures:
+    sessions_per_s: float
+    server_cpu_ms: float
+    """Server CPU (its whole process tree) per session."""
+    client_cpu_ms: float
+    """Client CPU (all its processes) per session."""
+    client_cores: float
+    """Client CPU / wall time: near the number of cores left to it, the client is the limit."""
+
+    def __str__(self) -> str:
+        return (
+            f"{self.sessions_per_s:,.0f} sessions/s, server CPU {self.server_cpu_ms:.3f} ms/session, "
+            f"client CPU {self.client_cpu_ms:.3f} ms/session ({self.client_cores:.2f} cores)"
+        )
+
+
+def connect(kind: Kind, plan: Plan) -> ConnectFigures:
+    """Connections per second with an empty session (connect, greeting, EHLO, QUIT, 221, close), and
+    the server's and the client's CPU per session over the same interval."""
+    port = plan.ports.take()
+    with (
+        kind.launch(plan.root(kind), port, None) as pid,
+        EmptySessions(
+            port,
+            sessions=plan.connect_sessions,
+            loops=plan.connect_loops,
+            concurrency=plan.connect_concurrency,
+            timeout_s=plan.timeout_s,
+        ) as clients,
+    ):
+        before = tree_cpu_s(pid)
+        result = clients.run()
+        server_cpu_s = tree_cpu_s(pid) - before
+    n = result.sessions
+    return ConnectFigures(
+        n / result.elapsed_s,
+        server_cpu_s / n * 1000.0,
+        result.client_cpu_s / n * 1000.0,
+        result.client_cpu_s / result.elapsed_s,
+    )
+
+
+@dataclass(frozen=True)
 class IdleFigures:
     opened: int
     rss_kib_per_conn: float
     pss_kib_per_conn: float
-    greeting_ms: float
+    greeting_p50_ms: float
+    greeting_p99_ms: float
+    probes_failed: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.opened:,} open, {self.rss_kib_per_conn:.1f} KiB RSS / {self.pss_kib_per_conn:.1f} KiB PSS"
+            f" per connection, greeting p50 {self.greeting_p50_ms:.2f} ms, p99 {self.greeting_p99_ms:.2f} ms"
+            f" ({self.probes_failed} probes failed)"
+        )
 
 
-async def _idle(port: int, pid: int, count: int) -> IdleFigures:
+async def _idle(port: int, pid: int, count: int, probes: int) -> IdleFigures:
     await asyncio.sleep(0.5)
     before = tree_memory(pid)
-    opened, release = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(hold_idle_sessions(port, count, opened, release))
+    opened, measured = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(hold_idle_sessions(port, count, probes, opened, measured))
     waiter = asyncio.create_task(opened.wait())
     await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED, timeout=900)
     waiter.cancel()
     if task.done():
-        await task  # it ended before all sessions were open: raise its error
-        raise RuntimeError("idle sessions ended before they were all open")
+        await task  # it ended before the sessions were open: raise its error
+        raise RuntimeError("idle sessions ended before they were open")
     await asyncio.sleep(1.0)
-    after = tree_memory(pid)
-    await asyncio.sleep(0.8)  # let the greeting probes finish while the sessions stay open
-    release.set()
+    after = tree_memory(pid)  # before the probes: reading /proc blocks this loop
+    measured.set()
     result = await task
     n = max(1, result.opened)
+    q = statistics.quantiles(result.greeting_ms, n=100, method="inclusive")
     return IdleFigures(
         result.opened,
         (after.rss_kib - before.rss_kib) / n,
         (after.pss_kib - before.pss_kib) / n,
-        statistics.median(result.greeting_ms),
+        q[49],
+        q[98],
+        result.probes_failed,
     )
 
 
 def idle(kind: Kind, plan: Plan) -> IdleFigures:
-    """Many connections: memory per idle session and a new client's time to greeting meanwhile."""
+    """Many connections: memory per idle session, and new clients' time to greeting meanwhile."""
     port = plan.ports.take()
+    count = min(plan.idle_sessions, kind.max_idle or plan.idle_sessions)
     with kind.launch(plan.root(kind), port, None) as pid:
-        return asyncio.run(_idle(port, pid, plan.idle_sessions))
+        return asyncio.run(_idle(port, pid, count, plan.idle_probes))
 
 
 def latency(kind: Kind, plan: Plan) -> tuple[float, float]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.dkim_keys import dkim_dns
-from bench.postfix import ACCEPT_DOMAIN, postfix_instance
+from bench.postfix import ACCEPT_DOMAIN, IDLE_HEADROOM, SMTPD_MAXPROC, postfix_instance
 from bench.procs import stop_process, wait_greeting
 
 __all__ = ["ACCEPT_DOMAIN", "RELAY_DOMAIN", "Kind", "Sink", "held_port", "kinds", "start_sink"]
@@ -44,7 +44,13 @@ class Kind:
     launch: Launch
     is_postier: bool = False
     durable: bool = True
+    max_idle: int | None = None
+    """Most idle sessions the idle scenario opens on this server (None: as many as the plan says)."""
 
+
+MAX_CONNECTIONS = 12_000
+"""Postier's max_connections (and per IP: every client is 127.0.0.1): the idle scenario holds 10,000
+sessions and times new clients meanwhile."""
 
 WORKERS = min(os.cpu_count() or 1, 32)
 """``[server] workers`` of the "postierw" reference server: one process per core (Postfix runs one
@@ -70,8 +76,8 @@ def _postier_toml(
         "[server]",
         'hostname = "postier.bench.test"',
         f'data_dir = "{root / "data"}"',
-        "max_connections = 5000",
-        "max_connections_per_ip = 5000",
+        f"max_connections = {MAX_CONNECTIONS}",
+        f"max_connections_per_ip = {MAX_CONNECTIONS}",
         "shutdown_grace_s = 1.0",
         f"workers = {workers}",
         "[[listener]]",
@@ -189,7 +195,7 @@ def kinds(postier_loop: str = "default") -> list[Kind]:
     ``postier serve`` as users do (uvloop when installed); "asyncio" forces the stdlib loop."""
     return [
         Kind("postier", "Postier", _postier(None, postier_loop), is_postier=True),
-        Kind("postfix", "Postfix", postfix_instance),
+        Kind("postfix", "Postfix", postfix_instance, max_idle=SMTPD_MAXPROC - IDLE_HEADROOM),
         Kind("aiosmtpd", "aiosmtpd+fsync", _aiosmtpd),
         Kind("postier1", "Postier, 1 fsync/msg", _postier(1, postier_loop), is_postier=True),
         Kind(
@@ -234,8 +240,10 @@ class Sink:
 
 @contextlib.contextmanager
 def start_sink(port: int) -> Iterator[Sink]:
-    """smtp-sink on 127.0.0.1:port, dropping privileges to ``nobody`` (required when run as root)."""
-    argv = ["smtp-sink", "-c", "-u", "nobody", f"127.0.0.1:{port}", "4096"]
+    """smtp-sink on 127.0.0.1:port, dropping privileges to ``nobody`` (required when run as root),
+    taking as many connections at once as Postier may (-m; its default, 256, would leave the idle
+    scenario's sessions waiting in the listen queue)."""
+    argv = ["smtp-sink", "-c", "-m", str(MAX_CONNECTIONS), "-u", "nobody", f"127.0.0.1:{port}", "4096"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_greeting(port, proc=proc)
