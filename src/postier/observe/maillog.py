@@ -143,6 +143,11 @@ def mail_event(event: str, /, **fields: object) -> None:
     """
     if event not in EVENTS:
         raise ValueError(f"unknown mail event: {event!r}")
+    if not _subscribers and not _log.isEnabledFor(logging.INFO):
+        for key in fields:  # nobody reads it; the names are still checked (a programming error)
+            if key not in _names:
+                _field_name(key)
+        return
     ordered = _field_order(event, fields)
     if _log.isEnabledFor(logging.INFO):
         # What Logger.info does, without looking up the caller's file and line (never logged).
