@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import tomli_w
 
+from postier.config import parse_config
+from postier.supervisor import bind_worker_listeners
 from tests.integration.harness import PostierProcess, add_users, make_config
 
 pytestmark = pytest.mark.integration
@@ -96,12 +98,34 @@ def test_both_processes_take_mail_on_one_port_and_each_message_is_delivered_once
         process.kill()
 
 
+def test_each_process_listens_on_a_socket_of_its_own_on_every_address(tmp_path: Path) -> None:
+    """SO_REUSEPORT: the kernel spreads connections over the processes' sockets (one socket shared
+    by all went to whichever process woke first)."""
+    data = _config(tmp_path)
+    data["server"]["workers"] = 3
+    sets = bind_worker_listeners(parse_config(data))
+    try:
+        assert len(sets) == 3
+        addresses = [[sock.getsockname() for sock in socks] for socks in sets]
+        assert addresses[0] == addresses[1] == addresses[2]
+        assert [port for _host, port in addresses[0]] == [
+            int(lc["address"].rsplit(":", 1)[1]) for lc in data["listener"]
+        ]
+        assert len({sock.fileno() for socks in sets for sock in socks}) == 9
+    finally:
+        for socks in sets:
+            for sock in socks:
+                sock.close()
+
+
 def test_a_worker_that_dies_is_started_again(tmp_path: Path) -> None:
     process = _start(tmp_path, _config(tmp_path))
     try:
         first = _worker_pid(process, 1)
         os.kill(first, signal.SIGKILL)
         _wait(lambda: "worker 1 exited" in process.log(), "the primary did not notice", process)
+        # Meanwhile the primary accepts the connections the kernel hands to worker 1's sockets.
+        _wait(lambda: "accepting worker 1's connections" in process.log(), "nobody took over", process)
         _wait(lambda: process.log().count("worker=1 event=ready") == 2, "worker 1 was not restarted", process)
         assert _worker_pid(process, 1, nth=2) != first
         for i in range(10):  # whichever process takes them, mail is accepted

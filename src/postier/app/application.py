@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import gc
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -292,6 +292,11 @@ class Application:
         _settle_garbage_collector()
         addresses = " ".join(f"{lc.mode}={lc.address}" for lc in self.config.listeners)
         mail_event("ready", listeners=addresses, hostname=self.config.server.hostname)
+
+    async def serve_also(self, sockets: tuple[socket.socket, ...]) -> Callable[[], Awaitable[None]]:
+        """Accept from another worker's listening sockets too, while it is down (the function
+        returned stops that: ``SmtpServer.serve_also``)."""
+        return await self.server.serve_also(self._listeners(), sockets)
 
     async def _purge_forever(self) -> None:
         """Retention: drop finished messages (and sooner their bodies) past the configured times."""

@@ -121,7 +121,7 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Name of this node in a cluster sharing a PostgreSQL queue (queue.backend = "postgres"): its leases
     carry it, so the tools say which node holds what. Unique per node. Empty: the machine's host name."""
     workers: int = 1
-    """Processes that receive mail, sharing the listening sockets and the queue: 1 to 32. With 1, one
+    """Processes that receive mail on the same ports, sharing the queue: 1 to 32. With 1, one
     process does everything. With N > 1 (e.g. one per CPU core, for throughput: docs/operations.md,
     "Workers"), the first process receives, delivers, purges and supervises N - 1 more that receive
     only. Counters kept in memory are per process: with N workers a client can reach N times

@@ -14,7 +14,7 @@ import functools
 import socket
 import ssl
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -158,29 +158,58 @@ class SmtpServer:
 
     async def start(self, listeners: list[Listener], sockets: Sequence[socket.socket] = ()) -> None:
         """Listen on each listener's address; or, with ``sockets`` (one per listener, in order,
-        already bound and listening: several worker processes share them), accept from those."""
+        already bound and listening: the primary's set for this worker, ``postier.supervisor``),
+        accept from those."""
         if sockets and len(sockets) != len(listeners):
             raise ValueError(f"{len(sockets)} listening sockets for {len(listeners)} listeners")
-        loop = asyncio.get_running_loop()
         if any(listener.implicit_tls for listener in listeners) and self.tls_context() is None:
             raise RuntimeError("a submissions listener needs a TLS certificate")
         for i, listener in enumerate(listeners):
-            if listener.implicit_tls:
-                self._start_implicit_tls(listener, sockets[i] if sockets else _listening_socket(listener))
-                continue
-            where: dict[str, Any] = (
-                {"sock": sockets[i]}
-                if sockets
-                else {"host": listener.host, "port": listener.port, "reuse_address": True}
-            )
-            server = await loop.create_server(
-                functools.partial(Session, self, listener),
-                backlog=1024,
-                **where,
-            )
-            self._servers.append(server)
+            await self._serve_on(listener, sockets[i] if sockets else None)
 
-    def _start_implicit_tls(self, listener: Listener, sock: socket.socket) -> None:
+    async def serve_also(
+        self, listeners: list[Listener], sockets: Sequence[socket.socket]
+    ) -> Callable[[], Awaitable[None]]:
+        """Accept from ``sockets`` too (one per listener, bound and listening: the set of a worker
+        that is down, ``postier.supervisor``), through duplicates of them. The function returned
+        stops that and leaves the sockets themselves open (the worker started again takes them);
+        ``shutdown`` stops it too."""
+        handles = [
+            await self._serve_on(listener, sock.dup())
+            for listener, sock in zip(listeners, sockets, strict=True)
+        ]
+
+        async def stop() -> None:
+            for handle in handles:
+                if isinstance(handle, ImplicitTlsAcceptor):
+                    if handle in self._acceptors:
+                        self._acceptors.remove(handle)
+                        await handle.close()
+                elif handle in self._servers:
+                    self._servers.remove(handle)
+                    handle.close()
+
+        return stop
+
+    async def _serve_on(
+        self, listener: Listener, sock: socket.socket | None
+    ) -> asyncio.Server | ImplicitTlsAcceptor:
+        if listener.implicit_tls:
+            return self._start_implicit_tls(listener, sock or _listening_socket(listener))
+        where: dict[str, Any] = (
+            {"sock": sock}
+            if sock is not None
+            else {"host": listener.host, "port": listener.port, "reuse_address": True}
+        )
+        server = await asyncio.get_running_loop().create_server(
+            functools.partial(Session, self, listener),
+            backlog=1024,
+            **where,
+        )
+        self._servers.append(server)
+        return server
+
+    def _start_implicit_tls(self, listener: Listener, sock: socket.socket) -> ImplicitTlsAcceptor:
         def admit(ip: str) -> tuple[str, Reply | None]:
             policy = self.live.policy
             return self.admission.admit(ip, policy.connections, rate_limited=policy.is_rate_limited(ip))
@@ -195,6 +224,7 @@ class SmtpServer:
         )
         acceptor.start()
         self._acceptors.append(acceptor)
+        return acceptor
 
     @property
     def sockets(self) -> list[tuple[str, int]]:
