@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from tests.waiting import eventually
+
 from postier.delivery.connection import SmtpConnection
 from postier.delivery.pool import ConnectionPool
 
@@ -107,3 +109,21 @@ async def test_close_quits_every_idle_connection_and_stops_reuse() -> None:
     pool.give("mx:a", conn("late", log))
     await pool.close()
     assert log[-1] == "quit late" and pool.idle_count() == 0
+
+
+async def test_one_timer_quits_each_connection_when_its_idle_time_is_up() -> None:
+    """The pool's single sweep timer: an older connection is QUIT at its own expiry, while a younger one
+    given back later stays until its own (the sweep comes back for it)."""
+    log: list[str] = []
+    clock = Clock()
+    pool = ConnectionPool(idle_s=0.2, max_messages=10, clock=clock)
+    pool.give("mx:a", conn("old", log))
+    clock.now += 0.1
+    pool.give("mx:b", conn("young", log))
+    clock.now += 0.1  # the sweep, due now in loop time, finds "old" expired and "young" not yet
+    await eventually(lambda: log == ["quit old"], "the old connection quit")
+    assert pool.idle_count("mx:b") == 1  # witnessed above: the sweep ran and kept it
+    clock.now += 0.1
+    await eventually(lambda: log == ["quit old", "quit young"], "the young connection quit at its turn")
+    assert pool.idle_count() == 0
+    await pool.close()

@@ -32,6 +32,26 @@ async def serve(
     hears each of these signals first (the primary passes them on to its workers). ``services`` run
     beside the server, in its loop, from its start to its stop."""
     app = Application(config, role)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reload: Callable[[], None] | None = None  # once started
+    reload_asked = False
+
+    def handle(sig: signal.Signals) -> None:
+        nonlocal reload_asked
+        if on_signal is not None:
+            on_signal(sig)
+        if sig != signal.SIGHUP:
+            stop.set()  # while starting: the server stops as soon as it has started
+        elif reload is None:
+            reload_asked = True  # while starting: applied once started
+        else:
+            reload()
+
+    # Installed before the listeners open: a signal that comes as soon as the port answers (a reload
+    # right after a start) must find its handler, not the default action, which ends the process.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, handle, sig)
     await app.start()
     extras = contextlib.AsyncExitStack()
     try:
@@ -43,20 +63,9 @@ async def serve(
         raise
     if started is not None:
         started(app)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
     reload = _reloader(app, load)
-
-    def handle(sig: signal.Signals) -> None:
-        if on_signal is not None:
-            on_signal(sig)
-        if sig == signal.SIGHUP:
-            reload()
-        else:
-            stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.add_signal_handler(sig, handle, sig)
+    if reload_asked:
+        reload()
     try:
         await stop.wait()
     finally:

@@ -122,6 +122,16 @@ class _Stream(asyncio.Protocol):
     async def writable(self) -> None:
         await self._writable.wait()
 
+    @property
+    def is_writable(self) -> bool:
+        """The transport takes more now (below its high-water mark): no need to wait."""
+        return self._writable.is_set()
+
+    @property
+    def has_input(self) -> bool:
+        """``take()`` would return something (or the EOF) without waiting."""
+        return bool(self._buffer) or self.is_eof
+
 
 class SmtpConnection:
     """One connected session; see the module docstring. Use ``open`` to make one."""
@@ -313,12 +323,15 @@ class SmtpConnection:
                 return self._fail(_timed_out("sending to the remote server"))
             if not isinstance(event, NeedData):
                 return event
-            timeout_s = self.engine.timeout_s or self.engine.timeouts.command_s
-            try:
-                async with asyncio.timeout(timeout_s):
-                    data = await self._stream.read()
-            except TimeoutError:
-                return self._fail(_timed_out("waiting for the remote server"))
+            if self._stream.has_input:  # already here: no timer to arm
+                data = self._stream.take()
+            else:
+                timeout_s = self.engine.timeout_s or self.engine.timeouts.command_s
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        data = await self._stream.read()
+                except TimeoutError:
+                    return self._fail(_timed_out("waiting for the remote server"))
             try:
                 self.engine.receive_data(data)
             except RemoteProtocolError as exc:
@@ -332,6 +345,8 @@ class SmtpConnection:
             if self._transport.is_closing():
                 return True
             self._transport.write(view[start : start + _CHUNK])
+            if self._stream.is_writable:  # below the high-water mark: go on without a timer
+                continue
             try:
                 async with asyncio.timeout(self.engine.timeouts.data_block_s):
                     await self._stream.writable()

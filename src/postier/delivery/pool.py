@@ -29,12 +29,13 @@ from postier.dns import Clock
 
 __all__ = ["ConnectionPool"]
 
+_SWEEP_MIN_S = 0.05
+
 
 @dataclass(slots=True)
 class _Idle:
     connection: SmtpConnection
     since: float
-    timer: asyncio.TimerHandle
 
 
 class ConnectionPool:
@@ -47,6 +48,9 @@ class ConnectionPool:
         self._idle: dict[str, list[_Idle]] = {}
         self._quitting: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._sweep: asyncio.TimerHandle | None = None
+        """One timer for the whole pool, due when the oldest idle connection expires (a timer per
+        connection given back cost more than the rest of ``give``)."""
 
     @property
     def is_enabled(self) -> bool:
@@ -63,7 +67,6 @@ class ConnectionPool:
         entries = self._idle.get(key)
         while entries:
             entry = entries.pop()
-            entry.timer.cancel()
             fresh = self._clock() - entry.since <= self.idle_s
             if fresh and entry.connection.poll():
                 return entry.connection
@@ -75,30 +78,42 @@ class ConnectionPool:
         if not self.is_enabled or connection.messages >= self.max_messages or not connection.is_usable:
             self._retire(connection)
             return
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(self.idle_s, self._expire, key, connection)
-        self._idle.setdefault(key, []).append(_Idle(connection, self._clock(), timer))
+        self._idle.setdefault(key, []).append(_Idle(connection, self._clock()))
+        if self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(self.idle_s, self._expire)
 
     async def close(self) -> None:
         """QUIT every idle connection and wait for all pending QUITs; no reuse afterwards."""
         self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         for entries in self._idle.values():
             for entry in entries:
-                entry.timer.cancel()
                 self._retire(entry.connection)
         self._idle.clear()
         while self._quitting:
             await asyncio.gather(*self._quitting, return_exceptions=True)
 
-    def _expire(self, key: str, connection: SmtpConnection) -> None:
-        entries = self._idle.get(key, [])
-        for i, entry in enumerate(entries):
-            if entry.connection is connection:
-                del entries[i]
-                self._retire(connection)
-                break
-        if not entries:
-            self._idle.pop(key, None)
+    def _expire(self) -> None:
+        """QUIT the connections idle for ``idle_s``; come back when the next one is due."""
+        self._sweep = None
+        now, oldest = self._clock(), None
+        for key in list(self._idle):
+            keep = []
+            for entry in self._idle[key]:
+                if now - entry.since >= self.idle_s:
+                    self._retire(entry.connection)
+                else:
+                    keep.append(entry)
+                    oldest = entry.since if oldest is None else min(oldest, entry.since)
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
+        if oldest is not None:
+            delay = max(oldest + self.idle_s - now, _SWEEP_MIN_S)
+            self._sweep = asyncio.get_running_loop().call_later(delay, self._expire)
 
     def _retire(self, connection: SmtpConnection) -> None:
         if not connection.is_usable:

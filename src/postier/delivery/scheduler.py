@@ -331,7 +331,10 @@ class Scheduler:
             size = self._settings.max_recipients_per_transaction
             batches = [items[i : i + size] for i in range(0, len(items), size)]
             message = LoadOnce(lambda: load(self._queue, message_id))
-            carried = await asyncio.gather(*(self._batch(route, courier, message, b) for b in batches))
+            if len(batches) == 1:  # the usual case: no gather (a future and a task per batch)
+                carried = [await self._batch(route, courier, message, batches[0])]
+            else:
+                carried = await asyncio.gather(*(self._batch(route, courier, message, b) for b in batches))
             done = [c for c in carried if c is not None and c.items]
             loaded = message.loaded  # None: deleted, or every batch met a dead destination
             if done and loaded is None:

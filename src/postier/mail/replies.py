@@ -9,6 +9,8 @@ Allowed codes per command follow RFC 5321 §4.3.2.
 
 from __future__ import annotations
 
+import functools
+
 from postier.mail.reply import EnhancedStatus, Reply
 
 __all__ = ["S", "dnsbl_blocked", "greeting", "queued"]
@@ -129,8 +131,10 @@ class S:
     DMARC_TEMPERROR = _r(451, "4.7.1", "DMARC policy of the From domain unavailable, try again later")
 
 
+@functools.lru_cache(maxsize=8)
 def greeting(hostname: str) -> Reply:
-    """The 220 greeting (RFC 5321 §4.3.1): no enhanced status before EHLO."""
+    """The 220 greeting (RFC 5321 §4.3.1): no enhanced status before EHLO. One per host name (every
+    connection asks)."""
     return Reply(220, None, f"{hostname} ESMTP Postier")
 
 

@@ -123,12 +123,15 @@ def _field_name(key: str) -> str:
 
 def _field_order(event: str, given: dict[str, object]) -> dict[str, object]:
     """``event``, ``sid``, ``id`` first, then the rest as given; trailing ``_`` dropped."""
-    renamed = {_field_name(key): value for key, value in given.items()}
     ordered: dict[str, object] = {"event": event}
     for key in _LEADING:
-        if key in renamed:
-            ordered[key] = renamed.pop(key)
-    ordered.update(renamed)
+        if key in given:
+            ordered[key] = given[key]
+    names = _names
+    for key, value in given.items():
+        name = names.get(key) or _field_name(key)
+        if name not in ordered:
+            ordered[name] = value
     return ordered
 
 
@@ -140,6 +143,11 @@ def mail_event(event: str, /, **fields: object) -> None:
     """
     if event not in EVENTS:
         raise ValueError(f"unknown mail event: {event!r}")
+    if not _subscribers and not _log.isEnabledFor(logging.INFO):
+        for key in fields:  # nobody reads it; the names are still checked (a programming error)
+            if key not in _names:
+                _field_name(key)
+        return
     ordered = _field_order(event, fields)
     if _log.isEnabledFor(logging.INFO):
         # What Logger.info does, without looking up the caller's file and line (never logged).

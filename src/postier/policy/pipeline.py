@@ -63,6 +63,8 @@ class _Step:
     name: str
     call: Callable[..., Any]
     on_failure: str
+    accepted: Verdict
+    """``ACCEPT`` by this check: what a plain accept becomes, built once rather than per call."""
 
     def failed(self, stage: Stage, why: str) -> Verdict:
         if self.on_failure == "accept":
@@ -93,7 +95,15 @@ class Pipeline:
             return _ACCEPTED
         verdicts: list[Verdict] = []
         for step in sync:
-            verdict = await _ask_sync(step, stage, args)
+            try:
+                result = step.call(*args)
+                if not isinstance(result, Verdict):  # a plain method that returned an awaitable
+                    result = await result
+            except Exception as exc:
+                _log.exception("check %s failed at %s", step.name, stage)
+                verdict = step.failed(stage, f"check failed: {type(exc).__name__}")
+            else:
+                verdict = _checked(step, stage, result)
             if verdict.is_refusal:
                 return Decision(verdict, (*_noted(verdicts), verdict))
             verdicts.append(verdict)
@@ -107,6 +117,8 @@ class Pipeline:
     async def _ask_async(
         self, steps: tuple[_Step, ...], stage: Stage, args: tuple[object, ...]
     ) -> list[Verdict]:
+        if len(steps) == 1:  # the usual case: no task of its own, the deadline as a timer
+            return [await self._ask_one(steps[0], stage, args)]
         tasks = [asyncio.ensure_future(cast(Awaitable[Verdict], step.call(*args))) for step in steps]
         _done, pending = await asyncio.wait(tasks, timeout=self.timeouts_s[stage])
         for task in pending:
@@ -124,24 +136,33 @@ class Pipeline:
             verdicts.append(_checked(step, stage, task.result()))
         return verdicts
 
+    async def _ask_one(self, step: _Step, stage: Stage, args: tuple[object, ...]) -> Verdict:
+        """One asynchronous check under the stage's deadline (what ``_ask_async`` does for several)."""
+        limit_s = self.timeouts_s[stage]
+        deadline = asyncio.timeout(limit_s)
+        try:
+            async with deadline:
+                result = await cast(Awaitable[Verdict], step.call(*args))
+        except TimeoutError as exc:
+            if deadline.expired():
+                return step.failed(stage, f"no answer within {limit_s:g}s")
+            _log.error("check %s failed at %s: %r", step.name, stage, exc, exc_info=exc)
+            return step.failed(stage, f"check failed: {type(exc).__name__}")
+        except Exception as exc:
+            _log.error("check %s failed at %s: %r", step.name, stage, exc, exc_info=exc)
+            return step.failed(stage, f"check failed: {type(exc).__name__}")
+        return _checked(step, stage, result)
+
 
 def _step(check: object, stage: Stage) -> _Step:
     name = str(getattr(check, "name", type(check).__name__))
-    return _Step(name, getattr(check, stage.method), str(getattr(check, "on_failure", "defer")))
-
-
-async def _ask_sync(step: _Step, stage: Stage, args: tuple[object, ...]) -> Verdict:
-    try:
-        result = step.call(*args)
-        if not isinstance(result, Verdict):  # a plain method that returned an awaitable
-            result = await result
-    except Exception as exc:
-        _log.exception("check %s failed at %s", step.name, stage)
-        return step.failed(stage, f"check failed: {type(exc).__name__}")
-    return _checked(step, stage, result)
+    call = getattr(check, stage.method)
+    return _Step(name, call, str(getattr(check, "on_failure", "defer")), ACCEPT.by(name))
 
 
 def _checked(step: _Step, stage: Stage, result: object) -> Verdict:
+    if result is ACCEPT:
+        return step.accepted
     if not isinstance(result, Verdict):
         _log.error("check %s returned %r, not a Verdict", step.name, result)
         return step.failed(stage, "check returned no verdict")

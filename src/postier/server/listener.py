@@ -70,8 +70,18 @@ class Listener:
     def implicit_tls(self) -> bool:
         return self.mode == "submissions"
 
+    _under_tls: EngineSettings | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Built once: every connection asks (replace() costs more than the rest of a session's set-up).
+        under_tls = replace(self.settings, is_tls=True, can_starttls=False)
+        object.__setattr__(self, "_under_tls", under_tls)
+
     def engine_settings(self, *, is_tls: bool) -> EngineSettings:
-        return replace(self.settings, is_tls=is_tls, can_starttls=self.settings.can_starttls and not is_tls)
+        if not is_tls:
+            return self.settings if not self.settings.is_tls else replace(self.settings, is_tls=False)
+        assert self._under_tls is not None
+        return self._under_tls
 
 
 def listener_settings(mode: str, base: EngineSettings, *, has_tls: bool, has_auth: bool) -> EngineSettings:

@@ -16,7 +16,6 @@ session id, and nothing of it reaches the client.
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import ssl
 import time
@@ -58,9 +57,15 @@ _EVENTS_PER_TURN = 16  # events answered before the session lets the other sessi
 _log = get_logger("postier.server")
 
 
+_B32 = "abcdefghijklmnopqrstuvwxyz234567"
+_SHIFTS = (35, 30, 25, 20, 15, 10, 5, 0)
+
+
 def new_session_id() -> str:
-    """Short, unique enough for a day of logs, safe in a log line."""
-    return base64.b32encode(os.urandom(5)).decode("ascii").lower()
+    """Short, unique enough for a day of logs, safe in a log line: 40 random bits in 8 characters of
+    the RFC 4648 base32 alphabet, lower case (what ``base64.b32encode`` gives, without its cost)."""
+    n = int.from_bytes(os.urandom(5), "big")
+    return "".join([_B32[(n >> shift) & 31] for shift in _SHIFTS])
 
 
 class Session(asyncio.Protocol):
