@@ -223,3 +223,72 @@ def test_one_ipv6_64_cannot_take_every_slot() -> None:
     key = admission.admit("192.0.2.1", limits, rate_limited=True)[0]
     admission.release(key)
     assert admission.total == 4 and admission.count("192.0.2.1") == 0
+
+
+class Waits:
+    """One asynchronous check that waits several times (DNS, then a cache), then answers or raises."""
+
+    name = "waits"
+
+    def __init__(self, verdict: Verdict | None, waits: int = 3) -> None:
+        self.verdict, self.waits = verdict, waits
+        self.cancelled = False
+
+    async def on_rcpt(self, client: Client, txn: Transaction, rcpt: Recipient) -> Verdict:
+        try:
+            for _ in range(self.waits):
+                await asyncio.sleep(0)
+            await asyncio.get_running_loop().run_in_executor(None, lambda: None)  # a real future
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        if self.verdict is None:
+            raise LookupError("the lookup broke after waiting")
+        return self.verdict
+
+
+async def test_a_lone_async_check_that_waits_is_followed_to_its_answer() -> None:
+    decision = await Pipeline([Waits(reject(S.RELAY_DENIED, "no"))]).run(Stage.RCPT, CLIENT, TXN, RCPT)
+    assert decision.verdict.action is Action.REJECT and decision.verdict.check == "waits"
+
+
+async def test_a_lone_async_check_that_raises_after_waiting_defers() -> None:
+    decision = await Pipeline([Waits(None)]).run(Stage.RCPT, CLIENT, TXN, RCPT)
+    assert decision.verdict.reply == S.POLICY_TEMPFAIL
+    assert decision.verdict.reason == "check failed: LookupError"
+
+
+class Hangs:
+    """An asynchronous check that never answers; says whether it was cancelled."""
+
+    name = "hangs"
+
+    def __init__(self) -> None:
+        self.waiting = asyncio.Event()
+        self.cancelled = False
+
+    async def on_rcpt(self, client: Client, txn: Transaction, rcpt: Recipient) -> Verdict:
+        self.waiting.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        raise AssertionError("never answered")
+
+
+async def test_a_lone_async_check_past_the_deadline_is_cancelled() -> None:
+    hangs = Hangs()
+    decision = await Pipeline([hangs], timeouts_s={Stage.RCPT: 0.01}).run(Stage.RCPT, CLIENT, TXN, RCPT)
+    assert "no answer within" in decision.verdict.reason
+    assert hangs.cancelled
+
+
+async def test_cancelling_the_session_cancels_the_check_it_waits_on() -> None:
+    hangs = Hangs()
+    run = asyncio.ensure_future(Pipeline([hangs]).run(Stage.RCPT, CLIENT, TXN, RCPT))
+    await hangs.waiting.wait()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert hangs.cancelled

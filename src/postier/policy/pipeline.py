@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -139,10 +140,18 @@ class Pipeline:
     async def _ask_one(self, step: _Step, stage: Stage, args: tuple[object, ...]) -> Verdict:
         """One asynchronous check under the stage's deadline (what ``_ask_async`` does for several)."""
         limit_s = self.timeouts_s[stage]
-        deadline = asyncio.timeout(limit_s)
+        coro = cast(Coroutine[Any, Any, Verdict], step.call(*args))
+        try:  # its first step, here: most answer without waiting (a trusted client, a cached result)
+            first = coro.send(None)
+        except StopIteration as done:
+            return _checked(step, stage, done.value)
+        except Exception as exc:
+            _log.error("check %s failed at %s: %r", step.name, stage, exc, exc_info=exc)
+            return step.failed(stage, f"check failed: {type(exc).__name__}")
+        deadline = asyncio.timeout(limit_s)  # it waits: the rest under the stage's deadline
         try:
             async with deadline:
-                result = await cast(Awaitable[Verdict], step.call(*args))
+                result = await _resume(coro, first)
         except TimeoutError as exc:
             if deadline.expired():
                 return step.failed(stage, f"no answer within {limit_s:g}s")
@@ -152,6 +161,28 @@ class Pipeline:
             _log.error("check %s failed at %s: %r", step.name, stage, exc, exc_info=exc)
             return step.failed(stage, f"check failed: {type(exc).__name__}")
         return _checked(step, stage, result)
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, Verdict], waiting: Any) -> Generator[Any, Any, Verdict]:
+    """Go on with ``coro``, suspended on ``waiting`` after its first step: the task awaiting this sees
+    each of its waits and resumes it (or throws into it: a cancellation), as ``await coro`` would."""
+    while True:
+        try:
+            sent = yield waiting
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                waiting = coro.throw(exc)
+            except StopIteration as done:
+                return cast(Verdict, done.value)
+        else:
+            try:
+                waiting = coro.send(sent)
+            except StopIteration as done:
+                return cast(Verdict, done.value)
 
 
 def _step(check: object, stage: Stage) -> _Step:
