@@ -146,6 +146,10 @@ def _goals(results: Results) -> list[str]:
         rows.append((f"acceptance {m.case}: Postier / aiosmtpd", vs(m, "aiosmtpd"), 3.0, True, True))
     for m in find("relay", "msg/s"):
         rows.append((f"end-to-end relay {m.case}: Postier / Postfix", vs(m, "postfix"), 2.0, True, True))
+    for m in find("relay", "server CPU ms/msg"):
+        if m.case.startswith("1 KiB"):
+            what = f"server CPU per message end to end, {m.case}: ms"
+            rows.append((what, results.median(m, "postier"), 0.6, False, True))
     for m in find("connect", "sessions/s"):
         name = "connections/s, empty sessions: Postier / Postfix (the 2× of the other goals)"
         rows.append((name, vs(m, "postfix"), 2.0, True, True))

@@ -30,6 +30,7 @@ from bench.servers import WORKERS, Kind, kinds
 REPO = Path(__file__).resolve().parent.parent
 SCENARIO_NAMES = ("limits", "acceptance", "relay", "connect", "idle", "latency")
 CONNECT_KINDS = ("postier", "postierw", "postfix", "aiosmtpd", "sink")
+CPU_UNIT = "server CPU ms/msg"
 RELAY_KINDS = ("postier", "postierw", "postierdkim", "postierdkim2", "postfix", "aiosmtpd")
 DOCS = REPO / "docs" / "benchmarks.md"
 MARK_START, MARK_END = "<!-- bench:latest:start -->", "<!-- bench:latest:end -->"
@@ -103,6 +104,22 @@ def _measure(results: Results, metric: Metric, server: str, fn: Callable[[], flo
     _say(f"  {metric.scenario} / {metric.case} / {server}: {value:,.2f} {metric.unit}")
 
 
+def _measure_throughput(
+    results: Results, scenario: str, case: str, server: str, fn: Callable[[], sc.Throughput]
+) -> None:
+    """msg/s and the server's CPU per message, from one measurement."""
+    rate, cpu = Metric(scenario, case, "msg/s"), Metric(scenario, case, CPU_UNIT, False)
+    try:
+        got = fn()
+    except Exception as exc:
+        _say(f"  {scenario} / {case} / {server}: FAILED {exc}")
+        results.note(rate, server, f"failed: {str(exc)[:80]}")
+        return
+    results.add(rate, server, got.msg_per_s)
+    results.add(cpu, server, got.server_cpu_ms)
+    _say(f"  {scenario} / {case} / {server}: {got.msg_per_s:,.0f} msg/s, {got.server_cpu_ms:.3f} {CPU_UNIT}")
+
+
 def preflight(active: list[Kind], plan: sc.Plan) -> dict[str, str]:
     """Start and stop each server once; a server that cannot start is left out of the whole run."""
     broken: dict[str, str] = {}
@@ -127,17 +144,19 @@ def _round(
             lambda: sc.fsync_rate(plan.workdir),
         )
     for case in plan.cases if "acceptance" in chosen else []:
-        m = Metric("acceptance", case.name + f", {case.messages:,} msgs", "msg/s")
+        name = case.name + f", {case.messages:,} msgs"
         for kind in active:
-            _measure(results, m, kind.key, lambda k=kind, c=case: sc.acceptance(k, c, plan))  # type: ignore[misc]
+            _measure_throughput(
+                results, "acceptance", name, kind.key, lambda k=kind, c=case: sc.acceptance(k, c, plan)
+            )  # type: ignore[misc]
     peers = [k for k in active if k.key in ("postier", "postfix", "aiosmtpd")]
-    for pattern, reuse in sc.PATTERNS if "relay" in chosen else ():
-        m = Metric("relay", f"1 KiB, 20 sessions, {pattern}, {plan.relay_messages:,} msgs", "msg/s")
+    for case in sc.relay_cases(plan) if "relay" in chosen else ():
+        name = case.name + f", {case.messages:,} msgs"
         for kind in [k for k in active if k.key in RELAY_KINDS]:
             if kind.key in relay_off:
-                results.note(m, kind.key, relay_off[kind.key])
+                results.note(Metric("relay", name, "msg/s"), kind.key, relay_off[kind.key])
                 continue
-            _measure(results, m, kind.key, lambda k=kind, r=reuse: sc.relay(k, plan, r))  # type: ignore[misc]
+            _measure_throughput(results, "relay", name, kind.key, lambda k=kind, c=case: sc.relay(k, plan, c))  # type: ignore[misc]
     if "connect" in chosen:
         for kind in [k for k in active if k.key in CONNECT_KINDS]:
             _connect_round(results, plan, kind)

@@ -78,23 +78,36 @@ class Plan:
 def plan_cases(quick: bool, only: list[str] | None = None, messages: int | None = None) -> list[AcceptCase]:
     """The acceptance cases; ``only`` keeps those whose name contains one of the texts."""
     n = messages or (2_000 if quick else 20_000)
-    shapes = [
-        ("1 KiB, 20 sessions", 1024, 20),
-        ("1 KiB, 100 sessions", 1024, 100),
-        ("100 KiB, 20 sessions", 100 * 1024, 20),
-    ]
     cases = [
         AcceptCase(f"{name}, {pattern}", size, sessions, n, reuse)
-        for name, size, sessions in shapes
+        for name, size, sessions in SHAPES
         for pattern, reuse in PATTERNS
     ]
     return [c for c in cases if not only or any(t in c.name for t in only)]
 
 
-def acceptance(kind: Kind, case: AcceptCase, plan: Plan) -> float:
-    """Durable acceptance: messages per second until the last 250 (smtp-source exits)."""
+SHAPES = (
+    ("1 KiB, 20 sessions", 1024, 20),
+    ("1 KiB, 100 sessions", 1024, 100),
+    ("100 KiB, 20 sessions", 100 * 1024, 20),
+    ("100 KiB, 100 sessions", 100 * 1024, 100),
+)
+"""Every cell of issue 19's goals: 1 KiB and 100 KiB, 20 and 100 sessions (each in both PATTERNS)."""
+
+
+@dataclass(frozen=True)
+class Throughput:
+    msg_per_s: float
+    server_cpu_ms: float
+    """CPU of the server's whole process tree (user + system, reaped children included) per message."""
+
+
+def acceptance(kind: Kind, case: AcceptCase, plan: Plan) -> Throughput:
+    """Durable acceptance: messages per second until the last 250 (smtp-source exits), and the server's
+    CPU per message over the same time."""
     port = plan.ports.take()
-    with kind.launch(plan.root(kind), port, None):
+    with kind.launch(plan.root(kind), port, None) as pid:
+        cpu = tree_cpu_s(pid)
         elapsed = smtp_source(
             port,
             sessions=case.sessions,
@@ -104,32 +117,35 @@ def acceptance(kind: Kind, case: AcceptCase, plan: Plan) -> float:
             timeout_s=plan.timeout_s,
             reuse=case.reuse,
         )
-    return case.messages / elapsed
+        cpu = tree_cpu_s(pid) - cpu
+    return Throughput(case.messages / elapsed, cpu * 1000 / case.messages)
 
 
-def _relay_run(kind: Kind, plan: Plan, messages: int, wait_s: float, reuse: bool = True) -> tuple[int, float]:
-    """Returns (messages the sink counted, seconds from the first message in until the last counted)."""
+def _relay_run(kind: Kind, plan: Plan, case: AcceptCase, wait_s: float) -> tuple[int, float, float]:
+    """Returns (messages the sink counted, seconds from the first message in until the last counted,
+    the server's CPU seconds meanwhile)."""
     sink_port, port = plan.ports.take(), plan.ports.take()
-    with start_sink(sink_port) as sink, kind.launch(plan.root(kind), port, sink_port):
+    with start_sink(sink_port) as sink, kind.launch(plan.root(kind), port, sink_port) as pid:
+        cpu = tree_cpu_s(pid)
         start = time.perf_counter()
         smtp_source(
             port,
-            sessions=20,
-            messages=messages,
-            size=1024,
+            sessions=case.sessions,
+            messages=case.messages,
+            size=case.size,
             rcpt=f"user@{RELAY_DOMAIN}",
             timeout_s=plan.timeout_s,
-            reuse=reuse,
+            reuse=case.reuse,
         )
         deadline = time.monotonic() + wait_s
-        while sink.count < messages and time.monotonic() < deadline:
+        while sink.count < case.messages and time.monotonic() < deadline:
             time.sleep(0.005)
-        return sink.count, time.perf_counter() - start
+        return sink.count, time.perf_counter() - start, tree_cpu_s(pid) - cpu
 
 
 def relay_probe(kind: Kind, plan: Plan) -> str | None:
     """One message through the server to a sink: None if it arrives, else why relay is unavailable."""
-    counted, _ = _relay_run(kind, plan, 1, 10.0)
+    counted, _, _ = _relay_run(kind, plan, AcceptCase("probe", 1024, 1, 1), 10.0)
     return (
         None
         if counted >= 1
@@ -137,13 +153,18 @@ def relay_probe(kind: Kind, plan: Plan) -> str | None:
     )
 
 
-def relay(kind: Kind, plan: Plan, reuse: bool = True) -> float:
-    """End-to-end relay: messages per second from the first message in until the sink counted the last;
-    ``reuse``: the client's sessions reuse their connections (else one message per connection)."""
-    counted, elapsed = _relay_run(kind, plan, plan.relay_messages, plan.timeout_s, reuse)
-    if counted < plan.relay_messages:
-        raise RuntimeError(f"sink counted {counted} of {plan.relay_messages}")
-    return plan.relay_messages / elapsed
+def relay_cases(plan: Plan) -> list[AcceptCase]:
+    """The relay scenario's cases: the acceptance shapes chosen (``--case``), ``relay_messages`` each."""
+    return [AcceptCase(c.name, c.size, c.sessions, plan.relay_messages, c.reuse) for c in plan.cases]
+
+
+def relay(kind: Kind, plan: Plan, case: AcceptCase) -> Throughput:
+    """End-to-end relay: messages per second from the first message in until the sink counted the
+    last, and the server's CPU per message (reception, queue and delivery) over the same time."""
+    counted, elapsed, cpu = _relay_run(kind, plan, case, plan.timeout_s)
+    if counted < case.messages:
+        raise RuntimeError(f"sink counted {counted} of {case.messages}")
+    return Throughput(case.messages / elapsed, cpu * 1000 / case.messages)
 
 
 @dataclass(frozen=True)

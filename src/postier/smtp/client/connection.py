@@ -116,13 +116,16 @@ class ClientConnection:
         if not self._expect or self._tls_pending:
             return None
         t = self.timeouts
-        return {
-            Kind.GREETING: t.greeting_s,
-            Kind.MAIL: t.mail_s,
-            Kind.RCPT: t.rcpt_s,
-            Kind.DATA: t.data_init_s,
-            Kind.DATA_END: t.data_end_s,
-        }.get(self._expect[0], t.command_s)
+        kind = self._expect[0]
+        if kind is Kind.RCPT:
+            return t.rcpt_s
+        if kind is Kind.MAIL:
+            return t.mail_s
+        if kind is Kind.DATA:
+            return t.data_init_s
+        if kind is Kind.DATA_END:
+            return t.data_end_s
+        return t.greeting_s if kind is Kind.GREETING else t.command_s
 
     # --- input -------------------------------------------------------------------------------------
 

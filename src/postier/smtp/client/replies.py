@@ -43,6 +43,10 @@ MAX_REPLY_LINES = 100  # lines in one multi-line reply (a long EHLO reply has ~2
 _LINE = re.compile(r"([2-5][0-9][0-9])([ -]|$)")
 _STATUS = re.compile(r"([245])\.([0-9]{1,3})\.([0-9]{1,3})(?: |$)")
 _BAD_TEXT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_ONE_LINE: dict[bytes, Reply] = {}
+"""One-line replies already parsed, by their octets: a peer answers every MAIL, RCPT and DATA the
+same way (the final reply, with its queue id, differs each time and is not kept once the map is full)."""
+_ONE_LINE_MAX = 256
 
 
 def protocol_error(why: str) -> RemoteProtocolError:
@@ -91,6 +95,17 @@ class ReplyReader:
         return replies
 
     def _line(self, raw: bytes) -> Reply | None:
+        if self._code is None:  # a whole one-line reply seen before (MAIL's, RCPT's, DATA's 354): reuse it
+            known = _ONE_LINE.get(raw)
+            if known is not None:
+                return known
+            reply = self._parse_line(raw)
+            if reply is not None and len(_ONE_LINE) < _ONE_LINE_MAX:
+                _ONE_LINE[raw] = reply
+            return reply
+        return self._parse_line(raw)
+
+    def _parse_line(self, raw: bytes) -> Reply | None:
         body = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
         if b"\r" in body:
             raise protocol_error("Bare CR in a reply line")
