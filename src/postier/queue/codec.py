@@ -8,15 +8,21 @@ and handed out as aware UTC datetimes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from postier.mail.address import Address
 from postier.mail.envelope import BodyType, ClientInfo, Envelope, Notify, Recipient, Ret
 from postier.queue.model import MessageStatus, MessageSummary, QueueId, RecipientState
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+"""msgspec's JSON for the envelope column: the same text as ``json`` (compact, UTF-8 unescaped), a few
+microseconds less per message each way."""
 
 __all__ = [
     "SUMMARY_RECIPIENT_COLUMNS",
@@ -63,11 +69,11 @@ def encode_envelope(envelope: Envelope) -> str:
         "requiretls": envelope.requiretls,
         "client": {name: getattr(envelope.client, name) for name in _CLIENT_FIELDS},
     }
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return _json_encode(data).decode("utf-8")  # compact, UTF-8 as is: what json.dumps wrote before
 
 
 def decode_envelope(text: str, recipients: tuple[Recipient, ...]) -> Envelope:
-    data = json.loads(text)
+    data = _json_decode(text)
     sender = None if data["sender"] is None else Address(*data["sender"])
     return Envelope(
         sender=sender,
