@@ -1,8 +1,9 @@
-"""``[server] workers = 2``: `postier serve` as a real process with a receiving worker beside it.
+"""``[server] workers = 2``: `postier serve` as a real process with two receiving workers beside it.
 
-What an operator checks: both processes take mail from the same port into the same queue, and
-every message is delivered once (by the primary); a worker that dies is started again; SIGHUP
-reaches every process; SIGTERM stops them all, and a killed primary does not leave a worker behind.
+What an operator checks: both workers take mail from the same port into the same queue, and every
+message is delivered once (by the primary, which receives nothing meanwhile); a worker that dies is
+started again; SIGHUP reaches every process; SIGTERM stops them all, and a killed primary does not
+leave a worker behind.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def _start(tmp_path: Path, data: dict[str, Any]) -> PostierProcess:
     add_users(tmp_path / "var", RCPT)
     process = PostierProcess(tmp_path, data)
     process.start()
-    _wait(lambda: "worker=1 event=ready" in process.log(), "worker 1 never got ready", process)
+    ready = ("worker=1 event=ready", "worker=2 event=ready")
+    _wait(lambda: all(line in process.log() for line in ready), "a worker never got ready", process)
     return process
 
 
@@ -75,14 +77,14 @@ def _alive(pid: int) -> bool:
         return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_both_processes_take_mail_on_one_port_and_each_message_is_delivered_once(tmp_path: Path) -> None:
+def test_both_workers_take_mail_on_one_port_and_each_message_is_delivered_once(tmp_path: Path) -> None:
     process = _start(tmp_path, _config(tmp_path))
     try:
         port = process.ports["smtp"]
         subjects: list[str] = []
-        # The kernel hands each connection to whichever process accepts first: go on until both have
-        # queued mail (a bound keeps a broken worker from looping forever).
-        while not all(f"worker={i} event=queued" in process.log() for i in (0, 1)):
+        # The kernel spreads the connections over the workers' sockets: go on until both have queued
+        # mail (a bound keeps a broken worker from looping forever).
+        while not all(f"worker={i} event=queued" in process.log() for i in (1, 2)):
             assert len(subjects) < 400, "one process never queued anything:\n" + process.log()
             subjects.append(f"message {len(subjects)}")
             assert b"queued as" in _send(port, subjects[-1])
@@ -94,6 +96,7 @@ def test_both_processes_take_mail_on_one_port_and_each_message_is_delivered_once
         deliveries = [line for line in process.log().splitlines() if "event=delivery" in line]
         assert len(deliveries) == len(subjects)
         assert all(" worker=0 " in line for line in deliveries)  # only the primary delivers
+        assert "worker=0 event=connect" not in process.log()  # and receives nothing meanwhile
     finally:
         process.kill()
 
@@ -144,7 +147,7 @@ def test_sighup_reaches_every_process(tmp_path: Path) -> None:
         tmp.write_text(tomli_w.dumps(data))
         tmp.replace(process.config_path)
         process.signal(signal.SIGHUP)
-        reloaded = [f'worker={i} logger=postier.app msg="configuration reloaded"' for i in (0, 1)]
+        reloaded = [f'worker={i} logger=postier.app msg="configuration reloaded"' for i in (0, 1, 2)]
         _wait(lambda: all(line in process.log() for line in reloaded), "not every process reloaded", process)
         for i in range(10):  # whichever process takes them, the new domain is local now
             assert b"queued as" in _send(process.ports["smtp"], f"new domain {i}", "postmaster@new.example")
@@ -158,7 +161,7 @@ def test_sigterm_stops_every_process_and_a_killed_primary_leaves_no_worker(tmp_p
     worker = _worker_pid(process, 1)
     assert process.stop() == 0
     assert not _alive(worker)
-    assert process.log().count("event=stopped") == 2
+    assert process.log().count("event=stopped") == 3  # the primary and its two workers
 
     second = tmp_path / "second"
     second.mkdir()

@@ -78,8 +78,8 @@ nameservers = ["127.0.0.1:5353"]
         ({"server": {"max_message_bytes": "big"}}, "server.max_message_bytes", "Expected `int`"),
         ({"tls": {"cert": "a.pem"}}, "tls", "both"),
         ({"dns": {"nameservers": ["127.0.0.1:x"]}}, "dns.nameservers[0]", "invalid port"),
-        ({"server": {"workers": -1}}, "server.workers", "between 1 and 32"),
-        ({"server": {"workers": 33}}, "server.workers", "between 1 and 32"),
+        ({"server": {"workers": -1}}, "server.workers", "between 1 and 31"),
+        ({"server": {"workers": 32}}, "server.workers", "between 1 and 31"),
         ({"server": {"workers": 2}, "metrics": {"address": "127.0.0.1:9"}}, "metrics.address", "workers = 1"),
     ],
 )
@@ -91,7 +91,7 @@ def test_bad_configuration_names_the_key(data: dict[str, object], path: str, fra
 
 
 def test_workers_default_to_one_per_core_but_one_with_metrics() -> None:
-    cores = min(len(os.sched_getaffinity(0)), 32)
+    cores = min(len(os.sched_getaffinity(0)), 31)
     assert parse_config({}).server.workers == cores
     assert parse_config({"server": {"workers": 0}}).server.workers == cores
     assert parse_config({"server": {"workers": 3}}).server.workers == 3

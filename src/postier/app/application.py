@@ -80,11 +80,12 @@ class Role:
     """The part of the work this process does (``server.workers``, postier/supervisor.py)."""
 
     index: int = 0
-    """0: the primary (receives, delivers, purges, serves metrics); above 0: a worker that receives only."""
+    """0: the primary (delivers, purges, serves metrics); above 0: a worker that receives only."""
     sockets: tuple[socket.socket, ...] = ()
     """Listening sockets the primary bound, one per listener in order; empty: bind them here."""
     notify: Callable[[], None] | None = None
     """A receiving worker's word to the primary that mail was queued (the primary wakes delivery)."""
+    receives: bool = True  # False: a primary of workers (it receives only for one that is down)
 
     @property
     def delivers(self) -> bool:
@@ -264,7 +265,8 @@ class Application:
         try:
             if self.metrics is not None:
                 await self.metrics.start()
-            await self.server.start(self._listeners(), self.role.sockets)
+            if self.role.receives:
+                await self.server.start(self._listeners(), self.role.sockets)
         except BaseException:
             if self.metrics is not None:
                 await self.metrics.close()
@@ -294,8 +296,7 @@ class Application:
         mail_event("ready", listeners=addresses, hostname=self.config.server.hostname)
 
     async def serve_also(self, sockets: tuple[socket.socket, ...]) -> Callable[[], Awaitable[None]]:
-        """Accept from another worker's listening sockets too, while it is down (the function
-        returned stops that: ``SmtpServer.serve_also``)."""
+        """Accept from a worker's sockets while it is down; the function returned stops that."""
         return await self.server.serve_also(self._listeners(), sockets)
 
     async def _purge_forever(self) -> None:

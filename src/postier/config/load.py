@@ -45,11 +45,11 @@ def parse_config(data: dict[str, Any]) -> Config:
 
 
 def _resolve_workers(config: Config) -> Config:
-    """``server.workers = 0``: one per CPU core this process may run on (its affinity, at most 32),
+    """``server.workers = 0``: one per CPU core this process may run on (its affinity, at most 31),
     or 1 when metrics are served (one process's counters would pass for all)."""
     if config.server.workers != 0:
         return config
-    cores = 1 if config.metrics.address else min(len(os.sched_getaffinity(0)), 32)
+    cores = 1 if config.metrics.address else min(len(os.sched_getaffinity(0)), 31)
     return msgspec.structs.replace(config, server=msgspec.structs.replace(config.server, workers=cores))
 
 
@@ -110,8 +110,8 @@ def _check(config: Config) -> None:
         except ValueError as exc:
             raise ConfigError("metrics.address", str(exc)) from None
     _check_api(config)
-    if not 0 <= config.server.workers <= 32:
-        raise ConfigError("server.workers", "must be between 1 and 32, or 0 (one per core)")
+    if not 0 <= config.server.workers <= 31:  # with the primary, 32 processes: 32 id shards (queue/ids.py)
+        raise ConfigError("server.workers", "must be between 1 and 31, or 0 (one per core)")
     if config.server.workers > 1 and config.metrics.address:
         raise ConfigError(
             "metrics.address", "needs server.workers = 1 (metrics over several workers are not built yet)"

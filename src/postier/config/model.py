@@ -121,10 +121,11 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Name of this node in a cluster sharing a PostgreSQL queue (queue.backend = "postgres"): its leases
     carry it, so the tools say which node holds what. Unique per node. Empty: the machine's host name."""
     workers: int = 0
-    """Processes that receive mail on the same ports, sharing the queue: 1 to 32, or 0 (the default)
-    for one per CPU core this process may run on (at most 32; 1 with [metrics], see below). With 1,
+    """Processes that receive mail on the same ports, sharing the queue: 1 to 31, or 0 (the default)
+    for one per CPU core this process may run on (at most 31; 1 with [metrics], see below). With 1,
     one process does everything. With N > 1 (docs/operations.md, "Workers"), the first process
-    receives, delivers, purges and supervises N - 1 more that receive only. Counters kept in memory
+    delivers, purges and supervises N more that receive (it receives only for one that is down), so
+    N + 1 processes run. Counters kept in memory
     are per process: with N workers a client can reach N times max_connections,
     max_connections_per_ip, the [limits] rates and auth.max_failures. Needs a restart. [metrics]
     needs one process (one process's counters would pass for all): with metrics.address set, 0 means
