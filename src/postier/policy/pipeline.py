@@ -67,6 +67,11 @@ class _Step:
     accepted: Verdict
     """``ACCEPT`` by this check: what a plain accept becomes, built once rather than per call."""
 
+    def crashed(self, stage: Stage, exc: BaseException) -> Verdict:
+        """The check raised ``exc``: logged with its traceback (never sent), its failure verdict."""
+        _log.error("check %s failed at %s: %r", self.name, stage, exc, exc_info=exc)
+        return self.failed(stage, f"check failed: {type(exc).__name__}")
+
     def failed(self, stage: Stage, why: str) -> Verdict:
         if self.on_failure == "accept":
             return Verdict(Action.ACCEPT, reason=f"{why}; skipped", check=self.name)
@@ -101,8 +106,7 @@ class Pipeline:
                 if not isinstance(result, Verdict):  # a plain method that returned an awaitable
                     result = await result
             except Exception as exc:
-                _log.exception("check %s failed at %s", step.name, stage)
-                verdict = step.failed(stage, f"check failed: {type(exc).__name__}")
+                verdict = step.crashed(stage, exc)
             else:
                 verdict = _checked(step, stage, result)
             if verdict.is_refusal:
@@ -131,14 +135,14 @@ class Pipeline:
                 continue
             exc = task.exception()
             if exc is not None:
-                _log.error("check %s failed at %s: %r", step.name, stage, exc, exc_info=exc)
-                verdicts.append(step.failed(stage, f"check failed: {type(exc).__name__}"))
+                verdicts.append(step.crashed(stage, exc))
                 continue
             verdicts.append(_checked(step, stage, task.result()))
         return verdicts
 
     async def _ask_one(self, step: _Step, stage: Stage, args: tuple[object, ...]) -> Verdict:
-        """One asynchronous check under the stage's deadline (what ``_ask_async`` does for several)."""
+        """One asynchronous check (what ``_ask_async`` does for several): its first step at once, and if
+        it then waits, the rest under the stage's deadline."""
         limit_s = self.timeouts_s[stage]
         coro = cast(Coroutine[Any, Any, Verdict], step.call(*args))
         try:  # its first step, here: most answer without waiting (a trusted client, a cached result)
@@ -146,8 +150,7 @@ class Pipeline:
         except StopIteration as done:
             return _checked(step, stage, done.value)
         except Exception as exc:
-            _log.error("check %s failed at %s: %r", step.name, stage, exc, exc_info=exc)
-            return step.failed(stage, f"check failed: {type(exc).__name__}")
+            return step.crashed(stage, exc)
         deadline = asyncio.timeout(limit_s)  # it waits: the rest under the stage's deadline
         try:
             async with deadline:
@@ -155,11 +158,9 @@ class Pipeline:
         except TimeoutError as exc:
             if deadline.expired():
                 return step.failed(stage, f"no answer within {limit_s:g}s")
-            _log.error("check %s failed at %s: %r", step.name, stage, exc, exc_info=exc)
-            return step.failed(stage, f"check failed: {type(exc).__name__}")
+            return step.crashed(stage, exc)
         except Exception as exc:
-            _log.error("check %s failed at %s: %r", step.name, stage, exc, exc_info=exc)
-            return step.failed(stage, f"check failed: {type(exc).__name__}")
+            return step.crashed(stage, exc)
         return _checked(step, stage, result)
 
 
