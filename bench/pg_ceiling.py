@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+from tests.pgcluster import private_cluster
 
 from bench.cluster import _cpu_s, _postgres_pids
 from bench.procs import PortPool
@@ -31,7 +32,6 @@ from postier.mail.address import Address
 from postier.mail.envelope import Envelope, Recipient
 from postier.queue import RecipientResult, RecipientState
 from postier.queue.postgres import PostgresQueue
-from tests.pgcluster import private_cluster
 
 
 async def _commits(dsn: str, connections: int, seconds: float) -> float:
@@ -74,10 +74,15 @@ async def _lifecycle(dsn: str, data: Path, nodes: int, messages: int) -> dict[st
             if not items:
                 await asyncio.sleep(0.005)
                 continue
-            await q.record([RecipientResult(r.message_id, r.index, RecipientState.DELIVERED, "250 ok") for r in items])
+            await q.record(
+                [RecipientResult(r.message_id, r.index, RecipientState.DELIVERED, "250 ok") for r in items]
+            )
             delivered[0] += len(items)
 
-    stats = "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted FROM pg_stat_database WHERE datname = current_database()"
+    stats = (
+        "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted FROM pg_stat_database"
+        " WHERE datname = current_database()"
+    )
     admin = await asyncpg.connect(dsn)
     await admin.execute("SELECT pg_stat_reset()")
     cpu = _cpu_s(_postgres_pids(data))
@@ -101,7 +106,9 @@ async def _lifecycle(dsn: str, data: Path, nodes: int, messages: int) -> dict[st
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--connections", type=int, action="append")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--nodes", type=int, action="append")
@@ -110,12 +117,17 @@ async def main() -> None:
     ports = PortPool(43000)
     with private_cluster(ports.take()) as pg:
         for n in args.connections or [1, 8, 32]:
-            print(f"commits: {n:>3} connections  {await _commits(pg.dsn, n, args.seconds):8.0f} commits/s", flush=True)
+            print(
+                f"commits: {n:>3} connections  {await _commits(pg.dsn, n, args.seconds):8.0f} commits/s",
+                flush=True,
+            )
         for n in args.nodes or [1, 3]:
             r = await _lifecycle(pg.dsn, pg.data, n, args.messages)
             print(
-                f"lifecycle: {n} nodes  {r['msg_per_s']:7.0f} msg/s  {r['group_commits_per_s']:6.0f} group commits/s"
-                f"  {r['xacts_per_s']:7.0f} xacts/s  {r['rows_per_s']:7.0f} rows/s  PG CPU {r['pg_cpu_ms']:.3f} ms/msg",
+                f"lifecycle: {n} nodes  {r['msg_per_s']:7.0f} msg/s"
+                f"  {r['group_commits_per_s']:6.0f} group commits/s"
+                f"  {r['xacts_per_s']:7.0f} xacts/s  {r['rows_per_s']:7.0f} rows/s"
+                f"  PG CPU {r['pg_cpu_ms']:.3f} ms/msg",
                 flush=True,
             )
             conn = await asyncpg.connect(pg.dsn)

@@ -209,7 +209,8 @@ async def main() -> None:
         for name, runs in results.items():
             med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
             print(
-                f"{size:>7} B  {name:<8} enqueue {med['enq_rate']:8.0f} msg/s {med['enq_cpu_us']:6.0f} CPU us/msg"
+                f"{size:>7} B  {name:<8} enqueue {med['enq_rate']:8.0f} msg/s"
+                f" {med['enq_cpu_us']:6.0f} CPU us/msg"
                 f" | claim+record {med['del_rate']:8.0f} rcpt/s {med['del_cpu_us']:6.0f} CPU us/rcpt"
             )
 
